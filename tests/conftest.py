@@ -1,0 +1,106 @@
+"""Session-wide local stack for the tests: a real PostgreSQL 15, a moto server and the
+Redshift Data API stand-in. Nothing here mocks our own code or the database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+
+from local.ports import free_port
+from local.postgres import PostgresServer, start_postgres, stop_postgres
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+REGION = os.environ["AWS_DEFAULT_REGION"]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL 15 cluster for the whole test session."""
+    root = Path(tempfile.mkdtemp(prefix="cdc-tests-pg-"))
+    root.chmod(0o755)  # the server may run as the postgres OS user
+    server = start_postgres(root / "data")
+    try:
+        yield server
+    finally:
+        stop_postgres(root / "data")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh_database(server: PostgresServer, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+@pytest.fixture
+def warehouse_db(pg_server: PostgresServer) -> str:
+    """Name of a fresh, empty warehouse database (one per test)."""
+    return _fresh_database(pg_server, "wh")
+
+
+@pytest.fixture
+def warehouse_sql(pg_server: PostgresServer, warehouse_db: str):  # type: ignore[no-untyped-def]
+    """Run a query directly on the test's warehouse database and return the rows as dicts."""
+
+    def run(sql: str, params: tuple[object, ...] = ()) -> list[dict[str, object]]:
+        with psycopg.connect(pg_server.dsn(warehouse_db), autocommit=True) as conn:
+            cur = conn.execute(sql, params)
+            if cur.description is None:
+                return []
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server (Kinesis, S3, SQS, Secrets Manager, ...) on a free port."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redshift_api(pg_server: PostgresServer, moto_endpoint: str) -> Iterator[str]:
+    """The Redshift Data API stand-in over the test PostgreSQL; yields its endpoint URL."""
+    from local.redshift_data_api.server import RedshiftDataApiServer
+
+    server = RedshiftDataApiServer(
+        pg_conninfo=f"host={pg_server.host} port={pg_server.port} user={pg_server.user}",
+        s3_endpoint_url=moto_endpoint,
+    )
+    server.start()
+    try:
+        yield server.endpoint_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redshift_data(redshift_api: str):  # type: ignore[no-untyped-def]
+    """A plain boto3 ``redshift-data`` client pointed at the stand-in."""
+    return boto3.client("redshift-data", endpoint_url=redshift_api, region_name=REGION)
+
+
+@pytest.fixture
+def s3(moto_endpoint: str):  # type: ignore[no-untyped-def]
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
