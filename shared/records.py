@@ -1,0 +1,70 @@
+"""Plain data types that flow through the core."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One Kinesis record as a consumer received it.
+
+    ``data`` is the base64 text Lambda hands over, or the raw bytes a Kinesis reader
+    (Glue, boto3 GetRecords) returns.
+    """
+
+    data: str | bytes
+    sequence_number: str
+    partition_key: str = ""
+    shard_id: str = ""
+
+
+@dataclass(slots=True)
+class Change:
+    """One row change of one source table, validated and with PII already applied.
+
+    ``values`` holds every column of the table (``None`` for the non-key columns of a delete).
+    ``order_key`` is a string of digits; a larger one is a newer change of the same row.
+    """
+
+    table: str
+    key: tuple[Any, ...]
+    values: dict[str, Any]
+    deleted: bool
+    order_key: str
+    operation: str
+    sequence_number: str
+    commit_timestamp: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A record that can never be applied, with a reason that holds no record values.
+
+    ``payload`` is the original record data (base64 text) so it can be replayed once fixed.
+    """
+
+    reason: str
+    payload: str
+    sequence_number: str
+    partition_key: str = ""
+    shard_id: str = ""
+    table: str | None = None
+
+
+@dataclass(slots=True)
+class TransformResult:
+    """The outcome of the core for one batch of stream records."""
+
+    changes: dict[str, list[Change]] = field(default_factory=dict)  # newest change per key
+    rejects: list[Reject] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    records_in: int = 0
+    changes_in: int = 0  # valid changes before the reduction to one per key
+    newest_commit_timestamp: str | None = None
+
+    @property
+    def change_count(self) -> int:
+        return sum(len(v) for v in self.changes.values())

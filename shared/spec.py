@@ -1,0 +1,386 @@
+"""The pipeline spec: one declarative TOML file loaded into typed, validated objects.
+
+The spec names the source tables with their keys and column types, the PII rule of each
+personal column, and each denormalized target (fact table, dimensions joined through which
+foreign keys, which columns land under which names). Everything downstream (decoding,
+validation, PII, SQL) is driven by it, so a bad spec must fail here, at load, with a message
+that names the problem.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SPEC_PATH = Path(__file__).parent / "specs" / "sports_ticketing.toml"
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
+_RESERVED_PREFIX = "_cdc_"
+PII_RULES = ("tokenize", "mask", "redact", "sha256")
+DELETE_MODES = ("tombstone", "hard")
+
+
+class SpecError(ValueError):
+    """The pipeline spec is invalid; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """A warehouse column type. ``kind`` is one of the names in ``_TYPE_PATTERNS``."""
+
+    kind: str
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+
+    @property
+    def sql(self) -> str:
+        if self.kind in ("varchar", "char"):
+            return f"{self.kind.upper()}({self.length})"
+        if self.kind == "decimal":
+            return f"DECIMAL({self.precision},{self.scale})"
+        return _SQL_NAMES[self.kind]
+
+    def __str__(self) -> str:
+        return self.sql.lower()
+
+
+_SQL_NAMES = {
+    "smallint": "SMALLINT",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "real": "REAL",
+    "double": "DOUBLE PRECISION",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+}
+_ALIASES = {
+    "int": "integer", "int2": "smallint", "int4": "integer", "int8": "bigint",
+    "float": "double", "float8": "double", "double precision": "double", "float4": "real",
+    "bool": "boolean", "numeric": "decimal", "character varying": "varchar",
+    "character": "char", "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamptz",
+}
+_PARAM_TYPE = re.compile(r"^([a-z ]+?)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)$")
+TOKEN_TYPE = ColumnType("char", length=64)
+
+
+def parse_column_type(text: str, where: str) -> ColumnType:
+    """Parse a type name such as ``bigint``, ``varchar(64)`` or ``decimal(12,2)``."""
+    raw = " ".join(text.strip().lower().split())
+    match = _PARAM_TYPE.match(raw)
+    base = _ALIASES.get(match.group(1) if match else raw, match.group(1) if match else raw)
+    if match is None:
+        if base in _SQL_NAMES:
+            return ColumnType(base)
+        if base in ("varchar", "char", "decimal"):
+            raise SpecError(f"{where}: type {text!r} needs a size, e.g. {base}(64)")
+        raise SpecError(f"{where}: unknown type {text!r}")
+    first, second = int(match.group(2)), match.group(3)
+    if base in ("varchar", "char") and second is None:
+        limit = 65535 if base == "varchar" else 4096
+        if not 1 <= first <= limit:
+            raise SpecError(f"{where}: {base} length must be 1..{limit}, got {first}")
+        return ColumnType(base, length=first)
+    if base == "decimal":
+        scale = int(second) if second is not None else 0
+        if not 1 <= first <= 38 or not 0 <= scale <= first:
+            raise SpecError(f"{where}: decimal({first},{scale}) is out of range (precision 1..38)")
+        return ColumnType("decimal", precision=first, scale=scale)
+    raise SpecError(f"{where}: unknown type {text!r}")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    pii: str | None = None
+
+    @property
+    def warehouse_type(self) -> ColumnType:
+        """The type in the warehouse: a tokenized/hashed column holds 64 hex characters."""
+        if self.pii in ("tokenize", "sha256"):
+            return TOKEN_TYPE
+        return self.type
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+@dataclass(frozen=True)
+class Join:
+    """``alias`` (a row of ``table``) joined from ``from_alias`` on from-column = key-column."""
+
+    alias: str
+    table: str
+    from_alias: str
+    on: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    name: str
+    alias: str
+    column: str
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    fact: str
+    joins: tuple[Join, ...]
+    columns: tuple[TargetColumn, ...]
+    key: tuple[str, ...]  # target column names that hold the fact's key, in fact-key order
+
+    def alias_table(self, alias: str) -> str:
+        if alias == self.fact:
+            return self.fact
+        return next(j.table for j in self.joins if j.alias == alias)
+
+    def join_path(self, alias: str) -> tuple[Join, ...]:
+        """The joins from the fact down to ``alias``, in join order."""
+        by_alias = {j.alias: j for j in self.joins}
+        path: list[Join] = []
+        while alias != self.fact:
+            join = by_alias[alias]
+            path.append(join)
+            alias = join.from_alias
+        return tuple(reversed(path))
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    source_schema: str
+    replica_schema: str
+    target_schema: str
+    delete_mode: str
+    before_image_field: str
+    tables: dict[str, Table]
+    targets: dict[str, Target] = field(default_factory=dict)
+    allow_unkeyed_sha256: bool = False
+
+    def table(self, name: str) -> Table:
+        return self.tables[name]
+
+
+def load_spec(path: str | Path | None = None) -> PipelineSpec:
+    """Load and validate a spec file (the packaged sports-ticketing spec by default)."""
+    spec_path = Path(path) if path else DEFAULT_SPEC_PATH
+    try:
+        raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {spec_path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{spec_path}: not valid TOML: {exc}") from None
+    try:
+        return parse_spec(raw)
+    except SpecError as exc:
+        raise SpecError(f"{spec_path}: {exc}") from None
+
+
+def _identifier(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise SpecError(
+            f"{where}: {value!r} is not a valid identifier "
+            "(lower-case letters, digits and _, starting with a letter or _)"
+        )
+    if value.startswith(_RESERVED_PREFIX):
+        raise SpecError(f"{where}: names starting with {_RESERVED_PREFIX!r} are reserved")
+    return value
+
+
+def _table_of(raw: Any, name: str, pii: dict[tuple[str, str], str]) -> Table:
+    where = f"tables.{name}"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: must be a table with 'key' and 'columns'")
+    unknown = set(raw) - {"key", "columns"}
+    if unknown:
+        raise SpecError(f"{where}: unknown setting(s) {sorted(unknown)}")
+    columns_raw = raw.get("columns")
+    if not isinstance(columns_raw, dict) or not columns_raw:
+        raise SpecError(f"{where}: 'columns' must map column names to types")
+    columns = tuple(
+        Column(
+            name=_identifier(col, f"{where}.columns"),
+            type=parse_column_type(str(typ), f"{where}.columns.{col}"),
+            pii=pii.get((name, col)),
+        )
+        for col, typ in columns_raw.items()
+    )
+    key = raw.get("key")
+    if isinstance(key, str):
+        key = [key]
+    if not isinstance(key, list) or not key:
+        raise SpecError(f"{where}: missing key (a list of primary-key columns)")
+    for col in key:
+        if col not in columns_raw:
+            raise SpecError(f"{where}: key column {col!r} is not one of its columns")
+    if len(set(key)) != len(key):
+        raise SpecError(f"{where}: key lists a column twice")
+    return Table(name=name, key=tuple(key), columns=columns)
+
+
+def _pii_rules(raw: Any, allow_sha256: bool) -> dict[tuple[str, str], str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError("pii: must map 'table.column' to a rule")
+    rules: dict[tuple[str, str], str] = {}
+    for target, rule in raw.items():
+        table, _, column = str(target).partition(".")
+        if not column:
+            raise SpecError(f"pii: {target!r} must be written as 'table.column'")
+        if rule not in PII_RULES:
+            raise SpecError(f"pii.{target}: unknown rule {rule!r} (one of {', '.join(PII_RULES)})")
+        if rule == "sha256" and not allow_sha256:
+            raise SpecError(
+                f"pii.{target}: 'sha256' is an unkeyed digest open to dictionary attacks; "
+                "use 'tokenize', or opt in with pipeline.allow_unkeyed_sha256 = true"
+            )
+        rules[(table, column)] = rule
+    return rules
+
+
+def _target_of(name: str, raw: Any, tables: dict[str, Table]) -> Target:
+    where = f"targets.{name}"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: must be a table")
+    unknown = set(raw) - {"fact", "joins", "columns"}
+    if unknown:
+        raise SpecError(f"{where}: unknown setting(s) {sorted(unknown)}")
+    fact = raw.get("fact")
+    if fact not in tables:
+        raise SpecError(f"{where}: fact {fact!r} is not a table of the spec")
+    aliases: dict[str, str] = {fact: fact}
+    joins: list[Join] = []
+    for i, join_raw in enumerate(raw.get("joins", [])):
+        jwhere = f"{where}.joins[{i}]"
+        table = join_raw.get("table")
+        if table not in tables:
+            raise SpecError(f"{jwhere}: table {table!r} is not a table of the spec")
+        alias = _identifier(join_raw.get("alias", table), f"{jwhere}.alias")
+        if alias in aliases:
+            raise SpecError(f"{jwhere}: alias {alias!r} is used twice; give the join an 'alias'")
+        from_alias = join_raw.get("from", fact)
+        on = join_raw.get("on")
+        if not isinstance(on, dict) or not on:
+            raise SpecError(f"{jwhere}: 'on' must map columns of {from_alias!r} to key columns")
+        aliases[alias] = table
+        joins.append(Join(alias, table, str(from_alias), tuple(on.items())))
+    for join in joins:
+        jwhere = f"{where}.joins[{join.alias}]"
+        if join.from_alias not in aliases:
+            raise SpecError(f"{jwhere}: joins from unknown alias {join.from_alias!r}")
+        from_table = tables[aliases[join.from_alias]]
+        to_table = tables[join.table]
+        for from_col, to_col in join.on:
+            if from_col not in from_table.column_names:
+                raise SpecError(f"{jwhere}: unknown column {join.from_alias}.{from_col}")
+            if to_col not in to_table.column_names:
+                raise SpecError(f"{jwhere}: unknown column {join.table}.{to_col}")
+        if sorted(to for _, to in join.on) != sorted(to_table.key):
+            raise SpecError(
+                f"{jwhere}: must join on the whole key of {join.table} {list(to_table.key)}, "
+                f"so each fact row meets at most one {join.table} row"
+            )
+    _check_acyclic(where, fact, joins)
+    columns_raw = raw.get("columns")
+    if not isinstance(columns_raw, dict) or not columns_raw:
+        raise SpecError(f"{where}: 'columns' must map target column names to 'alias.column'")
+    columns: list[TargetColumn] = []
+    for col_name, source in columns_raw.items():
+        cwhere = f"{where}.columns.{col_name}"
+        _identifier(col_name, cwhere)
+        alias, _, column = str(source).partition(".")
+        if alias not in aliases:
+            raise SpecError(f"{cwhere}: unknown table or alias {alias!r}")
+        if column not in tables[aliases[alias]].column_names:
+            raise SpecError(f"{cwhere}: unknown column {source!r}")
+        columns.append(TargetColumn(col_name, alias, column))
+    key: list[str] = []
+    for key_col in tables[fact].key:
+        holder = next((c.name for c in columns if c.alias == fact and c.column == key_col), None)
+        if holder is None:
+            raise SpecError(f"{where}: the fact key {fact}.{key_col} must be one of its columns")
+        key.append(holder)
+    return Target(name, fact, tuple(joins), tuple(columns), tuple(key))
+
+
+def _check_acyclic(where: str, fact: str, joins: list[Join]) -> None:
+    parent = {j.alias: j.from_alias for j in joins}
+    for start in parent:
+        seen = [start]
+        node = start
+        while node != fact:
+            node = parent[node]
+            if node in seen:
+                cycle = " -> ".join([*seen[seen.index(node):], node])
+                raise SpecError(f"{where}: join cycle {cycle}")
+            seen.append(node)
+
+
+def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
+    """Validate a parsed TOML document and build the typed spec."""
+    unknown = set(raw) - {"pipeline", "tables", "pii", "targets"}
+    if unknown:
+        raise SpecError(f"unknown section(s) {sorted(unknown)}")
+    pipeline = raw.get("pipeline", {})
+    allow_sha256 = bool(pipeline.get("allow_unkeyed_sha256", False))
+    pii = _pii_rules(raw.get("pii"), allow_sha256)
+    tables_raw = raw.get("tables")
+    if not isinstance(tables_raw, dict) or not tables_raw:
+        raise SpecError("no [tables.<name>] section: the spec must name its source tables")
+    tables = {
+        _identifier(name, "tables"): _table_of(body, name, pii) for name, body in tables_raw.items()
+    }
+    for (table, column), _rule in pii.items():
+        if table not in tables:
+            raise SpecError(f"pii.{table}.{column}: table {table!r} is not a table of the spec")
+        if column not in tables[table].column_names:
+            raise SpecError(f"pii.{table}.{column}: column {column!r} is not a column of {table}")
+        col = tables[table].column(column)
+        if col.pii == "mask" and col.type.kind not in ("varchar", "char"):
+            raise SpecError(f"pii.{table}.{column}: 'mask' needs a varchar or char column")
+    targets = {
+        _identifier(name, "targets"): _target_of(name, body, tables)
+        for name, body in raw.get("targets", {}).items()
+    }
+    delete_mode = pipeline.get("delete_mode", "tombstone")
+    if delete_mode not in DELETE_MODES:
+        raise SpecError(f"pipeline.delete_mode: {delete_mode!r} is not one of {DELETE_MODES}")
+    replica_schema = _identifier(pipeline.get("replica_schema", "cdc_replica"), "replica_schema")
+    target_schema = _identifier(pipeline.get("target_schema", "public"), "target_schema")
+    if replica_schema == target_schema and set(targets) & set(tables):
+        clash = sorted(set(targets) & set(tables))
+        raise SpecError(f"targets {clash} would share a name with a replica in {replica_schema}")
+    return PipelineSpec(
+        name=str(pipeline.get("name", "pipeline")),
+        source_schema=str(pipeline.get("source_schema", "public")),
+        replica_schema=replica_schema,
+        target_schema=target_schema,
+        delete_mode=delete_mode,
+        before_image_field=str(pipeline.get("before_image_field", "before-image")),
+        tables=tables,
+        targets=targets,
+        allow_unkeyed_sha256=allow_sha256,
+    )
