@@ -41,9 +41,9 @@ def _int_converter(kind: str) -> Converter:
     def convert(value: Any) -> int:
         if type(value) is int:
             result = value
-        elif type(value) is str and value.strip().lstrip("+-").isdigit():
-            result = int(value)
-        elif type(value) is float and value.is_integer():
+        elif (type(value) is str and value.strip().lstrip("+-").isdigit()) or (
+            type(value) is float and value.is_integer()
+        ):
             result = int(value)
         else:
             raise BadValue(f"expected {kind}, got {_kind_of(value)}")
@@ -63,7 +63,9 @@ def _decimal_converter(precision: int, scale: int) -> Converter:
             try:
                 number = Decimal(str(value).strip())
             except InvalidOperation:
-                raise BadValue(f"expected decimal({precision},{scale}), got a non-numeric string") from None
+                raise BadValue(
+                    f"expected decimal({precision},{scale}), got a non-numeric string"
+                ) from None
         else:
             raise BadValue(f"expected decimal({precision},{scale}), got {_kind_of(value)}")
         if not number.is_finite():

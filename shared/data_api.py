@@ -1,0 +1,215 @@
+"""The Redshift Data API adapter: submit, wait, retry. The only place that calls redshift-data.
+
+Transient trouble (throttling, too many active statements, serialization conflicts between
+concurrent writers, connection errors) is retried with exponential backoff and full jitter; a
+statement that FAILED for any other reason raises ``StatementFailed`` with Redshift's error
+text. A ClientToken per submission makes a retried call not start a second statement.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+RETRYABLE_API_ERRORS = frozenset(
+    {"ActiveStatementsExceededException", "ThrottlingException", "InternalServerException",
+     "ServiceUnavailableException", "TooManyRequestsException"}
+)
+SERIALIZATION_MARKERS = (
+    "serializable isolation violation", "could not serialize access", "deadlock detected",
+    "error: 1023",
+)
+TERMINAL = frozenset({"FINISHED", "FAILED", "ABORTED"})
+
+
+class WarehouseError(Exception):
+    """Base of the writer's errors."""
+
+
+class StatementFailed(WarehouseError):
+    """A statement FAILED for a reason a retry will not fix."""
+
+
+class WarehouseUnavailable(WarehouseError):
+    """Transient failures outlasted the retry budget; the caller should retry the batch later."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 8
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
+
+
+@dataclass(frozen=True)
+class DataApiTarget:
+    """Where statements run: a Serverless workgroup or a provisioned cluster, and a database."""
+
+    database: str
+    workgroup_name: str | None = None
+    cluster_identifier: str | None = None
+    secret_arn: str | None = None
+    db_user: str | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.workgroup_name) == bool(self.cluster_identifier):
+            raise ValueError("set exactly one of workgroup_name and cluster_identifier")
+        if not self.database:
+            raise ValueError("the Redshift database name is required")
+
+    def call_args(self) -> dict[str, str]:
+        args = {"Database": self.database}
+        if self.workgroup_name:
+            args["WorkgroupName"] = self.workgroup_name
+        else:
+            args["ClusterIdentifier"] = str(self.cluster_identifier)
+        if self.secret_arn:
+            args["SecretArn"] = self.secret_arn
+        elif self.db_user:
+            args["DbUser"] = self.db_user
+        return args
+
+
+def _field_value(field: Mapping[str, Any]) -> Any:
+    if field.get("isNull"):
+        return None
+    for name in ("stringValue", "longValue", "doubleValue", "booleanValue", "blobValue"):
+        if name in field:
+            return field[name]
+    return None
+
+
+def is_serialization_failure(error: str) -> bool:
+    lowered = error.lower()
+    return any(marker in lowered for marker in SERIALIZATION_MARKERS)
+
+
+class RedshiftDataApi:
+    def __init__(
+        self,
+        client: Any,
+        target: DataApiTarget,
+        retry: RetryPolicy | None = None,
+        poll_interval: tuple[float, float] = (0.02, 1.0),
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._target = target
+        self._retry = retry or RetryPolicy()
+        self._poll_min, self._poll_max = poll_interval
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+
+    # --- public -----------------------------------------------------------------------------
+
+    def run_transaction(self, sqls: Sequence[str]) -> dict[str, Any]:
+        """Run ``sqls`` as one all-or-nothing BatchExecuteStatement; return its description."""
+        if not sqls:
+            raise ValueError("a transaction needs at least one statement")
+        return self._run("batch_execute_statement", {"Sqls": list(sqls)})
+
+    def execute(self, sql: str, parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Run one statement (autocommit) and wait for it."""
+        return self._run("execute_statement", self._statement_args(sql, parameters))
+
+    def query(self, sql: str, parameters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Run one SELECT and return every row as a dict (all result pages)."""
+        described = self.execute(sql, parameters)
+        if not described.get("HasResultSet"):
+            return []
+        rows: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Id": described["Id"]}
+            if token:
+                kwargs["NextToken"] = token
+            page = self._call("get_statement_result", kwargs)
+            names = [c["name"] for c in page["ColumnMetadata"]]
+            rows.extend(
+                {n: _field_value(f) for n, f in zip(names, rec, strict=True)}
+                for rec in page["Records"]
+            )
+            token = page.get("NextToken")
+            if not token:
+                return rows
+
+    # --- internals --------------------------------------------------------------------------
+
+    @staticmethod
+    def _statement_args(sql: str, parameters: Mapping[str, str] | None) -> dict[str, Any]:
+        args: dict[str, Any] = {"Sql": sql}
+        if parameters:
+            args["Parameters"] = [{"name": k, "value": v} for k, v in parameters.items()]
+        return args
+
+    def _run(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:
+        last_error = ""
+        for attempt in range(self._retry.attempts):
+            submitted = self._call(
+                operation, {**args, **self._target.call_args(), "ClientToken": str(uuid.uuid4())}
+            )
+            described = self._wait(submitted["Id"])
+            status = described["Status"]
+            if status == "FINISHED":
+                return described
+            error = self._error_text(described)
+            if status == "FAILED" and is_serialization_failure(error):
+                last_error = error
+                self._sleep(self._retry.delay(attempt, self._rng))
+                continue
+            raise StatementFailed(error)
+        raise WarehouseUnavailable(
+            f"gave up after {self._retry.attempts} serialization conflicts: {last_error}"
+        )
+
+    @staticmethod
+    def _error_text(described: Mapping[str, Any]) -> str:
+        subs = described.get("SubStatements") or []
+        for position, sub in enumerate(subs, start=1):
+            if sub.get("Status") == "FAILED":
+                return f"statement {position} of {len(subs)} failed: {sub.get('Error', '')}"
+        if described["Status"] == "ABORTED":
+            return "the statement was aborted"
+        return str(described.get("Error") or "the statement failed without an error text")
+
+    def _wait(self, statement_id: str) -> dict[str, Any]:
+        interval = self._poll_min
+        while True:
+            described = self._call("describe_statement", {"Id": statement_id})
+            if described["Status"] in TERMINAL:
+                return described
+            self._sleep(interval)
+            interval = min(self._poll_max, interval * 1.5)
+
+    def _call(self, operation: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """One API call, retried on throttling and connection trouble."""
+        method = getattr(self._client, operation)
+        for attempt in range(self._retry.attempts):
+            try:
+                response: dict[str, Any] = method(**kwargs)
+                return response
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in RETRYABLE_API_ERRORS:
+                    message = exc.response.get("Error", {}).get("Message", "")
+                    raise StatementFailed(f"{operation} was refused: {code}: {message}") from None
+                reason = code
+            except BotoCoreError as exc:
+                reason = type(exc).__name__
+            if attempt + 1 == self._retry.attempts:
+                raise WarehouseUnavailable(
+                    f"{operation} kept failing ({reason}) after {self._retry.attempts} attempts"
+                )
+            self._sleep(self._retry.delay(attempt, self._rng))
+        raise AssertionError("unreachable")

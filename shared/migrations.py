@@ -1,0 +1,120 @@
+"""Create and migrate the warehouse schema from the spec, idempotently.
+
+Reads what exists (information_schema), then creates missing schemas and tables, adds missing
+columns, widens VARCHARs that the spec made longer, and recomputes a wide table from the
+replicas when it was created or changed. Running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import warehouse_sql as sql
+from shared.data_api import RedshiftDataApi
+from shared.spec import PipelineSpec
+
+_KIND_BY_DATA_TYPE = {
+    "smallint": "SMALLINT", "integer": "INTEGER", "bigint": "BIGINT", "real": "REAL",
+    "double precision": "DOUBLE PRECISION", "boolean": "BOOLEAN", "date": "DATE",
+    "timestamp without time zone": "TIMESTAMP", "timestamp with time zone": "TIMESTAMPTZ",
+}
+
+
+class MigrationError(Exception):
+    """The warehouse holds a column whose type the spec changed in a way we cannot migrate."""
+
+
+@dataclass
+class MigrationPlan:
+    statements: list[str] = field(default_factory=list)
+    rebuild_targets: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.statements and not self.rebuild_targets
+
+
+def _existing_type(row: dict[str, Any]) -> str:
+    data_type = str(row["data_type"]).lower()
+    if data_type == "character varying":
+        return f"VARCHAR({row['character_maximum_length']})"
+    if data_type in ("character", "bpchar"):
+        return f"CHAR({row['character_maximum_length']})"
+    if data_type == "numeric":
+        return f"DECIMAL({row['numeric_precision']},{row['numeric_scale']})"
+    return _KIND_BY_DATA_TYPE.get(data_type, data_type.upper())
+
+
+def _varchar_length(sql_type: str) -> int | None:
+    if sql_type.startswith("VARCHAR("):
+        return int(sql_type[8:-1])
+    return None
+
+
+def plan_migration(
+    spec: PipelineSpec, existing: dict[tuple[str, str], dict[str, str]]
+) -> MigrationPlan:
+    """What to run, given ``existing[(schema, table)] = {column: SQL type}``."""
+    plan = MigrationPlan(statements=sql.create_schema_statements(spec))
+    wanted: list[tuple[str, str, str, list[tuple[str, str]], str | None]] = []
+    for table in spec.tables.values():
+        wanted.append((spec.replica_schema, table.name, sql.create_replica_statement(spec, table),
+                       sql.replica_columns(table), None))
+    for target in spec.targets.values():
+        wanted.append((spec.target_schema, target.name, sql.create_target_statement(spec, target),
+                       sql.target_columns(spec, target), target.name))
+    for schema, name, create, columns, target_name in wanted:
+        have = existing.get((schema, name))
+        qualified = f"{sql.ident(schema)}.{sql.ident(name)}"
+        if have is None:
+            plan.statements.append(create)
+            if target_name:
+                plan.rebuild_targets.append(target_name)
+            continue
+        changed = False
+        for column, sql_type in columns:
+            current = have.get(column)
+            if current is None:
+                plan.statements.append(sql.add_column_statement(qualified, column, sql_type))
+                changed = True
+            elif current != sql_type:
+                old_len, new_len = _varchar_length(current), _varchar_length(sql_type)
+                if old_len is not None and new_len is not None and new_len > old_len:
+                    plan.statements.append(
+                        sql.widen_varchar_statement(qualified, column, sql_type)
+                    )
+                elif not (old_len and new_len):
+                    raise MigrationError(
+                        f"{schema}.{name}.{column} is {current} in the warehouse but {sql_type} "
+                        "in the spec; migrate this column by hand"
+                    )
+        if changed and target_name:
+            plan.rebuild_targets.append(target_name)
+    return plan
+
+
+def read_existing(
+    api: RedshiftDataApi, spec: PipelineSpec
+) -> dict[tuple[str, str], dict[str, str]]:
+    rows = api.query(
+        "SELECT table_schema, table_name, column_name, data_type, character_maximum_length, "
+        "numeric_precision, numeric_scale FROM information_schema.columns "
+        "WHERE table_schema = :replica_schema OR table_schema = :target_schema",
+        {"replica_schema": spec.replica_schema, "target_schema": spec.target_schema},
+    )
+    existing: dict[tuple[str, str], dict[str, str]] = {}
+    for row in rows:
+        table = existing.setdefault((row["table_schema"], row["table_name"]), {})
+        table[row["column_name"]] = _existing_type(row)
+    return existing
+
+
+def migrate(api: RedshiftDataApi, spec: PipelineSpec) -> MigrationPlan:
+    """Bring the warehouse schema in line with the spec; return what was done."""
+    plan = plan_migration(spec, read_existing(api, spec))
+    for statement in plan.statements:
+        api.execute(statement)
+    for target in plan.rebuild_targets:
+        api.run_transaction(sql.rebuild_target_statements(spec, spec.targets[target]))
+    return plan
