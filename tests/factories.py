@@ -1,0 +1,132 @@
+"""Event factories: DMS Kinesis records as AWS DMS writes them, with sane defaults.
+
+``DmsStream`` hands out strictly increasing commit timestamps, stream positions and Kinesis
+sequence numbers, so a test reads like the source history it describes.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from shared.records import StreamRecord
+
+BASE_TIME = datetime(2021, 8, 15, 10, 0, 0, tzinfo=UTC)
+
+
+def iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode(message: dict[str, Any] | bytes | str, sequence_number: str) -> StreamRecord:
+    """A stream record as Lambda hands it over (base64 text)."""
+    raw = message if isinstance(message, bytes) else (
+        message.encode() if isinstance(message, str) else orjson.dumps(message)
+    )
+    return StreamRecord(base64.b64encode(raw).decode("ascii"), sequence_number, "pk", "shardId-0")
+
+
+@dataclass
+class DmsStream:
+    """Builds DMS records for the ``public`` schema in source-commit order."""
+
+    schema: str = "public"
+    clock: datetime = BASE_TIME
+    lsn: int = 0x2_7C00_0000
+    sequence: int = 49_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000
+    transaction_id: int = 1000
+    records: list[StreamRecord] = field(default_factory=list)
+
+    def _next_seq(self) -> str:
+        self.sequence += 1
+        return str(self.sequence)
+
+    def message(
+        self,
+        table: str,
+        operation: str,
+        data: dict[str, Any],
+        *,
+        before: dict[str, Any] | None = None,
+        details: bool = True,
+        record_id: int = 1,
+    ) -> dict[str, Any]:
+        self.clock += timedelta(milliseconds=10)
+        metadata: dict[str, Any] = {
+            "timestamp": iso(self.clock + timedelta(milliseconds=3)),
+            "record-type": "data",
+            "operation": operation,
+            "partition-key-type": "primary-key",
+            "partition-key-value": f"{self.schema}.{table}.{next(iter(data.values()))}",
+            "schema-name": self.schema,
+            "table-name": table,
+        }
+        if operation != "load" and details:
+            self.lsn += 0x100
+            self.transaction_id += 1
+            position = f"{self.lsn >> 32:08X}/{self.lsn & 0xFFFFFFFF:08X}"
+            metadata.update({
+                "commit-timestamp": iso(self.clock),
+                "stream-position": f"{position}.{record_id}.{position}",
+                "transaction-id": self.transaction_id,
+                "transaction-record-id": record_id,
+                "prev-transaction-id": self.transaction_id - 1,
+                "prev-transaction-record-id": 1,
+            })
+        message: dict[str, Any] = {"data": data, "metadata": metadata}
+        if before is not None:
+            message["before-image"] = before
+        return message
+
+    def add(self, table: str, operation: str, data: dict[str, Any], **kwargs: Any) -> StreamRecord:
+        record = encode(self.message(table, operation, data, **kwargs), self._next_seq())
+        self.records.append(record)
+        return record
+
+    def add_raw(self, raw: dict[str, Any] | bytes | str) -> StreamRecord:
+        record = encode(raw, self._next_seq())
+        self.records.append(record)
+        return record
+
+    def control(self, operation: str, table: str = "ticket_activity") -> StreamRecord:
+        return self.add_raw({
+            "control": {"table-def": {"columns": {}, "primary-key": []}},
+            "metadata": {"timestamp": iso(self.clock), "record-type": "control",
+                         "operation": operation, "partition-key-type": "task-id",
+                         "partition-key-value": "serv-res-id-1", "schema-name": self.schema,
+                         "table-name": table},
+        })
+
+    def take(self) -> list[StreamRecord]:
+        """The records added since the last take (one consumer batch)."""
+        batch, self.records = self.records, []
+        return batch
+
+
+def customer(customer_id: int, name: str = "Teresa Stein", email: str | None = None,
+             phone: str | None = "+1-296-605-8486") -> dict[str, Any]:
+    return {"customer_id": customer_id, "name": name,
+            "email": email if email is not None else f"user{customer_id}@example.com",
+            "phone": phone}
+
+
+def sport_event(event_id: int, sport_type: str = "Baseball", start_date: str = "2021-09-01",
+                location: str = "Seattle, US") -> dict[str, Any]:
+    return {"event_id": event_id, "sport_type": sport_type, "start_date": start_date,
+            "location": location}
+
+
+def ticket(ticket_id: int, event_id: int, seat_level: str = "Standard",
+           seat_location: str = "S-1", ticket_price: Any = 100) -> dict[str, Any]:
+    return {"ticket_id": ticket_id, "event_id": event_id, "seat_level": seat_level,
+            "seat_location": seat_location, "ticket_price": ticket_price}
+
+
+def activity(ticket_id: int, purchased_by: int, created_at: str = "2021-08-15 10:00:00",
+             updated_at: str | None = None) -> dict[str, Any]:
+    return {"ticket_id": ticket_id, "purchased_by": purchased_by, "created_at": created_at,
+            "updated_at": updated_at or created_at}
