@@ -1,0 +1,12 @@
+"""A local stand-in for the Amazon Redshift Data API, backed by PostgreSQL 15.
+
+An unmodified boto3 ``redshift-data`` client talks to :class:`~.server.RedshiftDataApiServer`
+with only ``endpoint_url`` changed. Statements run asynchronously on PostgreSQL connections
+configured like Redshift sessions, after a Redshift grammar check (:mod:`.dialect`) and a
+translation of Redshift-only syntax; ``COPY`` loads from an S3-compatible endpoint.
+
+Modules: ``server`` (HTTP), ``operations`` (request/response shapes), ``statements``
+(lifecycle, workers, sessions), ``executor`` (PostgreSQL execution and result typing),
+``dialect`` / ``translate`` / ``lexer`` (SQL), ``parameters``, ``s3_copy`` / ``copy_parse``
+/ ``copy_formats`` (COPY), ``__main__`` (command line).
+"""

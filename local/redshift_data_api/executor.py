@@ -1,0 +1,208 @@
+"""Running one Redshift statement on PostgreSQL, and the Data API's typing of its result.
+
+Connections are set up like a Redshift session: backslash escapes in string literals
+(``standard_conforming_strings = off``), serializable transactions, UTC. Errors come back
+as :class:`StatementFailed` carrying the text Redshift would put in ``Error``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.types.string import TextLoader
+
+from local.redshift_data_api.dialect import check_redshift_sql, translate_to_postgres
+from local.redshift_data_api.errors import RedshiftSqlError
+from local.redshift_data_api.lexer import LexError, tokenize
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+SESSION_OPTIONS = (
+    "-c standard_conforming_strings=off -c escape_string_warning=off "
+    "-c default_transaction_isolation=serializable -c TimeZone=UTC -c DateStyle=ISO,MDY "
+    "-c extra_float_digits=1"
+)
+# Loaded as PostgreSQL's text output, which is what the Data API returns for them.
+_TEXT_TYPES = (
+    "numeric", "date", "time", "timetz", "timestamp", "timestamptz", "interval", "json",
+    "jsonb", "uuid", "bytea", "float4", "inet", "cidr", "money", "oid",
+)
+_PRECISION = {"int2": 5, "int4": 10, "int8": 19, "float4": 8, "float8": 17, "bool": 1,
+              "date": 13, "timestamp": 29, "timestamptz": 35, "time": 15, "timetz": 21}
+_SIGNED = {"int2", "int4", "int8", "float4", "float8", "numeric"}
+_STRINGS = {"varchar", "bpchar", "text", "name", "char"}
+TX_CONTROL = ("BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT")
+
+S3Factory = Callable[[str | None], "S3Client"]
+
+
+class StatementFailed(Exception):
+    """A statement failed; ``error`` is the Redshift-like ``Error`` text."""
+
+    def __init__(self, error: str, cancelled: bool = False) -> None:
+        super().__init__(error)
+        self.error = error
+        self.cancelled = cancelled
+
+
+@dataclass
+class ResultSet:
+    columns: list[dict[str, Any]]
+    rows: list[tuple[Any, ...]]
+    size: int = 0
+
+
+@dataclass
+class Outcome:
+    rows: int = 0
+    result: ResultSet | None = None
+
+    @property
+    def has_result_set(self) -> bool:
+        return self.result is not None
+
+
+def connect(conninfo: str, database: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """A Redshift-like session on ``database``; raises :class:`StatementFailed`."""
+    try:
+        conn = psycopg.connect(conninfo, dbname=database, options=SESSION_OPTIONS,
+                               autocommit=True)
+    except psycopg.OperationalError as exc:
+        text = str(exc)
+        match = re.search(r"FATAL:\s+(.*)", text)
+        raise StatementFailed(f"FATAL: {match.group(1).strip()}" if match else text) from None
+    for name in _TEXT_TYPES:
+        conn.adapters.register_loader(name, TextLoader)
+    return conn
+
+
+def first_word(sql: str) -> str:
+    try:
+        return next((t.upper for t in tokenize(sql) if t.significant), "")
+    except LexError:
+        return ""
+
+
+def target_table(sql: str) -> str:
+    """The table a DML statement writes (for error texts); best effort."""
+    try:
+        sig = [t for t in tokenize(sql) if t.significant]
+    except LexError:
+        return "unknown"
+    for k, tok in enumerate(sig[:-1]):
+        if tok.is_word("INTO", "UPDATE", "LOCK", "COPY", "TABLE") or (
+            tok.is_word("FROM") and k > 0 and sig[k - 1].is_word("DELETE")
+        ):
+            parts = [sig[k + 1].text]
+            j = k + 2
+            while j + 1 < len(sig) and sig[j].is_op("."):
+                parts.append(sig[j + 1].text)
+                j += 2
+            return ".".join(parts)
+    return "unknown"
+
+
+def error_text(exc: psycopg.Error, sql: str, pid: int, query_id: int) -> str:
+    """What Redshift would report for the PostgreSQL error ``exc``."""
+    if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+        return (
+            "ERROR: 1023 DETAIL: Serializable isolation violation on table - "
+            f"{target_table(sql)}, transactions forming the cycle are: {pid} (pid:{pid})"
+        )
+    if isinstance(exc, psycopg.errors.CardinalityViolation):
+        return "ERROR: Found multiple matches to update the same tuple."
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return f"ERROR: Query ({query_id}) cancelled on user's request"
+    message = exc.diag.message_primary if exc.diag else None
+    return f"ERROR: {(message or str(exc)).strip()}"
+
+
+def _column_metadata(col: psycopg.Column, type_name: str) -> dict[str, Any]:
+    precision = _PRECISION.get(type_name, 0)
+    scale = 0
+    if type_name == "numeric":
+        precision, scale = col.precision or 0, col.scale or 0
+    elif type_name in ("varchar", "bpchar"):
+        precision = col.display_size or 0
+    return {
+        "isCaseSensitive": type_name in _STRINGS,
+        "isCurrency": False,
+        "isSigned": type_name in _SIGNED,
+        "label": col.name,
+        "name": col.name,
+        "nullable": 1,
+        "precision": precision,
+        "scale": scale,
+        "schemaName": "",
+        "tableName": "",
+        "typeName": type_name,
+        "length": 0,
+    }
+
+
+def _result(cur: psycopg.Cursor[tuple[Any, ...]]) -> ResultSet:
+    assert cur.description is not None
+    types = cur.connection.adapters.types
+    columns = []
+    float4_at = []
+    for k, col in enumerate(cur.description):
+        info = types.get(col.type_code)
+        type_name = info.name if info is not None else "unknown"
+        if type_name == "float4":
+            float4_at.append(k)
+        columns.append(_column_metadata(col, type_name))
+    rows = cur.fetchall()
+    if float4_at:  # loaded as text so that 1.1 stays 1.1 and not 1.100000023841858
+        rows = [tuple(float(v) if k in float4_at and v is not None else v
+                      for k, v in enumerate(row)) for row in rows]
+    size = sum(len(str(v)) for row in rows for v in row if v is not None)
+    return ResultSet(columns=columns, rows=rows, size=size)
+
+
+def execute(conn: psycopg.Connection[tuple[Any, ...]], sql: str, *, strict: bool,
+            s3: S3Factory, query_id: int) -> Outcome:
+    """Run one Redshift statement on ``conn`` inside whatever transaction it is in."""
+    try:
+        if strict:
+            check_redshift_sql(sql)
+        if first_word(sql) == "COPY":
+            from local.redshift_data_api.copy_parse import parse_copy
+            from local.redshift_data_api.s3_copy import run_copy
+
+            return Outcome(rows=run_copy(conn, sql, s3(parse_copy(sql).region)))
+        outcome = Outcome()
+        for pg_sql in translate_to_postgres(sql):
+            with conn.cursor() as cur:
+                cur.execute(pg_sql.encode("utf-8"), prepare=False)
+                if cur.description is not None:
+                    outcome.result = _result(cur)
+                    outcome.rows = len(outcome.result.rows)
+                else:
+                    outcome.result = None
+                    outcome.rows = max(cur.rowcount, 0)
+        return outcome
+    except RedshiftSqlError as exc:
+        raise StatementFailed(str(exc)) from None
+    except psycopg.Error as exc:
+        text = error_text(exc, sql, conn.info.backend_pid, query_id)
+        raise StatementFailed(
+            text, cancelled=isinstance(exc, psycopg.errors.QueryCanceled)
+        ) from None
+
+
+def run_control(conn: psycopg.Connection[tuple[Any, ...]], command: str, sql_for_errors: str,
+                query_id: int) -> None:
+    """BEGIN / COMMIT / ROLLBACK issued by us; a failing COMMIT is a statement failure."""
+    try:
+        conn.execute(command)
+    except psycopg.Error as exc:
+        raise StatementFailed(
+            error_text(exc, sql_for_errors, conn.info.backend_pid, query_id),
+            cancelled=isinstance(exc, psycopg.errors.QueryCanceled),
+        ) from None
+

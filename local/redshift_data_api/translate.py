@@ -1,0 +1,253 @@
+"""Rewrite Redshift SQL into PostgreSQL 15 SQL with the same effect.
+
+Only what PostgreSQL lacks is rewritten, always on tokens so string literals are never
+touched:
+
+- table and column attributes that only matter to Redshift's storage are dropped:
+  ``DISTSTYLE``, ``DISTKEY``, ``[COMPOUND|INTERLEAVED] SORTKEY``, ``SORTKEY AUTO``,
+  ``ENCODE``, ``BACKUP``; ``ALTER TABLE ... ALTER DISTKEY|SORTKEY|DISTSTYLE|ENCODE`` and
+  ``VACUUM`` become no-ops;
+- types: ``VARCHAR(MAX)`` -> ``VARCHAR(65535)``, ``NVARCHAR``/``NCHAR`` -> ``VARCHAR``/``CHAR``;
+  in DDL, a ``VARCHAR``/``TEXT`` without length is ``VARCHAR(256)`` and a ``DECIMAL`` without
+  precision is ``NUMERIC(18,0)``, as on Redshift (so too-long or fractional values behave as
+  they would there);
+- ``IDENTITY(seed, step)`` -> a PostgreSQL identity column (``GENERATED ALWAYS``, because
+  Redshift refuses explicit values for an IDENTITY column too);
+- functions: ``GETDATE()`` (statement time, whole seconds, ``timestamp``), ``SYSDATE``
+  (transaction start, ``timestamp``), ``NVL(`` -> ``COALESCE(``, ``LEN(`` -> ``LENGTH(``;
+- ``MERGE ... REMOVE DUPLICATES`` -> ``DELETE ... USING`` + ``INSERT ... SELECT *``.
+"""
+
+from __future__ import annotations
+
+from local.redshift_data_api.lexer import Kind, Token, split_statements, tokenize
+
+_DDL_START = ("CREATE", "ALTER")
+_DIST_STYLES = ("ALL", "EVEN", "KEY", "AUTO")
+_GETDATE = "CAST(date_trunc('second', statement_timestamp()) AS timestamp)"
+
+
+def _next_sig(tokens: list[Token], i: int) -> int | None:
+    for j in range(i + 1, len(tokens)):
+        if tokens[j].significant:
+            return j
+    return None
+
+
+def _prev_sig(tokens: list[Token], i: int) -> int | None:
+    for j in range(i - 1, -1, -1):
+        if tokens[j].significant:
+            return j
+    return None
+
+
+def matching_paren(tokens: list[Token], i: int) -> int:
+    """Index of the ``)`` closing the ``(`` at ``i`` (or the last index if unbalanced)."""
+    depth = 0
+    for j in range(i, len(tokens)):
+        if tokens[j].is_op("("):
+            depth += 1
+        elif tokens[j].is_op(")"):
+            depth -= 1
+            if depth == 0:
+                return j
+    return len(tokens) - 1
+
+
+def _tok(tokens: list[Token], i: int | None) -> Token | None:
+    return None if i is None else tokens[i]
+
+
+def strip_attributes(tokens: list[Token]) -> list[Token]:
+    """Drop Redshift-only storage attributes from a CREATE/ALTER statement's tokens."""
+    sig = [t for t in tokens if t.significant]
+    if not sig or not sig[0].is_word(*_DDL_START):
+        return tokens
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        j = _next_sig(tokens, i)
+        nxt = _tok(tokens, j)
+        skip_to: int | None = None  # index of the last token to drop
+        if tok.kind is Kind.WORD and nxt is not None and j is not None:
+            word = tok.upper
+            if word == "DISTSTYLE" and nxt.is_word(*_DIST_STYLES):
+                skip_to = j
+            elif word in ("DISTKEY", "SORTKEY") and nxt.is_op("("):
+                skip_to = matching_paren(tokens, j)
+            elif word == "SORTKEY" and nxt.is_word("AUTO"):
+                skip_to = j
+            elif word in ("COMPOUND", "INTERLEAVED") and nxt.is_word("SORTKEY"):
+                skip_to = i
+            elif (word == "ENCODE" and nxt.kind is Kind.WORD) or (
+                word == "BACKUP" and nxt.is_word("YES", "NO")
+            ):
+                skip_to = j
+        if tok.is_word("DISTKEY", "SORTKEY") and skip_to is None:
+            skip_to = i  # column attribute: "id INT DISTKEY SORTKEY"
+        if skip_to is None:
+            out.append(tok)
+            i += 1
+        else:
+            i = skip_to + 1
+    return out
+
+
+def _is_alter_storage_only(sig: list[Token]) -> bool:
+    """``ALTER TABLE t ALTER DISTKEY c`` and friends, which PostgreSQL has no notion of."""
+    if len(sig) < 4 or not (sig[0].is_word("ALTER") and sig[1].is_word("TABLE")):
+        return False
+    words = [t.upper for t in sig]
+    for k in range(2, len(sig) - 1):
+        if words[k] == "ALTER" and words[k + 1] in (
+            "DISTKEY", "DISTSTYLE", "SORTKEY", "COMPOUND", "INTERLEAVED", "ENCODE"
+        ):
+            return True
+        if words[k] == "ALTER" and words[k + 1] == "COLUMN" and "ENCODE" in words[k + 2:]:
+            return True
+    return False
+
+
+def _in_type_position(tokens: list[Token], i: int) -> bool:
+    prev = _tok(tokens, _prev_sig(tokens, i))
+    return prev is not None and (prev.kind in (Kind.WORD, Kind.IDENT) or prev.is_op("::"))
+
+
+def _rewrite_types_and_functions(tokens: list[Token], ddl: bool) -> str:
+    out: list[str] = []
+    i = 0
+    n = len(tokens)
+    while i < n:
+        tok = tokens[i]
+        if tok.kind is not Kind.WORD:
+            out.append(tok.text)
+            i += 1
+            continue
+        word = tok.upper
+        j = _next_sig(tokens, i)
+        nxt = _tok(tokens, j)
+        prev = _tok(tokens, _prev_sig(tokens, i))
+        after_dot = prev is not None and prev.is_op(".")
+        typed = _in_type_position(tokens, i)
+        # CHARACTER VARYING is one type name spread over two words.
+        if word == "CHARACTER" and nxt is not None and nxt.is_word("VARYING") and j is not None:
+            word, i, typed = "VARCHAR", j, True
+            j = _next_sig(tokens, i)
+            nxt = _tok(tokens, j)
+        if word in ("VARCHAR", "NVARCHAR", "TEXT") and typed and not after_dot:
+            if nxt is not None and nxt.is_op("(") and j is not None:
+                close = matching_paren(tokens, j)
+                inner = [t for t in tokens[j + 1:close] if t.significant]
+                if len(inner) == 1 and inner[0].is_word("MAX"):
+                    out.append("VARCHAR(65535)")
+                    i = close + 1
+                    continue
+                out.append("VARCHAR")
+            elif ddl:
+                out.append("VARCHAR(256)")
+            else:
+                out.append("VARCHAR" if word != "TEXT" else tok.text)
+            i += 1
+            continue
+        if word == "NCHAR" and typed:
+            out.append("CHAR")
+        elif word == "BPCHAR" and typed and ddl and not (nxt is not None and nxt.is_op("(")):
+            out.append("CHAR(256)")
+        elif word in ("DECIMAL", "NUMERIC") and typed and ddl and not (
+            nxt is not None and nxt.is_op("(")
+        ):
+            out.append("NUMERIC(18,0)")
+        elif word == "IDENTITY" and nxt is not None and nxt.is_op("(") and j is not None:
+            close = matching_paren(tokens, j)
+            args = "".join(t.text for t in tokens[j + 1:close]).split(",")
+            seed, step = (args[0].strip(), args[1].strip()) if len(args) == 2 else ("1", "1")
+            spec = f"IDENTITY (START WITH {seed} INCREMENT BY {step})"
+            out.append(spec if prev is not None and prev.is_word("AS")
+                       else "GENERATED ALWAYS AS " + spec)
+            i = close + 1
+            continue
+        elif word == "GETDATE" and nxt is not None and nxt.is_op("(") and j is not None:
+            close = matching_paren(tokens, j)
+            out.append(_GETDATE)
+            i = close + 1
+            continue
+        elif word == "SYSDATE" and not after_dot and not (nxt is not None and nxt.is_op("(")):
+            out.append("LOCALTIMESTAMP")
+        elif word == "NVL" and nxt is not None and nxt.is_op("(") and not after_dot:
+            out.append("COALESCE")
+        elif word == "LEN" and nxt is not None and nxt.is_op("(") and not after_dot:
+            out.append("LENGTH")
+        else:
+            out.append(tok.text)
+        i += 1
+    return "".join(out)
+
+
+def _top_level_word(tokens: list[Token], *words: str) -> int | None:
+    depth = 0
+    for k, tok in enumerate(tokens):
+        if tok.is_op("("):
+            depth += 1
+        elif tok.is_op(")"):
+            depth -= 1
+        elif depth == 0 and tok.is_word(*words):
+            return k
+    return None
+
+
+def _remove_duplicates_merge(tokens: list[Token]) -> list[str] | None:
+    """``MERGE INTO t USING s ON c REMOVE DUPLICATES`` as DELETE + INSERT, or None.
+
+    Matched target rows (all duplicates of them) are replaced by the source rows and
+    unmatched source rows are inserted, which is what the simplified MERGE does; it needs
+    the source to have the target's columns in order, as on Redshift.
+    """
+    sig = [t for t in tokens if t.significant]
+    if len(sig) < 2 or not sig[0].is_word("MERGE"):
+        return None
+    if not (sig[-2].is_word("REMOVE") and sig[-1].is_word("DUPLICATES")):
+        return None
+    body = sig[:-2]
+    into = 1 if body[1].is_word("INTO") else 0
+    using = _top_level_word(body, "USING")
+    on = _top_level_word(body, "ON")
+    if using is None or on is None or on < using:
+        return None
+    target = "".join(t.text + " " for t in body[1 + into:using]).strip()
+    source = "".join(t.text + " " for t in body[using + 1:on]).strip()
+    cond = "".join(t.text + " " for t in body[on + 1:]).strip()
+    # The INSERT names the bare target table (without its alias).
+    name: list[str] = []
+    for t in body[1 + into:using]:
+        if t.is_word("AS") or (name and not t.is_op(".") and name[-1] != "."):
+            break
+        name.append(t.text)
+    table_name = "".join(name)
+    return [
+        f"DELETE FROM {target} USING {source} WHERE {cond}",
+        f"INSERT INTO {table_name} SELECT * FROM {source}",
+    ]
+
+
+def translate_to_postgres(sql: str) -> list[str]:
+    """The PostgreSQL statements (zero or more) that do what Redshift ``sql`` does.
+
+    ``sql`` holds one statement (the grammar check rejects more). Lexical errors are left
+    to PostgreSQL: the SQL is then passed through unchanged.
+    """
+    try:
+        statements = split_statements(tokenize(sql))
+    except ValueError:
+        return [sql]
+    if len(statements) != 1:
+        return [sql] if statements else []
+    tokens = statements[0]
+    sig = [t for t in tokens if t.significant]
+    if sig[0].is_word("VACUUM") or _is_alter_storage_only(sig):
+        return []
+    merge = _remove_duplicates_merge(tokens)
+    if merge is not None:
+        return merge
+    ddl = sig[0].is_word(*_DDL_START)
+    return [_rewrite_types_and_functions(strip_attributes(tokens), ddl)]
