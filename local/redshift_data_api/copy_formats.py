@@ -55,7 +55,9 @@ def _finish(value: str | None, col: TableColumn, cmd: CopyCommand, where: str) -
         return None
     if col.category != "S":
         return None if value.strip() == "" else value
-    if (cmd.empty_as_null and value == "") or (cmd.blanks_as_null and value.strip() == ""):
+    if value == "" and cmd.empty_as_null:
+        return None
+    if value != "" and value.strip() == "" and cmd.blanks_as_null:
         return None
     limit = col.max_bytes
     if limit is not None:

@@ -14,7 +14,8 @@ touched:
 - ``IDENTITY(seed, step)`` -> a PostgreSQL identity column (``GENERATED ALWAYS``, because
   Redshift refuses explicit values for an IDENTITY column too);
 - functions: ``GETDATE()`` (statement time, whole seconds, ``timestamp``), ``SYSDATE``
-  (transaction start, ``timestamp``), ``NVL(`` -> ``COALESCE(``, ``LEN(`` -> ``LENGTH(``;
+  (transaction start, ``timestamp``), ``NVL(`` -> ``COALESCE(``, ``LEN(`` -> ``LENGTH(``,
+  ``QUOTE_LITERAL(x)`` (Redshift's never returns PostgreSQL's ``E'...'`` form);
 - ``MERGE ... REMOVE DUPLICATES`` -> ``DELETE ... USING`` + ``INSERT ... SELECT *``.
 """
 
@@ -25,6 +26,11 @@ from local.redshift_data_api.lexer import Kind, Token, split_statements, tokeniz
 _DDL_START = ("CREATE", "ALTER")
 _DIST_STYLES = ("ALL", "EVEN", "KEY", "AUTO")
 _GETDATE = "CAST(date_trunc('second', statement_timestamp()) AS timestamp)"
+# Redshift's QUOTE_LITERAL doubles quotes and backslashes; PostgreSQL's would return E'...'.
+_QUOTE_LITERAL = (
+    "(chr(39) || replace(replace(({arg})::text, chr(92), chr(92) || chr(92)), chr(39), "
+    "chr(39) || chr(39)) || chr(39))"
+)
 
 
 def _next_sig(tokens: list[Token], i: int) -> int | None:
@@ -170,6 +176,12 @@ def _rewrite_types_and_functions(tokens: list[Token], ddl: bool) -> str:
         elif word == "GETDATE" and nxt is not None and nxt.is_op("(") and j is not None:
             close = matching_paren(tokens, j)
             out.append(_GETDATE)
+            i = close + 1
+            continue
+        elif word == "QUOTE_LITERAL" and nxt is not None and nxt.is_op("(") and j is not None:
+            close = matching_paren(tokens, j)
+            arg = _rewrite_types_and_functions(tokens[j + 1:close], ddl)
+            out.append(_QUOTE_LITERAL.format(arg=arg))
             i = close + 1
             continue
         elif word == "SYSDATE" and not after_dot and not (nxt is not None and nxt.is_op("(")):
