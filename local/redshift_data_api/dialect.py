@@ -24,7 +24,12 @@ from local.redshift_data_api.errors import RedshiftSqlError
 from local.redshift_data_api.lexer import Kind, LexError, Token, split_statements, tokenize
 from local.redshift_data_api.translate import strip_attributes, translate_to_postgres
 
-__all__ = ["RedshiftSqlError", "check_redshift_sql", "translate_to_postgres"]
+__all__ = [
+    "RedshiftSqlError",
+    "check_outside_transaction_block",
+    "check_redshift_sql",
+    "translate_to_postgres",
+]
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -67,6 +72,12 @@ def check_redshift_sql(sql: str) -> None:
     sig = [t for t in tokens if t.significant]
     _check_tokens(tokens, sig)
     first = sig[0].upper
+    new_type = _alter_column_type(sig)
+    if new_type is not None and not sig[new_type].is_word("VARCHAR", "CHARACTER", "NVARCHAR"):
+        raise RedshiftSqlError(
+            f'ERROR: target data type "{sig[new_type].text.lower()}" is not supported '
+            "(ALTER COLUMN ... TYPE only changes the size of a VARCHAR column)"
+        )
     if first == "COPY":
         from local.redshift_data_api.s3_copy import parse_copy
 
@@ -79,6 +90,30 @@ def check_redshift_sql(sql: str) -> None:
         parsed = _parse(tokens)
         if isinstance(parsed, exp.Create | exp.Alter):
             _check_column_types(parsed)
+
+
+def _alter_column_type(sig: list[Token]) -> int | None:
+    """Where the new type starts in ``ALTER TABLE t ALTER [COLUMN] c TYPE <type>``."""
+    if len(sig) < 6 or not (sig[0].is_word("ALTER") and sig[1].is_word("TABLE")):
+        return None
+    for k in range(2, len(sig) - 1):
+        if sig[k].is_word("TYPE") and any(t.is_word("ALTER") for t in sig[2:k]):
+            return k + 1
+    return None
+
+
+def check_outside_transaction_block(sql: str) -> None:
+    """Statements Redshift refuses inside a transaction block (a batch, or BEGIN ... END)."""
+    try:
+        sig = [t for t in tokenize(sql) if t.significant]
+    except LexError:
+        return
+    if sig and _alter_column_type(sig) is not None:
+        raise RedshiftSqlError(
+            "ERROR: ALTER TABLE ALTER COLUMN cannot run inside a transaction block"
+        )
+    if sig and sig[0].is_word("VACUUM"):
+        raise RedshiftSqlError("ERROR: VACUUM cannot run inside a transaction block")
 
 
 def _top_level(sig: list[Token], *words: str) -> int | None:

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.types.string import TextLoader
 
-from local.redshift_data_api.dialect import check_redshift_sql, translate_to_postgres
+from local.redshift_data_api.dialect import (
+    check_outside_transaction_block,
+    check_redshift_sql,
+    translate_to_postgres,
+)
 from local.redshift_data_api.errors import RedshiftSqlError
 from local.redshift_data_api.lexer import LexError, tokenize
 
@@ -37,6 +41,8 @@ _PRECISION = {"int2": 5, "int4": 10, "int8": 19, "float4": 8, "float8": 17, "boo
 _SIGNED = {"int2", "int4", "int8", "float4", "float8", "numeric"}
 _STRINGS = {"varchar", "bpchar", "text", "name", "char"}
 TX_CONTROL = ("BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT")
+# Run outside of BEGIN/COMMIT when alone (PostgreSQL refuses them in a transaction block).
+NO_TRANSACTION = ("VACUUM", "CREATE DATABASE", "DROP DATABASE", "ALTER DATABASE")
 
 S3Factory = Callable[[str | None], "S3Client"]
 
@@ -81,11 +87,13 @@ def connect(conninfo: str, database: str) -> psycopg.Connection[tuple[Any, ...]]
     return conn
 
 
-def first_word(sql: str) -> str:
+def first_word(sql: str, count: int = 1) -> str:
+    """The first ``count`` words of ``sql``, upper case, space separated."""
     try:
-        return next((t.upper for t in tokenize(sql) if t.significant), "")
+        words = [t.upper for t in tokenize(sql) if t.significant][:count]
     except LexError:
         return ""
+    return " ".join(words)
 
 
 def target_table(sql: str) -> str:
@@ -165,11 +173,17 @@ def _result(cur: psycopg.Cursor[tuple[Any, ...]]) -> ResultSet:
 
 
 def execute(conn: psycopg.Connection[tuple[Any, ...]], sql: str, *, strict: bool,
-            s3: S3Factory, query_id: int) -> Outcome:
-    """Run one Redshift statement on ``conn`` inside whatever transaction it is in."""
+            s3: S3Factory, query_id: int, in_block: bool = False) -> Outcome:
+    """Run one Redshift statement on ``conn`` inside whatever transaction it is in.
+
+    ``in_block`` tells whether Redshift would see the statement inside a transaction
+    block (a batch, or an explicit BEGIN); a single ExecuteStatement is not.
+    """
     try:
         if strict:
             check_redshift_sql(sql)
+        if in_block:
+            check_outside_transaction_block(sql)
         if first_word(sql) == "COPY":
             from local.redshift_data_api.copy_parse import parse_copy
             from local.redshift_data_api.s3_copy import run_copy

@@ -24,6 +24,7 @@ from psycopg.pq import TransactionStatus
 
 from local.redshift_data_api.errors import ApiError, not_found, validation
 from local.redshift_data_api.executor import (
+    NO_TRANSACTION,
     TX_CONTROL,
     Outcome,
     ResultSet,
@@ -299,9 +300,13 @@ class StatementEngine:
     def _execute_unit(self, stmt: Statement, conn: Conn) -> None:
         in_user_tx = conn.info.transaction_status in (TransactionStatus.INTRANS,
                                                       TransactionStatus.INERROR)
+        auto = stmt.execution_mode == "AUTO_COMMIT"
         wrap = not in_user_tx and not any(first_word(s.bound_sql) in TX_CONTROL
                                           for s in stmt.subs)
-        auto = stmt.execution_mode == "AUTO_COMMIT"
+        if not stmt.is_batch and (first_word(stmt.subs[0].bound_sql) in NO_TRANSACTION
+                                  or first_word(stmt.subs[0].bound_sql, 2) in NO_TRANSACTION):
+            wrap = False
+        in_block = in_user_tx or (stmt.is_batch and not auto)
         first_error: str | None = None
         in_tx = False
         for index, sub in enumerate(stmt.subs):
@@ -316,7 +321,7 @@ class StatementEngine:
                 self._set(stmt, "STARTED", sub, query_id=qid)
                 began = time.perf_counter_ns()
                 outcome = execute(conn, sub.bound_sql, strict=self._strict, s3=self._s3,
-                                  query_id=qid)
+                                  query_id=qid, in_block=in_block)
                 if stmt.cancel_requested:  # the cancel came too late to interrupt the query
                     raise StatementFailed(f"ERROR: Query ({qid}) cancelled on user's request",
                                           cancelled=True)

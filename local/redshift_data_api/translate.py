@@ -11,6 +11,8 @@ touched:
   in DDL, a ``VARCHAR``/``TEXT`` without length is ``VARCHAR(256)`` and a ``DECIMAL`` without
   precision is ``NUMERIC(18,0)``, as on Redshift (so too-long or fractional values behave as
   they would there);
+- PRIMARY KEY, UNIQUE and FOREIGN KEY constraints are dropped: Redshift does not enforce
+  them, so duplicates must be possible here too;
 - ``IDENTITY(seed, step)`` -> a PostgreSQL identity column (``GENERATED ALWAYS``, because
   Redshift refuses explicit values for an IDENTITY column too);
 - functions: ``GETDATE()`` (statement time, whole seconds, ``timestamp``), ``SYSDATE``
@@ -100,6 +102,95 @@ def strip_attributes(tokens: list[Token]) -> list[Token]:
     return out
 
 
+def _column_list(tokens: list[Token]) -> tuple[int, int] | None:
+    """Indexes of the parentheses around CREATE TABLE's column list, if it has one."""
+    sig = [k for k, t in enumerate(tokens) if t.significant]
+    words = [tokens[k] for k in sig]
+    try:
+        at = next(n for n, t in enumerate(words[:6]) if t.is_word("TABLE"))
+    except StopIteration:
+        return None
+    if not words[0].is_word("CREATE"):
+        return None
+    n = at + 1
+    if n + 2 < len(words) and words[n].is_word("IF"):
+        n += 3  # IF NOT EXISTS
+    n += 1  # table name
+    while n + 1 < len(words) and words[n].is_op("."):
+        n += 2
+    if n >= len(words) or not words[n].is_op("("):
+        return None
+    return sig[n], matching_paren(tokens, sig[n])
+
+
+def _skip_reference(element: list[Token], name_at: int) -> int:
+    """Index just past ``name[.name] [(cols)]`` whose first part is at ``name_at``."""
+    last = name_at
+    while (dot := _next_sig(element, last)) is not None and element[dot].is_op("."):
+        last = _next_sig(element, dot) or dot
+    after = _next_sig(element, last)
+    if after is not None and element[after].is_op("("):
+        return matching_paren(element, after) + 1
+    return last + 1
+
+
+def _column_constraint_free(element: list[Token]) -> list[Token]:
+    out: list[Token] = []
+    k = 0
+    while k < len(element):
+        tok = element[k]
+        j = _next_sig(element, k)
+        nxt = _tok(element, j)
+        if tok.is_word("CONSTRAINT") and j is not None:
+            k = j + 1  # the constraint's name; what follows is dropped (or kept) below
+            continue
+        if tok.is_word("PRIMARY") and nxt is not None and nxt.is_word("KEY") and j is not None:
+            k = j + 1
+            continue
+        if tok.is_word("UNIQUE"):
+            k += 1
+            continue
+        if tok.is_word("REFERENCES") and j is not None:
+            k = _skip_reference(element, j)
+            continue
+        out.append(tok)
+        k += 1
+    return out
+
+
+def strip_constraints(tokens: list[Token]) -> list[Token]:
+    """Drop PRIMARY KEY, UNIQUE and FOREIGN KEY / REFERENCES from CREATE TABLE.
+
+    Redshift accepts them but does not enforce them (they only inform the planner), so a
+    duplicate key is stored, not refused; PostgreSQL would refuse it.
+    """
+    span = _column_list(tokens)
+    if span is None:
+        return tokens
+    start, end = span
+    elements: list[list[Token]] = [[]]
+    depth = 0
+    for tok in tokens[start + 1:end]:
+        if tok.is_op("("):
+            depth += 1
+        elif tok.is_op(")"):
+            depth -= 1
+        if depth == 0 and tok.is_op(","):
+            elements.append([])
+        else:
+            elements[-1].append(tok)
+    kept: list[list[Token]] = []
+    for element in elements:
+        sig = [t for t in element if t.significant]
+        head = sig[2:] if sig and sig[0].is_word("CONSTRAINT") else sig
+        if head and head[0].is_word("PRIMARY", "UNIQUE", "FOREIGN"):
+            continue  # a table constraint
+        kept.append(_column_constraint_free(element))
+    comma = Token(Kind.OP, ",", -1)
+    body = [tok for n, element in enumerate(kept) for tok in ([comma] if n else []) + element]
+    return tokens[:start + 1] + body + tokens[end:]
+
+
 def _is_alter_storage_only(sig: list[Token]) -> bool:
     """``ALTER TABLE t ALTER DISTKEY c`` and friends, which PostgreSQL has no notion of."""
     if len(sig) < 4 or not (sig[0].is_word("ALTER") and sig[1].is_word("TABLE")):
@@ -111,6 +202,11 @@ def _is_alter_storage_only(sig: list[Token]) -> bool:
         ):
             return True
         if words[k] == "ALTER" and words[k + 1] == "COLUMN" and "ENCODE" in words[k + 2:]:
+            return True
+        # Informational constraints (see strip_constraints) come and go without effect.
+        if words[k] == "ADD" and words[k + 1] in ("CONSTRAINT", "PRIMARY", "UNIQUE", "FOREIGN"):
+            return True
+        if words[k] == "DROP" and words[k + 1] == "CONSTRAINT":
             return True
     return False
 
@@ -262,4 +358,4 @@ def translate_to_postgres(sql: str) -> list[str]:
     if merge is not None:
         return merge
     ddl = sig[0].is_word(*_DDL_START)
-    return [_rewrite_types_and_functions(strip_attributes(tokens), ddl)]
+    return [_rewrite_types_and_functions(strip_constraints(strip_attributes(tokens)), ddl)]

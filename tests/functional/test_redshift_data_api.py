@@ -487,8 +487,9 @@ def test_strict_sql_can_be_switched_off(pg_server: PostgresServer, warehouse_db:
     try:
         client = boto3.client("redshift-data", endpoint_url=server.endpoint_url,
                               region_name="us-east-1")
-        ok(client, warehouse_db, "CREATE TABLE pk (id INT PRIMARY KEY)")
-        ok(client, warehouse_db, "INSERT INTO pk VALUES (1) ON CONFLICT (id) DO NOTHING")
+        ok(client, warehouse_db, "CREATE TABLE r (id INT)")
+        desc = ok(client, warehouse_db, "INSERT INTO r VALUES (1) RETURNING id")
+        assert rows(client, desc["Id"]) == [[{"longValue": 1}]]
     finally:
         server.stop()
 
@@ -531,6 +532,28 @@ def test_redshift_ddl_is_accepted(redshift_data: Any, warehouse_db: str) -> None
                "INSERT INTO mart.orders (id, customer_id) VALUES (5, 1)")["Status"] == "FAILED"
     ok(redshift_data, warehouse_db, "CREATE TEMP TABLE stage (LIKE mart.orders)")
     ok(redshift_data, warehouse_db, "LOCK mart.orders")
+
+
+def test_key_constraints_are_not_enforced(redshift_data: Any, warehouse_db: str,
+                                          warehouse_sql: Any) -> None:
+    ok(redshift_data, warehouse_db, "CREATE TABLE k (id INT NOT NULL, v VARCHAR(5), "
+                                    "PRIMARY KEY (id), UNIQUE (v))")
+    ok(redshift_data, warehouse_db, "INSERT INTO k VALUES (1, 'a'), (1, 'a')")
+    assert warehouse_sql("SELECT count(*) AS n FROM k") == [{"n": 2}]
+    assert "null value" in run(redshift_data, warehouse_db,
+                               "INSERT INTO k VALUES (NULL, 'b')")["Error"]  # enforced
+
+
+def test_alter_column_type_outside_transactions_only(redshift_data: Any,
+                                                     warehouse_db: str) -> None:
+    ok(redshift_data, warehouse_db, "CREATE TABLE w (id INT, v VARCHAR(5))")
+    in_batch = batch(redshift_data, warehouse_db,
+                     ["ALTER TABLE w ALTER COLUMN v TYPE VARCHAR(10)", "SELECT 1"])
+    assert in_batch["Error"] == ("ERROR: ALTER TABLE ALTER COLUMN cannot run inside a "
+                                 "transaction block")
+    ok(redshift_data, warehouse_db, "ALTER TABLE w ALTER COLUMN v TYPE VARCHAR(10)")
+    assert "not supported" in run(redshift_data, warehouse_db,
+                                  "ALTER TABLE w ALTER COLUMN id TYPE BIGINT")["Error"]
 
 
 def test_serialization_failure_is_error_1023(redshift_data: Any, warehouse_db: str) -> None:

@@ -112,6 +112,7 @@ REJECTED = [
     ("SELECT 1; SELECT 2", "cannot insert multiple commands into a prepared statement"),
     ("SELECT 'unterminated", "unterminated quoted string"),
     ("INSERT INTO t VALUES (1,", "syntax error"),
+    ("ALTER TABLE t ALTER COLUMN c TYPE BIGINT", 'target data type "bigint" is not supported'),
     ("COPY t FROM 's3://b/p' FORMAT AS JSON 'auto'", "Invalid credentials"),
     ("COPY t FROM 's3://b/p' IAM_ROLE default FORMAT AS JSON 'auto' BOGUS", 'near "BOGUS"'),
 ]
@@ -154,6 +155,25 @@ def test_string_literals_are_never_rewritten() -> None:
 def test_translation(redshift: str, expected: str) -> None:
     [out] = translate_to_postgres(redshift)
     assert " ".join(out.split()) == " ".join(expected.split())
+
+
+def test_key_constraints_are_informational() -> None:
+    [out] = translate_to_postgres(
+        "CREATE TABLE s.t (id INT NOT NULL PRIMARY KEY, u VARCHAR(5) UNIQUE, "
+        "f INT REFERENCES s.o (id), g INT CONSTRAINT fk REFERENCES o, h INT DEFAULT 1, "
+        "PRIMARY KEY (id, u), CONSTRAINT uq UNIQUE (u), FOREIGN KEY (f) REFERENCES o(id))")
+    assert " ".join(out.split()) == ("CREATE TABLE s.t (id INT NOT NULL , u VARCHAR(5) , "
+                                     "f INT , g INT , h INT DEFAULT 1)")
+    assert translate_to_postgres("ALTER TABLE t ADD CONSTRAINT pk PRIMARY KEY (a)") == []
+    assert translate_to_postgres("ALTER TABLE t DROP CONSTRAINT pk") == []
+
+
+def test_transaction_block_rules() -> None:
+    from local.redshift_data_api.dialect import check_outside_transaction_block
+
+    with pytest.raises(RedshiftSqlError, match="cannot run inside a transaction block"):
+        check_outside_transaction_block("ALTER TABLE t ALTER COLUMN c TYPE VARCHAR(300)")
+    check_outside_transaction_block("ALTER TABLE t ADD COLUMN c VARCHAR(300)")
 
 
 def test_getdate_is_a_timestamp_in_whole_seconds() -> None:
