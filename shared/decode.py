@@ -1,8 +1,11 @@
 """Decode DMS Kinesis records into typed, validated, PII-applied changes.
 
 ``RecordDecoder`` is built once per spec and HMAC key; ``decode`` turns one stream record into
-zero, one or two changes (a primary-key change is a tombstone of the old key plus the new row),
-or raises ``Rejected`` / ``Skipped``. It never puts a record value into a reason or a log.
+one change, or two for a primary-key change (a tombstone of the old key plus the new row), or
+raises ``Rejected`` / ``Skipped``. It never puts a record value into a reason or a log.
+
+The record envelope and the table's row are parsed by msgspec straight into typed Structs
+(``shared.row_types``), so every check on the hot path runs in C.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
-import orjson
+import msgspec
 
 from shared.order_key import BadOrderKey, order_key
 from shared.pii import PiiFunction, pii_function
 from shared.records import Change, StreamRecord
-from shared.spec import PipelineSpec, Table
-from shared.values import BadValue, Converter, converter_for
+from shared.row_types import BadRow, RowType, row_type
+from shared.spec import PipelineSpec
 
 DATA_OPERATIONS = frozenset(("load", "insert", "update", "delete"))
 
@@ -40,29 +44,26 @@ class Skipped(Exception):
         self.category = category
 
 
-@dataclass(frozen=True, slots=True)
-class _ColumnPlan:
-    name: str
-    convert: Converter
-    pii: PiiFunction | None
+class Metadata(msgspec.Struct, rename="kebab"):
+    """The DMS ``metadata`` object (only what the consumer uses)."""
+
+    record_type: str | None = None
+    operation: str | None = None
+    schema_name: str | None = None
+    table_name: str | None = None
+    timestamp: str | None = None
+    commit_timestamp: str | None = None
+    stream_position: str | int | None = None
+    transaction_record_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _TablePlan:
-    table: Table
-    columns: tuple[_ColumnPlan, ...]
-    key_columns: tuple[_ColumnPlan, ...]
-    key_names: frozenset[str]
-
-
-def raw_bytes(record: StreamRecord) -> bytes:
-    """The record's JSON bytes (base64-decoding Lambda's text form)."""
-    if isinstance(record.data, bytes | bytearray | memoryview):
-        return bytes(record.data)
-    try:
-        return binascii.a2b_base64(record.data, strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise Rejected("record data is not valid base64") from None
+    name: str
+    rows: RowType
+    key_of: Any  # attrgetter of the key columns
+    single_key: bool
+    pii: tuple[tuple[str, PiiFunction], ...]
 
 
 def payload_text(record: StreamRecord) -> str:
@@ -72,120 +73,124 @@ def payload_text(record: StreamRecord) -> str:
     return base64.b64encode(bytes(record.data)).decode("ascii")
 
 
+def _envelope_type(before_image_field: str) -> type[msgspec.Struct]:
+    return msgspec.defstruct(
+        "DmsRecord",
+        # An absent object decodes to an empty (falsy) Raw.
+        [("metadata", Metadata | None, None), ("data", msgspec.Raw, msgspec.Raw()),
+         ("control", msgspec.Raw, msgspec.Raw()), ("before_image", msgspec.Raw, msgspec.Raw())],
+        rename={"before_image": before_image_field},
+    )
+
+
 class RecordDecoder:
     def __init__(self, spec: PipelineSpec, hmac_key: bytes | None) -> None:
         self.spec = spec
-        self._before_image_field = spec.before_image_field
+        self._envelope: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+            _envelope_type(spec.before_image_field)
+        )
         self._plans: dict[tuple[str, str], _TablePlan] = {}
         pii_cache: dict[str, PiiFunction] = {}
         for table in spec.tables.values():
-            columns = []
+            pii = []
             for col in table.columns:
-                pii = None
                 if col.pii is not None:
                     if col.pii not in pii_cache:
                         pii_cache[col.pii] = pii_function(col.pii, hmac_key)
-                    pii = pii_cache[col.pii]
-                columns.append(_ColumnPlan(col.name, converter_for(col.type), pii))
-            by_name = {c.name: c for c in columns}
+                    pii.append((col.name, pii_cache[col.pii]))
             self._plans[(spec.source_schema, table.name)] = _TablePlan(
-                table=table,
-                columns=tuple(columns),
-                key_columns=tuple(by_name[k] for k in table.key),
-                key_names=frozenset(table.key),
+                name=table.name,
+                rows=row_type(table),
+                key_of=attrgetter(*table.key),
+                single_key=len(table.key) == 1,
+                pii=tuple(pii),
             )
 
-    def decode(self, record: StreamRecord) -> list[Change]:
-        data = raw_bytes(record)
+    def decode(self, record: StreamRecord) -> Change | list[Change]:
+        """One change, or [old-key tombstone, new row] for a primary-key change."""
+        data = record.data
         try:
-            message = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise Rejected(f"record data is not valid JSON ({_position_of(exc)})") from None
-        if type(message) is not dict or type(message.get("metadata")) is not dict:
-            raise Rejected("not a DMS record: no 'metadata' object")
-        metadata = message["metadata"]
-        record_type = metadata.get("record-type")
-        if record_type == "control" or "control" in message:
-            raise Skipped(f"control:{metadata.get('operation', 'unknown')}")
-        if record_type != "data":
+            raw = binascii.a2b_base64(data, strict_mode=True) if type(data) is str else data
+        except (binascii.Error, ValueError):
+            raise Rejected("record data is not valid base64") from None
+        try:
+            message = self._envelope.decode(raw)
+        except msgspec.ValidationError:
+            raise Rejected("not a DMS record: no valid 'metadata' object") from None
+        except msgspec.DecodeError as exc:
+            raise Rejected(f"record data is not valid JSON ({exc})") from None
+        metadata: Metadata | None = message.metadata
+        if metadata is None:
+            raise Rejected("not a DMS record: no valid 'metadata' object")
+        if metadata.record_type != "data" or message.control:
+            if metadata.record_type == "control" or message.control:
+                raise Skipped(f"control:{metadata.operation or 'unknown'}")
             raise Rejected("not a DMS record: record-type is neither 'data' nor 'control'")
-        table_name = metadata.get("table-name")
-        plan = self._plans.get((metadata.get("schema-name"), table_name))
+        plan = self._plans.get((metadata.schema_name or "", metadata.table_name or ""))
         if plan is None:
-            if isinstance(table_name, str) and table_name.startswith("awsdms_"):
+            if (metadata.table_name or "").startswith("awsdms_"):
                 raise Skipped("dms-internal-table")
             raise Skipped("table-not-in-spec")
-        name = plan.table.name
-        operation = metadata.get("operation")
+        operation = metadata.operation
         if operation not in DATA_OPERATIONS:
-            raise Rejected(f"{name}: unknown data operation", name)
-        row = message.get("data")
-        if type(row) is not dict:
-            raise Rejected(f"{name}: DMS record without a 'data' object", name)
+            raise Rejected(f"{plan.name}: unknown data operation", plan.name)
+        if not message.data:
+            raise Rejected(f"{plan.name}: DMS record without a 'data' object", plan.name)
         try:
-            key_order = order_key(metadata, record.sequence_number)
-        except BadOrderKey as exc:
-            raise Rejected(f"{name}: {exc}", name) from None
-        commit_ts = metadata.get("commit-timestamp")
-        deleted = operation == "delete"
-        values = self._key_values(plan, row) if deleted else self._row_values(plan, row)
-        key = tuple(values[c.name] for c in plan.key_columns)
-        change = Change(name, key, values, deleted, key_order, operation, record.sequence_number,
-                        commit_ts)
-        before = message.get(self._before_image_field)
-        if operation == "update" and type(before) is dict and before:
-            old = self._old_key_tombstone(plan, before, change)
+            sort_key = order_key(metadata, record.sequence_number)
+            if operation == "delete":
+                row = self._key_row(plan, plan.rows.key_decoder.decode(message.data))
+            else:
+                row = plan.rows.decode(message.data)
+        except (BadOrderKey, BadRow) as exc:
+            raise Rejected(f"{plan.name}: {exc}", plan.name) from None
+        except msgspec.ValidationError as exc:
+            raise Rejected(f"{plan.name}: {BadRow(str(exc))}", plan.name) from None
+        row.cdc_order_key = sort_key
+        if operation == "delete":
+            row.cdc_deleted = True
+        key = self._key(plan, row)
+        change = Change(plan.name, key, row, operation == "delete", sort_key, operation,
+                        record.sequence_number, metadata.commit_timestamp)
+        if operation == "update" and message.before_image:
+            old = self._old_key_tombstone(plan, message.before_image, change)
             if old is not None:
                 return [old, change]
-        return [change]
+        return change
 
-    def _row_values(self, plan: _TablePlan, row: dict[str, Any]) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        key_names = plan.key_names
-        for col in plan.columns:
-            raw = row.get(col.name)
-            if raw is None:
-                if col.name in key_names:
-                    raise Rejected(f"{plan.table.name}: missing key column {col.name!r}",
-                                   plan.table.name)
-                values[col.name] = None
-                continue
-            try:
-                value = col.convert(raw)
-            except BadValue as exc:
-                raise Rejected(f"{plan.table.name}: column {col.name!r}: {exc}",
-                               plan.table.name) from None
-            values[col.name] = value if col.pii is None else col.pii(str(value))
-        return values
+    @staticmethod
+    def _key(plan: _TablePlan, row: Any) -> tuple[Any, ...]:
+        """The row's key after PII; rejects a row with a missing key column."""
+        for name, apply in plan.pii:
+            value = getattr(row, name)
+            if value is not None:
+                setattr(row, name, apply(str(value)))
+        key = (plan.key_of(row),) if plan.single_key else plan.key_of(row)
+        if None in key:
+            missing = [k for k, v in zip(plan.rows.table.key, key, strict=True) if v is None]
+            raise Rejected(f"{plan.name}: missing key column {missing[0]!r}", plan.name)
+        return key
 
-    def _key_values(self, plan: _TablePlan, row: dict[str, Any]) -> dict[str, Any]:
-        values: dict[str, Any] = dict.fromkeys(plan.table.column_names)
-        for col in plan.key_columns:
-            raw = row.get(col.name)
-            if raw is None:
-                raise Rejected(f"{plan.table.name}: missing key column {col.name!r}",
-                               plan.table.name)
-            try:
-                value = col.convert(raw)
-            except BadValue as exc:
-                raise Rejected(f"{plan.table.name}: key column {col.name!r}: {exc}",
-                               plan.table.name) from None
-            values[col.name] = value if col.pii is None else col.pii(str(value))
-        return values
+    @staticmethod
+    def _key_row(plan: _TablePlan, key_only: Any) -> Any:
+        """A tombstone row: the key columns set, every other column None."""
+        return plan.rows.struct(**msgspec.structs.asdict(key_only))
 
-    def _old_key_tombstone(
-        self, plan: _TablePlan, before: dict[str, Any], change: Change
-    ) -> Change | None:
+    def _old_key_tombstone(self, plan: _TablePlan, before: bytes, change: Change) -> Change | None:
         """A tombstone for the old key when an update moved the row to a new primary key."""
-        if not plan.key_names.issubset(before):
+        if bytes(before) == b"null":
             return None
-        old_values = self._key_values(plan, before)
-        old_key = tuple(old_values[c.name] for c in plan.key_columns)
+        try:
+            old_row = self._key_row(plan, plan.rows.key_decoder.decode(before))
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            raise Rejected(f"{plan.name}: the before image's key is not valid", plan.name) from None
+        raw_key = (plan.key_of(old_row),) if plan.single_key else plan.key_of(old_row)
+        if None in raw_key:
+            return None  # no (complete) old key captured: a plain update
+        old_key = self._key(plan, old_row)
         if old_key == change.key:
             return None
-        return Change(change.table, old_key, old_values, True, change.order_key, "update",
+        old_row.cdc_order_key = change.order_key
+        old_row.cdc_deleted = True
+        return Change(change.table, old_key, old_row, True, change.order_key, "update",
                       change.sequence_number, change.commit_timestamp)
-
-
-def _position_of(exc: orjson.JSONDecodeError) -> str:
-    return f"line {exc.lineno} column {exc.colno}"

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 
 @dataclass(frozen=True, slots=True)
 class StreamRecord:
@@ -25,18 +27,26 @@ class StreamRecord:
 class Change:
     """One row change of one source table, validated and with PII already applied.
 
-    ``values`` holds every column of the table (``None`` for the non-key columns of a delete).
-    ``order_key`` is a string of digits; a larger one is a newer change of the same row.
+    ``row`` is the table's typed row: a msgspec Struct with every column in spec order
+    (``None`` for the non-key columns of a delete), then the order key and deleted flag.
+    ``order_key`` is a fixed-layout string; a larger one is a newer change of the same row.
     """
 
     table: str
     key: tuple[Any, ...]
-    values: dict[str, Any]
+    row: Any
     deleted: bool
     order_key: str
     operation: str
     sequence_number: str
     commit_timestamp: str | None = None
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The table's columns as a plain dict (for tests and tools; the hot path uses ``row``)."""
+        values = msgspec.structs.asdict(self.row)
+        del values["cdc_order_key"], values["cdc_deleted"]
+        return values
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,9 @@
 """Write one reduced batch to Redshift: stage, order-guard, MERGE, in one transaction.
 
-Small batches are staged inline (multi-row INSERTs of escaped literals, each statement under
-the Data API's 100 KB limit); when the transaction would need more than the 40 statements a
-BatchExecuteStatement allows, the biggest tables are staged through S3 and COPY instead. With
-no staging bucket configured, the batch is split into smaller transactions (each one is
-idempotent and order-guarded, so a crash between them is repaired by the retry).
+``shared.stage_plan`` decides per table between inline INSERTs and S3 + COPY; with no staging
+bucket and a batch too big for one BatchExecuteStatement, the batch is split into smaller
+transactions (each one idempotent and order-guarded, so a crash between them is repaired by
+the retry).
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ from shared import warehouse_sql as sql
 from shared.data_api import RedshiftDataApi
 from shared.records import Change
 from shared.spec import PipelineSpec
-from shared.staging import insert_statements, json_lines, staging_columns
-
-MAX_STATEMENTS = 40
-MAX_SQL_BYTES = 100 * 1024 - 512  # the Data API's limit, with room for the statement head
+from shared.stage_plan import CopyLoad, InlineLoad, plan_stage_loads
+from shared.staging import staging_columns
 
 
 @dataclass(frozen=True)
@@ -81,40 +78,35 @@ class RedshiftWriter:
         batch = {t: changes[t] for t in self.spec.tables if changes.get(t)}
         if not batch:
             return WriteReport()
-        loads = {
-            name: insert_statements(
-                sql.stage_table(name), self.spec.tables[name], rows, MAX_SQL_BYTES
-            )
-            for name, rows in batch.items()
-        }
-        fixed = sql.fixed_statement_count(self.spec, batch)
-        if fixed + sum(len(v) for v in loads.values()) <= MAX_STATEMENTS:
-            return self._run(batch, loads, [])
-        if self.stager is not None:
-            return self._run_with_copy(batch, loads, fixed)
-        return self._split(batch)
-
-    def _run_with_copy(
-        self, batch: dict[str, list[Change]], loads: dict[str, list[str]], fixed: int
-    ) -> WriteReport:
-        assert self.stager is not None
+        loads = plan_stage_loads(self.spec, batch, copy_available=self.stager is not None)
+        if loads is None:
+            return self._split(batch)
         batch_id = uuid.uuid4().hex
-        keys: list[str] = []
-        via_s3: list[str] = []
-        for name in sorted(loads, key=lambda t: len(loads[t]), reverse=True):
-            if fixed + sum(len(v) for v in loads.values()) <= MAX_STATEMENTS:
-                break
-            table = self.spec.tables[name]
-            key = self.stager.put(batch_id, name, json_lines(table, batch[name]))
-            keys.append(key)
-            via_s3.append(name)
-            loads[name] = [
-                self.stager.copy_statement(sql.stage_table(name), staging_columns(table), key)
-            ]
+        statements: dict[str, list[str]] = {}
+        uploaded: list[str] = []
         try:
-            return self._run(batch, loads, via_s3)
+            for name, load in loads.items():
+                if isinstance(load, InlineLoad):
+                    statements[name] = load.statements
+                    continue
+                assert self.stager is not None
+                key = self.stager.put(batch_id, name, load.body)
+                uploaded.append(key)
+                table = self.spec.tables[name]
+                statements[name] = [
+                    self.stager.copy_statement(sql.stage_table(name), staging_columns(table), key)
+                ]
+            transaction = sql.batch_statements(self.spec, statements)
+            self.api.run_transaction(transaction)
         finally:
-            self.stager.delete(keys)
+            if self.stager is not None:
+                self.stager.delete(uploaded)
+        return WriteReport(
+            changes={t: len(rows) for t, rows in batch.items()},
+            transactions=1,
+            statements=len(transaction),
+            staged_through_s3=sorted(n for n, load in loads.items() if isinstance(load, CopyLoad)),
+        )
 
     def _split(self, batch: dict[str, list[Change]]) -> WriteReport:
         first = {t: rows[: len(rows) // 2] for t, rows in batch.items()}
@@ -122,15 +114,3 @@ class RedshiftWriter:
         report = self.stage_and_merge(first)
         report.add(self.stage_and_merge(second))
         return report
-
-    def _run(
-        self, batch: dict[str, list[Change]], loads: dict[str, list[str]], via_s3: list[str]
-    ) -> WriteReport:
-        statements = sql.batch_statements(self.spec, loads)
-        self.api.run_transaction(statements)
-        return WriteReport(
-            changes={t: len(rows) for t, rows in batch.items()},
-            transactions=1,
-            statements=len(statements),
-            staged_through_s3=via_s3,
-        )

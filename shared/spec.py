@@ -359,6 +359,8 @@ def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
         if column not in tables[table].column_names:
             raise SpecError(f"pii.{table}.{column}: column {column!r} is not a column of {table}")
         col = tables[table].column(column)
+        if col.pii == "redact" and column in tables[table].key:
+            raise SpecError(f"pii.{table}.{column}: a key column cannot be redacted")
         if col.pii == "mask" and col.type.kind not in ("varchar", "char"):
             raise SpecError(f"pii.{table}.{column}: 'mask' needs a varchar or char column")
     targets = {

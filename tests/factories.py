@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
+import msgspec
 
 from shared.records import StreamRecord
 
@@ -25,7 +25,7 @@ def iso(ts: datetime) -> str:
 def encode(message: dict[str, Any] | bytes | str, sequence_number: str) -> StreamRecord:
     """A stream record as Lambda hands it over (base64 text)."""
     raw = message if isinstance(message, bytes) else (
-        message.encode() if isinstance(message, str) else orjson.dumps(message)
+        message.encode() if isinstance(message, str) else msgspec.json.encode(message)
     )
     return StreamRecord(base64.b64encode(raw).decode("ascii"), sequence_number, "pk", "shardId-0")
 
