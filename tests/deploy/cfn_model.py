@@ -94,7 +94,7 @@ class Evaluator:
 
     def _cond(self, node: Any) -> Any:
         if isinstance(node, dict) and len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Condition":
                 return self.condition(arg)
             if key == "Fn::Equals":
@@ -108,16 +108,21 @@ class Evaluator:
                 return any(self._cond(a) for a in arg)
         return self.value(node)
 
-    def value(self, node: Any) -> Any:
-        """Resolve parameters, pseudo parameters and Fn::If; leave resource references as-is."""
+    def value(self, node: Any, refs: bool = True) -> Any:
+        """Resolve Fn::If and (with ``refs``) parameters and pseudo parameters.
+
+        Resource references are left as they are.
+        """
         if isinstance(node, list):
-            return [v for v in (self.value(x) for x in node) if v is not _NO_VALUE]
+            return [v for v in (self.value(x, refs) for x in node) if v is not _NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Ref" and arg == "AWS::NoValue":
                 return _NO_VALUE
+            if not refs and key in {"Ref", "Fn::Sub", "Fn::Join", "Fn::GetAtt"}:
+                return node
             if key == "Ref" and arg in self.params:
                 raw = self.params[arg]
                 if self.param_types[arg] == "CommaDelimitedList":
@@ -129,7 +134,7 @@ class Evaluator:
                 return ACCOUNT
             if key == "Fn::If":
                 name, when_true, when_false = arg
-                return self.value(when_true if self.condition(name) else when_false)
+                return self.value(when_true if self.condition(name) else when_false, refs)
             if key == "Fn::Join":
                 sep, items = arg
                 items = self.value(items)
@@ -140,7 +145,7 @@ class Evaluator:
                 return self._cond(node)
         out = {}
         for k, v in node.items():
-            resolved = self.value(v)
+            resolved = self.value(v, refs)
             if resolved is not _NO_VALUE:
                 out[k] = resolved
         return out
@@ -174,7 +179,7 @@ def _replace_refs(node: Any, stripped: set[str]) -> Any:
     if not isinstance(node, dict):
         return node
     if len(node) == 1:
-        (key, arg), = node.items()
+        ((key, arg),) = node.items()
         if key == "Ref" and arg in stripped:
             return placeholder(arg)
         if key == "Fn::GetAtt":

@@ -25,9 +25,10 @@ TOOLS_VENV = REPO / ".venv-tools"
 
 # Files other engineers own. When one does not exist yet, the build copy gets a stand-in (in the
 # temporary copy only, never in the repository), so the packaging can still be tested.
+_HANDLER_STAND_IN = "def lambda_handler(event, context):\n    raise NotImplementedError\n"
 HANDLER_FILES = {
-    "functions/kinesis_consumer/app.py": "def lambda_handler(event, context):\n    raise NotImplementedError\n",
-    "functions/schema_migrator/app.py": "def lambda_handler(event, context):\n    raise NotImplementedError\n",
+    "functions/kinesis_consumer/app.py": _HANDLER_STAND_IN,
+    "functions/schema_migrator/app.py": _HANDLER_STAND_IN,
     "glue_job/cdc_streaming_job.py": "raise NotImplementedError('stand-in for the Glue job')\n",
 }
 APP_PARTS = ["template.yaml", "samconfig.toml", "functions", "shared", "layers", "glue_job"]
@@ -42,13 +43,20 @@ class Tools:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION=REGION, **extra)
+        env.update({"SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": REGION, **extra})
         return env
 
-    def run(self, args: list[str | Path], cwd: Path, timeout: int = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str | Path], cwd: Path, timeout: int = 300, **extra_env: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(a) for a in args], cwd=cwd, env=self.env(**extra_env), capture_output=True,
-            text=True, timeout=timeout, check=False,
+            [str(a) for a in args],
+            cwd=cwd,
+            env=self.env(**extra_env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
 
@@ -59,8 +67,12 @@ def tools() -> Tools:
         if os.environ.get("DEPLOY_TESTS_NO_INSTALL"):
             pytest.fail("AWS SAM CLI / cfn-lint missing: run bash scripts/install_tools.sh")
         done = subprocess.run(
-            ["bash", str(REPO / "scripts/install_tools.sh")], cwd=REPO, capture_output=True,
-            text=True, timeout=900, check=False,
+            ["bash", str(REPO / "scripts/install_tools.sh")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
         )
         assert done.returncode == 0, f"install_tools.sh failed:\n{done.stdout}\n{done.stderr}"
     return found
@@ -103,8 +115,12 @@ class Build:
 @pytest.fixture(scope="session")
 def built_app(tools: Tools, app_copy: AppCopy) -> Build:
     done = subprocess.run(
-        ["bash", str(REPO / "scripts/sam_build.sh")], cwd=app_copy.root,
-        env=tools.env(APP_DIR=str(app_copy.root)), capture_output=True, text=True, timeout=600,
+        ["bash", str(REPO / "scripts/sam_build.sh")],
+        cwd=app_copy.root,
+        env=tools.env(APP_DIR=str(app_copy.root)),
+        capture_output=True,
+        text=True,
+        timeout=600,
         check=False,
     )
     output = done.stdout + done.stderr
@@ -124,16 +140,30 @@ def moto_env(moto_endpoint: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def packaged_template(tools: Tools, built_app: Build, moto_env: dict[str, str], moto_endpoint: str) -> Path:
+def packaged_template(
+    tools: Tools, built_app: Build, moto_env: dict[str, str], moto_endpoint: str
+) -> Path:
     """`sam package` of the build, uploading every artifact to moto's S3."""
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
     out = built_app.root / "packaged.yaml"
     done = tools.run(
-        [tools.sam, "package", "--template-file", built_app.build_dir / "template.yaml",
-         "--s3-bucket", ARTIFACT_BUCKET, "--s3-prefix", "app", "--output-template-file", out,
-         "--region", REGION],
-        cwd=built_app.root, **moto_env,
+        [
+            tools.sam,
+            "package",
+            "--template-file",
+            built_app.build_dir / "template.yaml",
+            "--s3-bucket",
+            ARTIFACT_BUCKET,
+            "--s3-prefix",
+            "app",
+            "--output-template-file",
+            out,
+            "--region",
+            REGION,
+        ],
+        cwd=built_app.root,
+        **moto_env,
     )
     assert done.returncode == 0, f"sam package failed:\n{done.stdout}\n{done.stderr}"
     return out

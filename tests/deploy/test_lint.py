@@ -21,8 +21,10 @@ def test_cfn_lint_is_clean(tools: Tools) -> None:
 def test_sam_validate_lint(tools: Tools) -> None:
     # No AWS credentials are needed: the template uses no SAM policy templates.
     done = tools.run(
-        [tools.sam, "validate", "--lint", "--template-file", TEMPLATE], cwd=REPO,
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        [tools.sam, "validate", "--lint", "--template-file", TEMPLATE],
+        cwd=REPO,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
     )
     assert done.returncode == 0, f"sam validate --lint failed:\n{done.stdout}{done.stderr}"
     assert "is a valid SAM Template" in done.stdout + done.stderr

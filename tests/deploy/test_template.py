@@ -1,0 +1,516 @@
+"""Static checks of template.yaml and samconfig.toml, evaluated per parameter set.
+
+These read the template the way CloudFormation does (conditions resolved for a parameter set by
+tests/deploy/cfn_model.py) and cover what moto cannot create or ignores: DMS, Glue, Redshift
+Serverless, Secrets Manager, alarms, and the properties moto accepts but drops (Lambda
+architectures/layers, Kinesis encryption and capacity mode, S3 public access block/lifecycle).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from typing import Any
+
+import pytest
+
+from tests.deploy.cfn_model import REPO, Evaluator, iter_policy_statements, load_template
+
+SPEC_PATH = REPO / "shared/specs/sports_ticketing.toml"
+# The spec's source tables when the spec file is not there yet (see _spec_source()).
+FALLBACK_TABLES = {"sport_event", "ticket", "customer", "ticket_activity"}
+FALLBACK_SCHEMA = "public"
+
+LAMBDA_ENV = {
+    "PIPELINE_SPEC_PATH",
+    "HMAC_KEY_SECRET_ARN",
+    "REDSHIFT_WORKGROUP_NAME",
+    "REDSHIFT_CLUSTER_IDENTIFIER",
+    "REDSHIFT_DATABASE",
+    "REDSHIFT_SECRET_ARN",
+    "REDSHIFT_DB_USER",
+    "STAGING_BUCKET",
+    "STAGING_PREFIX",
+    "COPY_IAM_ROLE_ARN",
+    "DEAD_LETTER_QUEUE_URL",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "LOG_LEVEL",
+}
+GLUE_ONLY_ARGS = {
+    "STREAM_ARN",
+    "STARTING_POSITION",
+    "MAX_FETCH_RECORDS_PER_SHARD",
+    "WINDOW_SIZE",
+    "CHECKPOINT_LOCATION",
+}
+DMS_ON = {
+    "VpcId": "vpc-0123456789abcdef0",
+    "DmsSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "SourceSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:source-AbCdEf",
+}
+REDSHIFT_MODES = {
+    "CreateServerless": {"RedshiftMode": "CreateServerless"},
+    "ExistingServerless": {
+        "RedshiftMode": "ExistingServerless",
+        "RedshiftWorkgroupName": "analytics",
+    },
+    "ExistingServerlessSecret": {
+        "RedshiftMode": "ExistingServerless",
+        "RedshiftWorkgroupName": "analytics",
+        "RedshiftSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rs-AbCdEf",
+    },
+    "ExistingClusterDbUser": {
+        "RedshiftMode": "ExistingCluster",
+        "RedshiftClusterIdentifier": "analytics-cluster",
+        "RedshiftDbUser": "cdc_writer",
+    },
+    "ExistingClusterIam": {
+        "RedshiftMode": "ExistingCluster",
+        "RedshiftClusterIdentifier": "analytics-cluster",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def _spec_source() -> tuple[set[str], str, str]:
+    """(source tables, source schema, before-image field) of the default pipeline spec.
+
+    Reads shared/specs/sports_ticketing.toml ([tables.<name>] sections, [pipeline]
+    source_schema); while that file does not exist, the reference use case's tables.
+    """
+    if not SPEC_PATH.exists():
+        return FALLBACK_TABLES, FALLBACK_SCHEMA, "before-image"
+    spec = tomllib.loads(SPEC_PATH.read_text())
+    pipeline = spec.get("pipeline", {})
+    return (
+        set(spec["tables"]),
+        pipeline.get("source_schema", FALLBACK_SCHEMA),
+        pipeline.get("before_image_field", "before-image"),
+    )
+
+
+# --- parameters, outputs, samconfig -------------------------------------------------------------
+
+
+def test_every_parameter_has_description_and_default(template: dict[str, Any]) -> None:
+    for name, param in template["Parameters"].items():
+        assert param.get("Description", "").strip(), f"{name} has no description"
+        assert "Default" in param, f"{name} has no default"
+
+
+def test_processing_path_parameter(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["ProcessingPath"]
+    assert param["AllowedValues"] == ["Lambda", "Glue"]
+    assert param["Default"] == "Lambda"
+    assert template["Parameters"]["RedshiftMode"]["AllowedValues"] == [
+        "CreateServerless",
+        "ExistingServerless",
+        "ExistingCluster",
+    ]
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    for name in [
+        "ChangeStreamArn",
+        "DeadLetterQueueUrl",
+        "KinesisConsumerFunctionName",
+        "GlueJobName",
+        "RedshiftWorkgroup",
+        "RedshiftCluster",
+    ]:
+        assert name in outputs, name
+        assert outputs[name]["Description"]
+    for mode, overrides in REDSHIFT_MODES.items():
+        ev = Evaluator(template, overrides)
+        shown = {
+            n for n, o in outputs.items() if "Condition" not in o or ev.condition(o["Condition"])
+        }
+        assert len(shown & {"RedshiftWorkgroup", "RedshiftCluster"}) == 1, mode
+
+
+def test_samconfig_toggles_the_same_stack() -> None:
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    assert {"default", "glue"} <= set(config)
+    stacks = {env: config[env]["global"]["parameters"]["stack_name"] for env in ("default", "glue")}
+    assert stacks["default"] == stacks["glue"]
+    for env, path in (("default", "Lambda"), ("glue", "Glue")):
+        deploy = config[env]["deploy"]["parameters"]
+        assert deploy["parameter_overrides"] == f'ProcessingPath="{path}"'
+        assert "CAPABILITY_NAMED_IAM" in deploy["capabilities"]
+        assert deploy["resolve_s3"] is True
+
+
+# --- the consumers and the toggle -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["Lambda", "Glue"])
+def test_processing_path_toggle(template: dict[str, Any], path: str) -> None:
+    ev = Evaluator(template, {"ProcessingPath": path})
+    resources = ev.resources()
+    esm = resources["KinesisEventSourceMapping"]["Properties"]
+    assert esm["Enabled"] is (path == "Lambda")
+    assert ("GlueRestartTrigger" in resources) is (path == "Glue")
+    run_state = resources["GlueJobRunState"]["Properties"]
+    assert run_state["Desired"] == ("RUNNING" if path == "Glue" else "STOPPED")
+    # Both consumers stay defined, so a switch keeps each one's checkpoints.
+    assert "KinesisConsumerFunction" in resources and "GlueStreamingJob" in resources
+
+
+def test_event_source_mapping(template: dict[str, Any]) -> None:
+    props = template["Resources"]["KinesisEventSourceMapping"]["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["ChangeStream", "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["DeadLetterQueue", "Arn"]
+    }
+    for prop, param in [
+        ("BatchSize", "BatchSize"),
+        ("MaximumBatchingWindowInSeconds", "MaximumBatchingWindowSeconds"),
+        ("ParallelizationFactor", "ParallelizationFactor"),
+        ("MaximumRetryAttempts", "MaximumRetryAttempts"),
+        ("MaximumRecordAgeInSeconds", "MaximumRecordAgeSeconds"),
+        ("StartingPosition", "StartingPosition"),
+    ]:
+        assert props[prop] == {"Ref": param}, prop
+    assert Evaluator(template).value(props["BisectBatchOnFunctionError"]) is True
+    assert (
+        Evaluator(template, {"BisectBatchOnFunctionError": "false"}).value(
+            props["BisectBatchOnFunctionError"]
+        )
+        is False
+    )
+    # The schema exists before the first batch is consumed.
+    assert template["Resources"]["KinesisEventSourceMapping"]["DependsOn"] == "SchemaMigration"
+
+
+def test_lambda_functions(template: dict[str, Any]) -> None:
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.12"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Layers"] == [{"Ref": "SharedLayer"}]
+    resources = template["Resources"]
+    for name, code_uri in [
+        ("KinesisConsumerFunction", "functions/kinesis_consumer/"),
+        ("SchemaMigratorFunction", "functions/schema_migrator/"),
+    ]:
+        props = resources[name]["Properties"]
+        assert props["CodeUri"] == code_uri
+        assert props["Handler"] == "app.lambda_handler"
+    layer = resources["SharedLayer"]
+    assert layer["Properties"]["ContentUri"] == "shared/"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+@pytest.mark.parametrize("mode", sorted(REDSHIFT_MODES))
+def test_consumer_environment(template: dict[str, Any], mode: str) -> None:
+    ev = Evaluator(template, REDSHIFT_MODES[mode])
+    common = ev.value(template["Globals"]["Function"]["Environment"]["Variables"])
+    own = ev.value(
+        template["Resources"]["KinesisConsumerFunction"]["Properties"]["Environment"]["Variables"]
+    )
+    env = common | own
+    assert set(env) == LAMBDA_ENV
+    target = [env["REDSHIFT_WORKGROUP_NAME"], env["REDSHIFT_CLUSTER_IDENTIFIER"]]
+    assert sum(1 for t in target if t != "") == 1, target
+    if mode == "CreateServerless":
+        assert env["REDSHIFT_WORKGROUP_NAME"] == {"Ref": "RedshiftWorkgroup"}
+        assert env["REDSHIFT_SECRET_ARN"] == {"Ref": "RedshiftAdminSecret"}
+    if mode == "ExistingClusterDbUser":
+        assert env["REDSHIFT_DB_USER"] == "cdc_writer"
+    else:
+        assert env["REDSHIFT_DB_USER"] == ""
+    assert env["COPY_IAM_ROLE_ARN"] == {"Fn::GetAtt": ["RedshiftCopyRole", "Arn"]}
+    assert env["DEAD_LETTER_QUEUE_URL"] == {"Ref": "DeadLetterQueue"}
+    assert env["HMAC_KEY_SECRET_ARN"] == {"Ref": "HmacKeySecret"}
+
+
+@pytest.mark.parametrize("mode", sorted(REDSHIFT_MODES))
+def test_glue_job(template: dict[str, Any], mode: str) -> None:
+    ev = Evaluator(template, REDSHIFT_MODES[mode])
+    job = ev.resources()["GlueStreamingJob"]["Properties"]
+    assert job["GlueVersion"] == "5.0"
+    assert job["Command"] == {
+        "Name": "gluestreaming",
+        "PythonVersion": "3",
+        "ScriptLocation": "glue_job/cdc_streaming_job.py",
+    }
+    raw = template["Resources"]["GlueStreamingJob"]["Properties"]
+    assert raw["WorkerType"] == {"Ref": "GlueWorkerType"}
+    assert raw["NumberOfWorkers"] == {"Ref": "GlueNumberOfWorkers"}
+    assert (job["WorkerType"], job["NumberOfWorkers"]) == ("G.1X", "2")
+    assert job["ExecutionProperty"]["MaxConcurrentRuns"] == 1
+    args = job["DefaultArguments"]
+    assert {f"--{name}" for name in LAMBDA_ENV | GLUE_ONLY_ARGS} <= set(args)
+    assert args["--extra-py-files"] == {"Fn::GetAtt": ["GlueSharedLibrary", "S3Uri"]}
+    assert (
+        sum(
+            1
+            for k in ("--REDSHIFT_WORKGROUP_NAME", "--REDSHIFT_CLUSTER_IDENTIFIER")
+            if args[k] != ""
+        )
+        == 1
+    )
+    # The same values the Lambda gets.
+    common = ev.value(template["Globals"]["Function"]["Environment"]["Variables"])
+    for name, value in common.items():
+        assert args[f"--{name}"] == value, name
+
+
+def test_glue_library_is_published_from_the_shared_layer(template: dict[str, Any]) -> None:
+    lib = template["Resources"]["GlueSharedLibrary"]["Properties"]
+    assert lib["Action"] == "PublishGlueLibrary"
+    assert lib["SharedLayerVersion"] == {
+        "Ref": "SharedLayer"
+    }  # re-published when the layer changes
+    helper = template["Resources"]["DeployHelperFunction"]["Properties"]
+    assert helper["Layers"] == [{"Ref": "SharedLayer"}]
+    assert len(helper["Code"]["ZipFile"]) <= 4096
+
+
+# --- stream, queue, buckets, secrets ------------------------------------------------------------
+
+
+def test_stream_queue_buckets_and_secret(template: dict[str, Any]) -> None:
+    res = template["Resources"]
+    stream = res["ChangeStream"]["Properties"]
+    assert stream["StreamEncryption"] == {
+        "EncryptionType": "KMS",
+        "KeyId": {"Fn::GetAtt": ["DataKey", "Arn"]},
+    }
+    assert stream["RetentionPeriodHours"] == {"Ref": "KinesisRetentionHours"}
+    assert template["Parameters"]["KinesisStreamMode"]["Default"] == "ON_DEMAND"
+    assert "ShardCount" not in Evaluator(template).resources()["ChangeStream"]["Properties"]
+    provisioned = Evaluator(
+        template, {"KinesisStreamMode": "PROVISIONED", "KinesisShardCount": "3"}
+    )
+    assert provisioned.resources()["ChangeStream"]["Properties"]["ShardCount"] == "3"
+    assert res["DataKey"]["Properties"]["EnableKeyRotation"] is True
+
+    assert res["DeadLetterQueue"]["Properties"]["KmsMasterKeyId"] == {"Ref": "DataKey"}
+
+    staging = res["StagingBucket"]["Properties"]
+    assert staging["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    sse = staging["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    expire = [r for r in staging["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
+    assert expire and expire[0]["Prefix"] == {"Ref": "StagingPrefix"}
+    assert expire[0]["ExpirationInDays"] == {"Ref": "StagingExpirationDays"}
+    assert (
+        res["StagingBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Effect"]
+        == "Deny"
+    )
+
+    secret = res["HmacKeySecret"]["Properties"]["GenerateSecretString"]
+    alphabet = set("abcdefghijklmnopqrstuvwxyz0123456789") - set(secret["ExcludeCharacters"])
+    assert alphabet == set("0123456789abcdef") and secret["PasswordLength"] == 64
+    assert secret["ExcludeUppercase"] and secret["ExcludePunctuation"]
+
+
+def test_redshift_modes(template: dict[str, Any]) -> None:
+    created = Evaluator(template, REDSHIFT_MODES["CreateServerless"]).resources()
+    assert {"RedshiftNamespace", "RedshiftWorkgroup", "RedshiftAdminSecret"} <= set(created)
+    namespace = created["RedshiftNamespace"]["Properties"]
+    assert namespace["IamRoles"] == [{"Fn::GetAtt": ["RedshiftCopyRole", "Arn"]}]
+    assert "RedshiftAdminSecret" in namespace["AdminUserPassword"]["Fn::Sub"]
+    for mode in ("ExistingServerless", "ExistingClusterIam"):
+        existing = Evaluator(template, REDSHIFT_MODES[mode]).resources()
+        assert not {"RedshiftNamespace", "RedshiftWorkgroup", "RedshiftAdminSecret"} & set(existing)
+
+
+def test_schema_migration_custom_resource(template: dict[str, Any]) -> None:
+    migration = template["Resources"]["SchemaMigration"]
+    assert migration["Type"] == "Custom::SchemaMigration"
+    props = migration["Properties"]
+    assert props["ServiceToken"] == {"Fn::GetAtt": ["SchemaMigratorFunction", "Arn"]}
+    assert props["SharedLayerVersion"] == {"Ref": "SharedLayer"}  # re-runs when spec/code change
+
+
+# --- DMS ------------------------------------------------------------------------------------------
+
+
+def _selected_tables(mappings: dict[str, Any]) -> tuple[set[str], set[str]]:
+    rules = [r for r in mappings["rules"] if r["rule-type"] == "selection"]
+    assert all(r["rule-action"] == "include" for r in rules)
+    return (
+        {r["object-locator"]["table-name"] for r in rules},
+        {r["object-locator"]["schema-name"] for r in rules},
+    )
+
+
+@pytest.mark.parametrize("mode", ["Instance", "Serverless"])
+def test_dms_selects_exactly_the_spec_tables(template: dict[str, Any], mode: str) -> None:
+    tables, schema, before_image = _spec_source()
+    ev = Evaluator(template, {"DmsMode": mode, **DMS_ON})
+    resources = ev.resources()
+    assert template["Parameters"]["SourceSchema"]["Default"] == schema
+    if mode == "Instance":
+        task = resources["DmsReplicationTask"]["Properties"]
+        assert "DmsReplicationConfig" not in resources
+        assert task["MigrationType"] == "full-load-and-cdc"
+        text = task["TableMappings"]["Fn::Sub"].replace("${SourceSchema}", schema)
+        mappings = json.loads(text)
+        settings = json.loads(task["ReplicationTaskSettings"])
+    else:
+        config = resources["DmsReplicationConfig"]["Properties"]
+        assert "DmsReplicationTask" not in resources and "DmsReplicationInstance" not in resources
+        assert config["ReplicationType"] == "full-load-and-cdc"
+        mappings = json.loads(
+            json.dumps(config["TableMappings"]).replace(
+                json.dumps({"Ref": "SourceSchema"}), json.dumps(schema)
+            )
+        )
+        settings = config["ReplicationSettings"]
+    selected, schemas = _selected_tables(mappings)
+    assert selected == tables
+    assert schemas == {schema}
+    assert settings["BeforeImageSettings"] == {
+        "EnableBeforeImage": True,
+        "FieldName": before_image,
+        "ColumnFilter": "pk-only",
+    }
+
+
+def test_dms_endpoints_and_roles(template: dict[str, Any]) -> None:
+    resources = Evaluator(template, {"DmsMode": "Instance", **DMS_ON}).resources()
+    kinesis = resources["DmsKinesisEndpoint"]["Properties"]
+    assert kinesis["EngineName"] == "kinesis"
+    settings = kinesis["KinesisSettings"]
+    assert settings["MessageFormat"] == "json"
+    for flag in [
+        "IncludeTransactionDetails",
+        "IncludePartitionValue",
+        "PartitionIncludeSchemaTable",
+        "IncludeControlDetails",
+        "IncludeTableAlterOperations",
+        "IncludeNullAndEmpty",
+    ]:
+        assert settings[flag] is True, flag
+    source = resources["DmsSourceEndpoint"]["Properties"]
+    assert source["EndpointType"] == "source"
+    assert source["PostgreSqlSettings"]["SecretsManagerSecretId"] == DMS_ON["SourceSecretArn"]
+    assert "MySqlSettings" not in source
+    mysql = Evaluator(
+        template, {"DmsMode": "Instance", "SourceEngine": "mysql", **DMS_ON}
+    ).resources()
+    assert "PostgreSqlSettings" not in mysql["DmsSourceEndpoint"]["Properties"]
+    assert mysql["DmsSourceEndpoint"]["Properties"]["MySqlSettings"]["SecretsManagerSecretId"]
+    # DMS's account-wide roles only on request; the DMS resources only with DMS on.
+    assert "DmsVpcRole" not in resources
+    with_roles = Evaluator(
+        template, {"DmsMode": "Instance", "CreateDmsServiceRoles": "true", **DMS_ON}
+    )
+    assert {"DmsVpcRole", "DmsCloudWatchLogsRole"} <= set(with_roles.resources())
+    off = Evaluator(template, {"DmsMode": "None"}).resources()
+    assert not [n for n in off if n.startswith("Dms")]
+
+
+def test_dms_rule_requires_network_and_secret(template: dict[str, Any]) -> None:
+    rule = template["Rules"]["DmsNeedsNetworkAndSource"]
+    asserted = json.dumps(rule["Assertions"])
+    for param in ("VpcId", "DmsSubnetIds", "SourceSecretArn"):
+        assert param in asserted
+
+
+# --- IAM ------------------------------------------------------------------------------------------
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement.get("Action", [])
+    return [actions] if isinstance(actions, str) else actions
+
+
+# Actions whose only possible resource is "*" (no resource-level permissions), each narrowed
+# by a condition.
+STAR_RESOURCE_ALLOWED = {
+    "redshift-data:DescribeStatement",
+    "redshift-data:GetStatementResult",
+    "redshift-data:CancelStatement",
+    "cloudwatch:PutMetricData",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(REDSHIFT_MODES))
+def test_least_privilege(template: dict[str, Any], mode: str) -> None:
+    resources = Evaluator(
+        template,
+        {**REDSHIFT_MODES[mode], "DmsMode": "Instance", "CreateDmsServiceRoles": "true", **DMS_ON},
+    ).resources()
+    statements = iter_policy_statements(resources)
+    assert len(statements) > 20
+    for name, st in statements:
+        assert st["Effect"] == "Allow", name
+        for action in _actions(st):
+            assert action != "*" and not action.endswith(":*"), f"{name}: {action}"
+        if st.get("Resource") == "*":
+            assert set(_actions(st)) <= STAR_RESOURCE_ALLOWED, name
+            assert st.get("Condition"), f"{name}: Resource * without condition"
+    by_action: dict[str, list[Any]] = {}
+    for _, st in statements:
+        for action in _actions(st):
+            by_action.setdefault(action, []).append(st["Resource"])
+    statement_ops = by_action["redshift-data:ExecuteStatement"]
+    assert all(r != "*" for r in statement_ops)
+    owner_only = [st for _, st in statements if "redshift-data:DescribeStatement" in _actions(st)]
+    assert owner_only[0]["Condition"] == {
+        "StringEquals": {"redshift-data:statement-owner-iam-userid": "${aws:userid}"}
+    }
+    if mode == "ExistingClusterDbUser":
+        (creds,) = by_action["redshift:GetClusterCredentials"]
+        assert any(
+            "dbuser:${RedshiftClusterIdentifier}/${RedshiftDbUser}" in json.dumps(r) for r in creds
+        )
+    if mode == "ExistingServerless":
+        assert "redshift-serverless:GetCredentials" in by_action
+    if mode in ("CreateServerless", "ExistingServerlessSecret"):
+        assert "secretsmanager:GetSecretValue" in by_action
+        assert "redshift-serverless:GetCredentials" not in by_action
+
+
+def test_glue_and_lambda_role_scopes(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    for role in ("KinesisConsumerRole", "GlueJobRole"):
+        text = json.dumps(resources[role])
+        assert "RedshiftDataAccessPolicy" in text
+        assert re.search(r"kinesis:GetRecords", text)
+        assert '"ChangeStream", "Arn"' in text
+    key_policy = resources["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
+    for st in key_policy:
+        assert "kms:*" not in _actions(st)
+
+
+# --- alarms and dashboard ------------------------------------------------------------------------
+
+
+def test_alarms_and_dashboard(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    alarms = {
+        name: r["Properties"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    metrics = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+    assert ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds") in metrics
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics
+    assert ("AWS/Lambda", "Errors") in metrics
+    assert ("AWS/Events", "TriggeredRules") in metrics  # the Glue job failure rule
+    rule = resources["GlueJobFailureRule"]["Properties"]["EventPattern"]
+    assert set(rule["detail"]["state"]) >= {"FAILED", "TIMEOUT"}
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    rendered = re.sub(r"\$\{[^}]+\}", "x", body)
+    assert len(json.loads(rendered)["widgets"]) >= 5
