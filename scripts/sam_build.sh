@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the SAM application (template.yaml) without Docker:
 #   - the two Lambda functions with BuildMethod python3.12 (needs a python3.12 on PATH),
-#   - the SharedLayer with layers/shared/Makefile (the `shared` package plus orjson and
-#     aws-lambda-powertools as manylinux aarch64 wheels).
+#   - the SharedLayer with layers/shared/Makefile (the `shared` package plus its runtime
+#     dependencies from pyproject.toml as manylinux aarch64 wheels).
 # Output: .aws-sam/build/ (then `sam deploy`, or `sam package`).
 #
 #   bash scripts/sam_build.sh                 # build the repository's template

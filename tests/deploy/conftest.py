@@ -8,6 +8,7 @@ never meet the project's. If it is missing, the `tools` fixture runs the install
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -31,8 +32,28 @@ HANDLER_FILES = {
     "functions/schema_migrator/app.py": _HANDLER_STAND_IN,
     "glue_job/cdc_streaming_job.py": "raise NotImplementedError('stand-in for the Glue job')\n",
 }
-APP_PARTS = ["template.yaml", "samconfig.toml", "functions", "shared", "layers", "glue_job"]
+APP_PARTS = [
+    "template.yaml",
+    "samconfig.toml",
+    "pyproject.toml",
+    "functions",
+    "shared",
+    "layers",
+    "glue_job",
+]
 ARTIFACT_BUCKET = "sam-artifacts-deploy-tests"
+
+
+def layer_requirements(pyproject: Path) -> list[str]:
+    """The SharedLayer's requirements, as layers/shared/layer_requirements.py computes them."""
+    spec = importlib.util.spec_from_file_location(
+        "layer_requirements", REPO / "layers/shared/layer_requirements.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result: list[str] = module.layer_requirements(pyproject)
+    return result
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,7 @@ class AppCopy:
 
 @pytest.fixture(scope="session")
 def app_copy(tmp_path_factory: pytest.TempPathFactory) -> AppCopy:
-    """template + functions + shared + layers + glue_job copied to a temporary directory."""
+    """template + pyproject + functions + shared + layers + glue_job copied to a temporary dir."""
     root = tmp_path_factory.mktemp("sam-app")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".aws-sam")
     for part in APP_PARTS:

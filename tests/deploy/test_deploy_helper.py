@@ -104,8 +104,8 @@ def layer_root(tmp_path: Path) -> Path:
     )
     (root / "shared/__pycache__").mkdir()
     (root / "shared/__pycache__/x.cpython-312.pyc").write_bytes(b"\0")
-    (root / "orjson").mkdir()
-    (root / "orjson/__init__.py").write_text("")
+    (root / "msgspec").mkdir()
+    (root / "msgspec/__init__.py").write_text("")
     return root
 
 

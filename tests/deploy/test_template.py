@@ -514,3 +514,26 @@ def test_alarms_and_dashboard(template: dict[str, Any]) -> None:
     body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     rendered = re.sub(r"\$\{[^}]+\}", "x", body)
     assert len(json.loads(rendered)["widgets"]) >= 5
+
+
+# --- dependencies ----------------------------------------------------------------------------
+
+
+def test_layer_and_glue_get_the_runtime_dependencies(template: dict[str, Any]) -> None:
+    from tests.deploy.conftest import layer_requirements
+
+    requirements = layer_requirements(REPO / "pyproject.toml")
+    names = [re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements]
+    assert "boto3" not in names  # the Lambda runtime has it
+    assert "aws-lambda-powertools" in names
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = {
+        re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in project["dependencies"]
+    } - {"boto3", "botocore"}
+    assert runtime <= set(names)
+    # The Glue job installs the same runtime dependencies at start.
+    glue_modules = template["Parameters"]["GlueAdditionalPythonModules"]["Default"]
+    glue_names = {
+        re.split(r"[\s\[<>=!~;]", m, maxsplit=1)[0].lower() for m in glue_modules.split(",")
+    }
+    assert runtime <= glue_names
