@@ -14,8 +14,8 @@ _IGNORED_WITH_VALUE = ("COMPUPDATE", "STATUPDATE", "MAXERROR", "COMPROWS")
 
 @dataclass
 class CopyCommand:
-    table: str  # as written, e.g. s."T"
-    table_label: str  # for error texts, e.g. s.T
+    table: str  # quoted, e.g. "s"."t"
+    table_label: str  # for error texts, e.g. s.t
     columns: list[str] | None
     source: str
     fmt: str = "TEXT"  # JSON | CSV | PARQUET | TEXT (pipe-delimited: not supported)
@@ -75,7 +75,14 @@ class _Cursor:
 
 
 def _ident(tok: Token) -> str:
-    return tok.text[1:-1].replace('""', '"') if tok.kind is Kind.IDENT else tok.text.lower()
+    """The identifier's name; quoted ones are folded to lower case too, as on Redshift."""
+    name = tok.text[1:-1].replace('""', '"') if tok.kind is Kind.IDENT else tok.text
+    return name.lower()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
 
 
 def _table_and_columns(cur: _Cursor) -> tuple[str, str, list[str] | None]:
@@ -86,7 +93,7 @@ def _table_and_columns(cur: _Cursor) -> tuple[str, str, list[str] | None]:
     for tok in parts:
         if tok.kind not in (Kind.WORD, Kind.IDENT):
             raise _err(f'syntax error at or near "{tok.text}"')
-    table = ".".join(t.text for t in parts)
+    table = ".".join(_quoted(_ident(t)) for t in parts)
     label = ".".join(_ident(t) for t in parts)
     columns: list[str] | None = None
     nxt = cur.peek()

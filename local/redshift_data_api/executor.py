@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
 from local.redshift_data_api.dialect import (
@@ -22,6 +23,7 @@ from local.redshift_data_api.dialect import (
 )
 from local.redshift_data_api.errors import RedshiftSqlError
 from local.redshift_data_api.lexer import LexError, tokenize
+from local.redshift_data_api.translate import BYTES_DOMAIN
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,6 +45,9 @@ _STRINGS = {"varchar", "bpchar", "text", "name", "char"}
 TX_CONTROL = ("BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT")
 # Run outside of BEGIN/COMMIT when alone (PostgreSQL refuses them in a transaction block).
 NO_TRANSACTION = ("VACUUM", "CREATE DATABASE", "DROP DATABASE", "ALTER DATABASE")
+
+_DOMAIN_USE = re.compile(r"\bpublic\." + BYTES_DOMAIN + r"(\d+)\b")
+_DOMAIN_NAME = re.compile(BYTES_DOMAIN + r"(\d+)")
 
 S3Factory = Callable[[str | None], "S3Client"]
 
@@ -115,6 +120,30 @@ def target_table(sql: str) -> str:
     return "unknown"
 
 
+def _ensure_domains(conn: psycopg.Connection[tuple[Any, ...]], pg_sql: str) -> None:
+    """Create the byte-limited VARCHAR domains ``pg_sql`` uses (see ``translate``).
+
+    In a savepoint, so a concurrent creation of the same domain (the loser gets a duplicate
+    error) does not abort the statement's transaction.
+    """
+    for length in sorted({int(n) for n in _DOMAIN_USE.findall(pg_sql)}):
+        name = f"{BYTES_DOMAIN}{length}"
+        if conn.execute("SELECT 1 FROM pg_type WHERE typname = %s AND typnamespace = "
+                        "'public'::regnamespace", (name,)).fetchone():
+            continue
+        in_tx = conn.info.transaction_status is not TransactionStatus.IDLE
+        create = (f"CREATE DOMAIN public.{name} AS VARCHAR({length}) "
+                  f"CHECK (octet_length(VALUE) <= {length})").encode()
+        try:
+            if in_tx:
+                with conn.transaction():
+                    conn.execute(create)
+            else:
+                conn.execute(create)
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            pass
+
+
 def error_text(exc: psycopg.Error, sql: str, pid: int, query_id: int) -> str:
     """What Redshift would report for the PostgreSQL error ``exc``."""
     if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
@@ -122,6 +151,9 @@ def error_text(exc: psycopg.Error, sql: str, pid: int, query_id: int) -> str:
             "ERROR: 1023 DETAIL: Serializable isolation violation on table - "
             f"{target_table(sql)}, transactions forming the cycle are: {pid} (pid:{pid})"
         )
+    domain = _DOMAIN_NAME.fullmatch(exc.diag.datatype_name or "") if exc.diag else None
+    if isinstance(exc, psycopg.errors.CheckViolation) and domain:
+        return f"ERROR: value too long for type character varying({domain.group(1)})"
     if isinstance(exc, psycopg.errors.CardinalityViolation):
         return "ERROR: Found multiple matches to update the same tuple."
     if isinstance(exc, psycopg.errors.QueryCanceled):
@@ -191,6 +223,7 @@ def execute(conn: psycopg.Connection[tuple[Any, ...]], sql: str, *, strict: bool
             return Outcome(rows=run_copy(conn, sql, s3(parse_copy(sql).region)))
         outcome = Outcome()
         for pg_sql in translate_to_postgres(sql):
+            _ensure_domains(conn, pg_sql)
             with conn.cursor() as cur:
                 cur.execute(pg_sql.encode("utf-8"), prepare=False)
                 if cur.description is not None:

@@ -39,10 +39,14 @@ if TYPE_CHECKING:
 
 __all__ = ["CopyCommand", "parse_copy", "run_copy"]
 
+# Domains (the byte-limited VARCHARs) are resolved to their base type and length.
 _COLUMNS_SQL = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory,
-       a.atttypmod, a.attidentity = 'a'
-FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+SELECT a.attname, format_type(b.oid, m.typmod), b.typcategory, m.typmod, a.attidentity = 'a'
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+CROSS JOIN LATERAL (SELECT CASE WHEN t.typtype = 'd' THEN t.typtypmod
+                                ELSE a.atttypmod END AS typmod) m
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
@@ -130,11 +134,11 @@ def _read_object(url: str, cmd: CopyCommand, s3: S3Client) -> bytes:
     return data
 
 
-def table_columns(conn: psycopg.Connection[Any], table: str) -> list[TableColumn]:
+def table_columns(conn: psycopg.Connection[Any], cmd: CopyCommand) -> list[TableColumn]:
     try:
-        rows = conn.execute(_COLUMNS_SQL, (table,)).fetchall()
-    except psycopg.errors.UndefinedTable:
-        raise RedshiftSqlError(f'ERROR: relation "{table}" does not exist') from None
+        rows = conn.execute(_COLUMNS_SQL, (cmd.table,)).fetchall()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        raise RedshiftSqlError(f'ERROR: relation "{cmd.table_label}" does not exist') from None
     return [
         TableColumn(name=r[0], type_name=r[1], category=r[2], typmod=r[3], identity=r[4])
         for r in rows
@@ -164,7 +168,7 @@ def _rows(cmd: CopyCommand, urls: list[str], columns: list[TableColumn],
 def run_copy(conn: psycopg.Connection[Any], sql: str, s3: S3Client) -> int:
     """Run the COPY statement ``sql`` on ``conn`` (inside its transaction); rows loaded."""
     cmd = parse_copy(sql)
-    columns = _target_columns(cmd, table_columns(conn, cmd.table))
+    columns = _target_columns(cmd, table_columns(conn, cmd))
     urls = _object_urls(cmd, s3)
     copy_sql = pgsql.SQL("COPY {} ({}) FROM STDIN").format(
         pgsql.SQL(cmd.table), pgsql.SQL(", ").join(pgsql.Identifier(c.name) for c in columns)

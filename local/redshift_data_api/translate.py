@@ -10,7 +10,10 @@ touched:
 - types: ``VARCHAR(MAX)`` -> ``VARCHAR(65535)``, ``NVARCHAR``/``NCHAR`` -> ``VARCHAR``/``CHAR``;
   in DDL, a ``VARCHAR``/``TEXT`` without length is ``VARCHAR(256)`` and a ``DECIMAL`` without
   precision is ``NUMERIC(18,0)``, as on Redshift (so too-long or fractional values behave as
-  they would there);
+  they would there); table columns of ``VARCHAR(n)`` use the domain ``public.rs_varchar_<n>``
+  (created on demand by the executor) that also limits the value to n UTF-8 bytes;
+- quoted identifiers are folded to lower case, as Redshift does by default
+  (``enable_case_sensitive_identifier`` off);
 - PRIMARY KEY, UNIQUE and FOREIGN KEY constraints are dropped: Redshift does not enforce
   them, so duplicates must be possible here too;
 - ``IDENTITY(seed, step)`` -> a PostgreSQL identity column (``GENERATED ALWAYS``, because
@@ -27,6 +30,9 @@ from local.redshift_data_api.lexer import Kind, Token, split_statements, tokeniz
 
 _DDL_START = ("CREATE", "ALTER")
 _DIST_STYLES = ("ALL", "EVEN", "KEY", "AUTO")
+# Table columns of VARCHAR(n) get the domain public.rs_varchar_<n>: a VARCHAR(n) that also
+# holds at most n bytes, as Redshift measures VARCHAR lengths in bytes, not characters.
+BYTES_DOMAIN = "rs_varchar_"
 _GETDATE = "CAST(date_trunc('second', statement_timestamp()) AS timestamp)"
 # Redshift's QUOTE_LITERAL doubles quotes and backslashes; PostgreSQL's would return E'...'.
 _QUOTE_LITERAL = (
@@ -216,12 +222,40 @@ def _in_type_position(tokens: list[Token], i: int) -> bool:
     return prev is not None and (prev.kind in (Kind.WORD, Kind.IDENT) or prev.is_op("::"))
 
 
-def _rewrite_types_and_functions(tokens: list[Token], ddl: bool) -> str:
+def _varchar(tokens: list[Token], i: int, j: int | None, ddl: bool,
+             domains: bool) -> tuple[str, int]:
+    """The PostgreSQL type for the VARCHAR-like type name at ``i``; the index after it."""
+    nxt = _tok(tokens, j)
+    if nxt is not None and nxt.is_op("(") and j is not None:
+        close = matching_paren(tokens, j)
+        inner = [t for t in tokens[j + 1:close] if t.significant]
+        size = inner[0].upper if len(inner) == 1 else ""
+        if size == "MAX":
+            length = 65535
+        elif size.isdigit():
+            length = int(size)
+        else:  # malformed: PostgreSQL reports it
+            return "VARCHAR" + "".join(t.text for t in tokens[j:close + 1]), close + 1
+        end = close + 1
+    elif ddl:
+        length, end = 256, i + 1
+    else:
+        return ("TEXT" if tokens[i].is_word("TEXT") else "VARCHAR"), i + 1
+    if domains:
+        return f"public.{BYTES_DOMAIN}{length}", end
+    return f"VARCHAR({length})", end
+
+
+def _rewrite_types_and_functions(tokens: list[Token], ddl: bool, domains: bool = False) -> str:
     out: list[str] = []
     i = 0
     n = len(tokens)
     while i < n:
         tok = tokens[i]
+        if tok.kind is Kind.IDENT:
+            out.append(tok.text.lower())  # Redshift folds quoted identifiers too
+            i += 1
+            continue
         if tok.kind is not Kind.WORD:
             out.append(tok.text)
             i += 1
@@ -238,19 +272,8 @@ def _rewrite_types_and_functions(tokens: list[Token], ddl: bool) -> str:
             j = _next_sig(tokens, i)
             nxt = _tok(tokens, j)
         if word in ("VARCHAR", "NVARCHAR", "TEXT") and typed and not after_dot:
-            if nxt is not None and nxt.is_op("(") and j is not None:
-                close = matching_paren(tokens, j)
-                inner = [t for t in tokens[j + 1:close] if t.significant]
-                if len(inner) == 1 and inner[0].is_word("MAX"):
-                    out.append("VARCHAR(65535)")
-                    i = close + 1
-                    continue
-                out.append("VARCHAR")
-            elif ddl:
-                out.append("VARCHAR(256)")
-            else:
-                out.append("VARCHAR" if word != "TEXT" else tok.text)
-            i += 1
+            text, i = _varchar(tokens, i, j, ddl, domains)
+            out.append(text)
             continue
         if word == "NCHAR" and typed:
             out.append("CHAR")
@@ -276,7 +299,7 @@ def _rewrite_types_and_functions(tokens: list[Token], ddl: bool) -> str:
             continue
         elif word == "QUOTE_LITERAL" and nxt is not None and nxt.is_op("(") and j is not None:
             close = matching_paren(tokens, j)
-            arg = _rewrite_types_and_functions(tokens[j + 1:close], ddl)
+            arg = _rewrite_types_and_functions(tokens[j + 1:close], ddl, domains)
             out.append(_QUOTE_LITERAL.format(arg=arg))
             i = close + 1
             continue
@@ -358,4 +381,6 @@ def translate_to_postgres(sql: str) -> list[str]:
     if merge is not None:
         return merge
     ddl = sig[0].is_word(*_DDL_START)
-    return [_rewrite_types_and_functions(strip_constraints(strip_attributes(tokens)), ddl)]
+    domains = ddl and any(t.is_word("TABLE") for t in sig[1:5])
+    tokens = strip_constraints(strip_attributes(tokens))
+    return [_rewrite_types_and_functions(tokens, ddl, domains)]

@@ -534,6 +534,37 @@ def test_redshift_ddl_is_accepted(redshift_data: Any, warehouse_db: str) -> None
     ok(redshift_data, warehouse_db, "LOCK mart.orders")
 
 
+def test_varchar_lengths_are_bytes(redshift_data: Any, warehouse_db: str, s3: Any,
+                                   warehouse_sql: Any) -> None:
+    ok(redshift_data, warehouse_db, "CREATE TABLE vb (s VARCHAR(4))")
+    ok(redshift_data, warehouse_db, "INSERT INTO vb VALUES ('éé')")  # 4 bytes
+    desc = run(redshift_data, warehouse_db, "INSERT INTO vb VALUES ('ééé')")  # 3 chars, 6 bytes
+    assert desc["Error"] == "ERROR: value too long for type character varying(4)"
+    ok(redshift_data, warehouse_db, "ALTER TABLE vb ALTER COLUMN s TYPE VARCHAR(6)")
+    ok(redshift_data, warehouse_db, "INSERT INTO vb VALUES ('ééé')")
+    ok(redshift_data, warehouse_db, "CREATE TEMP TABLE vb2 (LIKE vb)")  # (a new session)
+    [[name, length]] = query(redshift_data, warehouse_db,
+                             "SELECT data_type, character_maximum_length FROM "
+                             "information_schema.columns WHERE table_name = 'vb'")
+    assert (name, length) == ("character varying", 6)
+    bucket = _bucket(s3)
+    s3.put_object(Bucket=bucket, Key="vb/1.json", Body='{"s": "éééé"}'.encode())
+    copy = f"COPY vb FROM 's3://{bucket}/vb/' IAM_ROLE default JSON 'auto'"
+    assert "String length exceeds DDL length" in run(redshift_data, warehouse_db, copy)["Error"]
+    ok(redshift_data, warehouse_db, copy + " TRUNCATECOLUMNS")
+    assert warehouse_sql("SELECT s FROM vb ORDER BY s") == [
+        {"s": "éé"}, {"s": "ééé"}, {"s": "ééé"}]
+
+
+def test_quoted_identifiers_fold_to_lower_case(redshift_data: Any, warehouse_db: str) -> None:
+    ok(redshift_data, warehouse_db, 'CREATE TABLE "Mixed" ("CustomerID" INT)')
+    ok(redshift_data, warehouse_db, 'INSERT INTO mixed (customerid) VALUES (1)')
+    desc = ok(redshift_data, warehouse_db, 'SELECT "CUSTOMERID" AS "Id" FROM "MIXED"')
+    page = redshift_data.get_statement_result(Id=desc["Id"])
+    assert page["ColumnMetadata"][0]["name"] == "id"
+    assert page["Records"] == [[{"longValue": 1}]]
+
+
 def test_key_constraints_are_not_enforced(redshift_data: Any, warehouse_db: str,
                                           warehouse_sql: Any) -> None:
     ok(redshift_data, warehouse_db, "CREATE TABLE k (id INT NOT NULL, v VARCHAR(5), "
