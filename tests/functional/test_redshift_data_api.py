@@ -102,8 +102,11 @@ def test_statement_lifecycle_and_describe(tiny: Any, warehouse_db: str) -> None:
                                   WorkgroupName=WG, Database=warehouse_db, StatementName="slow")
     queued = tiny.execute_statement(Sql="SELECT 1 AS one", WorkgroupName=WG,
                                     Database=warehouse_db)
-    # One worker: the second statement waits its turn.
+    doomed = tiny.execute_statement(Sql="SELECT 2 AS two", WorkgroupName=WG,
+                                    Database=warehouse_db)
+    # One worker: the later statements wait their turn; a waiting one can be cancelled.
     assert tiny.describe_statement(Id=queued["Id"])["Status"] == "SUBMITTED"
+    assert tiny.cancel_statement(Id=doomed["Id"])["Status"] is True
     seen = set()
     while (status := tiny.describe_statement(Id=slow["Id"])["Status"]) not in FINAL:
         seen.add(status)
@@ -118,6 +121,7 @@ def test_statement_lifecycle_and_describe(tiny: Any, warehouse_db: str) -> None:
     assert desc["WorkgroupName"] == WG and desc["Database"] == warehouse_db
     assert "Error" not in desc
     assert wait(tiny, queued["Id"])["Status"] == "FINISHED"
+    assert wait(tiny, doomed["Id"])["Status"] == "ABORTED"
 
 
 def test_wait_time_seconds_returns_the_final_status(redshift_data: Any, warehouse_db: str) -> None:
@@ -154,6 +158,8 @@ def test_request_validation(redshift_data: Any, raw: Any, warehouse_db: str) -> 
     assert ddl["HasResultSet"] is False
     with pytest.raises(errors.ResourceNotFoundException, match="Query does not have result"):
         redshift_data.get_statement_result(Id=ddl["Id"])
+    missing = run(redshift_data, "no_such_database", "SELECT 1")
+    assert missing["Error"] == 'FATAL: database "no_such_database" does not exist'
     bad = run(redshift_data, warehouse_db, "SELECT 1; SELECT 2")
     assert bad["Error"] == "ERROR: cannot insert multiple commands into a prepared statement"
 
@@ -207,6 +213,19 @@ def test_results_page_by_next_token(tiny: Any, warehouse_db: str) -> None:
     assert sum(len(p["Records"]) for p in paginator.paginate(Id=desc["Id"])) == 5
     with pytest.raises(tiny.exceptions.ValidationException, match="NextToken"):
         tiny.get_statement_result(Id=desc["Id"], NextToken="garbage")
+
+
+def test_csv_result_format(tiny: Any, warehouse_db: str) -> None:
+    submitted = tiny.execute_statement(
+        Sql="SELECT g AS n, 'a,' || g AS s FROM generate_series(1, 3) g ORDER BY g",
+        WorkgroupName=WG, Database=warehouse_db, ResultFormat="CSV")
+    assert wait(tiny, submitted["Id"])["ResultFormat"] == "CSV"
+    first = tiny.get_statement_result_v2(Id=submitted["Id"])
+    second = tiny.get_statement_result_v2(Id=submitted["Id"], NextToken=first["NextToken"])
+    assert first["Records"] == [{"CSVRecords": 'n,s\n1,"a,1"\n2,"a,2"\n'}]
+    assert second["Records"] == [{"CSVRecords": '3,"a,3"\n'}] and "NextToken" not in second
+    with pytest.raises(tiny.exceptions.ValidationException, match="GetStatementResultV2"):
+        tiny.get_statement_result(Id=submitted["Id"])
 
 
 # ----------------------------------------------------------------- parameters
