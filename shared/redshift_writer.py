@@ -31,7 +31,7 @@ class S3Stager:
     iam_role_arn: str
 
     def put(self, batch_id: str, table: str, body: bytes) -> str:
-        key = f"{self.prefix.strip('/')}/{batch_id}/{table}.json.gz".lstrip("/")
+        key = f"{self.prefix.strip('/')}/{batch_id}/{table}.json".lstrip("/")
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
         return key
 
@@ -40,7 +40,7 @@ class S3Stager:
         role = self.iam_role_arn.replace("'", "''")
         return (
             f"COPY {stage} ({cols}) FROM 's3://{self.bucket}/{key}' IAM_ROLE '{role}' "
-            "FORMAT AS JSON 'auto' GZIP TIMEFORMAT 'auto' DATEFORMAT 'auto'"
+            "FORMAT AS JSON 'auto' TIMEFORMAT 'auto' DATEFORMAT 'auto'"
         )
 
     def delete(self, keys: list[str]) -> None:
