@@ -1,0 +1,94 @@
+"""Every statement the writer and the migrations emit is inside Redshift's grammar.
+
+PostgreSQL accepts more than Redshift (conditional WHEN clauses, several WHEN MATCHED, CTEs
+before MERGE, ON CONFLICT ...), so passing on the PostgreSQL stand-in proves nothing by itself;
+this checks the SQL text with the same Redshift grammar check the stand-in applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from local.redshift_data_api.dialect import RedshiftSqlError, check_redshift_sql
+from shared import warehouse_sql as sql
+from shared.migrations import plan_migration
+from shared.redshift_writer import S3Stager
+from shared.spec import PipelineSpec, load_spec, parse_spec
+from shared.stage_plan import plan_stage_loads
+from shared.transform import Transformer
+from tests.factories import DmsStream, activity, customer, sport_event, ticket
+
+
+def _hard_delete_spec() -> PipelineSpec:
+    raw = load_spec()
+    target = raw.targets["sport_event_activity"]
+    return parse_spec({
+        "pipeline": {"delete_mode": "hard"},
+        "tables": {n: {"key": list(t.key), "columns": {c.name: str(c.type) for c in t.columns}}
+                   for n, t in raw.tables.items()},
+        "targets": {"sport_event_activity": {
+            "fact": target.fact,
+            "joins": [{"table": j.table, "from": j.from_alias, "on": dict(j.on)}
+                      for j in target.joins],
+            "columns": {c.name: f"{c.alias}.{c.column}" for c in target.columns}}},
+    })
+
+
+def _all_statements(spec: PipelineSpec) -> list[str]:
+    stream = DmsStream()
+    stream.add("sport_event", "insert", sport_event(1, location="O'Brien \\ 'x'"))
+    stream.add("ticket", "insert", ticket(1, 1))
+    stream.add("customer", "insert", customer(1, name="'); DROP TABLE x;--"))
+    stream.add("ticket_activity", "insert", activity(1, 1))
+    changes = Transformer(spec, b"k" * 32).transform(stream.take()).changes
+    loads = plan_stage_loads(spec, changes, copy_available=False)
+    assert loads is not None
+    statements = sql.batch_statements(
+        spec, {t: load.statements for t, load in loads.items()}  # type: ignore[union-attr]
+    )
+    stager = S3Stager(None, "bucket", "prefix", "arn:aws:iam::1:role/r")
+    statements.append(stager.copy_statement(sql.stage_table("customer"),
+                                             ("customer_id", "name"), "prefix/b/customer.json"))
+    statements += plan_migration(spec, {}).statements
+    statements += [
+        sql.add_column_statement('"cdc_replica"."customer"', "tier", "VARCHAR(16)"),
+        sql.widen_varchar_statement('"cdc_replica"."customer"', "name", "VARCHAR(512)"),
+    ]
+    for target in spec.targets.values():
+        statements += sql.rebuild_target_statements(spec, target)
+    return statements
+
+
+@pytest.mark.parametrize("spec", [load_spec(), _hard_delete_spec()], ids=["tombstone", "hard"])
+def test_every_emitted_statement_is_redshift_sql(spec: PipelineSpec) -> None:
+    statements = _all_statements(spec)
+    assert any(s.startswith("MERGE INTO") for s in statements)
+    for statement in statements:
+        check_redshift_sql(statement)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        'MERGE INTO t USING s ON t.k = s.k WHEN MATCHED AND s.o > t.o THEN UPDATE SET v = s.v '
+        "WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)",
+        "MERGE INTO t USING s ON t.k = s.k WHEN MATCHED THEN UPDATE SET v = s.v "
+        "WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)",
+        "WITH s AS (SELECT 1 AS k) MERGE INTO t USING s ON t.k = s.k WHEN MATCHED THEN DELETE "
+        "WHEN NOT MATCHED THEN INSERT (k) VALUES (s.k)",
+        "INSERT INTO t (k) VALUES (1) ON CONFLICT (k) DO NOTHING",
+    ],
+)
+def test_the_check_rejects_what_postgresql_accepts_and_redshift_does_not(statement: str) -> None:
+    with pytest.raises(RedshiftSqlError):
+        check_redshift_sql(statement)
+
+
+def test_merges_have_exactly_one_clause_of_each_kind() -> None:
+    spec: Any = load_spec()
+    for statement in _all_statements(spec):
+        if statement.startswith("MERGE"):
+            assert statement.count("WHEN MATCHED THEN") == 1
+            assert statement.count("WHEN NOT MATCHED THEN INSERT") == 1
