@@ -622,6 +622,28 @@ def test_serialization_failure_is_error_1023(redshift_data: Any, warehouse_db: s
     assert failed["Error"].startswith("ERROR: 1023 DETAIL: Serializable isolation violation")
 
 
+def _merge_writer(client: Any, db: str, key: int, lock: bool) -> str:
+    sqls = [f"MERGE INTO m USING (SELECT {key} AS id, 'v' AS v) s ON m.id = s.id "
+            "WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT VALUES "
+            "(s.id, s.v)", "SELECT pg_sleep(0.4)"]
+    submitted = client.batch_execute_statement(Sqls=["LOCK m", *sqls] if lock else sqls,
+                                               WorkgroupName=WG, Database=db)
+    return str(submitted["Id"])
+
+
+def test_concurrent_merge_writers_need_a_lock(redshift_data: Any, warehouse_db: str,
+                                              warehouse_sql: Any) -> None:
+    ok(redshift_data, warehouse_db, "CREATE TABLE m (id INT, v VARCHAR(5), PRIMARY KEY (id))")
+    # Two writers merging different keys into one table at once: one fails, as on Redshift.
+    ids = [_merge_writer(redshift_data, warehouse_db, key, lock=False) for key in (1, 2)]
+    statuses = sorted(wait(redshift_data, i)["Status"] for i in ids)
+    assert statuses == ["FAILED", "FINISHED"]
+    # LOCK at the start of the transaction makes writers queue instead.
+    ids = [_merge_writer(redshift_data, warehouse_db, key, lock=True) for key in (3, 4)]
+    assert [wait(redshift_data, i)["Status"] for i in ids] == ["FINISHED", "FINISHED"]
+    assert len(warehouse_sql("SELECT id FROM m WHERE id IN (3, 4)")) == 2
+
+
 # ----------------------------------------------------------------------- COPY
 
 
