@@ -17,11 +17,11 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
+from local.dms_records import DmsStream, activity, customer, sport_event, ticket
 from shared.records import StreamRecord
 from shared.spec import load_spec
 from shared.stage_plan import plan_stage_loads
 from shared.transform import Transformer
-from tests.factories import DmsStream, activity, customer, sport_event, ticket
 
 HMAC_KEY = b"benchmark-hmac-key-0123456789abcdef"
 

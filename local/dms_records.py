@@ -1,7 +1,9 @@
-"""Event factories: DMS Kinesis records as AWS DMS writes them, with sane defaults.
+"""DMS Kinesis records as AWS DMS writes them (``json`` format, transaction details, partition
+value, before images), for the demo, the sample events and the tests.
 
 ``DmsStream`` hands out strictly increasing commit timestamps, stream positions and Kinesis
-sequence numbers, so a test reads like the source history it describes.
+sequence numbers, so a sequence of calls reads like the source history it describes. The row
+helpers build rows of the reference (sports ticketing) schema.
 """
 
 from __future__ import annotations

@@ -66,10 +66,10 @@ class Transformer:
             count += 1
             try:
                 decoded = decode(record)
-                if type(decoded) is Change:
-                    append(decoded)
-                else:
+                if isinstance(decoded, list):
                     extend(decoded)
+                else:
+                    append(decoded)
             except Rejected as exc:
                 result.rejects.append(
                     Reject(exc.reason, payload_text(record), record.sequence_number,

@@ -8,7 +8,7 @@ import hmac
 import threading
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -30,10 +30,12 @@ def seed(stream: DmsStream) -> None:
     stream.add("sport_event", "load", sport_event(2, "Football", "2021-10-05", "San Francisco, US"))
     stream.add("ticket", "load", ticket(10, 1, "Standard", "S-1", 100))
     stream.add("ticket", "load", ticket(11, 2, "Premium", "P-1", "300.5"))
-    stream.add("customer", "load", customer(222, "Teresa Stein", "teresa@example.com",
-                                            "+1-296-605-8486"))
-    stream.add("customer", "load", customer(223, "Caleb Houston", "caleb@example.com",
-                                            "087-237-9316x2670"))
+    stream.add(
+        "customer", "load", customer(222, "Teresa Stein", "teresa@example.com", "+1-296-605-8486")
+    )
+    stream.add(
+        "customer", "load", customer(223, "Caleb Houston", "caleb@example.com", "087-237-9316x2670")
+    )
     stream.add("ticket_activity", "load", activity(10, 222, "2021-08-15 10:00:00"))
     stream.add("ticket_activity", "load", activity(11, 223, "2021-08-30 11:30:00"))
 
@@ -44,20 +46,44 @@ def test_full_load_lands_denormalized_and_masked(pipeline: Pipeline) -> None:
     pipeline.apply(stream.take())
 
     assert pipeline.wide() == [
-        {"ticket_id": 10, "event_id": 1, "sport_type": "Baseball", "start_date": date(2021, 9, 1),
-         "location": "Seattle, US", "seat_level": "Standard", "seat_location": "S-1",
-         "ticket_price": Decimal("100.00"), "purchased_by": 222, "name": "Teresa Stein",
-         "email_address": token("teresa@example.com"), "phone_number": "+*-***-***-****",
-         "created_at": datetime(2021, 8, 15, 10), "updated_at": datetime(2021, 8, 15, 10)},
-        {"ticket_id": 11, "event_id": 2, "sport_type": "Football", "start_date": date(2021, 10, 5),
-         "location": "San Francisco, US", "seat_level": "Premium", "seat_location": "P-1",
-         "ticket_price": Decimal("300.50"), "purchased_by": 223, "name": "Caleb Houston",
-         "email_address": token("caleb@example.com"), "phone_number": "***-***-****x****",
-         "created_at": datetime(2021, 8, 30, 11, 30), "updated_at": datetime(2021, 8, 30, 11, 30)},
+        {
+            "ticket_id": 10,
+            "event_id": 1,
+            "sport_type": "Baseball",
+            "start_date": date(2021, 9, 1),
+            "location": "Seattle, US",
+            "seat_level": "Standard",
+            "seat_location": "S-1",
+            "ticket_price": Decimal("100.00"),
+            "purchased_by": 222,
+            "name": "Teresa Stein",
+            "email_address": token("teresa@example.com"),
+            "phone_number": "+*-***-***-****",
+            "created_at": datetime(2021, 8, 15, 10),
+            "updated_at": datetime(2021, 8, 15, 10),
+        },
+        {
+            "ticket_id": 11,
+            "event_id": 2,
+            "sport_type": "Football",
+            "start_date": date(2021, 10, 5),
+            "location": "San Francisco, US",
+            "seat_level": "Premium",
+            "seat_location": "P-1",
+            "ticket_price": Decimal("300.50"),
+            "purchased_by": 223,
+            "name": "Caleb Houston",
+            "email_address": token("caleb@example.com"),
+            "phone_number": "***-***-****x****",
+            "created_at": datetime(2021, 8, 30, 11, 30),
+            "updated_at": datetime(2021, 8, 30, 11, 30),
+        },
     ]
     customers = pipeline.replica("customer")
-    assert [c["email"] for c in customers] == [token("teresa@example.com"),
-                                               token("caleb@example.com")]
+    assert [c["email"] for c in customers] == [
+        token("teresa@example.com"),
+        token("caleb@example.com"),
+    ]
     assert all(not c["_cdc_deleted"] and c["_cdc_order_key"].startswith("0") for c in customers)
 
 
@@ -68,18 +94,28 @@ def test_insert_update_and_fact_delete(pipeline: Pipeline) -> None:
 
     stream.add("ticket_activity", "insert", activity(12, 222, "2021-09-01 09:00:00"))
     stream.add("ticket", "insert", ticket(12, 2, "VIP", "V-9", 999))
-    stream.add("ticket_activity", "update", activity(10, 223, "2021-08-15 10:00:00",
-                                                     "2021-09-02 08:00:00"))
-    stream.add("ticket_activity", "delete", {"ticket_id": 11, "purchased_by": None,
-                                             "created_at": None, "updated_at": None})
+    stream.add(
+        "ticket_activity", "update", activity(10, 223, "2021-08-15 10:00:00", "2021-09-02 08:00:00")
+    )
+    stream.add(
+        "ticket_activity",
+        "delete",
+        {"ticket_id": 11, "purchased_by": None, "created_at": None, "updated_at": None},
+    )
     pipeline.apply(stream.take())
 
     rows = {r["ticket_id"]: r for r in pipeline.wide()}
     assert sorted(rows) == [10, 12]
     assert (rows[10]["purchased_by"], rows[10]["name"], rows[10]["updated_at"]) == (
-        223, "Caleb Houston", datetime(2021, 9, 2, 8))
+        223,
+        "Caleb Houston",
+        datetime(2021, 9, 2, 8),
+    )
     assert (rows[12]["seat_level"], rows[12]["sport_type"], rows[12]["name"]) == (
-        "VIP", "Football", "Teresa Stein")
+        "VIP",
+        "Football",
+        "Teresa Stein",
+    )
     tombstone = [r for r in pipeline.replica("ticket_activity") if r["ticket_id"] == 11]
     assert tombstone[0]["_cdc_deleted"] and tombstone[0]["purchased_by"] is None
 
@@ -94,19 +130,33 @@ def test_dimension_delete_empties_its_columns_in_wide_rows(pipeline: Pipeline) -
 
     rows = {r["ticket_id"]: r for r in pipeline.wide()}
     assert (rows[10]["purchased_by"], rows[10]["name"], rows[10]["email_address"]) == (
-        222, None, None)
+        222,
+        None,
+        None,
+    )
     assert (rows[11]["event_id"], rows[11]["sport_type"], rows[11]["seat_level"]) == (
-        2, None, "Premium")
+        2,
+        None,
+        "Premium",
+    )
 
 
 def test_primary_key_change_moves_the_row(pipeline: Pipeline) -> None:
     stream = DmsStream()
     seed(stream)
     pipeline.apply(stream.take())
-    stream.add("ticket_activity", "update", activity(46, 222, "2021-08-15 10:00:00"),
-               before={"ticket_id": 10})
-    stream.add("customer", "update", customer(224, "Teresa Stein", "teresa@example.com"),
-               before={"customer_id": 223})
+    stream.add(
+        "ticket_activity",
+        "update",
+        activity(46, 222, "2021-08-15 10:00:00"),
+        before={"ticket_id": 10},
+    )
+    stream.add(
+        "customer",
+        "update",
+        customer(224, "Teresa Stein", "teresa@example.com"),
+        before={"customer_id": 223},
+    )
     pipeline.apply(stream.take())
 
     rows = {r["ticket_id"]: r for r in pipeline.wide()}
@@ -121,8 +171,9 @@ def test_fact_before_its_dimensions_is_completed_when_they_arrive(pipeline: Pipe
     stream = DmsStream()
     stream.add("ticket_activity", "insert", activity(50, 300, "2021-09-03 12:00:00"))
     pipeline.apply(stream.take())
-    assert [(r["ticket_id"], r["purchased_by"], r["name"], r["event_id"]) for r in pipeline.wide()
-            ] == [(50, 300, None, None)]
+    assert [
+        (r["ticket_id"], r["purchased_by"], r["name"], r["event_id"]) for r in pipeline.wide()
+    ] == [(50, 300, None, None)]
 
     stream.add("customer", "insert", customer(300, "Late Larry", "larry@example.com"))
     pipeline.apply(stream.take())
@@ -133,7 +184,11 @@ def test_fact_before_its_dimensions_is_completed_when_they_arrive(pipeline: Pipe
 
     row = pipeline.wide()[0]
     assert (row["name"], row["email_address"], row["event_id"], row["sport_type"]) == (
-        "Late Larry", token("larry@example.com"), 7, "Hockey")
+        "Late Larry",
+        token("larry@example.com"),
+        7,
+        "Hockey",
+    )
 
 
 def test_dimension_change_rewrites_every_wide_row_that_refers_to_it(pipeline: Pipeline) -> None:
@@ -143,8 +198,11 @@ def test_dimension_change_rewrites_every_wide_row_that_refers_to_it(pipeline: Pi
     stream.add("ticket", "insert", ticket(12, 1))
     pipeline.apply(stream.take())
 
-    stream.add("customer", "update", customer(222, "Teresa Stein-Ray", "t.ray@example.com",
-                                              "+44 20 7946 0958"))
+    stream.add(
+        "customer",
+        "update",
+        customer(222, "Teresa Stein-Ray", "t.ray@example.com", "+44 20 7946 0958"),
+    )
     stream.add("sport_event", "update", sport_event(1, "Baseball", "2021-09-04", "Tacoma, US"))
     pipeline.apply(stream.take())
 
@@ -152,7 +210,10 @@ def test_dimension_change_rewrites_every_wide_row_that_refers_to_it(pipeline: Pi
     assert {r["ticket_id"] for r in rows} == {10, 12}
     for row in rows:
         assert (row["name"], row["email_address"], row["phone_number"]) == (
-            "Teresa Stein-Ray", token("t.ray@example.com"), "+** ** **** ****")
+            "Teresa Stein-Ray",
+            token("t.ray@example.com"),
+            "+** ** **** ****",
+        )
         assert (row["start_date"], row["location"]) == (date(2021, 9, 4), "Tacoma, US")
 
 
@@ -198,24 +259,35 @@ def test_a_late_older_change_cannot_resurrect_a_deleted_row(pipeline: Pipeline) 
     pipeline.apply(stale)
 
     assert [r["ticket_id"] for r in pipeline.wide()] == [10]
-    gone = [c for c in pipeline.replica("customer") if c["customer_id"] == 223][0]
+    gone = next(c for c in pipeline.replica("customer") if c["customer_id"] == 223)
     assert gone["_cdc_deleted"] and gone["name"] is None
 
 
 def test_hard_delete_mode_removes_replica_rows(make_pipeline: Any) -> None:
     raw = load_spec()
-    spec = parse_spec({
-        "pipeline": {"delete_mode": "hard"},
-        "tables": {n: {"key": list(t.key), "columns": {c.name: str(c.type) for c in t.columns}}
-                   for n, t in raw.tables.items()},
-        "pii": {"customer.email": "tokenize", "customer.phone": "mask"},
-        "targets": {"sport_event_activity": {
-            "fact": "ticket_activity",
-            "joins": [{"table": j.table, "from": j.from_alias, "on": dict(j.on)}
-                      for j in raw.targets["sport_event_activity"].joins],
-            "columns": {c.name: f"{c.alias}.{c.column}"
-                        for c in raw.targets["sport_event_activity"].columns}}},
-    })
+    spec = parse_spec(
+        {
+            "pipeline": {"delete_mode": "hard"},
+            "tables": {
+                n: {"key": list(t.key), "columns": {c.name: str(c.type) for c in t.columns}}
+                for n, t in raw.tables.items()
+            },
+            "pii": {"customer.email": "tokenize", "customer.phone": "mask"},
+            "targets": {
+                "sport_event_activity": {
+                    "fact": "ticket_activity",
+                    "joins": [
+                        {"table": j.table, "from": j.from_alias, "on": dict(j.on)}
+                        for j in raw.targets["sport_event_activity"].joins
+                    ],
+                    "columns": {
+                        c.name: f"{c.alias}.{c.column}"
+                        for c in raw.targets["sport_event_activity"].columns
+                    },
+                }
+            },
+        }
+    )
     pipeline = make_pipeline(spec)
     stream = DmsStream()
     seed(stream)
@@ -230,7 +302,7 @@ def test_hard_delete_mode_removes_replica_rows(make_pipeline: Any) -> None:
 
 
 def test_sql_injection_text_lands_verbatim(pipeline: Pipeline) -> None:
-    nasty = "O'Brien'); DROP TABLE x;-- \\'; \\\\ \" \n\t% _ $1 :name \u00e9\u6f22\U0001F600"
+    nasty = "O'Brien'); DROP TABLE x;-- \\'; \\\\ \" \n\t% _ $1 :name \u00e9\u6f22\U0001f600"
     stream = DmsStream()
     stream.add("customer", "insert", customer(1, nasty, "o'brien@example.com", "+1 (555) 'x'"))
     stream.add("sport_event", "insert", sport_event(1, nasty[:64], "2021-09-01", nasty[:100]))
@@ -240,8 +312,12 @@ def test_sql_injection_text_lands_verbatim(pipeline: Pipeline) -> None:
     assert person["name"] == nasty
     assert person["phone"] == "+* (***) 'x'"
     assert pipeline.replica("sport_event")[0]["location"] == nasty[:100]
-    assert pipeline.sql("SELECT count(*) AS n FROM information_schema.tables "
-                        "WHERE table_schema = 'cdc_replica'")[0]["n"] == 4
+    assert (
+        pipeline.sql(
+            "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'cdc_replica'"
+        )[0]["n"]
+        == 4
+    )
 
 
 def test_rejects_leave_good_records_applied_and_land_nothing(pipeline: Pipeline) -> None:
@@ -289,8 +365,9 @@ def test_two_concurrent_writers_lose_no_update(make_pipeline: Any) -> None:
     assert errors == []
     rows = [r for r in writers[0].wide() if r["purchased_by"] == 222]
     assert len(rows) == 41
-    assert {(r["name"], r["email_address"]) for r in rows} == {("Name 39",
-                                                                 token("v39@example.com"))}
+    assert {(r["name"], r["email_address"]) for r in rows} == {
+        ("Name 39", token("v39@example.com"))
+    }
 
 
 def test_big_batches_go_through_s3_copy(make_pipeline: Any, staging_bucket: Any) -> None:
@@ -327,7 +404,9 @@ def test_a_failed_statement_raises_with_redshift_error_text(pipeline: Pipeline) 
     pipeline.sql('DROP TABLE "cdc_replica"."customer"')
     stream = DmsStream()
     stream.add("customer", "insert", customer(1))
-    with pytest.raises(StatementFailed, match=r'statement 1 of \d+ failed: .*customer.*does not exist'):
+    with pytest.raises(
+        StatementFailed, match=r"statement 1 of \d+ failed: .*customer.*does not exist"
+    ):
         pipeline.apply(stream.take())
 
 
@@ -339,28 +418,52 @@ def test_migrations_are_idempotent_and_follow_spec_edits(
     seed(stream)
     pipeline.apply(stream.take())
     assert plan_migration(pipeline.spec, read_existing(api, pipeline.spec)).statements == [
-        'CREATE SCHEMA IF NOT EXISTS "cdc_replica"', 'CREATE SCHEMA IF NOT EXISTS "public"']
+        'CREATE SCHEMA IF NOT EXISTS "cdc_replica"',
+        'CREATE SCHEMA IF NOT EXISTS "public"',
+    ]
 
     raw = load_spec()
-    wider = parse_spec({
-        "tables": {n: {"key": list(t.key), "columns": {c.name: str(c.type) for c in t.columns}}
-                   for n, t in raw.tables.items()}
-        | {"customer": {"key": ["customer_id"], "columns": {
-            "customer_id": "bigint", "name": "varchar(512)", "email": "varchar(320)",
-            "phone": "varchar(64)", "tier": "varchar(16)"}}},
-        "pii": {"customer.email": "tokenize", "customer.phone": "mask"},
-        "targets": {"sport_event_activity": {
-            "fact": "ticket_activity",
-            "joins": [{"table": j.table, "from": j.from_alias, "on": dict(j.on)}
-                      for j in raw.targets["sport_event_activity"].joins],
-            "columns": {c.name: f"{c.alias}.{c.column}"
-                        for c in raw.targets["sport_event_activity"].columns}
-            | {"customer_tier": "customer.tier"}}},
-    })
+    wider = parse_spec(
+        {
+            "tables": {
+                n: {"key": list(t.key), "columns": {c.name: str(c.type) for c in t.columns}}
+                for n, t in raw.tables.items()
+            }
+            | {
+                "customer": {
+                    "key": ["customer_id"],
+                    "columns": {
+                        "customer_id": "bigint",
+                        "name": "varchar(512)",
+                        "email": "varchar(320)",
+                        "phone": "varchar(64)",
+                        "tier": "varchar(16)",
+                    },
+                }
+            },
+            "pii": {"customer.email": "tokenize", "customer.phone": "mask"},
+            "targets": {
+                "sport_event_activity": {
+                    "fact": "ticket_activity",
+                    "joins": [
+                        {"table": j.table, "from": j.from_alias, "on": dict(j.on)}
+                        for j in raw.targets["sport_event_activity"].joins
+                    ],
+                    "columns": {
+                        c.name: f"{c.alias}.{c.column}"
+                        for c in raw.targets["sport_event_activity"].columns
+                    }
+                    | {"customer_tier": "customer.tier"},
+                }
+            },
+        }
+    )
     plan = migrate(api, wider)
     assert plan.rebuild_targets == ["sport_event_activity"]
-    assert migrate(api, wider).statements == plan_migration(wider, {
-        **read_existing(api, wider)}).statements  # nothing new the second time
+    assert (
+        migrate(api, wider).statements
+        == plan_migration(wider, {**read_existing(api, wider)}).statements
+    )  # nothing new the second time
     rows = pipeline.wide()
     assert [r["customer_tier"] for r in rows] == [None, None]
     assert rows[0]["name"] == "Teresa Stein"
@@ -376,12 +479,14 @@ def test_too_many_active_statements_are_retried(
 
     server = RedshiftDataApiServer(
         pg_conninfo=f"host={pg_server.host} port={pg_server.port} user={pg_server.user}",
-        s3_endpoint_url=moto_endpoint, max_active_statements=1,
+        s3_endpoint_url=moto_endpoint,
+        max_active_statements=1,
     )
     server.start()
     try:
-        client = boto3.client("redshift-data", endpoint_url=server.endpoint_url,
-                              region_name="us-east-1")
+        client = boto3.client(
+            "redshift-data", endpoint_url=server.endpoint_url, region_name="us-east-1"
+        )
         writers = [make_pipeline(client=client) for _ in range(3)]
         stream = DmsStream()
         batches = []
@@ -389,7 +494,10 @@ def test_too_many_active_statements_are_retried(
             for i in range(20):
                 stream.add("customer", "insert", customer(n * 100 + i))
             batches.append(stream.take())
-        threads = [threading.Thread(target=w.apply, args=(b,)) for w, b in zip(writers, batches)]
+        threads = [
+            threading.Thread(target=w.apply, args=(b,))
+            for w, b in zip(writers, batches, strict=True)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -401,7 +509,7 @@ def test_too_many_active_statements_are_retried(
 
 class _FakeHttp:
     status_code = 400
-    headers: dict[str, str] = {}
+    headers: ClassVar[dict[str, str]] = {}
 
 
 def test_throttling_and_serialization_conflicts_are_retried(
@@ -413,18 +521,24 @@ def test_throttling_and_serialization_conflicts_are_retried(
     def throttle(**_: Any) -> Any:
         if faults["throttled"] < 2:
             faults["throttled"] += 1
-            return _FakeHttp(), {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+            return _FakeHttp(), {
+                "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}
+            }
         return None
 
     def conflict(parsed: dict[str, Any], **_: Any) -> None:
-        if parsed.get("Status") == "FINISHED" and parsed.get("SubStatements") and not faults[
-                "conflicts"]:
+        if (
+            parsed.get("Status") == "FINISHED"
+            and parsed.get("SubStatements")
+            and not faults["conflicts"]
+        ):
             faults["conflicts"] += 1
             parsed["Status"] = "FAILED"
             parsed["SubStatements"][-1]["Status"] = "FAILED"
             parsed["SubStatements"][-1]["Error"] = (
                 "ERROR: 1023 DETAIL: Serializable isolation violation on table - 123456, "
-                "transactions forming the cycle are: 1, 2 (pid:3)")
+                "transactions forming the cycle are: 1, 2 (pid:3)"
+            )
 
     events = redshift_data.meta.events
     events.register("before-call.redshift-data.BatchExecuteStatement", throttle)
@@ -439,8 +553,12 @@ def test_throttling_and_serialization_conflicts_are_retried(
 
 def test_a_non_retryable_api_error_is_clear(redshift_data: Any, pipeline: Pipeline) -> None:
     def refuse(**_: Any) -> Any:
-        return _FakeHttp(), {"Error": {"Code": "ValidationException",
-                                       "Message": "Workgroup local-workgroup not found"}}
+        return _FakeHttp(), {
+            "Error": {
+                "Code": "ValidationException",
+                "Message": "Workgroup local-workgroup not found",
+            }
+        }
 
     redshift_data.meta.events.register("before-call.redshift-data.BatchExecuteStatement", refuse)
     stream = DmsStream()

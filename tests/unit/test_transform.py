@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-from datetime import date
-from decimal import Decimal
 import hashlib
 import hmac
 import re
+from datetime import date
+from decimal import Decimal
 
 import pytest
 
@@ -38,14 +38,20 @@ def test_every_data_operation_becomes_a_change(core: Transformer, stream: DmsStr
     stream.add("sport_event", "load", sport_event(1))
     stream.add("ticket", "insert", ticket(10, 1, ticket_price="300.50"))
     stream.add("customer", "update", customer(7, email="Teresa@Example.com"))
-    stream.add("ticket_activity", "delete", {"ticket_id": 10, "purchased_by": None,
-                                             "created_at": None, "updated_at": None})
+    stream.add(
+        "ticket_activity",
+        "delete",
+        {"ticket_id": 10, "purchased_by": None, "created_at": None, "updated_at": None},
+    )
     result = core.transform(stream.take())
 
     assert result.rejects == [] and result.records_in == 4
     event = result.changes["sport_event"][0]
     assert (event.operation, event.deleted, event.values["start_date"]) == (
-        "load", False, date(2021, 9, 1))
+        "load",
+        False,
+        date(2021, 9, 1),
+    )
     assert result.changes["ticket"][0].values["ticket_price"] == Decimal("300.50")
     person = result.changes["customer"][0].values
     assert person["email"] == token("teresa@example.com")
@@ -55,8 +61,9 @@ def test_every_data_operation_becomes_a_change(core: Transformer, stream: DmsStr
 
 
 def test_pii_never_survives_the_transform(core: Transformer, stream: DmsStream) -> None:
-    stream.add("customer", "insert", customer(3, email="raymond@example.net",
-                                                phone="+1-786-503-2802x2357"))
+    stream.add(
+        "customer", "insert", customer(3, email="raymond@example.net", phone="+1-786-503-2802x2357")
+    )
     values = core.transform(stream.take()).changes["customer"][0].values
     assert re.fullmatch(r"[0-9a-f]{64}", values["email"])
     assert values["phone"] == "+*-***-***-****x****"
@@ -73,7 +80,9 @@ def test_tokens_are_keyed_and_deterministic(stream: DmsStream) -> None:
     assert first != hashlib.sha256(b"a@example.com").hexdigest()
 
 
-def test_newest_change_per_key_wins_by_source_position(core: Transformer, stream: DmsStream) -> None:
+def test_newest_change_per_key_wins_by_source_position(
+    core: Transformer, stream: DmsStream
+) -> None:
     stream.add("customer", "insert", customer(1, name="First"))
     stream.add("customer", "update", customer(1, name="Second"))
     stream.add("customer", "update", customer(2, name="Other"))
@@ -89,7 +98,9 @@ def test_order_comes_from_the_commit_not_the_message_timestamp(core: Transformer
     newer = stream.message("customer", "update", customer(1, name="Newer"))
     # DMS built the newer change's message first (e.g. after a task restart).
     newer["metadata"]["timestamp"], older["metadata"]["timestamp"] = (
-        older["metadata"]["timestamp"], newer["metadata"]["timestamp"])
+        older["metadata"]["timestamp"],
+        newer["metadata"]["timestamp"],
+    )
     result = core.transform([encode(older, "1"), encode(newer, "2")])
     assert result.changes["customer"][0].values["name"] == "Newer"
 
@@ -105,8 +116,11 @@ def test_full_load_sorts_before_any_cdc_change_of_the_row(core: Transformer) -> 
 def test_changes_of_one_transaction_order_by_record_id(core: Transformer) -> None:
     stream = DmsStream()
     first = stream.message("customer", "update", customer(1, name="A"), record_id=1)
-    second = dict(first, data=customer(1, name="B"),
-                  metadata=dict(first["metadata"], **{"transaction-record-id": 2}))
+    second = dict(
+        first,
+        data=customer(1, name="B"),
+        metadata=dict(first["metadata"], **{"transaction-record-id": 2}),
+    )
     result = core.transform([encode(second, "2"), encode(first, "1")])
     assert result.changes["customer"][0].values["name"] == "B"
 
@@ -148,9 +162,13 @@ def test_control_records_and_foreign_tables_are_skipped_and_counted(
     stream.records.append(other_schema.add("customer", "insert", customer(1)))
     stream.add("customer", "insert", customer(9))
     result = core.transform(stream.take())
-    assert result.skipped == {"control:create-table": 1, "control:drop-table": 1,
-                              "control:some-future-operation": 1, "dms-internal-table": 1,
-                              "table-not-in-spec": 2}
+    assert result.skipped == {
+        "control:create-table": 1,
+        "control:drop-table": 1,
+        "control:some-future-operation": 1,
+        "dms-internal-table": 1,
+        "table-not-in-spec": 2,
+    }
     assert [c.key for c in result.changes["customer"]] == [(9,)] and result.rejects == []
 
 
@@ -160,26 +178,46 @@ def _bad_records(stream: DmsStream) -> list[tuple[StreamRecord, str]]:
 
     return [
         (StreamRecord("%%% not base64 %%%", "s1"), "record data is not valid base64"),
-        (stream.add_raw(b"{not json"), "record data is not valid JSON (JSON is malformed: object keys must be strings (byte 1))"),
+        (
+            stream.add_raw(b"{not json"),
+            "record data is not valid JSON (JSON is malformed: "
+            "object keys must be strings (byte 1))",
+        ),
         (stream.add_raw({"data": {"a": 1}}), "not a DMS record: no valid 'metadata' object"),
         (stream.add_raw([1, 2]), "not a DMS record: no valid 'metadata' object"),
-        (stream.add_raw({"data": {}, "metadata": {"record-type": "weird"}}),
-         "not a DMS record: record-type is neither 'data' nor 'control'"),
-        (with_data("customer", "insert", {"name": "No Key", "email": "nokey@example.com"}),
-         "customer: missing key column 'customer_id'"),
-        (with_data("customer", "insert", customer(1) | {"customer_id": "abc"}),
-         "customer: column 'customer_id': expected `int`, got `str`"),
-        (with_data("customer", "insert", customer(1) | {"email": 42}),
-         "customer: column 'email': expected `str`, got `int`"),
-        (with_data("customer", "insert", customer(1) | {"phone": "9" * 65}),
-         "customer: column 'phone': expected `str` of length <= 64"),
-        (with_data("sport_event", "insert", sport_event(1) | {"start_date": "next friday"}),
-         "sport_event: column 'start_date': invalid RFC3339 encoded date"),
-        (with_data("ticket", "insert", ticket(1, 1, ticket_price="12345678901.5")),
-         "ticket: column 'ticket_price': value does not fit decimal(12,2)"),
+        (
+            stream.add_raw({"data": {}, "metadata": {"record-type": "weird"}}),
+            "not a DMS record: record-type is neither 'data' nor 'control'",
+        ),
+        (
+            with_data("customer", "insert", {"name": "No Key", "email": "nokey@example.com"}),
+            "customer: missing key column 'customer_id'",
+        ),
+        (
+            with_data("customer", "insert", customer(1) | {"customer_id": "abc"}),
+            "customer: column 'customer_id': expected `int`, got `str`",
+        ),
+        (
+            with_data("customer", "insert", customer(1) | {"email": 42}),
+            "customer: column 'email': expected `str`, got `int`",
+        ),
+        (
+            with_data("customer", "insert", customer(1) | {"phone": "9" * 65}),
+            "customer: column 'phone': expected `str` of length <= 64",
+        ),
+        (
+            with_data("sport_event", "insert", sport_event(1) | {"start_date": "next friday"}),
+            "sport_event: column 'start_date': invalid RFC3339 encoded date",
+        ),
+        (
+            with_data("ticket", "insert", ticket(1, 1, ticket_price="12345678901.5")),
+            "ticket: column 'ticket_price': value does not fit decimal(12,2)",
+        ),
         (with_data("ticket", "upsert", ticket(1, 1)), "ticket: unknown data operation"),
-        (with_data("ticket_activity", "insert", activity(1, 2, created_at="2021-13-45 99:00")),
-         "ticket_activity: column 'created_at': invalid RFC3339 encoded datetime"),
+        (
+            with_data("ticket_activity", "insert", activity(1, 2, created_at="2021-13-45 99:00")),
+            "ticket_activity: column 'created_at': invalid RFC3339 encoded datetime",
+        ),
     ]
 
 
@@ -216,7 +254,7 @@ def test_raw_bytes_from_a_kinesis_reader_are_accepted(core: Transformer, stream:
 
 
 def test_values_arrive_in_every_json_shape(core: Transformer, stream: DmsStream) -> None:
-    name = "O'Brien'); DROP TABLE x;-- \\ \u00e9\u6f22\n\U0001F600"
+    name = "O'Brien'); DROP TABLE x;-- \\ \u00e9\u6f22\n\U0001f600"
     stream.add("customer", "insert", customer(9_223_372_036_854_775_807, name=name))
     stream.add("customer", "insert", {"customer_id": "42", "name": None, "email": None})
     stream.add("ticket", "insert", ticket(1, 1, ticket_price=99.999))
@@ -227,7 +265,9 @@ def test_values_arrive_in_every_json_shape(core: Transformer, stream: DmsStream)
     assert str(result.changes["ticket"][0].values["ticket_price"]) == "100.00"
 
 
-def test_varchar_limits_count_utf8_bytes_like_redshift(core: Transformer, stream: DmsStream) -> None:
+def test_varchar_limits_count_utf8_bytes_like_redshift(
+    core: Transformer, stream: DmsStream
+) -> None:
     stream.add("customer", "insert", customer(1, phone="\u6f22" * 21))  # 63 bytes: fits
     stream.add("customer", "insert", customer(2, phone="\u6f22" * 22))  # 66 bytes > 64
     stream.add("customer", "insert", customer(3, name="nul\x00byte"))
