@@ -20,6 +20,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from local.redshift_data_api.copy_parse import parse_copy
 from local.redshift_data_api.errors import RedshiftSqlError
 from local.redshift_data_api.lexer import Kind, LexError, Token, split_statements, tokenize
 from local.redshift_data_api.translate import strip_attributes, translate_to_postgres
@@ -79,8 +80,6 @@ def check_redshift_sql(sql: str) -> None:
             "(ALTER COLUMN ... TYPE only changes the size of a VARCHAR column)"
         )
     if first == "COPY":
-        from local.redshift_data_api.s3_copy import parse_copy
-
         parse_copy(sql)
         return
     if first == "MERGE" or (first == "WITH" and _top_level(sig, "MERGE") is not None):

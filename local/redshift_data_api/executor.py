@@ -16,6 +16,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
+from local.redshift_data_api.copy_parse import parse_copy
 from local.redshift_data_api.dialect import (
     check_outside_transaction_block,
     check_redshift_sql,
@@ -23,6 +24,7 @@ from local.redshift_data_api.dialect import (
 )
 from local.redshift_data_api.errors import RedshiftSqlError
 from local.redshift_data_api.lexer import LexError, tokenize
+from local.redshift_data_api.s3_copy import run_copy
 from local.redshift_data_api.translate import BYTES_DOMAIN
 
 if TYPE_CHECKING:
@@ -217,9 +219,6 @@ def execute(conn: psycopg.Connection[tuple[Any, ...]], sql: str, *, strict: bool
         if in_block:
             check_outside_transaction_block(sql)
         if first_word(sql) == "COPY":
-            from local.redshift_data_api.copy_parse import parse_copy
-            from local.redshift_data_api.s3_copy import run_copy
-
             return Outcome(rows=run_copy(conn, sql, s3(parse_copy(sql).region)))
         outcome = Outcome()
         for pg_sql in translate_to_postgres(sql):
