@@ -337,6 +337,9 @@ def test_schema_migration_custom_resource(template: dict[str, Any]) -> None:
     props = migration["Properties"]
     assert props["ServiceToken"] == {"Fn::GetAtt": ["SchemaMigratorFunction", "Arn"]}
     assert props["SharedLayerVersion"] == {"Ref": "SharedLayer"}  # re-runs when spec/code change
+    # A migrator that never answers fails the deploy after 16 minutes instead of one hour.
+    timeout = template["Resources"]["SchemaMigratorFunction"]["Properties"]["Timeout"]
+    assert timeout < props["ServiceTimeout"] <= 3600
 
 
 # --- DMS ------------------------------------------------------------------------------------------
