@@ -50,10 +50,11 @@ class PostgresServer:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
 
 
-def _run_as_server_user(args: list[str]) -> subprocess.CompletedProcess[str]:
+def _run_as_server_user(args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL tool as the server's OS user (PostgreSQL refuses to run as root)."""
     if os.geteuid() == 0:
         args = ["runuser", "-u", SUPERUSER, "--", *args]
-    return subprocess.run(args, check=True, capture_output=True, text=True)
+    return subprocess.run(args, check=check, capture_output=True, text=True)
 
 
 def _prepare_dir(path: Path) -> None:
@@ -102,10 +103,8 @@ def running_server(data_dir: Path) -> PostgresServer | None:
     port_file = data_dir / "stack.port"
     if not (data_dir / "postmaster.pid").exists() or not port_file.exists():
         return None
-    status = subprocess.run(
-        [str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "status"],
-        capture_output=True, text=True, check=False,
-    )
+    status = _run_as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "status"],
+                                 check=False)
     if status.returncode != 0:
         return None
     return PostgresServer(data_dir=data_dir, port=int(port_file.read_text()))
