@@ -132,3 +132,32 @@ def activity(ticket_id: int, purchased_by: int, created_at: str = "2021-08-15 10
              updated_at: str | None = None) -> dict[str, Any]:
     return {"ticket_id": ticket_id, "purchased_by": purchased_by, "created_at": created_at,
             "updated_at": updated_at or created_at}
+
+
+STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/cdc-stream"
+
+
+def lambda_event(records: list[StreamRecord], stream_arn: str = STREAM_ARN,
+                 arrival: datetime = BASE_TIME) -> dict[str, Any]:
+    """A Kinesis event exactly as Lambda's event source mapping delivers a batch."""
+    region = stream_arn.split(":")[3]
+    return {"Records": [
+        {
+            "kinesis": {
+                "kinesisSchemaVersion": "1.0",
+                "partitionKey": record.partition_key,
+                "sequenceNumber": record.sequence_number,
+                "data": record.data if isinstance(record.data, str)
+                else base64.b64encode(bytes(record.data)).decode("ascii"),
+                "approximateArrivalTimestamp": arrival.timestamp(),
+            },
+            "eventSource": "aws:kinesis",
+            "eventVersion": "1.0",
+            "eventID": f"{record.shard_id or 'shardId-000000000000'}:{record.sequence_number}",
+            "eventName": "aws:kinesis:record",
+            "invokeIdentityArn": "arn:aws:iam::123456789012:role/cdc-consumer",
+            "awsRegion": region,
+            "eventSourceARN": stream_arn,
+        }
+        for record in records
+    ]}

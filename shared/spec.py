@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SPEC_PATH = Path(__file__).parent / "specs" / "sports_ticketing.toml"
+DEFAULT_SPEC_RESOURCE = "specs/sports_ticketing.toml"
+DEFAULT_SPEC_PATH = Path(__file__).parent / DEFAULT_SPEC_RESOURCE
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
 _RESERVED_PREFIX = "_cdc_"
@@ -184,10 +186,18 @@ class PipelineSpec:
 
 
 def load_spec(path: str | Path | None = None) -> PipelineSpec:
-    """Load and validate a spec file (the packaged sports-ticketing spec by default)."""
+    """Load and validate a spec file (the packaged sports-ticketing spec by default).
+
+    The default is read as a package resource, so it also loads when ``shared`` is imported
+    from a zip (Glue's ``--extra-py-files``).
+    """
     spec_path = Path(path) if path else DEFAULT_SPEC_PATH
     try:
-        raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+        if path:
+            text = spec_path.read_text(encoding="utf-8")
+        else:
+            text = resources.files("shared").joinpath(DEFAULT_SPEC_RESOURCE).read_text("utf-8")
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise SpecError(f"spec file not found: {spec_path}") from None
     except tomllib.TOMLDecodeError as exc:

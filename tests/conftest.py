@@ -21,6 +21,10 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# Powertools reads these when the handler module is imported, as Lambda sets them first.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "cdc-consumer")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CdcPipeline")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 REGION = os.environ["AWS_DEFAULT_REGION"]
 
 

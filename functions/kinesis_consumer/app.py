@@ -1,0 +1,128 @@
+"""Kinesis consumer Lambda: a thin edge around the shared core.
+
+Parse the event, log and measure, delegate to ``shared.consumer.BatchProcessor``. Partial
+failures use ``ReportBatchItemFailures``: rejects go to the dead-letter queue and never block
+the shard; a transient failure reports the lowest unapplied sequence number so Lambda retries
+from there; a statement Redshift refuses raises, so the event source mapping can bisect.
+Logs and metrics never hold record payloads or personal data.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.consumer import BatchOutcome, BatchProcessor, build_processor
+from shared.records import StreamRecord
+from shared.settings import PipelineSettings, hmac_key_from_secret
+from shared.spec import PipelineSpec, load_spec
+
+SECRET_MAX_AGE_SECONDS = 300
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+@cache
+def settings() -> PipelineSettings:
+    """Validated once per container."""
+    return PipelineSettings.from_mapping(os.environ)
+
+
+@cache
+def spec() -> PipelineSpec:
+    return load_spec(settings().spec_path)
+
+
+@cache
+def client(name: str) -> Any:
+    return boto3.client(name)  # type: ignore[call-overload]
+
+
+_processors: dict[bytes, BatchProcessor] = {}
+
+
+def processor() -> BatchProcessor:
+    """The processor for the current HMAC key (cached; a rotated key builds a new one)."""
+    secret = parameters.get_secret(settings().hmac_key_secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
+    key = hmac_key_from_secret(str(secret))
+    if key not in _processors:
+        _processors.clear()
+        _processors[key] = build_processor(settings(), spec(), key, client)
+    return _processors[key]
+
+
+def stream_records(event: KinesisStreamEvent) -> tuple[list[StreamRecord], str]:
+    records = [
+        StreamRecord(
+            data=r.kinesis.data,
+            sequence_number=r.kinesis.sequence_number,
+            partition_key=r.kinesis.partition_key,
+            shard_id=r.event_id.split(":", 1)[0],
+        )
+        for r in event.records
+    ]
+    source = next((r.event_source_arn for r in event.records), "")
+    return records, source
+
+
+def _milliseconds_since(iso_timestamp: str) -> float:
+    moment = datetime.fromisoformat(iso_timestamp)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - moment).total_seconds() * 1000
+
+
+def record_metrics(outcome: BatchOutcome, started: float) -> None:
+    metrics.add_metric("RecordsIn", MetricUnit.Count, outcome.records_in)
+    metrics.add_metric("ChangesApplied", MetricUnit.Count, outcome.changes_applied)
+    metrics.add_metric("RecordsRejected", MetricUnit.Count, outcome.rejected)
+    metrics.add_metric("RecordsSkipped", MetricUnit.Count, sum(outcome.skipped.values()))
+    metrics.add_metric("BatchLatency", MetricUnit.Milliseconds,
+                       (time.perf_counter() - started) * 1000)
+    if outcome.newest_commit_timestamp and outcome.failed_from is None:
+        metrics.add_metric("SourceLag", MetricUnit.Milliseconds,
+                           _milliseconds_since(outcome.newest_commit_timestamp))
+    if outcome.failed_from is not None:
+        metrics.add_metric("BatchRetries", MetricUnit.Count, 1)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    records, source = stream_records(KinesisStreamEvent(event))
+    if records:
+        logger.set_correlation_id(f"{records[0].shard_id}:{records[0].sequence_number}")
+        logger.append_keys(shard_id=records[0].shard_id,
+                           first_sequence_number=records[0].sequence_number,
+                           last_sequence_number=records[-1].sequence_number)
+    outcome = processor().process(records, source)
+    record_metrics(outcome, started)
+    report = outcome.write_report
+    logger.info("batch processed", extra={
+        "records_in": outcome.records_in,
+        "changes_applied": outcome.changes_applied,
+        "rejected": outcome.rejected,
+        "reject_reasons": dict(outcome.reject_reasons),
+        "skipped": dict(outcome.skipped),
+        "transactions": report.transactions if report else 0,
+        "staged_through_s3": report.staged_through_s3 if report else [],
+    })
+    if outcome.failed_from is None:
+        return {"batchItemFailures": []}
+    logger.warning("batch will be retried", extra={"failed_from": outcome.failed_from,
+                                                   "failure": outcome.failure})
+    return {"batchItemFailures": [{"itemIdentifier": outcome.failed_from}]}
