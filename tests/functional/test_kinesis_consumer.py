@@ -5,103 +5,13 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import secrets
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from functions.kinesis_consumer import app
 from local.dms_records import STREAM_ARN, DmsStream, activity, customer, lambda_event, ticket
 from local.ports import free_port
-from shared.migrations import migrate
-from shared.spec import load_spec
-from tests.conftest import REGION
-from tests.functional.conftest import data_api
-
-
-@dataclass
-class Consumer:
-    sql: Any
-    sqs: Any
-    queue_url: str
-    env: dict[str, str]
-
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        return app.lambda_handler(event, FakeContext())  # type: ignore[no-any-return]
-
-    def dead_letters(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        while True:
-            got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                           VisibilityTimeout=60)
-            if not got.get("Messages"):
-                return messages
-            messages += [json.loads(m["Body"]) for m in got["Messages"]]
-
-
-class FakeContext:
-    function_name = "cdc-kinesis-consumer"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:cdc-kinesis-consumer"
-    aws_request_id = "req-1"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
-
-
-def reset_caches() -> None:
-    app.settings.cache_clear()
-    app.spec.cache_clear()
-    app.client.cache_clear()
-    app._processors.clear()
-    parameters.clear_caches()
-    parameters.base.DEFAULT_PROVIDERS.clear()
-
-
-@pytest.fixture
-def consumer(
-    monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, redshift_api: str, redshift_data: Any,
-    warehouse_db: str, warehouse_sql: Any,
-) -> Iterator[Consumer]:
-    name = uuid.uuid4().hex[:8]
-    secrets_client = boto3.client("secretsmanager", endpoint_url=moto_endpoint, region_name=REGION)
-    secret_arn = secrets_client.create_secret(Name=f"hmac-{name}",
-                                              SecretString=secrets.token_hex(32))["ARN"]
-    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION)
-    queue_url = sqs.create_queue(QueueName=f"dlq-{name}")["QueueUrl"]
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
-    s3.create_bucket(Bucket=f"staging-{name}")
-    migrate(data_api(redshift_data, warehouse_db), load_spec())
-    env = {
-        "HMAC_KEY_SECRET_ARN": secret_arn,
-        "REDSHIFT_WORKGROUP_NAME": "local-workgroup",
-        "REDSHIFT_CLUSTER_IDENTIFIER": "",
-        "REDSHIFT_DATABASE": warehouse_db,
-        "STAGING_BUCKET": f"staging-{name}",
-        "STAGING_PREFIX": "staging",
-        "COPY_IAM_ROLE_ARN": "arn:aws:iam::123456789012:role/copy",
-        "DEAD_LETTER_QUEUE_URL": queue_url,
-        "REDSHIFT_RETRY_ATTEMPTS": "2",
-        "POWERTOOLS_SERVICE_NAME": "cdc-consumer",
-        "POWERTOOLS_METRICS_NAMESPACE": "CdcPipeline",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_ENDPOINT_URL_REDSHIFT_DATA": redshift_api,
-        "AWS_ENDPOINT_URL_SQS": moto_endpoint,
-        "AWS_ENDPOINT_URL_S3": moto_endpoint,
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_endpoint,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    reset_caches()
-    yield Consumer(warehouse_sql, sqs, queue_url, env)
-    reset_caches()
+from tests.functional.conftest import Consumer, reset_caches
 
 
 def purchases(stream: DmsStream, count: int, start: int = 1) -> None:

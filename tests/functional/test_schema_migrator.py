@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from functions.schema_migrator import app
-from tests.functional.test_kinesis_consumer import FakeContext
+from tests.functional.conftest import FakeContext
 
 
 @pytest.fixture
