@@ -149,7 +149,11 @@ class RecordDecoder:
         row.cdc_order_key = sort_key
         if operation == "delete":
             row.cdc_deleted = True
-        key = self._key(plan, row)
+        if plan.pii:
+            self._apply_pii(plan, row)
+        key = (plan.key_of(row),) if plan.single_key else plan.key_of(row)
+        if None in key:
+            self._reject_missing_key(plan, key)
         change = Change(plan.name, key, row, operation == "delete", sort_key, operation,
                         record.sequence_number, metadata.commit_timestamp)
         if operation == "update" and message.before_image:
@@ -159,17 +163,16 @@ class RecordDecoder:
         return change
 
     @staticmethod
-    def _key(plan: _TablePlan, row: Any) -> tuple[Any, ...]:
-        """The row's key after PII; rejects a row with a missing key column."""
+    def _apply_pii(plan: _TablePlan, row: Any) -> None:
         for name, apply in plan.pii:
             value = getattr(row, name)
             if value is not None:
                 setattr(row, name, apply(str(value)))
-        key = (plan.key_of(row),) if plan.single_key else plan.key_of(row)
-        if None in key:
-            missing = [k for k, v in zip(plan.rows.table.key, key, strict=True) if v is None]
-            raise Rejected(f"{plan.name}: missing key column {missing[0]!r}", plan.name)
-        return key
+
+    @staticmethod
+    def _reject_missing_key(plan: _TablePlan, key: tuple[Any, ...]) -> None:
+        missing = [k for k, v in zip(plan.rows.table.key, key, strict=True) if v is None]
+        raise Rejected(f"{plan.name}: missing key column {missing[0]!r}", plan.name)
 
     @staticmethod
     def _key_row(plan: _TablePlan, key_only: Any) -> Any:
@@ -187,7 +190,9 @@ class RecordDecoder:
         raw_key = (plan.key_of(old_row),) if plan.single_key else plan.key_of(old_row)
         if None in raw_key:
             return None  # no (complete) old key captured: a plain update
-        old_key = self._key(plan, old_row)
+        if plan.pii:
+            self._apply_pii(plan, old_row)
+        old_key = (plan.key_of(old_row),) if plan.single_key else plan.key_of(old_row)
         if old_key == change.key:
             return None
         old_row.cdc_order_key = change.order_key

@@ -1,4 +1,4 @@
-"""The whole core for one batch: decode, validate, apply PII, reduce to the newest change per key.
+"""The whole core for one batch: decode, validate, apply PII, keep the newest change per key.
 
 Bad records become rejects with a reason and the rest of the batch goes on; records that are
 not ours (control records, tables not in the spec) are skipped and counted.
@@ -13,19 +13,6 @@ from contextlib import contextmanager
 from shared.decode import RecordDecoder, Rejected, Skipped, payload_text
 from shared.records import Change, Reject, StreamRecord, TransformResult
 from shared.spec import PipelineSpec
-
-
-def reduce_changes(changes: Iterable[Change]) -> dict[str, list[Change]]:
-    """Keep the newest change per (table, key); on equal order keys the later one wins."""
-    newest: dict[str, dict[tuple[object, ...], Change]] = {}
-    for change in changes:
-        by_key = newest.get(change.table)
-        if by_key is None:
-            by_key = newest[change.table] = {}
-        current = by_key.setdefault(change.key, change)
-        if current is not change and change.order_key >= current.order_key:
-            by_key[change.key] = change
-    return {table: list(by_key.values()) for table, by_key in newest.items()}
 
 
 @contextmanager
@@ -57,30 +44,39 @@ class Transformer:
             return self._transform(records)
 
     def _transform(self, records: Iterable[StreamRecord]) -> TransformResult:
+        """Decode every record and keep, per (table, key), the change with the largest order
+        key (on a tie the later one), in one pass."""
         result = TransformResult()
         decode = self._decoder.decode
-        valid: list[Change] = []
-        append, extend = valid.append, valid.extend
-        count = 0
+        newest: dict[str, dict[tuple[object, ...], Change]] = {}
+        newest_commit = ""
+        count = valid = 0
         for record in records:
             count += 1
             try:
                 decoded = decode(record)
-                if isinstance(decoded, list):
-                    extend(decoded)
-                else:
-                    append(decoded)
             except Rejected as exc:
                 result.rejects.append(
                     Reject(exc.reason, payload_text(record), record.sequence_number,
                            record.partition_key, record.shard_id, exc.table)
                 )
+                continue
             except Skipped as exc:
                 result.skipped[exc.category] += 1
+                continue
+            for change in decoded if isinstance(decoded, list) else (decoded,):
+                valid += 1
+                by_key = newest.get(change.table)
+                if by_key is None:
+                    by_key = newest[change.table] = {}
+                current = by_key.setdefault(change.key, change)
+                if current is not change and change.order_key >= current.order_key:
+                    by_key[change.key] = change
+                commit = change.commit_timestamp
+                if commit is not None and commit > newest_commit:
+                    newest_commit = commit
         result.records_in = count
-        result.changes_in = len(valid)
-        result.changes = reduce_changes(valid)
-        result.newest_commit_timestamp = max(
-            (c.commit_timestamp for c in valid if c.commit_timestamp is not None), default=None
-        )
+        result.changes_in = valid
+        result.changes = {table: list(by_key.values()) for table, by_key in newest.items()}
+        result.newest_commit_timestamp = newest_commit or None
         return result
