@@ -48,7 +48,7 @@ def run(pipeline: Pipeline, spec: PipelineSpec, dsn: str, redshift_data: Any,
         warehouse_db: str) -> dict[str, Any]:
     report = reconcile(spec, read_source(dsn, spec), HMAC_KEY, data_api(redshift_data,
                                                                          warehouse_db))
-    return {t.name: t for t in report}
+    return {t.name: t for t in report.tables}
 
 
 def test_a_faithful_warehouse_reconciles_to_zero(
@@ -87,3 +87,19 @@ def test_divergences_are_named_by_key_and_column(
     text = "\n".join(t.summary() for t in report.values())
     assert "Someone" not in text and "Teresa" not in text and "120" not in text
     assert Decimal("120") not in [k for t in report.values() for k, _ in t.different]
+
+
+def test_source_rows_the_spec_rejects_are_counted_not_expected(
+    pipeline: Pipeline, source_dsn: str, redshift_data: Any, warehouse_db: str
+) -> None:
+    with psycopg.connect(source_dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE customer ALTER COLUMN phone TYPE text")
+    load_through_pipeline(pipeline, source_dsn)
+    with psycopg.connect(source_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO customer VALUES (500, 'Long Phone', 'lp@example.com', %s)",
+                     ("9" * 100,))
+    report = reconcile(pipeline.spec, read_source(source_dsn, pipeline.spec), HMAC_KEY,
+                       data_api(redshift_data, warehouse_db))
+    assert report.differences == 0
+    assert report.rejected_source_rows == {
+        "customer: column 'phone': expected `str` of length <= 64": 1}
