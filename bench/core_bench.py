@@ -13,6 +13,7 @@ import base64
 import gc
 import json
 import random
+import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -68,19 +69,12 @@ def full_core(core: Transformer, batch_size: int) -> Callable[[list[StreamRecord
     return run
 
 
-def best_rate(fn: Callable[[list[StreamRecord]], None], records: list[StreamRecord],
-              repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        # Same heap and no cyclic GC for either side: the core pauses the collector itself
-        # while it builds a batch, and the floor must not pay for collections it triggers.
-        gc.collect()
-        gc.disable()
-        start = time.perf_counter()
-        fn(records)
-        best = min(best, time.perf_counter() - start)
-        gc.enable()
-    return len(records) / best
+def timed_rate(fn: Callable[[list[StreamRecord]], None], records: list[StreamRecord]) -> float:
+    """Records/s of one run, each side starting from a freshly collected heap."""
+    gc.collect()
+    start = time.perf_counter()
+    fn(records)
+    return len(records) / (time.perf_counter() - start)
 
 
 def peak_memory(fn: Callable[[list[StreamRecord]], None], records: list[StreamRecord]) -> int:
@@ -94,7 +88,7 @@ def peak_memory(fn: Callable[[list[StreamRecord]], None], records: list[StreamRe
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=50_000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--batch-size", type=int, default=10_000,
                         help="records per consumer batch (Lambda's maximum is 10,000)")
     args = parser.parse_args()
@@ -104,14 +98,16 @@ def main() -> None:
     run_core = full_core(core, args.batch_size)
     run_core(records[:1000])  # warm up caches the same way for both
     floor(records[:1000])
-    floor_rate = core_rate = 0.0
-    for _ in range(args.repeats):  # interleave so both see the same machine state
-        floor_rate = max(floor_rate, best_rate(floor, records, 1))
-        core_rate = max(core_rate, best_rate(run_core, records, 1))
+    floor_rates: list[float] = []
+    core_rates: list[float] = []
+    for _ in range(args.repeats):  # interleaved, so both sides see the same machine state
+        floor_rates.append(timed_rate(floor, records))
+        core_rates.append(timed_rate(run_core, records))
+    floor_rate, core_rate = statistics.median(floor_rates), statistics.median(core_rates)
     peak = peak_memory(run_core, records[:10_000])
     print(f"records={len(records)} batch_size={args.batch_size} repeats={args.repeats}")
-    print(f"floor json.loads(base64.b64decode) records/s={floor_rate:,.0f}")
-    print(f"core decode+validate+pii+reduce+stage records/s={core_rate:,.0f}")
+    print(f"floor json.loads(base64.b64decode) records/s={floor_rate:,.0f} (median)")
+    print(f"core decode+validate+pii+reduce+stage records/s={core_rate:,.0f} (median)")
     print(f"core peak memory for a 10,000-record batch: {peak / 1e6:.1f} MB")
     print(f"ratio={core_rate / floor_rate:.2f}")
 

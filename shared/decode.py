@@ -44,7 +44,7 @@ class Skipped(Exception):
         self.category = category
 
 
-class Metadata(msgspec.Struct, rename="kebab"):
+class Metadata(msgspec.Struct, rename="kebab", gc=False):
     """The DMS ``metadata`` object (only what the consumer uses)."""
 
     record_type: str | None = None
@@ -80,6 +80,7 @@ def _envelope_type(before_image_field: str) -> type[msgspec.Struct]:
         [("metadata", Metadata | None, None), ("data", msgspec.Raw, msgspec.Raw()),
          ("control", msgspec.Raw, msgspec.Raw()), ("before_image", msgspec.Raw, msgspec.Raw())],
         rename={"before_image": before_image_field},
+        gc=False,
     )
 
 
@@ -106,8 +107,8 @@ class RecordDecoder:
                 pii=tuple(pii),
             )
 
-    def decode(self, record: StreamRecord) -> Change | list[Change]:
-        """One change, or [old-key tombstone, new row] for a primary-key change."""
+    def decode(self, record: StreamRecord) -> list[Change]:
+        """[change], or [old-key tombstone, new row] for a primary-key change."""
         data = record.data
         try:
             raw = binascii.a2b_base64(data, strict_mode=True) if type(data) is str else data
@@ -160,7 +161,7 @@ class RecordDecoder:
             old = self._old_key_tombstone(plan, message.before_image, change)
             if old is not None:
                 return [old, change]
-        return change
+        return [change]
 
     @staticmethod
     def _apply_pii(plan: _TablePlan, row: Any) -> None:

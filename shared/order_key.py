@@ -3,10 +3,10 @@
 An order key is a fixed-layout ASCII string, so comparing two keys as strings (in Python, in
 Redshift, in PostgreSQL's C collation) compares the changes' source positions:
 
-    phase(1) | commit time(26) | stream position(44) | record in transaction(10) [| seq(60)]
+    phase(1) | commit time(27) | stream position(44) | record in transaction(10) [| seq(60)]
 
 - CDC changes (phase ``1``) use DMS's transaction details: the source commit timestamp
-  (``2021-08-16T09:12:03.100950``), the source log position (``stream-position``, PostgreSQL
+  (``2021-08-16T09:12:03.100950Z``), the source log position (``stream-position``, PostgreSQL
   LSNs as fixed-width hex) and the change's place in its transaction
   (``transaction-record-id``).
 - Full-load rows (phase ``0``) sort before every CDC change of the same row; among themselves
@@ -29,7 +29,7 @@ _PG_POSITION = re.compile(
 _DIGIT_GROUPS = re.compile(r"\d+")
 _ZERO_POSITION = "0" * 44
 _ZERO_RECORD = "0" * 10
-ORDER_KEY_MAX_LENGTH = 1 + 26 + 44 + 10 + 60
+ORDER_KEY_MAX_LENGTH = 1 + 27 + 44 + 10 + 60
 
 
 class BadOrderKey(ValueError):
@@ -37,16 +37,16 @@ class BadOrderKey(ValueError):
 
 
 def timestamp_part(text: str) -> str:
-    """``2021-08-16T09:12:03.100950Z`` -> ``2021-08-16T09:12:03.100950`` (UTC, microseconds)."""
+    """Any ISO 8601 time as ``2021-08-16T09:12:03.100950Z`` (UTC, microseconds, 27 chars)."""
     if len(text) == 27 and text[26] == "Z" and text[19] == "." and text[10] == "T":
-        return text[:26]  # DMS's own shape: already fixed-width UTC
+        return text  # DMS's own shape: already fixed-width UTC
     try:
         parsed = datetime.fromisoformat(text)
     except (TypeError, ValueError):
         raise BadOrderKey("timestamp is not ISO 8601") from None
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC)
-    return parsed.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def position_part(position: Any) -> str:
@@ -93,15 +93,12 @@ def order_key(metadata: SourcePosition, sequence_number: str) -> str:
         record_id = metadata.transaction_record_id or 0
         if not 0 <= record_id < 10**10:
             raise BadOrderKey("transaction-record-id is not a small non-negative integer")
-        if (  # DMS's own shapes (UTC commit time, zero-padded LSNs): no parsing needed
-            len(commit_time) == 27 and commit_time[26] == "Z" and commit_time[19] == "."
-            and type(position) is str and len(position) >= 37 and position[17] == "."
-            and position[-18] == "." and position[8] == "/" and position[-9] == "/"
-        ):
-            counter = position[18:-18]
-            if counter.isdigit() and len(counter) <= 10:
-                return (f"1{commit_time[:26]}{position[:17]}{counter:0>10}"
-                        f"{position[-17:]}{record_id:010d}")
+        if len(commit_time) == 27 and commit_time[26] == "Z" and type(position) is str:
+            # DMS's own shapes (UTC commit time, zero-padded LSNs): no parsing needed.
+            first, counter, second = (*position.split("."), "", "")[:3]
+            if len(first) == 17 == len(second) and len(counter) <= 10 and counter.isdigit():
+                return "".join(("1", commit_time, first, counter.zfill(10), second,
+                                str(record_id).zfill(10)))
         return (
             "1"
             + timestamp_part(commit_time)

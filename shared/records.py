@@ -23,13 +23,14 @@ class StreamRecord:
     shard_id: str = ""
 
 
-@dataclass(slots=True)
-class Change:
+class Change(msgspec.Struct, gc=False):
     """One row change of one source table, validated and with PII already applied.
 
     ``row`` is the table's typed row: a msgspec Struct with every column in spec order
     (``None`` for the non-key columns of a delete), then the order key and deleted flag.
     ``order_key`` is a fixed-layout string; a larger one is a newer change of the same row.
+    A batch holds tens of thousands of these and none can be part of a reference cycle, so
+    they are not tracked by the cyclic garbage collector (``gc=False``).
     """
 
     table: str

@@ -103,16 +103,21 @@ class RowType:
                 setattr(row, name, fix(value))
         if self.strings:
             blob = bytes(data)
-            if len(blob) > self.strings[0][1] or b"\\u0000" in blob:
-                self._check_strings(row)
+            has_nul = b"\\u0000" in blob
+            if has_nul or len(blob) > self.strings[0][1]:
+                self._check_strings(row, len(blob), has_nul)
         return row
 
-    def _check_strings(self, row: Any) -> None:
+    def _check_strings(self, row: Any, data_size: int, has_nul: bool) -> None:
+        """A value's UTF-8 size is at most the size of the JSON it came from, so only columns
+        whose limit is below ``data_size`` can be too long (``strings`` is sorted by limit)."""
         for name, limit in self.strings:
+            if limit >= data_size and not has_nul:
+                return
             value = getattr(row, name)
             if value is None:
                 continue
-            if "\x00" in value:
+            if has_nul and "\x00" in value:
                 raise BadRow(f"column {name!r}: value holds a NUL character")
             if len(value) * 4 > limit and len(value.encode("utf-8")) > limit:
                 size = len(value.encode("utf-8"))
@@ -139,9 +144,11 @@ def row_type(table: Table) -> RowType:
         (c.name, python_type(c.type) | None, None) for c in table.columns
     ]
     fields += [(ORDER_KEY_FIELD, str, ""), (DELETED_FIELD, bool, False)]
-    struct = msgspec.defstruct(f"{table.name}_row", fields, kw_only=True, rename=_METADATA_NAMES)
+    # gc=False: rows hold scalars only, so the cyclic collector need not track them.
+    struct = msgspec.defstruct(f"{table.name}_row", fields, kw_only=True, rename=_METADATA_NAMES,
+                               gc=False)
     key_fields = [(k, python_type(table.column(k).type) | None, None) for k in table.key]
-    key_struct = msgspec.defstruct(f"{table.name}_key", key_fields, kw_only=True)
+    key_struct = msgspec.defstruct(f"{table.name}_key", key_fields, kw_only=True, gc=False)
     fixers: list[tuple[str, Callable[[Any], Any]]] = []
     for col in table.columns:
         if col.type.kind == "decimal":

@@ -6,30 +6,11 @@ not ours (control records, tables not in the spec) are skipped and counted.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from shared.decode import RecordDecoder, Rejected, Skipped, payload_text
 from shared.records import Change, Reject, StreamRecord, TransformResult
 from shared.spec import PipelineSpec
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is built.
-
-    A batch allocates tens of thousands of small acyclic containers (dicts, tuples) that stay
-    alive until the batch is written; each allocation burst would otherwise trigger collections
-    that re-scan all of them. Nothing built here can form a cycle, so nothing leaks.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class Transformer:
@@ -40,10 +21,6 @@ class Transformer:
         self._decoder = RecordDecoder(spec, hmac_key)
 
     def transform(self, records: Iterable[StreamRecord]) -> TransformResult:
-        with _no_cyclic_gc():
-            return self._transform(records)
-
-    def _transform(self, records: Iterable[StreamRecord]) -> TransformResult:
         """Decode every record and keep, per (table, key), the change with the largest order
         key (on a tie the later one), in one pass."""
         result = TransformResult()
@@ -64,7 +41,7 @@ class Transformer:
             except Skipped as exc:
                 result.skipped[exc.category] += 1
                 continue
-            for change in decoded if isinstance(decoded, list) else (decoded,):
+            for change in decoded:
                 valid += 1
                 by_key = newest.get(change.table)
                 if by_key is None:

@@ -277,3 +277,11 @@ def test_varchar_limits_count_utf8_bytes_like_redshift(
         "customer: column 'phone': value too long (66 bytes, limit 64)",
         "customer: column 'name': value holds a NUL character",
     ]
+
+
+def test_nul_characters_are_rejected_even_in_short_records(
+    core: Transformer, stream: DmsStream
+) -> None:
+    stream.add("sport_event", "insert", {"event_id": 1, "location": "a\x00b"})
+    assert [r.reason for r in core.transform(stream.take()).rejects] == [
+        "sport_event: column 'location': value holds a NUL character"]
