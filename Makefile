@@ -38,3 +38,26 @@ bench-core: bootstrap
 
 clean:
 	rm -rf .local-stack .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+# The persistent local stack (PostgreSQL warehouse + Redshift Data API stand-in + moto) that
+# `sql` and `invoke` start on demand; STACK_DIR holds its state, logs and data.
+#   make sql Q="SELECT count(*) FROM public.sport_event_activity"
+#   make invoke EVENT=events/inserts.json          (the order to apply them: events/README.md)
+# Q and EVENT reach the commands through the environment, so quotes in them stay as typed.
+STACK_DIR ?= .local-stack/stack
+.PHONY: sql invoke stack-start stack-stop events
+
+sql: bootstrap
+	@$(PY) -m local.sql --state-dir "$(STACK_DIR)" "$$Q"
+
+invoke: bootstrap
+	@$(PY) -m local.invoke --state-dir "$(STACK_DIR)" "$$EVENT"
+
+stack-start: bootstrap
+	@$(PY) -m local.stack start --state-dir "$(STACK_DIR)"
+
+stack-stop:
+	@$(PY) -m local.stack stop --state-dir "$(STACK_DIR)"
+
+events: bootstrap
+	@$(PY) scripts/make_events.py

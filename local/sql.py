@@ -1,0 +1,117 @@
+"""``make sql Q="select ..."``: run one statement on the local warehouse through the Data API.
+
+    python -m local.sql [--state-dir DIR] "SELECT ..."
+
+Starts the local stack if it does not run, then talks to the Redshift Data API stand-in with
+an unmodified boto3 ``redshift-data`` client, as an analyst's tool would talk to Redshift:
+ExecuteStatement, DescribeStatement until it ends, GetStatementResult for every page. A result
+set is printed as CSV with a header (NULL as an empty field); any other statement prints the
+number of rows it affected. Errors go to stderr with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import logging
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from local.stack import DEFAULT_STATE_DIR, StackInfo, ensure_stack
+from local.stack.provision import aws_client
+
+TERMINAL = frozenset({"FINISHED", "FAILED", "ABORTED"})
+
+
+class QueryFailed(Exception):
+    """The statement ended FAILED or ABORTED; the message is Redshift's error text."""
+
+
+def field_text(field: Mapping[str, Any]) -> str:
+    """One Data API field as CSV text: NULL is empty, booleans are true/false."""
+    if field.get("isNull"):
+        return ""
+    if "booleanValue" in field:
+        return "true" if field["booleanValue"] else "false"
+    if "blobValue" in field:
+        return base64.b64encode(field["blobValue"]).decode("ascii")
+    for name in ("stringValue", "longValue", "doubleValue"):
+        if name in field:
+            return str(field[name])
+    return ""
+
+
+def run_statement(client: Any, info: StackInfo, sql: str,
+                  timeout: float = 600.0) -> dict[str, Any]:
+    """Submit ``sql`` and wait for it; the final DescribeStatement response."""
+    submitted = client.execute_statement(Sql=sql, Database=info.database,
+                                         WorkgroupName=info.workgroup_name)
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        described: dict[str, Any] = client.describe_statement(Id=submitted["Id"])
+        if described["Status"] in TERMINAL:
+            break
+        if time.monotonic() > deadline:
+            client.cancel_statement(Id=submitted["Id"])
+            raise QueryFailed(f"the statement did not finish in {timeout:.0f}s; cancelled")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+    if described["Status"] != "FINISHED":
+        raise QueryFailed(str(described.get("Error") or f"the statement {described['Status']}"))
+    return described
+
+
+def result_rows(client: Any, statement_id: str) -> Iterator[list[str]]:
+    """The header, then every row of every result page, as CSV fields."""
+    token: str | None = None
+    first = True
+    while True:
+        kwargs: dict[str, Any] = {"Id": statement_id}
+        if token:
+            kwargs["NextToken"] = token
+        page = client.get_statement_result(**kwargs)
+        if first:
+            yield [column["name"] for column in page["ColumnMetadata"]]
+            first = False
+        for record in page["Records"]:
+            yield [field_text(field) for field in record]
+        token = page.get("NextToken")
+        if not token:
+            return
+
+
+def run_query(info: StackInfo, sql: str, out: TextIO) -> None:
+    """Run ``sql`` on the stack's warehouse and write its result to ``out``."""
+    client = aws_client("redshift-data", info.redshift_data_endpoint, info.region)
+    described = run_statement(client, info, sql)
+    if described.get("HasResultSet"):
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerows(result_rows(client, described["Id"]))
+    else:
+        out.write(f"{max(int(described.get('ResultRows', 0)), 0)}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.sql",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("query", help="one SQL statement (Redshift dialect)")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    if not args.query.strip():
+        parser.error('no query; use make sql Q="SELECT ..."')
+    try:
+        run_query(ensure_stack(args.state_dir), args.query, sys.stdout)
+    except QueryFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The Kinesis consumer's environment on the local stack.
+
+The consumer builds plain boto3 clients, so the local endpoints reach it only through
+botocore's standard endpoint variables: ``AWS_ENDPOINT_URL_<SERVICE_ID>``, where the service
+id is upper-cased with spaces and hyphens as underscores. Note Secrets Manager's:
+``AWS_ENDPOINT_URL_SECRETS_MANAGER`` (service id "Secrets Manager"); botocore ignores
+``AWS_ENDPOINT_URL_SECRETSMANAGER``. ``AWS_ENDPOINT_URL`` sends every other service to moto
+too, so nothing the consumer might call reaches real AWS with the dummy credentials.
+
+The configuration variables mirror template.yaml (Globals + KinesisConsumerFunction),
+including the ones it sets to an empty string on this kind of deployment (a Serverless
+workgroup, no cluster, no DB user): the consumer must read an empty value as unset there too.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from local.stack.state import ACCESS_KEY_ID, SECRET_ACCESS_KEY, StackInfo
+
+# Service-specific endpoint variables, exactly as botocore names them.
+ENDPOINT_VARIABLES = {
+    "redshift-data": "AWS_ENDPOINT_URL_REDSHIFT_DATA",
+    "s3": "AWS_ENDPOINT_URL_S3",
+    "sqs": "AWS_ENDPOINT_URL_SQS",
+    "secretsmanager": "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "kinesis": "AWS_ENDPOINT_URL_KINESIS",
+    "cloudformation": "AWS_ENDPOINT_URL_CLOUDFORMATION",
+}
+
+# Variables of the caller's environment that would stop the stack's endpoints or credentials
+# from applying; ``local.invoke`` removes them before it calls the handler.
+CONFLICTING_VARIABLES = (
+    "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+
+
+def handler_environment(info: StackInfo) -> dict[str, str]:
+    """Every variable the consumer reads, plus endpoints, region and dummy credentials."""
+    resources = info.resources
+    env = {
+        "AWS_DEFAULT_REGION": info.region,
+        "AWS_REGION": info.region,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+        "AWS_ENDPOINT_URL": info.moto_endpoint,
+    }
+    for service, variable in ENDPOINT_VARIABLES.items():
+        env[variable] = (
+            info.redshift_data_endpoint if service == "redshift-data" else info.moto_endpoint
+        )
+    env.update({
+        "HMAC_KEY_SECRET_ARN": resources.hmac_secret_arn,
+        "REDSHIFT_WORKGROUP_NAME": info.workgroup_name,
+        "REDSHIFT_CLUSTER_IDENTIFIER": "",
+        "REDSHIFT_DATABASE": info.database,
+        "REDSHIFT_SECRET_ARN": "",
+        "REDSHIFT_DB_USER": "",
+        "STAGING_BUCKET": resources.staging_bucket,
+        "STAGING_PREFIX": resources.staging_prefix,
+        "COPY_IAM_ROLE_ARN": resources.copy_role_arn,
+        "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
+        "PIPELINE_SPEC_PATH": "",
+        "POWERTOOLS_SERVICE_NAME": "cdc-kinesis-consumer",
+        "POWERTOOLS_METRICS_NAMESPACE": "CdcRedshiftUpserts",
+        "LOG_LEVEL": "INFO",
+    })
+    return env
+
+
+def export_lines(env: dict[str, str]) -> str:
+    """``export NAME=value`` lines a POSIX shell can ``eval``."""
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())

@@ -1,0 +1,121 @@
+"""What a running local stack is: its names, its state file (``stack.json``) and ``StackInfo``.
+
+The state file is written once the stack is up and read by every client of the stack
+(``make sql``, ``make invoke``, ``python -m local.stack env``), so it holds everything they
+need: endpoints, pids and the provisioned resources. It never holds the HMAC key itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATE_DIR = Path(".local-stack/stack")
+STATE_FILE = "stack.json"
+STATE_VERSION = 1
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+# Dummy credentials: moto and the stand-in do not check them, botocore only needs some.
+ACCESS_KEY_ID = "testing"
+SECRET_ACCESS_KEY = "testing"  # noqa: S105 - not a secret, moto accepts anything
+
+DATABASE = "warehouse"
+WORKGROUP_NAME = "local-workgroup"
+STREAM_NAME = "cdc-stream"
+STREAM_SHARDS = 4
+QUEUE_NAME = "cdc-dead-letter"
+BUCKET_NAME = "cdc-staging-local"
+STAGING_PREFIX = "staging/"
+SECRET_NAME = "cdc-redshift-upserts/hmac-key"  # noqa: S105 - a name, not a secret
+COPY_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/cdc-redshift-copy-local"
+
+# Files and directories inside the state dir.
+PG_DIR = "warehouse-pg"
+RSD_DIR = "redshift-data"
+LOG_DIR = "logs"
+HMAC_KEY_FILE = "hmac-key.hex"
+LOCK_FILE = ".lock"
+PID_FILES = {"moto": "moto.pid", "redshift_data": "redshift-data.pid"}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What ``start`` provisioned in moto for the consumer."""
+
+    hmac_secret_arn: str
+    dead_letter_queue_url: str
+    staging_bucket: str
+    staging_prefix: str
+    stream_name: str
+    stream_arn: str
+    copy_role_arn: str
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """A running local stack: where each part listens, its pids, its resources.
+
+    ``pids`` maps ``postgres`` (the postmaster), ``moto`` and ``redshift_data`` to process ids.
+    """
+
+    state_dir: Path
+    region: str
+    moto_endpoint: str
+    redshift_data_endpoint: str
+    postgres_port: int
+    database: str
+    workgroup_name: str
+    pids: dict[str, int]
+    resources: Resources
+    version: int = field(default=STATE_VERSION)
+
+    @property
+    def postgres_conninfo(self) -> str:
+        """libpq conninfo of the warehouse database (direct access, bypassing the Data API)."""
+        return f"host=127.0.0.1 port={self.postgres_port} user=postgres dbname={self.database}"
+
+    def environment(self) -> dict[str, str]:
+        """The consumer's environment on this stack (see ``local.stack.environment``)."""
+        from local.stack.environment import handler_environment
+
+        return handler_environment(self)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["state_dir"] = str(self.state_dir)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StackInfo:
+        values = dict(data)
+        values["state_dir"] = Path(values["state_dir"])
+        values["resources"] = Resources(**values["resources"])
+        values["pids"] = {str(k): int(v) for k, v in values["pids"].items()}
+        return cls(**values)
+
+
+def read_state(state_dir: Path) -> StackInfo | None:
+    """The recorded stack, or None when there is none (or it is unreadable / another version)."""
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text())
+        if data.get("version") != STATE_VERSION:
+            return None
+        return StackInfo.from_dict(data)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def write_state(info: StackInfo) -> None:
+    """Replace the state file atomically, so readers never see half a file."""
+    path = info.state_dir / STATE_FILE
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(info.to_json())
+    tmp.replace(path)
+
+
+def remove_state(state_dir: Path) -> None:
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
