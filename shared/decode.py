@@ -90,7 +90,7 @@ class RecordDecoder:
         self._envelope: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             _envelope_type(spec.before_image_field)
         )
-        self._plans: dict[tuple[str, str], _TablePlan] = {}
+        self._plans: dict[tuple[str | None, str | None], _TablePlan] = {}
         pii_cache: dict[str, PiiFunction] = {}
         for table in spec.tables.values():
             pii = []
@@ -127,7 +127,7 @@ class RecordDecoder:
             if metadata.record_type == "control" or message.control:
                 raise Skipped(f"control:{metadata.operation or 'unknown'}")
             raise Rejected("not a DMS record: record-type is neither 'data' nor 'control'")
-        plan = self._plans.get((metadata.schema_name or "", metadata.table_name or ""))
+        plan = self._plans.get((metadata.schema_name, metadata.table_name))
         if plan is None:
             if (metadata.table_name or "").startswith("awsdms_"):
                 raise Skipped("dms-internal-table")
@@ -140,13 +140,11 @@ class RecordDecoder:
         try:
             sort_key = order_key(metadata, record.sequence_number)
             if operation == "delete":
-                row = self._key_row(plan, plan.rows.key_decoder.decode(message.data))
+                row = plan.rows.decode_key(message.data)
             else:
                 row = plan.rows.decode(message.data)
         except (BadOrderKey, BadRow) as exc:
             raise Rejected(f"{plan.name}: {exc}", plan.name) from None
-        except msgspec.ValidationError as exc:
-            raise Rejected(f"{plan.name}: {BadRow(str(exc))}", plan.name) from None
         row.cdc_order_key = sort_key
         if operation == "delete":
             row.cdc_deleted = True
@@ -175,19 +173,14 @@ class RecordDecoder:
         missing = [k for k, v in zip(plan.rows.table.key, key, strict=True) if v is None]
         raise Rejected(f"{plan.name}: missing key column {missing[0]!r}", plan.name)
 
-    @staticmethod
-    def _key_row(plan: _TablePlan, key_only: Any) -> Any:
-        """A tombstone row: the key columns set, every other column None."""
-        return plan.rows.struct(**msgspec.structs.asdict(key_only))
-
     def _old_key_tombstone(self, plan: _TablePlan, before: bytes, change: Change) -> Change | None:
         """A tombstone for the old key when an update moved the row to a new primary key."""
         if bytes(before) == b"null":
             return None
         try:
-            old_row = self._key_row(plan, plan.rows.key_decoder.decode(before))
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            raise Rejected(f"{plan.name}: the before image's key is not valid", plan.name) from None
+            old_row = plan.rows.decode_key(before)
+        except BadRow as exc:
+            raise Rejected(f"{plan.name}: before image: {exc}", plan.name) from None
         raw_key = (plan.key_of(old_row),) if plan.single_key else plan.key_of(old_row)
         if None in raw_key:
             return None  # no (complete) old key captured: a plain update

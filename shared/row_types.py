@@ -108,6 +108,16 @@ class RowType:
                 self._check_strings(row, len(blob), has_nul)
         return row
 
+    def decode_key(self, data: bytes) -> Any:
+        """A tombstone row from a delete's or a before image's key columns; raises ``BadRow``."""
+        try:
+            key_only = self.key_decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise BadRow(_reason(str(exc))) from None
+        except msgspec.DecodeError:
+            raise BadRow("the key is not a JSON object") from None
+        return self.struct(**msgspec.structs.asdict(key_only))
+
     def _check_strings(self, row: Any, data_size: int, has_nul: bool) -> None:
         """A value's UTF-8 size is at most the size of the JSON it came from, so only columns
         whose limit is below ``data_size`` can be too long (``strings`` is sorted by limit)."""
