@@ -37,6 +37,7 @@ bench-core: bootstrap
 	$(PY) -m bench.core_bench
 
 clean:
+	-@[ -x $(PY) ] && $(PY) -m local.stack stop --state-dir "$(STACK_DIR)" >/dev/null 2>&1
 	rm -rf .local-stack .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # The persistent local stack (PostgreSQL warehouse + Redshift Data API stand-in + moto) that
