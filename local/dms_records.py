@@ -135,29 +135,45 @@ def activity(ticket_id: int, purchased_by: int, created_at: str = "2021-08-15 10
 
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/cdc-stream"
+INVOKE_IDENTITY_ARN = "arn:aws:iam::123456789012:role/cdc-consumer"
+
+
+def kinesis_event_record(
+    *, data: str, partition_key: str, sequence_number: str, shard_id: str, arrival: float,
+    stream_arn: str = STREAM_ARN, invoke_identity_arn: str = INVOKE_IDENTITY_ARN,
+) -> dict[str, Any]:
+    """One entry of a Lambda Kinesis event's ``Records``: ``data`` is base64 text, ``arrival``
+    the approximate arrival time in epoch seconds. Shared with ``local.event_source_mapping``."""
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": sequence_number,
+            "data": data,
+            "approximateArrivalTimestamp": arrival,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"{shard_id}:{sequence_number}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": invoke_identity_arn,
+        "awsRegion": stream_arn.split(":")[3],
+        "eventSourceARN": stream_arn,
+    }
 
 
 def lambda_event(records: list[StreamRecord], stream_arn: str = STREAM_ARN,
                  arrival: datetime = BASE_TIME) -> dict[str, Any]:
     """A Kinesis event exactly as Lambda's event source mapping delivers a batch."""
-    region = stream_arn.split(":")[3]
     return {"Records": [
-        {
-            "kinesis": {
-                "kinesisSchemaVersion": "1.0",
-                "partitionKey": record.partition_key,
-                "sequenceNumber": record.sequence_number,
-                "data": record.data if isinstance(record.data, str)
-                else base64.b64encode(bytes(record.data)).decode("ascii"),
-                "approximateArrivalTimestamp": arrival.timestamp(),
-            },
-            "eventSource": "aws:kinesis",
-            "eventVersion": "1.0",
-            "eventID": f"{record.shard_id or 'shardId-000000000000'}:{record.sequence_number}",
-            "eventName": "aws:kinesis:record",
-            "invokeIdentityArn": "arn:aws:iam::123456789012:role/cdc-consumer",
-            "awsRegion": region,
-            "eventSourceARN": stream_arn,
-        }
+        kinesis_event_record(
+            data=record.data if isinstance(record.data, str)
+            else base64.b64encode(bytes(record.data)).decode("ascii"),
+            partition_key=record.partition_key,
+            sequence_number=record.sequence_number,
+            shard_id=record.shard_id or "shardId-000000000000",
+            arrival=arrival.timestamp(),
+            stream_arn=stream_arn,
+        )
         for record in records
     ]}

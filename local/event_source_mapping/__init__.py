@@ -1,0 +1,75 @@
+"""A local Lambda event source mapping for Kinesis: polls a stream's shards (boto3; the moto
+server locally) and invokes a handler in this process, as Lambda's Kinesis poller would.
+
+    mapping = LocalEventSourceMapping(kinesis, "cdc-stream", app.lambda_handler,
+                                      batch_size=100, maximum_retry_attempts=3,
+                                      on_failure=(sqs, queue_url), state_dir=Path(".state"))
+    mapping.drain()              # or: mapping.poll_once(), or mapping.run(stop_event)
+
+What it does, like Lambda:
+
+- Per shard, records in sequence order, one batch in flight per shard; a parent shard is
+  finished before its children start; shards are (re)listed every ``shard_refresh_seconds``.
+- The event is Lambda's (``local.dms_records.kinesis_event_record`` builds each entry). A
+  batch is sent when it holds ``batch_size`` records, when the next record would take the
+  event past 6 MB (``max_payload_bytes``), or when its first record has waited
+  ``batching_window_seconds``.
+- ``starting_position`` TRIM_HORIZON, LATEST (the stream's end when the mapping is created)
+  or AT_TIMESTAMP, for the shards that exist at creation; shards created later by resharding
+  start at TRIM_HORIZON.
+- ``ReportBatchItemFailures`` (``report_batch_item_failures``, on by default): the checkpoint
+  moves to just before the lowest failed sequence number and the records from there on come
+  again. An empty or null ``batchItemFailures`` or a null response is a success; an entry
+  without ``itemIdentifier``, with an empty one or one not in the batch, or a response that
+  is not a JSON object, fails the whole batch.
+- A function error (an exception, a response that is not JSON serializable, or a run longer
+  than ``function_timeout_seconds``) fails the whole batch; with ``bisect_on_error`` a batch of
+  two or more records is split in two halves, retried in order (and split again if need be).
+- ``maximum_retry_attempts`` (-1 infinite) and ``maximum_record_age_seconds`` (-1 infinite):
+  a batch out of retries, or records too old to be sent, are given up: Lambda's failure
+  record (``requestContext``, ``responseContext``, ``KinesisBatchInfo``; metadata only, no
+  data) goes to the on-failure SQS queue and the shard moves on.
+- Checkpoints per shard are files in ``state_dir`` (atomically replaced); a new mapping on
+  the same directory, stream and function resumes after them. Delivery is at least once.
+- Retries wait ``retry_backoff_seconds``.
+
+Choices where the Lambda documentation leaves room, and differences from AWS:
+
+- Retry counting: every re-invocation of a failed batch counts toward
+  ``maximum_retry_attempts``, except that bisecting is free (both halves inherit the batch's
+  count, so a poison record is isolated even with few retries), and the remainder after a
+  partial failure that moved the checkpoint is a new batch with a new count (it made
+  progress; a record that fails again and again makes none and uses up the count).
+- After a partial failure the retried batch is exactly the failed record and those after it
+  in the batch (Lambda re-reads from the checkpoint and may add newer records).
+- Record age is checked before every invocation, the first included: the too-old head of a
+  batch is discarded (condition ``RecordAgeExceeded``, ``approximateInvokeCount`` 0 and an
+  empty ``responseContext`` if it was never invoked) and the rest is invoked. Any age from
+  0 is accepted (AWS requires 60 or more) so tests need not wait a minute.
+- Parallelization factor 1 only, and the shards are served one after another in one thread
+  (Lambda runs one poller per shard concurrently): order within a shard is the same, the
+  interleaving across shards is not.
+- A timeout is detected after the handler returns (an in-process call cannot be cut off).
+- Only an SQS queue as on-failure destination; no tumbling windows, no event filtering, no
+  enhanced fan-out consumers; the failure record's ``timestamp`` is the local clock.
+"""
+
+from local.event_source_mapping.context import LambdaContext
+from local.event_source_mapping.events import MAX_PAYLOAD_BYTES
+from local.event_source_mapping.mapping import (
+    DEFAULT_FUNCTION_ARN,
+    RECORD_AGE_EXCEEDED,
+    RETRY_ATTEMPTS_EXHAUSTED,
+    LocalEventSourceMapping,
+    MappingCounters,
+)
+
+__all__ = [
+    "DEFAULT_FUNCTION_ARN",
+    "MAX_PAYLOAD_BYTES",
+    "RECORD_AGE_EXCEEDED",
+    "RETRY_ATTEMPTS_EXHAUSTED",
+    "LambdaContext",
+    "LocalEventSourceMapping",
+    "MappingCounters",
+]
