@@ -13,7 +13,7 @@ tools: bootstrap
 	@bash scripts/install_tools.sh
 
 demo: bootstrap
-	$(PY) -m local.demo
+	$(PY) -m local.cdc demo
 
 test: bootstrap tools lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider

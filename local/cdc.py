@@ -1,0 +1,285 @@
+"""The main job: the whole pipeline end to end on the local stack, from real source changes to
+the warehouse.
+
+    python -m local.cdc demo [--path lambda] [--duration 30] [--rate 40]
+    python -m local.cdc consume --stack-dir DIR --state-dir DIR     # the consumer process
+    python -m local.cdc reconcile --stack-dir DIR
+
+``demo`` starts a fresh local stack (PostgreSQL with a ``source`` database in logical
+replication and the ``warehouse`` database behind the Redshift Data API stand-in, moto for
+Kinesis, S3, SQS and Secrets Manager), creates and seeds the source, runs the local DMS (full
+load, then CDC), the consumer (the Lambda handler behind a local event source mapping) and a
+workload of purchases, updates, deletes, email changes, late dimensions and bad rows, shows
+progress, waits until the warehouse has caught up, prints the analyst table and a summary,
+reconciles source and warehouse, and stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.dms import LocalDms
+from local.event_source_mapping import LocalEventSourceMapping
+from local.postgres import PostgresServer, create_database
+from local.stack import StackInfo, ensure_stack, stop_stack
+from local.workload import Workload
+from shared.data_api import DataApiTarget, RedshiftDataApi
+from shared.settings import hmac_key_from_secret
+from shared.spec import PipelineSpec, load_spec
+from tools.reconcile import Reconciliation, read_source, reconcile
+
+SOURCE_DATABASE = "source"
+ON_FAILURE_QUEUE = "cdc-on-failure"
+log = logging.getLogger("local.cdc")
+
+
+@dataclass
+class LocalPipeline:
+    """The parts of the pipeline on one local stack; each part can run in a thread."""
+
+    stack: StackInfo
+    spec: PipelineSpec
+    state_dir: Path
+    threads: list[threading.Thread] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def prepare(cls, stack_dir: Path, state_dir: Path, spec: PipelineSpec) -> LocalPipeline:
+        stack = ensure_stack(stack_dir)
+        os.environ.update(stack.environment())  # plain boto3 clients now reach the stack
+        pipeline = cls(stack, spec, state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        create_database(PostgresServer(stack_dir / "pg", stack.postgres_port), SOURCE_DATABASE)
+        boto3.client("sqs").create_queue(QueueName=ON_FAILURE_QUEUE)
+        return pipeline
+
+    @property
+    def source_dsn(self) -> str:
+        return (f"host=127.0.0.1 port={self.stack.postgres_port} user=postgres "
+                f"dbname={SOURCE_DATABASE}")
+
+    def workload(self, seed: int = 7) -> Workload:
+        return Workload(self.source_dsn, self.spec, seed=seed)
+
+    def dms(self) -> LocalDms:
+        return LocalDms(self.source_dsn, self.spec, boto3.client("kinesis"),
+                        self.stack.resources.stream_name, self.state_dir / "dms")
+
+    def consumer(self) -> LocalEventSourceMapping:
+        from functions.kinesis_consumer import app
+
+        sqs = boto3.client("sqs")
+        on_failure = sqs.get_queue_url(QueueName=ON_FAILURE_QUEUE)["QueueUrl"]
+        return LocalEventSourceMapping(
+            boto3.client("kinesis"), self.stack.resources.stream_name, app.lambda_handler,
+            batch_size=500, batching_window_seconds=0.5, maximum_retry_attempts=10,
+            bisect_on_error=True, on_failure=(sqs, on_failure),
+            state_dir=self.state_dir / "esm", retry_backoff_seconds=0.2,
+            poll_interval_seconds=0.2,
+        )
+
+    def start(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def api(self) -> RedshiftDataApi:
+        return RedshiftDataApi(boto3.client("redshift-data"), DataApiTarget(
+            database=self.stack.database, workgroup_name=self.stack.workgroup_name))
+
+    def hmac_key(self) -> bytes:
+        secret = boto3.client("secretsmanager").get_secret_value(
+            SecretId=self.stack.resources.hmac_secret_arn)["SecretString"]
+        return hmac_key_from_secret(secret)
+
+    def reconcile(self) -> Reconciliation:
+        return reconcile(self.spec, read_source(self.source_dsn, self.spec), self.hmac_key(),
+                         self.api())
+
+    def dead_letters(self) -> Counter[str]:
+        """Reasons of the records on the dead-letter queue (read without consuming them)."""
+        import json
+
+        sqs = boto3.client("sqs")
+        reasons: Counter[str] = Counter()
+        seen: set[str] = set()
+        handles: list[str] = []
+        while True:
+            got = sqs.receive_message(QueueUrl=self.stack.resources.dead_letter_queue_url,
+                                      MaxNumberOfMessages=10, VisibilityTimeout=30)
+            messages = [m for m in got.get("Messages", []) if m["MessageId"] not in seen]
+            if not messages:
+                break
+            for message in messages:
+                seen.add(message["MessageId"])
+                handles.append(message["ReceiptHandle"])
+                reasons[json.loads(message["Body"])["reason"]] += 1
+        for start in range(0, len(handles), 10):
+            sqs.change_message_visibility_batch(
+                QueueUrl=self.stack.resources.dead_letter_queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                         for i, h in enumerate(handles[start:start + 10])])
+        return reasons
+
+
+def catch_up(dms: LocalDms, consumer: LocalEventSourceMapping, timeout: float = 120.0) -> None:
+    """Capture and consume until the source has nothing new and the stream is drained."""
+    deadline = time.monotonic() + timeout
+    while True:
+        captured = dms.capture_once()
+        consumer.drain(timeout_seconds=max(1.0, deadline - time.monotonic()))
+        if captured == 0 and dms.capture_once() == 0 and consumer.pending_records == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("the pipeline did not catch up in time")
+
+
+def progress_line(elapsed: float, duration: float, workload: Workload, dms: LocalDms,
+                  consumer: LocalEventSourceMapping, width: int = 30) -> str:
+    done = min(1.0, elapsed / duration) if duration else 1.0
+    bar = "#" * int(done * width) + "-" * (width - int(done * width))
+    captured = dms.counters.records_loaded + dms.counters.records_captured
+    return (f"\r[{bar}] {elapsed:5.1f}s  source txns {workload.counters.transactions:6d}  "
+            f"captured {captured:7d}  consumed {consumer.counters.records_delivered:7d}  "
+            f"on the DLQ/destination {consumer.counters.records_discarded:4d}")
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str], width: int = 14) -> None:
+    def cell(value: Any) -> str:
+        text = "" if value is None else str(value)
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    print(" | ".join(c[:width].ljust(width) for c in columns))
+    print("-+-".join("-" * width for _ in columns))
+    for row in rows:
+        print(" | ".join(cell(row[c]).ljust(width) for c in columns))
+
+
+def demo(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    state_dir = Path(args.state_dir)
+    stop_stack(state_dir / "stack")
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True)
+    print("starting the local stack (PostgreSQL source + warehouse, Redshift Data API "
+          "stand-in, moto) ...")
+    try:
+        pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec)
+        workload = pipeline.workload()
+        workload.create_schema(loose=True)
+        workload.seed_data(customers=args.customers, events=10, purchases=args.purchases)
+        dms, consumer = pipeline.dms(), pipeline.consumer()
+        print(f"full load of {len(spec.tables)} tables, then CDC through the "
+              f"{args.path} path for {args.duration:.0f}s at {args.rate:.0f} txn/s")
+        dms.full_load()
+        pipeline.start(dms.run, "dms")
+        pipeline.start(consumer.run, "consumer")
+        started = time.monotonic()
+        runner = threading.Thread(target=workload.run, kwargs={
+            "rate_per_second": args.rate, "duration_seconds": args.duration,
+            "stop_event": pipeline.stop, "bad_row_share": args.bad_rows}, daemon=True)
+        runner.start()
+        while runner.is_alive():
+            print(progress_line(time.monotonic() - started, args.duration, workload, dms,
+                                consumer), end="", flush=True)
+            runner.join(0.5)
+        pipeline.shutdown()
+        catch_up(dms, consumer)
+        print(progress_line(args.duration, args.duration, workload, dms, consumer))
+        show_results(pipeline, workload, dms, consumer, args.rows)
+        report = pipeline.reconcile()
+        print("\nreconciliation (source with the spec's PII rules vs warehouse):")
+        for table in report.tables:
+            print("  " + table.summary())
+        print(f"differences={report.differences}")
+        return 0 if report.differences == 0 else 1
+    finally:
+        stop_stack(state_dir / "stack")
+
+
+def show_results(pipeline: LocalPipeline, workload: Workload, dms: LocalDms,
+                 consumer: LocalEventSourceMapping, rows: int) -> None:
+    api = pipeline.api()
+    for target in pipeline.spec.targets.values():
+        name = f'"{pipeline.spec.target_schema}"."{target.name}"'
+        count = api.query(f"SELECT count(*) AS n FROM {name}")[0]["n"]
+        first = api.query(f"SELECT * FROM {name} ORDER BY {', '.join(target.key)} LIMIT {rows}")
+        print(f"\n{pipeline.spec.target_schema}.{target.name}: first {len(first)} of {count}")
+        print_table(first, [c.name for c in target.columns])
+    ops = workload.counters.operations
+    print(f"\nsummary: {workload.counters.transactions} source transactions "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))}); "
+          f"{dms.counters.records_loaded + dms.counters.records_captured} DMS records; "
+          f"{consumer.counters.invocations} handler "
+          f"invocations, {consumer.counters.retries} retries")
+    letters = pipeline.dead_letters()
+    print(f"dead-letter queue: {sum(letters.values())} records "
+          f"(bad source rows written: {len(workload.bad_rows)})")
+    for reason, count in letters.most_common():
+        print(f"  x{count}: {reason}")
+
+
+def consume(args: argparse.Namespace) -> int:
+    """Run the consumer (event source mapping + Lambda handler) until SIGTERM."""
+    pipeline = LocalPipeline.prepare(Path(args.stack_dir), Path(args.state_dir),
+                                     load_spec(args.spec))
+    signal.signal(signal.SIGTERM, lambda *_: pipeline.stop.set())
+    pipeline.consumer().run(pipeline.stop)
+    return 0
+
+
+def reconcile_command(args: argparse.Namespace) -> int:
+    pipeline = LocalPipeline.prepare(Path(args.stack_dir), Path(args.state_dir),
+                                     load_spec(args.spec))
+    report = pipeline.reconcile()
+    for table in report.tables:
+        print(table.summary())
+    print(f"differences={report.differences}")
+    return 0 if report.differences == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    parser = argparse.ArgumentParser(prog="python -m local.cdc", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spec", help="pipeline spec (default: the packaged one)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("demo", help="the pipeline end to end, then reconcile")
+    run.add_argument("--path", choices=["lambda"], default="lambda")
+    run.add_argument("--duration", type=float, default=30.0, help="seconds of workload")
+    run.add_argument("--rate", type=float, default=40.0, help="source transactions per second")
+    run.add_argument("--bad-rows", type=float, default=0.02, help="share of bad source rows")
+    run.add_argument("--customers", type=int, default=200)
+    run.add_argument("--purchases", type=int, default=1000)
+    run.add_argument("--rows", type=int, default=10, help="rows of the analyst table to show")
+    run.add_argument("--state-dir", default=".local-stack/demo")
+    run.set_defaults(func=demo)
+    for name, func in (("consume", consume), ("reconcile", reconcile_command)):
+        sub = commands.add_parser(name)
+        sub.add_argument("--stack-dir", required=True)
+        sub.add_argument("--state-dir", required=True)
+        sub.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
