@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test bootstrap tools lint typecheck unit functional deploy-checks bench-core clean
+.PHONY: demo test bootstrap tools lint typecheck unit functional deploy-checks bench-core bench-e2e clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -35,6 +35,9 @@ deploy-checks: tools
 
 bench-core: bootstrap
 	$(PY) -m bench.core_bench
+
+bench-e2e: bootstrap
+	$(PY) -m bench.e2e_bench
 
 clean:
 	-@[ -x $(PY) ] && $(PY) -m local.stack stop --state-dir "$(STACK_DIR)" >/dev/null 2>&1

@@ -114,6 +114,13 @@ class LocalPipeline:
         return reconcile(self.spec, read_source(self.source_dsn, self.spec), self.hmac_key(),
                          self.api())
 
+    def rejected(self) -> int:
+        """Records on the dead-letter queue (SQS's approximate count)."""
+        attributes = boto3.client("sqs").get_queue_attributes(
+            QueueUrl=self.stack.resources.dead_letter_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
     def dead_letters(self) -> Counter[str]:
         """Reasons of the records on the dead-letter queue (read without consuming them)."""
         import json
@@ -153,13 +160,14 @@ def catch_up(dms: LocalDms, consumer: LocalEventSourceMapping, timeout: float = 
 
 
 def progress_line(elapsed: float, duration: float, workload: Workload, dms: LocalDms,
-                  consumer: LocalEventSourceMapping, width: int = 30) -> str:
+                  consumer: LocalEventSourceMapping, rejected: int, width: int = 24) -> str:
     done = min(1.0, elapsed / duration) if duration else 1.0
     bar = "#" * int(done * width) + "-" * (width - int(done * width))
     captured = dms.counters.records_loaded + dms.counters.records_captured
+    behind = max(captured - consumer.counters.records_delivered, 0)
     return (f"\r[{bar}] {elapsed:5.1f}s  source txns {workload.counters.transactions:6d}  "
             f"captured {captured:7d}  consumed {consumer.counters.records_delivered:7d}  "
-            f"on the DLQ/destination {consumer.counters.records_discarded:4d}")
+            f"rejected {rejected:4d}  behind {behind:6d}")
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str], width: int = 14) -> None:
@@ -173,7 +181,15 @@ def print_table(rows: list[dict[str, Any]], columns: list[str], width: int = 14)
         print(" | ".join(cell(row[c]).ljust(width) for c in columns))
 
 
+def quiet_handler_output() -> None:
+    """In-process runs print a progress bar: keep the handler's INFO logs and EMF metrics
+    (one JSON line each per batch) off the terminal. Warnings still show."""
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+
+
 def demo(args: argparse.Namespace) -> int:
+    quiet_handler_output()
     spec = load_spec(args.spec)
     state_dir = Path(args.state_dir)
     stop_stack(state_dir / "stack")
@@ -199,11 +215,12 @@ def demo(args: argparse.Namespace) -> int:
         runner.start()
         while runner.is_alive():
             print(progress_line(time.monotonic() - started, args.duration, workload, dms,
-                                consumer), end="", flush=True)
+                                consumer, pipeline.rejected()), end="", flush=True)
             runner.join(0.5)
         pipeline.shutdown()
         catch_up(dms, consumer)
-        print(progress_line(args.duration, args.duration, workload, dms, consumer))
+        print(progress_line(args.duration, args.duration, workload, dms, consumer,
+                            pipeline.rejected()))
         show_results(pipeline, workload, dms, consumer, args.rows)
         report = pipeline.reconcile()
         print("\nreconciliation (source with the spec's PII rules vs warehouse):")
