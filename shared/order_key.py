@@ -30,6 +30,10 @@ _DIGIT_GROUPS = re.compile(r"\d+")
 _ZERO_POSITION = "0" * 44
 _ZERO_RECORD = "0" * 10
 ORDER_KEY_MAX_LENGTH = 1 + 27 + 44 + 10 + 60
+# Zero-padded small numbers, looked up instead of formatted on the hot path.
+_PADDED_COUNT = 4096
+_PADDED = [str(i).zfill(10) for i in range(_PADDED_COUNT)]
+_PADDED_COUNTERS = {str(i): padded for i, padded in enumerate(_PADDED)}
 
 
 class BadOrderKey(ValueError):
@@ -95,10 +99,14 @@ def order_key(metadata: SourcePosition, sequence_number: str) -> str:
             raise BadOrderKey("transaction-record-id is not a small non-negative integer")
         if len(commit_time) == 27 and commit_time[26] == "Z" and type(position) is str:
             # DMS's own shapes (UTC commit time, zero-padded LSNs): no parsing needed.
-            first, counter, second = (*position.split("."), "", "")[:3]
-            if len(first) == 17 == len(second) and len(counter) <= 10 and counter.isdigit():
-                return "".join(("1", commit_time, first, counter.zfill(10), second,
-                                str(record_id).zfill(10)))
+            parts = position.split(".")
+            if len(parts) == 3:
+                first, counter, second = parts
+                padded = _PADDED_COUNTERS.get(counter)
+                if padded is not None and len(first) == 17 and len(second) == 17:
+                    record = (_PADDED[record_id] if record_id < _PADDED_COUNT
+                              else str(record_id).zfill(10))
+                    return f"1{commit_time}{first}{padded}{second}{record}"
         return (
             "1"
             + timestamp_part(commit_time)
