@@ -148,12 +148,17 @@ class LocalPipeline:
 
 
 def catch_up(dms: LocalDms, consumer: LocalEventSourceMapping, timeout: float = 120.0) -> None:
-    """Capture and consume until the source has nothing new and the stream is drained."""
+    """Capture and consume until the source has nothing new and the stream is drained.
+
+    The local source commits asynchronously, so its last changes reach the WAL (and logical
+    decoding) up to ~0.6 s after they commit: wait that out first.
+    """
     deadline = time.monotonic() + timeout
+    time.sleep(1.0)
     while True:
-        captured = dms.capture_once()
+        captured = dms.drain()
         consumer.drain(timeout_seconds=max(1.0, deadline - time.monotonic()))
-        if captured == 0 and dms.capture_once() == 0 and consumer.pending_records == 0:
+        if captured == 0 and consumer.pending_records == 0:
             return
         if time.monotonic() > deadline:
             raise TimeoutError("the pipeline did not catch up in time")
