@@ -1,4 +1,7 @@
-"""Event factories for the tests (the builders live in ``local.dms_records``)."""
+"""Event and spec factories for the tests (the record builders live in ``local.dms_records``)."""
+
+import tomllib
+from typing import Any
 
 from local.dms_records import (
     BASE_TIME,
@@ -10,6 +13,13 @@ from local.dms_records import (
     sport_event,
     ticket,
 )
+from shared.spec import DEFAULT_SPEC_PATH
 
-__all__ = ["BASE_TIME", "DmsStream", "activity", "customer", "encode", "iso", "sport_event",
-           "ticket"]
+
+def spec_document() -> dict[str, Any]:
+    """The shipped spec as a fresh TOML document, for tests to edit and ``parse_spec``."""
+    return tomllib.loads(DEFAULT_SPEC_PATH.read_text(encoding="utf-8"))
+
+
+__all__ = ["BASE_TIME", "DmsStream", "activity", "customer", "encode", "iso", "spec_document",
+           "sport_event", "ticket"]

@@ -15,8 +15,8 @@ import pytest
 from shared.data_api import StatementFailed
 from shared.migrations import migrate, plan_migration, read_existing
 from shared.redshift_writer import S3Stager
-from shared.spec import load_spec, parse_spec
-from tests.factories import DmsStream, activity, customer, sport_event, ticket
+from shared.spec import parse_spec
+from tests.factories import DmsStream, activity, customer, spec_document, sport_event, ticket
 from tests.functional.conftest import HMAC_KEY, Pipeline, data_api
 
 
@@ -264,30 +264,9 @@ def test_a_late_older_change_cannot_resurrect_a_deleted_row(pipeline: Pipeline) 
 
 
 def test_hard_delete_mode_removes_replica_rows(make_pipeline: Any) -> None:
-    raw = load_spec()
-    spec = parse_spec(
-        {
-            "pipeline": {"delete_mode": "hard"},
-            "tables": {
-                n: {"key": list(t.key), "columns": {c.name: str(c.type) for c in t.columns}}
-                for n, t in raw.tables.items()
-            },
-            "pii": {"customer.email": "tokenize", "customer.phone": "mask"},
-            "targets": {
-                "sport_event_activity": {
-                    "fact": "ticket_activity",
-                    "joins": [
-                        {"table": j.table, "from": j.from_alias, "on": dict(j.on)}
-                        for j in raw.targets["sport_event_activity"].joins
-                    ],
-                    "columns": {
-                        c.name: f"{c.alias}.{c.column}"
-                        for c in raw.targets["sport_event_activity"].columns
-                    },
-                }
-            },
-        }
-    )
+    document = spec_document()
+    document["pipeline"]["delete_mode"] = "hard"
+    spec = parse_spec(document)
     pipeline = make_pipeline(spec)
     stream = DmsStream()
     seed(stream)
@@ -422,42 +401,10 @@ def test_migrations_are_idempotent_and_follow_spec_edits(
         'CREATE SCHEMA IF NOT EXISTS "public"',
     ]
 
-    raw = load_spec()
-    wider = parse_spec(
-        {
-            "tables": {
-                n: {"key": list(t.key), "columns": {c.name: str(c.type) for c in t.columns}}
-                for n, t in raw.tables.items()
-            }
-            | {
-                "customer": {
-                    "key": ["customer_id"],
-                    "columns": {
-                        "customer_id": "bigint",
-                        "name": "varchar(512)",
-                        "email": "varchar(320)",
-                        "phone": "varchar(64)",
-                        "tier": "varchar(16)",
-                    },
-                }
-            },
-            "pii": {"customer.email": "tokenize", "customer.phone": "mask"},
-            "targets": {
-                "sport_event_activity": {
-                    "fact": "ticket_activity",
-                    "joins": [
-                        {"table": j.table, "from": j.from_alias, "on": dict(j.on)}
-                        for j in raw.targets["sport_event_activity"].joins
-                    ],
-                    "columns": {
-                        c.name: f"{c.alias}.{c.column}"
-                        for c in raw.targets["sport_event_activity"].columns
-                    }
-                    | {"customer_tier": "customer.tier"},
-                }
-            },
-        }
-    )
+    document = spec_document()
+    document["tables"]["customer"]["columns"] |= {"name": "varchar(512)", "tier": "varchar(16)"}
+    document["targets"]["sport_event_activity"]["columns"]["customer_tier"] = "customer.tier"
+    wider = parse_spec(document)
     plan = migrate(api, wider)
     assert plan.rebuild_targets == ["sport_event_activity"]
     assert (

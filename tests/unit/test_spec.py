@@ -3,20 +3,17 @@ the problem."""
 
 from __future__ import annotations
 
-import copy
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.spec import DEFAULT_SPEC_PATH, SpecError, load_spec, parse_spec
-
-BASE: dict[str, Any] = tomllib.loads(DEFAULT_SPEC_PATH.read_text())
+from shared.spec import SpecError, load_spec, parse_spec
+from tests.factories import spec_document
 
 
 def spec_with(change: Any) -> dict[str, Any]:
-    raw = copy.deepcopy(BASE)
+    raw = spec_document()
     change(raw)
     return raw
 

@@ -18,22 +18,13 @@ from shared.redshift_writer import S3Stager
 from shared.spec import PipelineSpec, load_spec, parse_spec
 from shared.stage_plan import plan_stage_loads
 from shared.transform import Transformer
-from tests.factories import DmsStream, activity, customer, sport_event, ticket
+from tests.factories import DmsStream, activity, customer, spec_document, sport_event, ticket
 
 
 def _hard_delete_spec() -> PipelineSpec:
-    raw = load_spec()
-    target = raw.targets["sport_event_activity"]
-    return parse_spec({
-        "pipeline": {"delete_mode": "hard"},
-        "tables": {n: {"key": list(t.key), "columns": {c.name: str(c.type) for c in t.columns}}
-                   for n, t in raw.tables.items()},
-        "targets": {"sport_event_activity": {
-            "fact": target.fact,
-            "joins": [{"table": j.table, "from": j.from_alias, "on": dict(j.on)}
-                      for j in target.joins],
-            "columns": {c.name: f"{c.alias}.{c.column}" for c in target.columns}}},
-    })
+    document = spec_document()
+    document["pipeline"]["delete_mode"] = "hard"
+    return parse_spec(document)
 
 
 def _all_statements(spec: PipelineSpec) -> list[str]:
