@@ -381,11 +381,14 @@ def test_a_failing_batch_is_retried_until_its_records_are_too_old(
     mapping.drain(timeout_seconds=5)  # infinite retries: only the age ends it
 
     assert len(handler.batches) >= 3
-    message, = on_failure.messages()
-    assert message["requestContext"]["condition"] == "RecordAgeExceeded"
-    assert message["requestContext"]["approximateInvokeCount"] == len(handler.batches)
-    assert message["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST"}
-    assert message["KinesisBatchInfo"]["batchSize"] == 2
+    # Usually one message for both records; on a loaded machine "a" can expire a retry
+    # before "b" (they arrived milliseconds apart), which gives one message each.
+    messages = on_failure.messages()
+    assert sum(m["KinesisBatchInfo"]["batchSize"] for m in messages) == 2
+    for message in messages:
+        assert message["requestContext"]["condition"] == "RecordAgeExceeded"
+        assert 1 <= message["requestContext"]["approximateInvokeCount"] <= len(handler.batches)
+        assert message["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST"}
 
 
 def test_checkpoints_survive_a_restart(
