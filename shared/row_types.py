@@ -103,9 +103,12 @@ class RowType:
                 setattr(row, name, fix(value))
         if self.strings:
             blob = bytes(data)
-            has_nul = b"\\u0000" in blob
-            if has_nul or len(blob) > self.strings[0][1]:
-                self._check_strings(row, len(blob), has_nul)
+            # msgspec checked every string's length in characters; in pure ASCII JSON without
+            # \u escapes a character is a byte, so only other JSON needs the byte check.
+            if not blob.isascii() or b"\\u" in blob:
+                has_nul = b"\\u0000" in blob
+                if has_nul or len(blob) > self.strings[0][1]:
+                    self._check_strings(row, len(blob), has_nul)
         return row
 
     def decode_key(self, data: bytes) -> Any:
