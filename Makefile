@@ -65,3 +65,10 @@ stack-stop:
 
 events: bootstrap
 	@$(PY) scripts/make_events.py
+
+# The Glue batch function on local Spark vs the Lambda handler, on the same records and the
+# local stack (started if needed); prints both rates, the Glue driver's memory for 10,000- and
+# 100,000-record batches and, last, ratio=<glue/lambda>.
+.PHONY: bench-glue
+bench-glue: bootstrap
+	$(PY) -m bench.glue_bench --stack-dir "$(STACK_DIR)"

@@ -108,6 +108,29 @@ class RedshiftWriter:
             staged_through_s3=sorted(n for n, load in loads.items() if isinstance(load, CopyLoad)),
         )
 
+    def merge_staged(self, staged: Mapping[str, str], changes: Mapping[str, int]) -> WriteReport:
+        """Apply tables already staged in S3 (``staged``: table -> object key or key prefix, as
+        the Glue job's executors wrote them) in the same one transaction: one COPY per table,
+        then the statements ``stage_and_merge`` runs. ``changes`` counts the staged rows."""
+        if self.stager is None:
+            raise ValueError("merging S3-staged tables needs a staging bucket (S3Stager)")
+        statements = {
+            name: [self.stager.copy_statement(sql.stage_table(name),
+                                              staging_columns(self.spec.tables[name]),
+                                              staged[name])]
+            for name in self.spec.tables if staged.get(name)
+        }
+        if not statements:
+            return WriteReport()
+        transaction = sql.batch_statements(self.spec, statements)
+        self.api.run_transaction(transaction)
+        return WriteReport(
+            changes={t: changes.get(t, 0) for t in statements},
+            transactions=1,
+            statements=len(transaction),
+            staged_through_s3=sorted(statements),
+        )
+
     def _split(self, batch: dict[str, list[Change]]) -> WriteReport:
         first = {t: rows[: len(rows) // 2] for t, rows in batch.items()}
         second = {t: rows[len(rows) // 2 :] for t, rows in batch.items()}

@@ -1,0 +1,159 @@
+"""A small Kinesis reader standing in for the Glue Kinesis source, with per-shard checkpoints.
+
+Spark's Kinesis source is not available outside Glue, so locally this reads the stream with
+boto3 (GetRecords, at most ``MAX_FETCH_RECORDS_PER_SHARD`` per shard per micro-batch) and
+builds the DataFrame the Glue source hands ``forEachBatch``: ``data`` (binary),
+``streamName``, ``partitionKey``, ``sequenceNumber``, ``approximateArrivalTimestamp``.
+
+``ShardCheckpoint`` keeps, per shard, the last sequence number of the last batch that was
+applied (a JSON file in the state dir, replaced atomically after each successful batch), so
+a restarted runner resumes after it: at-least-once, like the Glue job's Spark checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from botocore.exceptions import ClientError
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
+
+from shared.glue_batch import StreamSettings
+
+KINESIS_SCHEMA = StructType([
+    StructField("data", BinaryType(), nullable=False),
+    StructField("streamName", StringType(), nullable=False),
+    StructField("partitionKey", StringType(), nullable=False),
+    StructField("sequenceNumber", StringType(), nullable=False),
+    StructField("approximateArrivalTimestamp", TimestampType(), nullable=False),
+])
+GET_RECORDS_LIMIT = 10_000  # the GetRecords maximum
+CHECKPOINT_FILE = "kinesis-checkpoint.json"
+MAX_EMPTY_READS = 3  # GetRecords may return nothing while behind; give up after a few
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where the next batch starts: the last applied sequence number per shard."""
+
+    stream_arn: str
+    stream_created: str  # a recreated stream (new moto) makes old positions meaningless
+    next_batch_id: int = 0
+    positions: dict[str, str] = field(default_factory=dict)
+
+
+class ShardCheckpoint:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / CHECKPOINT_FILE
+
+    def load(self, stream_arn: str, stream_created: str) -> Checkpoint:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return Checkpoint(stream_arn, stream_created)
+        if data.get("stream_arn") != stream_arn or data.get("stream_created") != stream_created:
+            return Checkpoint(stream_arn, stream_created)  # another stream: start over
+        return Checkpoint(stream_arn, stream_created, int(data["next_batch_id"]),
+                          {str(k): str(v) for k, v in data["positions"].items()})
+
+    def commit(self, checkpoint: Checkpoint) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({
+            "stream_arn": checkpoint.stream_arn,
+            "stream_created": checkpoint.stream_created,
+            "next_batch_id": checkpoint.next_batch_id,
+            "positions": checkpoint.positions,
+        }, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.path)
+
+
+@dataclass(frozen=True)
+class FetchedBatch:
+    records: list[dict[str, Any]]  # GetRecords entries, each with its "ShardId"
+    positions: dict[str, str]  # the last sequence number read per shard (after this batch)
+
+
+class LocalKinesisSource:
+    def __init__(self, client: Any, stream: StreamSettings,
+                 started_at: datetime | None = None) -> None:
+        self.client = client
+        self.stream = stream
+        self.started_at = started_at or datetime.now(UTC)  # LATEST = what arrives after this
+
+    def stream_created(self) -> str:
+        summary = self.client.describe_stream_summary(StreamName=self.stream.stream_name)
+        return str(summary["StreamDescriptionSummary"]["StreamCreationTimestamp"])
+
+    def shard_ids(self) -> list[str]:
+        shards: list[str] = []
+        kwargs: dict[str, Any] = {"StreamName": self.stream.stream_name}
+        while True:
+            page = self.client.list_shards(**kwargs)
+            shards += [s["ShardId"] for s in page["Shards"]]
+            if not page.get("NextToken"):
+                return shards
+            kwargs = {"NextToken": page["NextToken"]}
+
+    def _iterator(self, shard_id: str, after: str | None) -> str | None:
+        kwargs: dict[str, Any] = {"StreamName": self.stream.stream_name, "ShardId": shard_id}
+        if after is not None:
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
+        elif self.stream.starting_position == "LATEST":
+            kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=self.started_at)
+        else:
+            kwargs.update(ShardIteratorType="TRIM_HORIZON")
+        iterator = self.client.get_shard_iterator(**kwargs).get("ShardIterator")
+        return str(iterator) if iterator else None
+
+    def fetch(self, positions: dict[str, str]) -> FetchedBatch:
+        """The next micro-batch: up to ``max_fetch_records_per_shard`` records per shard,
+        after the checkpointed positions."""
+        limit = self.stream.max_fetch_records_per_shard
+        records: list[dict[str, Any]] = []
+        after = dict(positions)
+        for shard_id in self.shard_ids():
+            iterator = self._iterator(shard_id, positions.get(shard_id))
+            taken = empty = 0
+            while iterator and taken < limit and empty < MAX_EMPTY_READS:
+                try:
+                    page = self.client.get_records(
+                        ShardIterator=iterator, Limit=min(GET_RECORDS_LIMIT, limit - taken))
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") == "ExpiredIteratorException":
+                        iterator = self._iterator(shard_id, after.get(shard_id))
+                        continue
+                    raise
+                got = page.get("Records", [])
+                for record in got:
+                    records.append({**record, "ShardId": shard_id})
+                if got:
+                    taken += len(got)
+                    after[shard_id] = str(got[-1]["SequenceNumber"])
+                    empty = 0
+                elif page.get("MillisBehindLatest", 0) == 0:
+                    break
+                else:
+                    empty += 1
+                iterator = page.get("NextShardIterator")
+        return FetchedBatch(records, after)
+
+    def dataframe(self, spark: SparkSession, records: list[dict[str, Any]]) -> DataFrame:
+        """The batch DataFrame the Glue Kinesis source would hand ``forEachBatch``."""
+        frame = pd.DataFrame({
+            "data": [bytes(r["Data"]) for r in records],
+            "streamName": [self.stream.stream_name] * len(records),
+            "partitionKey": [str(r["PartitionKey"]) for r in records],
+            "sequenceNumber": [str(r["SequenceNumber"]) for r in records],
+            "approximateArrivalTimestamp": pd.to_datetime(
+                [r["ApproximateArrivalTimestamp"] for r in records], utc=True),
+        })
+        if not records:
+            return spark.createDataFrame([], KINESIS_SCHEMA)
+        return spark.createDataFrame(frame, KINESIS_SCHEMA)
