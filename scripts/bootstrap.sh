@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine, idempotently:
-# the PostgreSQL 15 server with wal2json (Debian packages), a virtualenv in .venv,
-# and the project with its development dependencies. Safe to run again: it only
+# the PostgreSQL 15 server with wal2json and a Java 17 runtime for local Spark (Debian
+# packages), a virtualenv in .venv, and the project with its development dependencies. Safe to run again: it only
 # installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql-15)
 [ -f /usr/lib/postgresql/15/lib/wal2json.so ] || need_pkgs+=(postgresql-15-wal2json)
+java_major=$( (java -version 2>&1 || true) | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+[ "${java_major:-0}" -ge 17 ] 2>/dev/null || need_pkgs+=(openjdk-17-jre-headless)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
     SUDO=""
