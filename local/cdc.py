@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -90,6 +91,15 @@ class LocalPipeline:
             state_dir=self.state_dir / "esm", retry_backoff_seconds=0.2,
             poll_interval_seconds=0.2,
         )
+
+    def consumer_command(self, path: str, once: bool = False) -> list[str]:
+        """``python -m`` arguments of the consumer process for ``path`` (lambda | glue)."""
+        if path == "glue":
+            return ["glue_job.local_runner", "--stack-dir", str(self.stack.state_dir),
+                    "--state-dir", str(self.state_dir / "glue"), "--window-size", "2 seconds",
+                    *(["--once"] if once else [])]
+        return ["local.cdc", "consume", "--stack-dir", str(self.stack.state_dir),
+                "--state-dir", str(self.state_dir)]
 
     def start(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
@@ -202,6 +212,7 @@ def demo(args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True)
     print("starting the local stack (PostgreSQL source + warehouse, Redshift Data API "
           "stand-in, moto) ...")
+    glue: subprocess.Popen[bytes] | None = None
     try:
         pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec)
         workload = pipeline.workload()
@@ -212,7 +223,10 @@ def demo(args: argparse.Namespace) -> int:
               f"{args.path} path for {args.duration:.0f}s at {args.rate:.0f} txn/s")
         dms.full_load()
         pipeline.start(dms.run, "dms")
-        pipeline.start(consumer.run, "consumer")
+        if args.path == "glue":  # the Glue batch function on local Spark, its own process
+            glue = _spawn(pipeline.consumer_command("glue"), state_dir / "glue-runner.log")
+        else:
+            pipeline.start(consumer.run, "consumer")
         started = time.monotonic()
         runner = threading.Thread(target=workload.run, kwargs={
             "rate_per_second": args.rate, "duration_seconds": args.duration,
@@ -223,7 +237,17 @@ def demo(args: argparse.Namespace) -> int:
                                 consumer, pipeline.rejected()), end="", flush=True)
             runner.join(0.5)
         pipeline.shutdown()
-        catch_up(dms, consumer)
+        if glue is not None:
+            glue.terminate()
+            glue.wait(timeout=60)
+            time.sleep(1.0)  # the source's last commits reach the WAL
+            dms.drain()
+            drain = _spawn(pipeline.consumer_command("glue", once=True),
+                           state_dir / "glue-drain.log")
+            if drain.wait(timeout=300) != 0:
+                raise RuntimeError(f"the Glue runner failed: see {state_dir}/glue-drain.log")
+        else:
+            catch_up(dms, consumer)
         print(progress_line(args.duration, args.duration, workload, dms, consumer,
                             pipeline.rejected()))
         show_results(pipeline, workload, dms, consumer, args.rows)
@@ -234,7 +258,15 @@ def demo(args: argparse.Namespace) -> int:
         print(f"differences={report.differences}")
         return 0 if report.differences == 0 else 1
     finally:
+        if glue is not None and glue.poll() is None:
+            glue.kill()
         stop_stack(state_dir / "stack")
+
+
+def _spawn(module_args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child for its lifetime
+    return subprocess.Popen([sys.executable, "-m", *module_args], stdout=log,
+                            stderr=subprocess.STDOUT, env=dict(os.environ))
 
 
 def show_results(pipeline: LocalPipeline, workload: Workload, dms: LocalDms,
@@ -285,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", help="pipeline spec (default: the packaged one)")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("demo", help="the pipeline end to end, then reconcile")
-    run.add_argument("--path", choices=["lambda"], default="lambda")
+    run.add_argument("--path", choices=["lambda", "glue"], default="lambda",
+                     help="the consumer: the Lambda handler, or the Glue batch function")
     run.add_argument("--duration", type=float, default=30.0, help="seconds of workload")
     run.add_argument("--rate", type=float, default=40.0, help="source transactions per second")
     run.add_argument("--bad-rows", type=float, default=0.02, help="share of bad source rows")

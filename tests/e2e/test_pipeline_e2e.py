@@ -1,6 +1,7 @@
 """End to end on the local stack: a real source database's changes, captured by the local DMS
-(wal2json), through Kinesis (moto) and the Lambda handler behind a local event source mapping,
-into the warehouse (the Redshift Data API stand-in on PostgreSQL). The DMS stand-in and the
+(wal2json), through Kinesis (moto) and either consumer (the Lambda handler behind a local event
+source mapping, or the Glue batch function on local Spark), into the warehouse (the Redshift
+Data API stand-in on PostgreSQL). The DMS stand-in and the
 consumer run as their own processes and are killed (SIGKILL) and restarted mid-stream."""
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def wait_for_zero_differences(pipeline: LocalPipeline, timeout: float) -> Any:
         time.sleep(2)
 
 
-def test_full_load_cdc_and_restarts_reconcile_to_zero(pipeline: LocalPipeline) -> None:
+@pytest.mark.parametrize("path", ["lambda", "glue"])
+def test_full_load_cdc_and_restarts_reconcile_to_zero(pipeline: LocalPipeline, path: str) -> None:
     workload = Workload(pipeline.source_dsn, pipeline.spec, seed=11)
     workload.create_schema(loose=True)
     workload.seed_data(customers=60, events=8, purchases=150)
@@ -105,9 +107,7 @@ def test_full_load_cdc_and_restarts_reconcile_to_zero(pipeline: LocalPipeline) -
     dms = Process("dms", ["local.dms", "run", "--source-dsn", pipeline.source_dsn, "--stream",
                           pipeline.stack.resources.stream_name, "--state-dir",
                           str(pipeline.state_dir / "dms")], logs)
-    consumer = Process("consumer", ["local.cdc", "consume", "--stack-dir",
-                                    str(pipeline.stack.state_dir), "--state-dir",
-                                    str(pipeline.state_dir)], logs)
+    consumer = Process("consumer", pipeline.consumer_command(path), logs)
     dms.start()
     consumer.start()
     stop = threading.Event()
