@@ -13,7 +13,7 @@ tools: bootstrap
 	@bash scripts/install_tools.sh
 
 demo: bootstrap
-	$(PY) -m local.cdc demo
+	$(PY) -m local.cdc demo $(ARGS)
 
 test: bootstrap tools lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider
