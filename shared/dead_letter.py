@@ -77,3 +77,15 @@ class SqsDeadLetterQueue:
                                     Body=message.pop("payload").encode("ascii"))
         message["payloadS3Uri"] = f"s3://{self.overflow_bucket}/{key}"
         return json.dumps(message)
+
+
+def receive_all(sqs: Any, queue_url: str, visibility_timeout: int = 60) -> list[dict[str, Any]]:
+    """Every message now on the queue, bodies parsed, each hidden for ``visibility_timeout``
+    seconds (for tools and tests that inspect the dead letters)."""
+    bodies: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                  VisibilityTimeout=visibility_timeout)
+        if not got.get("Messages"):
+            return bodies
+        bodies += [json.loads(m["Body"]) for m in got["Messages"]]

@@ -26,6 +26,7 @@ import pytest
 from local.cdc import LocalPipeline
 from local.stack import stop_stack
 from local.workload import Workload
+from shared.dead_letter import receive_all
 from shared.spec import load_spec
 
 pytestmark = pytest.mark.e2e
@@ -74,18 +75,6 @@ def pipeline() -> Iterator[LocalPipeline]:
         os.environ.clear()
         os.environ.update(saved)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def dead_letters(pipeline: LocalPipeline) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
-    messages: dict[str, dict[str, Any]] = {}
-    while True:
-        got = sqs.receive_message(QueueUrl=pipeline.stack.resources.dead_letter_queue_url,
-                                  MaxNumberOfMessages=10, VisibilityTimeout=300)
-        if not got.get("Messages"):
-            return list(messages.values())
-        for message in got["Messages"]:
-            messages[message["MessageId"]] = json.loads(message["Body"])
 
 
 def wait_for_zero_differences(pipeline: LocalPipeline, timeout: float) -> Any:
@@ -141,7 +130,8 @@ def test_full_load_cdc_and_restarts_reconcile_to_zero(pipeline: LocalPipeline, p
                  "event_change", "late_purchase", "key_change", "bad_row"):
         assert operations[kind] > 0, f"the workload did no {kind}: {dict(operations)}"
 
-    letters = dead_letters(pipeline)
+    letters = receive_all(boto3.client("sqs"), pipeline.stack.resources.dead_letter_queue_url,
+                          visibility_timeout=300)
     by_row: dict[tuple[str, tuple[Any, ...]], str] = {}
     for letter in letters:
         data = json.loads(base64.b64decode(letter["payload"]))["data"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from functions.kinesis_consumer import app
 from shared.data_api import DataApiTarget, RedshiftDataApi, RetryPolicy
+from shared.dead_letter import receive_all
 from shared.migrations import migrate
 from shared.records import StreamRecord, TransformResult
 from shared.redshift_writer import RedshiftWriter, S3Stager, WriteReport
@@ -101,13 +101,7 @@ class Consumer:
         return app.lambda_handler(event, FakeContext())  # type: ignore[no-any-return]
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        while True:
-            got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                           VisibilityTimeout=60)
-            if not got.get("Messages"):
-                return messages
-            messages += [json.loads(m["Body"]) for m in got["Messages"]]
+        return receive_all(self.sqs, self.queue_url)
 
 
 class FakeContext:

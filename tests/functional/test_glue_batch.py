@@ -25,6 +25,7 @@ from glue_job.local_runner import run
 from glue_job.local_spark import local_spark
 from local.dms_records import DmsStream, activity, customer, sport_event, ticket
 from local.ports import free_port
+from shared.dead_letter import receive_all
 from shared.glue_batch import (
     BatchFailed,
     GlueBatchJob,
@@ -85,13 +86,7 @@ class GlueTarget:
     bucket: str
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        while True:
-            got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                           VisibilityTimeout=60)
-            if not got.get("Messages"):
-                return messages
-            messages += [json.loads(m["Body"]) for m in got["Messages"]]
+        return receive_all(self.sqs, self.queue_url)
 
     def staged_objects(self) -> list[str]:
         listed = self.s3.list_objects_v2(Bucket=self.bucket)
