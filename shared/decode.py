@@ -90,7 +90,8 @@ class RecordDecoder:
         self._envelope: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             _envelope_type(spec.before_image_field)
         )
-        self._plans: dict[tuple[str | None, str | None], _TablePlan] = {}
+        self._schema = spec.source_schema
+        self._plans: dict[str | None, _TablePlan] = {}
         pii_cache: dict[str, PiiFunction] = {}
         for table in spec.tables.values():
             pii = []
@@ -99,7 +100,7 @@ class RecordDecoder:
                     if col.pii not in pii_cache:
                         pii_cache[col.pii] = pii_function(col.pii, hmac_key)
                     pii.append((col.name, pii_cache[col.pii]))
-            self._plans[(spec.source_schema, table.name)] = _TablePlan(
+            self._plans[table.name] = _TablePlan(
                 name=table.name,
                 rows=row_type(table),
                 key_of=attrgetter(*table.key),
@@ -127,8 +128,8 @@ class RecordDecoder:
             if metadata.record_type == "control" or message.control:
                 raise Skipped(f"control:{metadata.operation or 'unknown'}")
             raise Rejected("not a DMS record: record-type is neither 'data' nor 'control'")
-        plan = self._plans.get((metadata.schema_name, metadata.table_name))
-        if plan is None:
+        plan = self._plans.get(metadata.table_name)
+        if plan is None or metadata.schema_name != self._schema:
             if (metadata.table_name or "").startswith("awsdms_"):
                 raise Skipped("dms-internal-table")
             raise Skipped("table-not-in-spec")
