@@ -19,13 +19,11 @@ import json
 import logging
 import os
 import sys
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.event_source_mapping.context import LambdaContext
 from local.stack import DEFAULT_STATE_DIR, ensure_stack, handler_environment
 from local.stack.environment import CONFLICTING_VARIABLES
 
@@ -35,28 +33,11 @@ FUNCTION_NAME = "cdc-kinesis-consumer-local"
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
-@dataclass
-class FakeLambdaContext:
-    """The attributes of Lambda's context object that handlers and Powertools read.
-
-    Memory and timeout are the template's defaults (ConsumerMemorySize, ConsumerTimeoutSeconds).
-    """
-
-    function_name: str = FUNCTION_NAME
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = (
-        f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION_NAME}"
-    )
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = f"/aws/lambda/{FUNCTION_NAME}"
-    log_stream_name: str = "local"
-    timeout_seconds: float = 300.0
-    _started: float = field(default_factory=time.monotonic, repr=False)
-
-    def get_remaining_time_in_millis(self) -> int:
-        elapsed = time.monotonic() - self._started
-        return max(0, int((self.timeout_seconds - elapsed) * 1000))
+def lambda_context() -> LambdaContext:
+    """A context like the deployed function's (ConsumerMemorySize, ConsumerTimeoutSeconds)."""
+    return LambdaContext(function_name=FUNCTION_NAME,
+                         invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:"
+                                              f"{FUNCTION_NAME}")
 
 
 def apply_environment(env: dict[str, str]) -> None:
@@ -79,11 +60,11 @@ def load_handler(spec: str) -> Handler:
 
 
 def invoke(event: dict[str, Any], handler_spec: str = DEFAULT_HANDLER,
-           context: FakeLambdaContext | None = None) -> Any:
+           context: LambdaContext | None = None) -> Any:
     """Import the handler and call it; whatever it prints goes to stderr."""
     with contextlib.redirect_stdout(sys.stderr):
         handler = load_handler(handler_spec)
-        return handler(event, context or FakeLambdaContext())
+        return handler(event, context or lambda_context())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 
 from functions.kinesis_consumer import app
+from local.event_source_mapping.context import LambdaContext
 from shared.data_api import DataApiTarget, RedshiftDataApi, RetryPolicy
 from shared.dead_letter import receive_all
 from shared.migrations import migrate
@@ -98,21 +99,16 @@ class Consumer:
     env: dict[str, str]
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        return app.lambda_handler(event, FakeContext())  # type: ignore[no-any-return]
+        return app.lambda_handler(event, fake_context())  # type: ignore[no-any-return]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return receive_all(self.sqs, self.queue_url)
 
 
-class FakeContext:
-    function_name = "cdc-kinesis-consumer"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:cdc-kinesis-consumer"
-    aws_request_id = "req-1"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
+def fake_context() -> LambdaContext:
+    return LambdaContext(function_name="cdc-kinesis-consumer",
+                         invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:"
+                                              "cdc-kinesis-consumer", memory_limit_in_mb=512)
 
 
 def reset_caches() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from functions.schema_migrator import app
-from tests.functional.conftest import FakeContext
+from tests.functional.conftest import fake_context
 
 
 @pytest.fixture
@@ -56,12 +56,12 @@ def test_create_update_delete(
     tables = ("SELECT table_schema || '.' || table_name AS t FROM information_schema.tables "
               "WHERE table_schema IN ('cdc_replica', 'public') ORDER BY 1")
 
-    app.lambda_handler(event("Create", url, warehouse_db), FakeContext())
+    app.lambda_handler(event("Create", url, warehouse_db), fake_context())
     assert [r["t"] for r in warehouse_sql(tables)] == [
         "cdc_replica.customer", "cdc_replica.sport_event", "cdc_replica.ticket",
         "cdc_replica.ticket_activity", "public.sport_event_activity"]
-    app.lambda_handler(event("Update", url, warehouse_db), FakeContext())
-    app.lambda_handler(event("Delete", url, warehouse_db), FakeContext())
+    app.lambda_handler(event("Update", url, warehouse_db), fake_context())
+    app.lambda_handler(event("Delete", url, warehouse_db), fake_context())
 
     assert [r["Status"] for r in received] == ["SUCCESS", "SUCCESS", "SUCCESS"]
     assert received[0]["Data"]["RebuiltTargets"] == "sport_event_activity"
@@ -75,6 +75,6 @@ def test_a_failure_is_reported_with_its_reason(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", redshift_api)
     url, received = response_url
-    app.lambda_handler(event("Create", url, "no_such_database"), FakeContext())
+    app.lambda_handler(event("Create", url, "no_such_database"), fake_context())
     assert received[0]["Status"] == "FAILED"
     assert "no_such_database" in received[0]["Reason"]
