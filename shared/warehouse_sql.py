@@ -16,7 +16,7 @@ in one transaction:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from shared.order_key import ORDER_KEY_MAX_LENGTH
 from shared.spec import PipelineSpec, Table, Target
@@ -128,16 +128,23 @@ def order_guard_statement(spec: PipelineSpec, table: Table) -> str:
     )
 
 
-def merge_replica_statement(spec: PipelineSpec, table: Table) -> str:
-    columns = staging_columns(table)
-    updates = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in columns if c not in table.key)
+def _upsert_statement(target: str, source: str, key: Sequence[str],
+                      columns: Sequence[str]) -> str:
+    """MERGE in Redshift's grammar: one WHEN MATCHED (update every non-key column from the
+    source row ``s``) and one WHEN NOT MATCHED (insert it), no conditions."""
+    updates = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in columns if c not in key)
     return (
-        f"MERGE INTO {replica_table(spec, table.name)} USING {stage_table(table.name)} s "
-        f"ON {_key_match(replica_table(spec, table.name), 's', table.key, table.key)} "
+        f"MERGE INTO {target} USING {source} s "
+        f"ON {_key_match(target, 's', key, key)} "
         f"WHEN MATCHED THEN UPDATE SET {updates} "
         f"WHEN NOT MATCHED THEN INSERT ({', '.join(ident(c) for c in columns)}) "
         f"VALUES ({', '.join('s.' + ident(c) for c in columns)})"
     )
+
+
+def merge_replica_statement(spec: PipelineSpec, table: Table) -> str:
+    return _upsert_statement(replica_table(spec, table.name), stage_table(table.name),
+                             table.key, staging_columns(table))
 
 
 def hard_delete_statement(spec: PipelineSpec, table: Table) -> str:
@@ -220,16 +227,9 @@ def _wide_select(spec: PipelineSpec, target: Target, restrict_to_affected: bool)
 
 def merge_target_statement(spec: PipelineSpec, target: Target, restrict_to_affected: bool) -> str:
     """MERGE the recomputed wide rows (of the affected facts, or of all facts on a rebuild)."""
-    name = target_table(spec, target.name)
-    names = [c.name for c in target.columns]
-    updates = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in names if c not in target.key)
-    return (
-        f"MERGE INTO {name} USING ({_wide_select(spec, target, restrict_to_affected)}) s "
-        f"ON {_key_match(name, 's', target.key, target.key)} "
-        f"WHEN MATCHED THEN UPDATE SET {updates} "
-        f"WHEN NOT MATCHED THEN INSERT ({', '.join(ident(c) for c in names)}) "
-        f"VALUES ({', '.join('s.' + ident(c) for c in names)})"
-    )
+    return _upsert_statement(target_table(spec, target.name),
+                             f"({_wide_select(spec, target, restrict_to_affected)})",
+                             target.key, [c.name for c in target.columns])
 
 
 def delete_gone_facts_statement(

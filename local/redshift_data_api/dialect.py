@@ -22,7 +22,14 @@ from sqlglot.errors import ParseError
 
 from local.redshift_data_api.copy_parse import parse_copy
 from local.redshift_data_api.errors import RedshiftSqlError
-from local.redshift_data_api.lexer import Kind, LexError, Token, split_statements, tokenize
+from local.redshift_data_api.lexer import (
+    Kind,
+    LexError,
+    Token,
+    split_statements,
+    tokenize,
+    top_level_word,
+)
 from local.redshift_data_api.translate import strip_attributes, translate_to_postgres
 
 __all__ = [
@@ -82,7 +89,7 @@ def check_redshift_sql(sql: str) -> None:
     if first == "COPY":
         parse_copy(sql)
         return
-    if first == "MERGE" or (first == "WITH" and _top_level(sig, "MERGE") is not None):
+    if first == "MERGE" or (first == "WITH" and top_level_word(sig, "MERGE") is not None):
         _check_merge(tokens, sig)
         return
     if first in _PARSED_KINDS and _parsed_by_sqlglot(sig):
@@ -115,25 +122,13 @@ def check_outside_transaction_block(sql: str) -> None:
         raise RedshiftSqlError("ERROR: VACUUM cannot run inside a transaction block")
 
 
-def _top_level(sig: list[Token], *words: str) -> int | None:
-    depth = 0
-    for k, tok in enumerate(sig):
-        if tok.is_op("("):
-            depth += 1
-        elif tok.is_op(")"):
-            depth -= 1
-        elif depth == 0 and tok.is_word(*words):
-            return k
-    return None
-
-
 def _parsed_by_sqlglot(sig: list[Token]) -> bool:
     """CREATE/ALTER only for tables: sqlglot knows little of Redshift's other DDL."""
     if sig[0].is_word("CREATE"):
         words = [t.upper for t in sig[1:6]]
         return "TABLE" in words and not any(w in ("FUNCTION", "PROCEDURE") for w in words)
     if sig[0].is_word("ALTER"):
-        return len(sig) > 3 and sig[1].is_word("TABLE") and _top_level(sig, "ADD") is not None
+        return len(sig) > 3 and sig[1].is_word("TABLE") and top_level_word(sig, "ADD") is not None
     return True
 
 
@@ -156,7 +151,8 @@ def _check_tokens(tokens: list[Token], sig: list[Token]) -> None:
             raise syntax_error("ON", "ON COMMIT is not supported")
         if tok.is_word("IF") and nxt.is_word("NOT") and first == "ALTER":
             raise syntax_error("NOT", "ADD COLUMN IF NOT EXISTS is not supported")
-    if first in ("INSERT", "UPDATE", "DELETE", "MERGE", "WITH") and _top_level(sig, "RETURNING"):
+    returning = top_level_word(sig, "RETURNING")
+    if first in ("INSERT", "UPDATE", "DELETE", "MERGE", "WITH") and returning is not None:
         raise syntax_error("RETURNING", "RETURNING is not supported")
     if first == "CREATE" and any(t.is_word("INDEX") for t in sig[1:3]):
         raise syntax_error("INDEX", "Redshift has no indexes")
@@ -215,7 +211,7 @@ def _check_merge(tokens: list[Token], sig: list[Token]) -> None:
         len(sig) > 2 and sig[-2].is_word("REMOVE") and sig[-1].is_word("DUPLICATES")
     )
     if remove_duplicates:
-        if _top_level(sig, "WHEN") is not None:
+        if top_level_word(sig, "WHEN") is not None:
             raise syntax_error("REMOVE", _MERGE_HINT)
         end = tokens.index(sig[-2])
         # Parse as an ordinary MERGE so the source can be checked like any other.

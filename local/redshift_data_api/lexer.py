@@ -163,6 +163,19 @@ def significant(tokens: list[Token]) -> list[Token]:
     return [t for t in tokens if t.significant]
 
 
+def top_level_word(tokens: list[Token], *words: str) -> int | None:
+    """Index of the first of ``words`` outside any parentheses, or None."""
+    depth = 0
+    for k, tok in enumerate(tokens):
+        if tok.is_op("("):
+            depth += 1
+        elif tok.is_op(")"):
+            depth -= 1
+        elif depth == 0 and tok.is_word(*words):
+            return k
+    return None
+
+
 def split_statements(tokens: list[Token]) -> list[list[Token]]:
     """Split at top-level semicolons; statements with no significant token are dropped."""
     statements: list[list[Token]] = [[]]

@@ -26,7 +26,7 @@ touched:
 
 from __future__ import annotations
 
-from local.redshift_data_api.lexer import Kind, Token, split_statements, tokenize
+from local.redshift_data_api.lexer import Kind, Token, split_statements, tokenize, top_level_word
 
 _DDL_START = ("CREATE", "ALTER")
 _DIST_STYLES = ("ALL", "EVEN", "KEY", "AUTO")
@@ -315,18 +315,6 @@ def _rewrite_types_and_functions(tokens: list[Token], ddl: bool, domains: bool =
     return "".join(out)
 
 
-def _top_level_word(tokens: list[Token], *words: str) -> int | None:
-    depth = 0
-    for k, tok in enumerate(tokens):
-        if tok.is_op("("):
-            depth += 1
-        elif tok.is_op(")"):
-            depth -= 1
-        elif depth == 0 and tok.is_word(*words):
-            return k
-    return None
-
-
 def _remove_duplicates_merge(tokens: list[Token]) -> list[str] | None:
     """``MERGE INTO t USING s ON c REMOVE DUPLICATES`` as DELETE + INSERT, or None.
 
@@ -341,8 +329,8 @@ def _remove_duplicates_merge(tokens: list[Token]) -> list[str] | None:
         return None
     body = sig[:-2]
     into = 1 if body[1].is_word("INTO") else 0
-    using = _top_level_word(body, "USING")
-    on = _top_level_word(body, "ON")
+    using = top_level_word(body, "USING")
+    on = top_level_word(body, "ON")
     if using is None or on is None or on < using:
         return None
     target = "".join(t.text + " " for t in body[1 + into:using]).strip()
