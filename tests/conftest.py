@@ -8,7 +8,9 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 import psycopg
@@ -83,20 +85,29 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def redshift_api(pg_server: PostgresServer, moto_endpoint: str) -> Iterator[str]:
-    """The Redshift Data API stand-in over the test PostgreSQL; yields its endpoint URL."""
+@contextmanager
+def standin(pg_server: PostgresServer, moto_endpoint: str | None = None,
+            **options: Any) -> Iterator[str]:
+    """A Redshift Data API stand-in over the test PostgreSQL while the block runs; yields its
+    endpoint URL. ``options`` go to ``RedshiftDataApiServer`` (page size, limits, ...)."""
     from local.redshift_data_api.server import RedshiftDataApiServer
 
     server = RedshiftDataApiServer(
         pg_conninfo=f"host={pg_server.host} port={pg_server.port} user={pg_server.user}",
-        s3_endpoint_url=moto_endpoint,
+        s3_endpoint_url=moto_endpoint, **options,
     )
     server.start()
     try:
         yield server.endpoint_url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redshift_api(pg_server: PostgresServer, moto_endpoint: str) -> Iterator[str]:
+    """The Redshift Data API stand-in over the test PostgreSQL; yields its endpoint URL."""
+    with standin(pg_server, moto_endpoint) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import pytest
 from botocore.config import Config
 
 from local.postgres import PostgresServer
-from local.redshift_data_api.server import RedshiftDataApiServer
+from tests.conftest import standin
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = ("FINISHED", "FAILED", "ABORTED")
@@ -71,15 +71,8 @@ def query(client: Any, db: str, sql: str) -> list[list[Any]]:
 @pytest.fixture(scope="module")
 def tiny_api(pg_server: PostgresServer, moto_endpoint: str) -> Iterator[str]:
     """A second stand-in with 2-row result pages and a single worker (statements queue)."""
-    server = RedshiftDataApiServer(
-        pg_conninfo=f"host={pg_server.host} port={pg_server.port} user={pg_server.user}",
-        s3_endpoint_url=moto_endpoint, page_size=2, workers=1,
-    )
-    server.start()
-    try:
-        yield server.endpoint_url
-    finally:
-        server.stop()
+    with standin(pg_server, moto_endpoint, page_size=2, workers=1) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -499,18 +492,11 @@ def test_postgres_only_syntax_fails(redshift_data: Any, warehouse_db: str) -> No
 
 
 def test_strict_sql_can_be_switched_off(pg_server: PostgresServer, warehouse_db: str) -> None:
-    server = RedshiftDataApiServer(
-        pg_conninfo=f"host={pg_server.host} port={pg_server.port} user={pg_server.user}",
-        strict_sql=False)
-    server.start()
-    try:
-        client = boto3.client("redshift-data", endpoint_url=server.endpoint_url,
-                              region_name="us-east-1")
+    with standin(pg_server, strict_sql=False) as endpoint:
+        client = boto3.client("redshift-data", endpoint_url=endpoint, region_name="us-east-1")
         ok(client, warehouse_db, "CREATE TABLE r (id INT)")
         desc = ok(client, warehouse_db, "INSERT INTO r VALUES (1) RETURNING id")
         assert rows(client, desc["Id"]) == [[{"longValue": 1}]]
-    finally:
-        server.stop()
 
 
 def test_backslashes_and_quotes_behave_as_on_redshift(redshift_data: Any, warehouse_db: str,

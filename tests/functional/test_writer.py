@@ -16,6 +16,7 @@ from shared.data_api import StatementFailed
 from shared.migrations import migrate, plan_migration, read_existing
 from shared.redshift_writer import S3Stager
 from shared.spec import parse_spec
+from tests.conftest import standin
 from tests.factories import DmsStream, activity, customer, spec_document, sport_event, ticket
 from tests.functional.conftest import HMAC_KEY, Pipeline, data_api
 
@@ -422,17 +423,9 @@ def test_too_many_active_statements_are_retried(
     """A warehouse that runs one statement at a time: concurrent writers back off and retry."""
     import boto3
 
-    from local.redshift_data_api.server import RedshiftDataApiServer
-
-    server = RedshiftDataApiServer(
-        pg_conninfo=f"host={pg_server.host} port={pg_server.port} user={pg_server.user}",
-        s3_endpoint_url=moto_endpoint,
-        max_active_statements=1,
-    )
-    server.start()
-    try:
+    with standin(pg_server, moto_endpoint, max_active_statements=1) as endpoint:
         client = boto3.client(
-            "redshift-data", endpoint_url=server.endpoint_url, region_name="us-east-1"
+            "redshift-data", endpoint_url=endpoint, region_name="us-east-1"
         )
         writers = [make_pipeline(client=client) for _ in range(3)]
         stream = DmsStream()
@@ -450,8 +443,6 @@ def test_too_many_active_statements_are_retried(
         for thread in threads:
             thread.join()
         assert len(writers[0].replica("customer")) == 60
-    finally:
-        server.stop()
 
 
 class _FakeHttp:
