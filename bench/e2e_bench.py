@@ -129,7 +129,9 @@ def main() -> None:
         catch_up(dms, consumer)  # the full load is not part of the measured CDC run
 
         probe = VisibilityProbe(warehouse_dsn)
-        pipeline.start(probe.run, "probe")
+        probe_stop = threading.Event()  # the probe outlives the pipeline threads
+        probe_thread = threading.Thread(target=probe.run, args=(probe_stop,), daemon=True)
+        probe_thread.start()
         pipeline.start(dms.run, "dms")
         pipeline.start(consumer.run, "consumer")
         captured_before = dms.counters.records_captured
@@ -137,12 +139,12 @@ def main() -> None:
         workload.run(rate_per_second=args.rate, duration_seconds=args.duration,
                      bad_row_share=0.0)
         source_done = time.monotonic()
-        while consumer.pending_records or dms.capture_once():
-            time.sleep(0.05)
-        time.sleep(0.5)
-        pipeline.shutdown()
+        pipeline.shutdown()  # stop the threads before catch_up drives dms and consumer itself
         catch_up(dms, consumer)
         finished = time.monotonic()
+        time.sleep(0.2)  # one more probe pass sees the last changes
+        probe_stop.set()
+        probe_thread.join(timeout=10)
         changes = dms.counters.records_captured - captured_before
         pipeline_rate = changes / (finished - started)
 
