@@ -56,6 +56,9 @@ def _handler_class(operations: Operations) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "RedshiftDataStandIn/1.0"
+        # Headers and body leave in two sends; with Nagle's algorithm on, the second waits
+        # ~40 ms for the client's delayed ACK on every reused (keep-alive) connection.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s " + format, self.address_string(), *args)
