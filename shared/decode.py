@@ -91,6 +91,7 @@ class RecordDecoder:
             _envelope_type(spec.before_image_field)
         )
         self._schema = spec.source_schema
+        self._exact_names = spec.source_names == "exact"
         self._plans: dict[str | None, _TablePlan] = {}
         pii_cache: dict[str, PiiFunction] = {}
         for table in spec.tables.values():
@@ -128,11 +129,21 @@ class RecordDecoder:
             if metadata.record_type == "control" or message.control:
                 raise Skipped(f"control:{metadata.operation or 'unknown'}")
             raise Rejected("not a DMS record: record-type is neither 'data' nor 'control'")
-        plan = self._plans.get(metadata.table_name)
-        if plan is None or metadata.schema_name != self._schema:
-            if (metadata.table_name or "").startswith("awsdms_"):
+        table_name = metadata.table_name
+        names_as_spec = True
+        plan = self._plans.get(table_name)
+        schema_matches = metadata.schema_name == self._schema
+        if (plan is None or not schema_matches) and not self._exact_names:
+            # Oracle and Db2 send upper-case identifiers (``TICKET.TICKET_ID``).
+            plan = self._plans.get((table_name or "").lower())
+            schema_matches = (metadata.schema_name or "").lower() == self._schema.lower()
+            names_as_spec = plan is not None and table_name == plan.name and (
+                metadata.schema_name == self._schema)
+        if plan is None or not schema_matches:
+            if (table_name or "").lower().startswith("awsdms_"):
                 raise Skipped("dms-internal-table")
-            raise Skipped("table-not-in-spec")
+            # Named, so a near miss (another schema, another case) shows in the counts.
+            raise Skipped(f"table-not-in-spec:{metadata.schema_name}.{table_name}")
         operation = metadata.operation
         if operation not in DATA_OPERATIONS:
             raise Rejected(f"{plan.name}: unknown data operation", plan.name)
@@ -141,9 +152,9 @@ class RecordDecoder:
         try:
             sort_key = order_key(metadata, record.sequence_number)
             if operation == "delete":
-                row = plan.rows.decode_key(message.data)
+                row = plan.rows.decode_key(message.data, names_as_spec)
             else:
-                row = plan.rows.decode(message.data)
+                row = plan.rows.decode(message.data, names_as_spec)
         except (BadOrderKey, BadRow) as exc:
             raise Rejected(f"{plan.name}: {exc}", plan.name) from None
         row.cdc_order_key = sort_key
@@ -157,7 +168,7 @@ class RecordDecoder:
         change = Change(plan.name, key, row, operation == "delete", sort_key, operation,
                         record.sequence_number, metadata.commit_timestamp)
         if operation == "update" and message.before_image:
-            old = self._old_key_tombstone(plan, message.before_image, change)
+            old = self._old_key_tombstone(plan, message.before_image, change, names_as_spec)
             if old is not None:
                 return [old, change]
         return [change]
@@ -174,12 +185,13 @@ class RecordDecoder:
         missing = [k for k, v in zip(plan.rows.table.key, key, strict=True) if v is None]
         raise Rejected(f"{plan.name}: missing key column {missing[0]!r}", plan.name)
 
-    def _old_key_tombstone(self, plan: _TablePlan, before: bytes, change: Change) -> Change | None:
+    def _old_key_tombstone(self, plan: _TablePlan, before: bytes, change: Change,
+                           names_as_spec: bool) -> Change | None:
         """A tombstone for the old key when an update moved the row to a new primary key."""
         if bytes(before) == b"null":
             return None
         try:
-            old_row = plan.rows.decode_key(before)
+            old_row = plan.rows.decode_key(before, names_as_spec)
         except BadRow as exc:
             raise Rejected(f"{plan.name}: before image: {exc}", plan.name) from None
         raw_key = (plan.key_of(old_row),) if plan.single_key else plan.key_of(old_row)

@@ -4,18 +4,40 @@ msgspec parses a DMS ``data`` object straight into the table's Struct and checks
 type in C (lax mode: DMS sends large numerics as strings, booleans as ``"true"``), which is
 what lets the core run faster than merely ``json.loads`` on the record. What msgspec cannot
 check is done after, only where it can matter: Redshift VARCHAR lengths count UTF-8 bytes,
-DECIMAL precision, finite floats, NUL characters. Error texts name the column and the
-expected type, never the value.
+DECIMAL precision, finite floats, NUL characters, one time zone rule per timestamp type.
+Error texts name the column and the expected type, never the value.
+
+Every rendering DMS produces for a type is accepted and normalized to one value (sources:
+AWS DMS User Guide, "Using Amazon Kinesis Data Streams as a target" -- BigInt values of more
+than 16 digits are sent in scientific notation -- and published captures such as
+``"created_at": "2020-01-09T04:13:38Z"``; see ../shared/reference/dms-kinesis-records.md):
+
+- ``timestamp`` and ``timestamptz`` are both DMS ``DATETIME``, so either may arrive with ``T``
+  or a space, ``Z``, ``+00``, ``+00:00`` or no zone, and 0 to 9 fractional digits (rounded to
+  the microseconds Redshift keeps). ``timestamp`` keeps the wall-clock value as the source
+  wrote it (the zone dropped: for a MySQL ``DATETIME`` the ``Z`` does not mean UTC);
+  ``timestamptz`` is UTC (a value without a zone is read as UTC).
+- ``date`` accepts a date, or a date-time at midnight.
+- integers accept JSON numbers, numeric strings and exponent notation when the value is exact;
+  an integer of 16 or more digits whose exponent form dropped digits is rejected as having
+  lost precision on the way. Decimals accept numbers, strings and exponent notation.
+- MySQL zero dates and PostgreSQL ``infinity`` are rejected with a reason, never stored as a
+  wrong date.
+
+The common renderings are parsed in C (the fast path); anything msgspec refuses is parsed
+again by ``_lenient_row`` (standard ``json`` with exact decimals) before a reason is given, and
+so are rows whose column names are not in the spec's case (Oracle and Db2 send upper case).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import msgspec
@@ -47,10 +69,8 @@ def python_type(column_type: ColumnType) -> Any:
         return bool
     if kind == "date":
         return date
-    if kind == "timestamp":
-        return Annotated[datetime, Meta(tz=False)]
-    if kind == "timestamptz":
-        return Annotated[datetime, Meta(tz=True)]
+    if kind in ("timestamp", "timestamptz"):
+        return datetime  # either zone form: ``_wall_clock`` / ``_to_utc`` normalize it
     raise ValueError(f"no Python type for {kind}")
 
 
@@ -78,25 +98,134 @@ def _float_fixer(name: str) -> Callable[[Any], Any]:
     return fix
 
 
+def _wall_clock(value: datetime) -> datetime:
+    return value.replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+_DATETIME_TEXT = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?)?"
+    r"\s*(Z|[+-]\d\d(?::?\d\d)?)?$"
+)
+_INFINITIES = frozenset(("infinity", "-infinity", "+infinity"))
+# DMS sends BigInt values of more than 16 digits in scientific notation (Kinesis target page).
+_EXPONENT_DIGITS = 16
+
+
+def parse_datetime_text(name: str, text: str, expected: str = "a date-time",
+                        ) -> tuple[datetime, timedelta | None]:
+    """A DMS date-time rendering as (the clock reading as written, its UTC offset or None)."""
+    cleaned = text.strip()
+    if cleaned.lower() in _INFINITIES:
+        raise BadRow(f"column {name!r}: an infinite date-time (PostgreSQL 'infinity') "
+                     "has no Redshift value")
+    match = _DATETIME_TEXT.match(cleaned)
+    if match is None:
+        raise BadRow(f"column {name!r}: expected {expected} (ISO 8601)")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if year == "0000" or month == "00" or day == "00":
+        raise BadRow(f"column {name!r}: a zero date (MySQL '0000-00-00') is not a date")
+    micros = round(int(fraction.ljust(9, "0")) / 1000) if fraction else 0
+    try:
+        value = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                         int(second or 0)) + timedelta(microseconds=micros)
+    except (ValueError, OverflowError):
+        raise BadRow(f"column {name!r}: not a valid calendar date-time") from None
+    if zone is None:
+        return value, None
+    if zone == "Z":
+        return value, timedelta(0)
+    digits = zone[1:].replace(":", "")
+    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+    return value, (offset if zone[0] == "+" else -offset)
+
+
+def _integer_of(name: str, value: Any) -> Any:
+    """An integer column's value from any DMS rendering; other types are left to msgspec."""
+    if isinstance(value, bool) or not isinstance(value, (str, Decimal)):
+        return value
+    try:
+        number = Decimal(value.strip()) if isinstance(value, str) else value
+    except InvalidOperation:
+        return value  # msgspec names the expected type
+    if not number.is_finite() or number != number.to_integral_value():
+        raise BadRow(f"column {name!r}: expected an integer, got a fraction")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0 and abs(number) >= 10**_EXPONENT_DIGITS:
+        raise BadRow(
+            f"column {name!r}: an integer of more than {_EXPONENT_DIGITS} digits arrived in "
+            "exponent notation and lost precision on the way (map the column to a string "
+            "in the DMS task, or use a NUMERIC source type)"
+        )
+    return int(number)
+
+
+def _timestamp_of(name: str, value: Any) -> Any:
+    """``timestamp``: the clock reading as the source wrote it, any zone dropped."""
+    return parse_datetime_text(name, value)[0] if isinstance(value, str) else value
+
+
+def _timestamptz_of(name: str, value: Any) -> Any:
+    """``timestamptz``: UTC; a reading without a zone is UTC already."""
+    if not isinstance(value, str):
+        return value
+    reading, offset = parse_datetime_text(name, value)
+    return (reading - (offset or timedelta(0))).replace(tzinfo=UTC)
+
+
+def _date_of(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    parsed, _offset = parse_datetime_text(name, value, "a date")
+    if parsed.time() != datetime.min.time():
+        raise BadRow(f"column {name!r}: expected a date, got a date-time that is not midnight")
+    return parsed.date()
+
+
+def _float_of(_name: str, value: Any) -> Any:
+    return float(value) if isinstance(value, Decimal) else value
+
+
+_NORMALIZERS: dict[str, Callable[[str, Any], Any]] = {
+    "smallint": _integer_of, "integer": _integer_of, "bigint": _integer_of,
+    "timestamp": _timestamp_of, "timestamptz": _timestamptz_of,
+    "date": _date_of, "real": _float_of, "double": _float_of,
+}
+
+
 @dataclass(frozen=True)
 class RowType:
     """The Struct of one table plus the checks msgspec cannot make."""
 
     table: Table
     struct: type[msgspec.Struct]
+    key_struct: type[msgspec.Struct]  # before images and deletes: key columns only, optional
     decoder: msgspec.json.Decoder[Any]
-    key_decoder: msgspec.json.Decoder[Any]  # before images: key columns only, all optional
-    fixers: tuple[tuple[str, Callable[[Any], Any]], ...]  # decimals, floats
+    key_decoder: msgspec.json.Decoder[Any]
+    fixers: tuple[tuple[str, Callable[[Any], Any]], ...]  # decimals, floats, time zones
     strings: tuple[tuple[str, int], ...]  # (column, byte limit) of char/varchar columns
+    normalizers: tuple[tuple[str, Callable[[str, Any], Any]], ...]  # the lenient path's
 
-    def decode(self, data: bytes) -> Any:
-        """Parse and validate a ``data`` object; raises ``BadRow``."""
-        try:
-            row = self.decoder.decode(data)
-        except msgspec.ValidationError as exc:
-            raise BadRow(_reason(str(exc))) from None
-        except msgspec.DecodeError:
-            raise BadRow("'data' is not a JSON object") from None
+    def decode(self, data: bytes, names_as_spec: bool = True) -> Any:
+        """Parse and validate a ``data`` object; raises ``BadRow``.
+
+        ``names_as_spec=False`` when the source's identifiers are not in the spec's case:
+        the column names are then matched case-insensitively.
+        """
+        if names_as_spec:
+            try:
+                row = self.decoder.decode(data)
+            except msgspec.ValidationError:
+                row = self._lenient_row(data, self.struct, self.normalizers, names_as_spec)
+            except msgspec.DecodeError:
+                raise BadRow("'data' is not a JSON object") from None
+        else:
+            row = self._lenient_row(data, self.struct, self.normalizers, names_as_spec)
         for name, fix in self.fixers:
             value = getattr(row, name)
             if value is not None:
@@ -111,15 +240,50 @@ class RowType:
                     self._check_strings(row, len(blob), has_nul)
         return row
 
-    def decode_key(self, data: bytes) -> Any:
+    def decode_key(self, data: bytes, names_as_spec: bool = True) -> Any:
         """A tombstone row from a delete's or a before image's key columns; raises ``BadRow``."""
+        key_names = set(self.table.key)
+        normalizers = tuple(item for item in self.normalizers if item[0] in key_names)
+        if names_as_spec:
+            try:
+                key_only = self.key_decoder.decode(data)
+            except msgspec.ValidationError:
+                key_only = self._lenient_row(data, self.key_struct, normalizers, names_as_spec)
+            except msgspec.DecodeError:
+                raise BadRow("the key is not a JSON object") from None
+        else:
+            key_only = self._lenient_row(data, self.key_struct, normalizers, names_as_spec)
+        row = self.struct(**msgspec.structs.asdict(key_only))
+        for name, fix in self.fixers:
+            value = getattr(row, name)
+            if name in key_names and value is not None:
+                setattr(row, name, fix(value))
+        return row
+
+    @staticmethod
+    def _lenient_row(data: bytes, struct: type[msgspec.Struct],
+                     normalizers: tuple[tuple[str, Callable[[str, Any], Any]], ...],
+                     names_as_spec: bool) -> Any:
+        """The slow path: every DMS rendering normalized, then msgspec's checks and reasons."""
         try:
-            key_only = self.key_decoder.decode(data)
+            raw = json.loads(bytes(data), parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRow("'data' is not a JSON object") from None
+        if not isinstance(raw, dict):
+            raise BadRow("'data' is not a JSON object")
+        if not names_as_spec:
+            folded = {str(name).lower(): value for name, value in raw.items()}
+            if len(folded) != len(raw):
+                raise BadRow("two columns differ only in the case of their names")
+            raw = folded
+        for name, normalize in normalizers:
+            value = raw.get(name)
+            if value is not None:
+                raw[name] = normalize(name, value)
+        try:
+            return msgspec.convert(raw, struct, strict=False)
         except msgspec.ValidationError as exc:
             raise BadRow(_reason(str(exc))) from None
-        except msgspec.DecodeError:
-            raise BadRow("the key is not a JSON object") from None
-        return self.struct(**msgspec.structs.asdict(key_only))
 
     def _check_strings(self, row: Any, data_size: int, has_nul: bool) -> None:
         """A value's UTF-8 size is at most the size of the JSON it came from, so only columns
@@ -164,7 +328,11 @@ def row_type(table: Table) -> RowType:
     key_struct = msgspec.defstruct(f"{table.name}_key", key_fields, kw_only=True, gc=False)
     fixers: list[tuple[str, Callable[[Any], Any]]] = []
     for col in table.columns:
-        if col.type.kind == "decimal":
+        if col.type.kind == "timestamp":
+            fixers.append((col.name, _wall_clock))
+        elif col.type.kind == "timestamptz":
+            fixers.append((col.name, _to_utc))
+        elif col.type.kind == "decimal":
             assert col.type.precision is not None and col.type.scale is not None
             fixers.append((col.name, _decimal_fixer(col.name, col.type.precision, col.type.scale)))
         elif col.type.kind in ("real", "double"):
@@ -173,11 +341,16 @@ def row_type(table: Table) -> RowType:
         ((c.name, c.type.length or 0) for c in table.columns if c.type.kind in ("varchar", "char")),
         key=lambda item: item[1],
     )
+    normalizers = tuple(
+        (c.name, _NORMALIZERS[c.type.kind]) for c in table.columns if c.type.kind in _NORMALIZERS
+    )
     return RowType(
         table=table,
         struct=struct,
+        key_struct=key_struct,
         decoder=msgspec.json.Decoder(struct, strict=False),
         key_decoder=msgspec.json.Decoder(key_struct, strict=False),
         fixers=tuple(fixers),
         strings=tuple(strings),
+        normalizers=normalizers,
     )

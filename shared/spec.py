@@ -23,6 +23,7 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
 _RESERVED_PREFIX = "_cdc_"
 PII_RULES = ("tokenize", "mask", "redact", "sha256")
 DELETE_MODES = ("tombstone", "hard")
+SOURCE_NAME_MODES = ("case-insensitive", "exact")
 
 
 class SpecError(ValueError):
@@ -180,6 +181,9 @@ class PipelineSpec:
     tables: dict[str, Table]
     targets: dict[str, Target] = field(default_factory=dict)
     allow_unkeyed_sha256: bool = False
+    # How DMS's schema, table and column names find the spec's lower-case names: Oracle and Db2
+    # send upper case (``TICKET.TICKET_ID``) unless a DMS transformation rule lowers them.
+    source_names: str = "case-insensitive"
 
     def table(self, name: str) -> Table:
         return self.tables[name]
@@ -380,6 +384,10 @@ def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
     delete_mode = pipeline.get("delete_mode", "tombstone")
     if delete_mode not in DELETE_MODES:
         raise SpecError(f"pipeline.delete_mode: {delete_mode!r} is not one of {DELETE_MODES}")
+    source_names = pipeline.get("source_names", "case-insensitive")
+    if source_names not in SOURCE_NAME_MODES:
+        raise SpecError(
+            f"pipeline.source_names: {source_names!r} is not one of {SOURCE_NAME_MODES}")
     replica_schema = _identifier(pipeline.get("replica_schema", "cdc_replica"), "replica_schema")
     target_schema = _identifier(pipeline.get("target_schema", "public"), "target_schema")
     if replica_schema == target_schema and set(targets) & set(tables):
@@ -395,4 +403,5 @@ def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
         tables=tables,
         targets=targets,
         allow_unkeyed_sha256=allow_sha256,
+        source_names=source_names,
     )
