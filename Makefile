@@ -72,3 +72,15 @@ events: bootstrap
 .PHONY: bench-glue
 bench-glue: bootstrap
 	$(PY) -m bench.glue_bench --stack-dir "$(STACK_DIR)"
+
+# The built Kinesis consumer in the Lambda container (`sam local invoke`) on the local stack:
+#   make sam-invoke EVENT=events/inserts.json
+# The first run installs docker.io/debootstrap if missing, starts the project's dockerd and
+# builds the python3.12 base image (scripts/lambda_docker.sh, cached). Fails when the function's
+# response is an error (sam itself exits 0 then).
+.PHONY: sam-invoke lambda-docker-stop
+sam-invoke: tools
+	@$(PY) scripts/sam_invoke.py --state-dir "$(STACK_DIR)" "$$EVENT"
+
+lambda-docker-stop:
+	@bash scripts/lambda_docker.sh stop

@@ -8,6 +8,11 @@
 #   bash scripts/sam_build.sh                 # build the repository's template
 #   bash scripts/sam_build.sh --cached        # extra arguments go to `sam build`
 #   APP_DIR=/tmp/copy bash scripts/sam_build.sh   # build a copy of the app elsewhere
+#   LAMBDA_ARCHITECTURE=x86_64 bash scripts/sam_build.sh   # functions + layer for x86_64
+#
+# LAMBDA_ARCHITECTURE (arm64 by default, as the template) becomes the template parameter
+# LambdaArchitecture and the layer build's wheel platform: SAM does not tell a makefile build
+# the architecture, so both must come from here to agree.
 #
 # Uses .venv-tools/bin/sam (scripts/install_tools.sh) if present, else `sam` from PATH.
 # python3.12 is looked up as: $PYTHON312, python3.12 on PATH, pyenv's 3.12.x.
@@ -38,6 +43,7 @@ fi
 # Makefile also uses it (PYTHON) for its cross-platform pip install.
 export PATH="$(dirname "$py312"):$PATH"
 export PYTHON="$py312"
+export LAMBDA_ARCHITECTURE="${LAMBDA_ARCHITECTURE:-arm64}"
 export SAM_CLI_TELEMETRY=0
 
 sam_bin="$repo/.venv-tools/bin/sam"
@@ -48,4 +54,5 @@ sam_bin="$repo/.venv-tools/bin/sam"
 
 cd "$app_dir"
 echo "sam_build: $("$sam_bin" --version) with $("$py312" --version) in $app_dir"
-exec "$sam_bin" build --template-file template.yaml "$@"
+exec "$sam_bin" build --template-file template.yaml \
+    --parameter-overrides "LambdaArchitecture=$LAMBDA_ARCHITECTURE" "$@"
