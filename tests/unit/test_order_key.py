@@ -40,8 +40,7 @@ from shared.order_key import (
 )
 
 # No example database in the work tree; no deadline on a shared 2-core machine.
-settings.register_profile("order-keys", database=None, deadline=None, max_examples=150)
-settings.load_profile("order-keys")
+PROPERTIES = settings(database=None, deadline=None, max_examples=150)
 
 SEQ = "49590338271490256608559692538361571095921575989136588898"
 
@@ -371,6 +370,7 @@ def db2_pair(draw: st.DrawFn) -> tuple[Source, Source]:
 @pytest.mark.parametrize("pairs", [postgres_pair(), mysql_pair(), sqlserver_pair(),
                                    oracle_pair(), db2_pair()],
                          ids=["postgres", "mysql", "sqlserver", "oracle", "db2"])
+@PROPERTIES
 @given(data=st.data())
 def test_pairs_in_log_order_compare_in_log_order(
     pairs: st.SearchStrategy[tuple[Source, Source]], data: st.DataObject,
@@ -408,6 +408,7 @@ def any_key(draw: st.DrawFn) -> str:
     return made
 
 
+@PROPERTIES
 @given(any_key(), any_key())
 def test_keys_are_short_ascii_and_the_comparison_is_strict(a: str, b: str) -> None:
     assert a.isascii() and len(a) <= ORDER_KEY_MAX_LENGTH
@@ -419,6 +420,7 @@ def test_keys_are_short_ascii_and_the_comparison_is_strict(a: str, b: str) -> No
         assert (is_newer(a, b) or is_newer(b, a)) == (a != b)
 
 
+@PROPERTIES
 @given(st.sampled_from(["0", "1"]), times, times)
 def test_time_decides_outside_class_2(cls: str, earlier: str, later: str) -> None:
     first, second = sorted((timestamp_part(earlier), timestamp_part(later)))
