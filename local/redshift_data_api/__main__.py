@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from local.ports import wait_for_port
+from local.redshift_data_api.operations import DEFAULT_CLUSTERS, DEFAULT_WORKGROUPS
 
 STATE_FILE = "endpoint.json"
 LOG_FILE = "server.log"
@@ -75,6 +76,7 @@ def _stop_cluster(data_dir: Path) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     from local.postgres import create_database, start_postgres
+    from local.redshift_data_api.auth import AuthSettings
     from local.redshift_data_api.server import RedshiftDataApiServer
 
     state_dir: Path = args.state_dir.resolve()
@@ -87,8 +89,16 @@ def serve(args: argparse.Namespace) -> int:
         pg = start_postgres(owned_pg)
         create_database(pg, "dev")  # Redshift's default database
         conninfo = f"host={pg.host} port={pg.port} user={pg.user}"
+    auth = None
+    if args.authenticate:
+        auth = AuthSettings(secrets_endpoint_url=args.secrets_endpoint_url,
+                            sts_endpoint_url=args.sts_endpoint_url,
+                            region=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
     server = RedshiftDataApiServer(pg_conninfo=conninfo, s3_endpoint_url=args.s3_endpoint_url,
-                                   port=args.port, strict_sql=not args.no_strict_sql)
+                                   port=args.port, strict_sql=not args.no_strict_sql,
+                                   auth=auth,
+                                   workgroups=tuple(args.workgroup or DEFAULT_WORKGROUPS),
+                                   clusters=tuple(args.cluster or DEFAULT_CLUSTERS))
     server.start()
     state = {"endpoint_url": server.endpoint_url, "pid": os.getpid(), "pg_conninfo": conninfo,
              "pg_data_dir": str(owned_pg) if owned_pg else None}
@@ -119,11 +129,19 @@ def start(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "local.redshift_data_api", "serve",
                "--state-dir", str(state_dir)]
     for flag, value in (("--pg-conninfo", args.pg_conninfo),
-                        ("--s3-endpoint-url", args.s3_endpoint_url), ("--port", args.port)):
+                        ("--s3-endpoint-url", args.s3_endpoint_url), ("--port", args.port),
+                        ("--secrets-endpoint-url", args.secrets_endpoint_url),
+                        ("--sts-endpoint-url", args.sts_endpoint_url)):
         if value:
             command += [flag, str(value)]
+    for name in args.workgroup or ():
+        command += ["--workgroup", name]
+    for name in args.cluster or ():
+        command += ["--cluster", name]
     if args.no_strict_sql:
         command.append("--no-strict-sql")
+    if args.authenticate:
+        command.append("--authenticate")
     with open(state_dir / LOG_FILE, "ab") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
@@ -183,6 +201,21 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--port", type=int, default=None)
             sub.add_argument("--no-strict-sql", action="store_true",
                              help="skip the Redshift grammar check")
+            sub.add_argument("--authenticate", action="store_true",
+                             help="run each request as the database user AWS would: "
+                                  "SecretArn, DbUser or the caller's IAM identity")
+            sub.add_argument("--secrets-endpoint-url",
+                             default=os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+                             or os.environ.get("AWS_ENDPOINT_URL"))
+            sub.add_argument("--sts-endpoint-url",
+                             default=os.environ.get("AWS_ENDPOINT_URL_STS")
+                             or os.environ.get("AWS_ENDPOINT_URL"))
+            sub.add_argument("--workgroup", action="append",
+                             help="a workgroup name that exists (repeatable; default "
+                                  f"{DEFAULT_WORKGROUPS[0]})")
+            sub.add_argument("--cluster", action="append",
+                             help="a cluster identifier that exists (repeatable; default "
+                                  f"{DEFAULT_CLUSTERS[0]})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     handlers = {"start": start, "serve": serve, "stop": stop}

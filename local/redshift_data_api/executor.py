@@ -80,15 +80,21 @@ class Outcome:
         return self.result is not None
 
 
-def connect(conninfo: str, database: str) -> psycopg.Connection[tuple[Any, ...]]:
-    """A Redshift-like session on ``database``; raises :class:`StatementFailed`."""
+def connect(conninfo: str, database: str,
+            user: str | None = None) -> psycopg.Connection[tuple[Any, ...]]:
+    """A Redshift-like session on ``database`` (as ``user``, else the conninfo's user);
+    raises :class:`StatementFailed`."""
+    extra: dict[str, Any] = {"user": user} if user is not None else {}
     try:
         conn = psycopg.connect(conninfo, dbname=database, options=SESSION_OPTIONS,
-                               autocommit=True)
+                               autocommit=True, **extra)
     except psycopg.OperationalError as exc:
         text = str(exc)
         match = re.search(r"FATAL:\s+(.*)", text)
-        raise StatementFailed(f"FATAL: {match.group(1).strip()}" if match else text) from None
+        message = match.group(1).strip() if match else text
+        # PostgreSQL says "role"; Redshift says "user".
+        message = re.sub(r'^role (".*") does not exist$', r"user \1 does not exist", message)
+        raise StatementFailed(f"FATAL: {message}" if match else text) from None
     for name in _TEXT_TYPES:
         conn.adapters.register_loader(name, TextLoader)
     return conn
@@ -122,11 +128,15 @@ def target_table(sql: str) -> str:
     return "unknown"
 
 
-def _ensure_domains(conn: psycopg.Connection[tuple[Any, ...]], pg_sql: str) -> None:
+def _ensure_domains(conn: psycopg.Connection[tuple[Any, ...]], pg_sql: str,
+                    create_domain: Callable[[bytes], None] | None = None) -> None:
     """Create the byte-limited VARCHAR domains ``pg_sql`` uses (see ``translate``).
 
-    In a savepoint, so a concurrent creation of the same domain (the loser gets a duplicate
-    error) does not abort the statement's transaction.
+    With ``create_domain`` (authenticated requests) the domain is created by the server's own
+    user, outside the statement: it belongs to the stand-in, not to the requesting user, who
+    may lack CREATE on schema public. Otherwise in a savepoint, so a concurrent creation of
+    the same domain (the loser gets a duplicate error) does not abort the statement's
+    transaction.
     """
     for length in sorted({int(n) for n in _DOMAIN_USE.findall(pg_sql)}):
         name = f"{BYTES_DOMAIN}{length}"
@@ -137,7 +147,9 @@ def _ensure_domains(conn: psycopg.Connection[tuple[Any, ...]], pg_sql: str) -> N
         create = (f"CREATE DOMAIN public.{name} AS VARCHAR({length}) "
                   f"CHECK (octet_length(VALUE) <= {length})").encode()
         try:
-            if in_tx:
+            if create_domain is not None:
+                create_domain(create)
+            elif in_tx:
                 with conn.transaction():
                     conn.execute(create)
             else:
@@ -164,13 +176,49 @@ def error_text(exc: psycopg.Error, sql: str, pid: int, query_id: int) -> str:
     return f"ERROR: {(message or str(exc)).strip()}"
 
 
-def _column_metadata(col: psycopg.Column, type_name: str) -> dict[str, Any]:
+# PostgreSQL type names that Redshift reports under its own name: Redshift has no TEXT
+# (it stores VARCHAR) and calls JSON values SUPER, binary VARBYTE; an untyped literal or NULL
+# is a VARCHAR whose length is that of its value.
+_REDSHIFT_TYPE_NAMES = {"text": "varchar", "unknown": "varchar", "json": "super",
+                        "jsonb": "super", "bytea": "varbyte"}
+
+
+def redshift_type_name(pg_type_name: str) -> str:
+    return _REDSHIFT_TYPE_NAMES.get(pg_type_name, pg_type_name)
+
+
+def _value_width(values: list[Any]) -> int:
+    """The VARCHAR length Redshift gives an expression without one: its longest value in
+    bytes (at least 1)."""
+    return max([1, *(len(str(v).encode("utf-8")) for v in values if v is not None)])
+
+
+def _numeric_shape(values: list[Any]) -> tuple[int, int]:
+    """(precision, scale) of a NUMERIC expression without a declared one, from its values."""
+    precision, scale = 1, 0
+    for value in values:
+        if value is None:
+            continue
+        digits = str(value).lstrip("-")
+        whole, _, fraction = digits.partition(".")
+        scale = max(scale, len(fraction))
+        precision = max(precision, len(whole.lstrip("0") or "0") + len(fraction))
+    return max(precision, scale), scale
+
+
+def column_metadata(col: psycopg.Column, pg_type_name: str,
+                    values: list[Any]) -> dict[str, Any]:
+    """The Data API's ``ColumnMetadata`` of one result column, with Redshift's type name."""
+    type_name = redshift_type_name(pg_type_name)
     precision = _PRECISION.get(type_name, 0)
     scale = 0
     if type_name == "numeric":
-        precision, scale = col.precision or 0, col.scale or 0
+        if col.precision is not None:
+            precision, scale = col.precision, col.scale or 0
+        else:
+            precision, scale = _numeric_shape(values)
     elif type_name in ("varchar", "bpchar"):
-        precision = col.display_size or 0
+        precision = col.display_size or _value_width(values)
     return {
         "isCaseSensitive": type_name in _STRINGS,
         "isCurrency": False,
@@ -190,24 +238,26 @@ def _column_metadata(col: psycopg.Column, type_name: str) -> dict[str, Any]:
 def _result(cur: psycopg.Cursor[tuple[Any, ...]]) -> ResultSet:
     assert cur.description is not None
     types = cur.connection.adapters.types
-    columns = []
+    type_names = []
     float4_at = []
     for k, col in enumerate(cur.description):
         info = types.get(col.type_code)
-        type_name = info.name if info is not None else "unknown"
-        if type_name == "float4":
+        type_names.append(info.name if info is not None else "unknown")
+        if type_names[-1] == "float4":
             float4_at.append(k)
-        columns.append(_column_metadata(col, type_name))
     rows = cur.fetchall()
     if float4_at:  # loaded as text so that 1.1 stays 1.1 and not 1.100000023841858
         rows = [tuple(float(v) if k in float4_at and v is not None else v
                       for k, v in enumerate(row)) for row in rows]
     size = sum(len(str(v)) for row in rows for v in row if v is not None)
+    columns = [column_metadata(col, type_names[k], [row[k] for row in rows])
+               for k, col in enumerate(cur.description)]
     return ResultSet(columns=columns, rows=rows, size=size)
 
 
 def execute(conn: psycopg.Connection[tuple[Any, ...]], sql: str, *, strict: bool,
-            s3: S3Factory, query_id: int, in_block: bool = False) -> Outcome:
+            s3: S3Factory, query_id: int, in_block: bool = False,
+            create_domain: Callable[[bytes], None] | None = None) -> Outcome:
     """Run one Redshift statement on ``conn`` inside whatever transaction it is in.
 
     ``in_block`` tells whether Redshift would see the statement inside a transaction
@@ -222,7 +272,7 @@ def execute(conn: psycopg.Connection[tuple[Any, ...]], sql: str, *, strict: bool
             return Outcome(rows=run_copy(conn, sql, s3(parse_copy(sql).region)))
         outcome = Outcome()
         for pg_sql in translate_to_postgres(sql):
-            _ensure_domains(conn, pg_sql)
+            _ensure_domains(conn, pg_sql, create_domain)
             with conn.cursor() as cur:
                 cur.execute(pg_sql.encode("utf-8"), prepare=False)
                 if cur.description is not None:

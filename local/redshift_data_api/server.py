@@ -4,7 +4,9 @@ An unmodified boto3 ``redshift-data`` client talks to it with only ``endpoint_ur
 changed: botocore's JSON 1.1 protocol, ``POST /`` with ``X-Amz-Target:
 RedshiftData.<Operation>``; errors are HTTP 400 with ``{"__type": ..., "message": ...}``
 so botocore raises the modeled exception (``client.exceptions.ValidationException``, ...).
-Requests are not authenticated (the signature is ignored).
+Signatures are not verified; with ``auth`` set, the request's access key id and session token
+name the caller's IAM identity and SecretArn / DbUser pick the database user as on AWS
+(``auth.py``); without it every statement runs as the server's own PostgreSQL user.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from local.redshift_data_api.auth import Authenticator, AuthSettings, Caller
 from local.redshift_data_api.errors import ApiError
-from local.redshift_data_api.operations import Operations
+from local.redshift_data_api.operations import DEFAULT_CLUSTERS, DEFAULT_WORKGROUPS, Operations
 from local.redshift_data_api.statements import StatementEngine
 
 if TYPE_CHECKING:
@@ -81,7 +84,9 @@ def _handler_class(operations: Operations) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw) if raw.strip() else {}
                 if not isinstance(body, dict):
                     raise ApiError("SerializationException", "The request body must be an object.")
-                self._send(200, operations.dispatch(operation, body))
+                caller = Caller.from_headers(self.headers.get("Authorization"),
+                                             self.headers.get("X-Amz-Security-Token"))
+                self._send(200, operations.dispatch(operation, body, caller))
             except json.JSONDecodeError:
                 self._send(400, {"__type": "SerializationException",
                                  "message": "The request body is not valid JSON."})
@@ -100,21 +105,32 @@ def _handler_class(operations: Operations) -> type[BaseHTTPRequestHandler]:
 class RedshiftDataApiServer:
     """The Data API over a PostgreSQL server.
 
-    ``pg_conninfo`` is a libpq conninfo without ``dbname``: each request's ``Database``
-    selects the database. ``port=None`` picks a free port. ``page_size`` is the number of
-    rows per GetStatementResult page; ``strict_sql`` turns the Redshift grammar check on.
+    ``pg_conninfo`` is a libpq conninfo without ``dbname`` for a superuser: each request's
+    ``Database`` selects the database. ``port=None`` picks a free port. ``page_size`` is the
+    number of rows per GetStatementResult page; ``strict_sql`` turns the Redshift grammar
+    check on. ``auth`` makes requests run as the database user the service would pick
+    (SecretArn, DbUser or the caller's IAM identity); ``workgroups`` / ``clusters`` are the
+    names that exist; the other limits are the service's (sessions, waiting requests) and
+    the catalog operations' timeout in seconds.
     """
 
     def __init__(self, pg_conninfo: str, s3_endpoint_url: str | None = None,
                  port: int | None = None, *, host: str = "127.0.0.1", page_size: int = 1000,
                  strict_sql: bool = True, workers: int = 16,
-                 max_active_statements: int = 200) -> None:
+                 max_active_statements: int = 200, auth: AuthSettings | None = None,
+                 workgroups: tuple[str, ...] = DEFAULT_WORKGROUPS,
+                 clusters: tuple[str, ...] = DEFAULT_CLUSTERS, max_sessions: int = 500,
+                 max_waiting_requests: int = 10, catalog_timeout: float = 30.0) -> None:
         self._host = host
         self._port = port or 0
+        authenticator = Authenticator(auth, pg_conninfo) if auth is not None else None
         self.engine = StatementEngine(pg_conninfo, _S3Clients(s3_endpoint_url),
                                       strict_sql=strict_sql, workers=workers,
-                                      max_active=max_active_statements)
-        self.operations = Operations(self.engine, page_size=page_size)
+                                      max_active=max_active_statements, auth=authenticator,
+                                      max_sessions=max_sessions)
+        self.operations = Operations(self.engine, page_size=page_size, workgroups=workgroups,
+                                     clusters=clusters, catalog_timeout=catalog_timeout,
+                                     max_waiting=max_waiting_requests)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -147,3 +163,5 @@ class RedshiftDataApiServer:
             self._thread.join(timeout=5)
             self._thread = None
         self.engine.shutdown()
+        if self.engine.auth is not None:
+            self.engine.auth.close()

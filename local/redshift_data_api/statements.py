@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from local.redshift_data_api.auth import Authenticator, Login, LoginFailed
 from local.redshift_data_api.errors import ApiError, not_found, validation
 from local.redshift_data_api.executor import (
     NO_TRANSACTION,
@@ -78,15 +80,29 @@ class Statement:
     cancel_requested: bool = False
     conn: Conn | None = None
     started_ns: int = 0
+    login: Login | None = None
 
 
 @dataclass
 class Session:
+    """A connection kept for later statements (``SessionKeepAliveSeconds``).
+
+    ``request`` holds the target members of the statement that opened it (Database,
+    WorkgroupName or ClusterIdentifier, SecretArn, DbUser): statements run through the
+    session report them too, as on AWS.
+    """
+
     id: str
     database: str
     keep_alive: int
+    request: dict[str, Any] = field(default_factory=dict)
+    login: Login | None = None
     conn: Conn | None = None
     busy: bool = False
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    current_statement_id: str | None = None
+    closed: bool = False
     expires_at: float = field(default_factory=lambda: time.time() + 60)
 
 
@@ -102,13 +118,25 @@ class Submission:
     session_id: str | None
     keep_alive: int | None
     execution_mode: str = "TRANSACTION"
+    login: Login | None = None
+
+    def fingerprint(self) -> str:
+        """What a reused ClientToken must match: the whole request but the token."""
+        return repr((self.sqls, self.is_batch, self.database, sorted(self.request.items()),
+                     self.parameters, self.session_id, self.keep_alive, self.execution_mode))
 
 
 class StatementEngine:
+    """``auth`` None: every statement runs as the server's own PostgreSQL user (the
+    stand-in does not authenticate); otherwise as the request's :class:`Login`."""
+
     def __init__(self, pg_conninfo: str, s3: S3Factory, *, strict_sql: bool = True,
                  workers: int = 16, max_active: int = 200,
-                 result_ttl: float = 24 * 3600.0) -> None:
+                 result_ttl: float = 24 * 3600.0, auth: Authenticator | None = None,
+                 max_sessions: int = 500) -> None:
         self._conninfo = pg_conninfo
+        self.auth = auth
+        self._max_sessions = max_sessions
         self._s3 = s3
         self._strict = strict_sql
         self._max_active = max_active
@@ -116,7 +144,7 @@ class StatementEngine:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rsd-worker")
         self._cond = threading.Condition()
         self._statements: dict[str, Statement] = {}
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[str, tuple[str, str]] = {}  # token -> (statement id, fingerprint)
         self._sessions: dict[str, Session] = {}
         self._next_query_id = 1000
         self._stopping = threading.Event()
@@ -129,7 +157,12 @@ class StatementEngine:
         now = time.time()
         with self._cond:
             if sub.client_token and sub.client_token in self._tokens:
-                return self._statements[self._tokens[sub.client_token]]
+                known_id, fingerprint = self._tokens[sub.client_token]
+                if fingerprint != sub.fingerprint():
+                    raise validation(
+                        f"The ClientToken {sub.client_token} was already used with a different "
+                        "request; use a new ClientToken for a new statement.")
+                return self._statements[known_id]
             active = sum(1 for s in self._statements.values() if s.status not in FINAL)
             if active >= self._max_active:
                 raise ApiError("ActiveStatementsExceededException",
@@ -137,20 +170,25 @@ class StatementEngine:
             session = self._claim_session(sub)
             database = session.database if session else sub.database
             assert database is not None
+            request = {**session.request, **sub.request} if session else sub.request
+            login = session.login if session else sub.login
             sid = str(uuid.uuid4())
             subs = [
                 Sub(id=f"{sid}:{k}" if sub.is_batch else sid, sql=sql, bound_sql=bound,
                     created_at=now, updated_at=now)
                 for k, (sql, bound) in enumerate(zip(sub.sqls, sub.bound_sqls, strict=True), 1)
             ]
-            stmt = Statement(id=sid, request=sub.request, subs=subs, is_batch=sub.is_batch,
+            stmt = Statement(id=sid, request=request, subs=subs, is_batch=sub.is_batch,
                              created_at=now, updated_at=now, database=database,
                              parameters=sub.parameters,
                              session_id=session.id if session else None,
-                             execution_mode=sub.execution_mode)
+                             execution_mode=sub.execution_mode, login=login)
             self._statements[sid] = stmt
+            if session is not None:
+                session.current_statement_id = sid
+                session.updated_at = now
             if sub.client_token:
-                self._tokens[sub.client_token] = sid
+                self._tokens[sub.client_token] = (sid, sub.fingerprint())
         log.info("statement %s SUBMITTED", sid)
         self._pool.submit(self._run, stmt, session)
         return stmt
@@ -158,7 +196,8 @@ class StatementEngine:
     def _claim_session(self, sub: Submission) -> Session | None:
         if sub.session_id is not None:
             session = self._sessions.get(sub.session_id)
-            if session is None or (session.expires_at < time.time() and not session.busy):
+            if session is None or session.closed or (session.expires_at < time.time()
+                                                     and not session.busy):
                 raise validation(f"Session {sub.session_id} is not available: it expired or "
                                  "does not exist.")
             if session.busy:
@@ -172,8 +211,15 @@ class StatementEngine:
             return session
         if sub.keep_alive:
             assert sub.database is not None
+            if sum(1 for s in self._sessions.values() if not s.closed) >= self._max_sessions:
+                raise ApiError("ActiveSessionsExceededException",
+                               "The number of active sessions exceeds the limit.")
+            target = {k: v for k, v in sub.request.items()
+                      if k in ("Database", "WorkgroupName", "ClusterIdentifier", "SecretArn",
+                               "DbUser")}
             session = Session(id=str(uuid.uuid4()), database=sub.database,
-                              keep_alive=sub.keep_alive, busy=True)
+                              keep_alive=sub.keep_alive, busy=True, request=target,
+                              login=sub.login)
             self._sessions[session.id] = session
             return session
         return None
@@ -206,6 +252,27 @@ class StatementEngine:
     def statements(self) -> list[Statement]:
         with self._cond:
             return sorted(self._statements.values(), key=lambda s: s.created_at, reverse=True)
+
+    def sessions(self) -> list[Session]:
+        """Open sessions and those closed within the result TTL, newest first."""
+        with self._cond:
+            return sorted(self._sessions.values(), key=lambda s: s.created_at, reverse=True)
+
+    def connect_as(self, login: Login | None, database: str) -> Conn:
+        """A Redshift-like session on ``database`` as ``login`` (raises StatementFailed)."""
+        if self.auth is not None and login is not None:
+            try:
+                self.auth.check(login)
+            except LoginFailed as exc:
+                raise StatementFailed(str(exc)) from None
+            return connect(self._conninfo, database, user=login.user)
+        return connect(self._conninfo, database)
+
+    def create_domain(self, database: str, ddl: bytes) -> None:
+        """Create one of the stand-in's VARCHAR byte-length domains as the server's own
+        user: they implement Redshift's VARCHAR semantics and are no user's object."""
+        with connect(self._conninfo, database) as conn:
+            conn.execute(ddl)
 
     # ------------------------------------------------------------------- cancel
 
@@ -252,20 +319,21 @@ class StatementEngine:
     @contextmanager
     def _connection(self, stmt: Statement, session: Session | None) -> Iterator[Conn]:
         if session is None:
-            conn = connect(self._conninfo, stmt.database)
+            conn = self.connect_as(stmt.login, stmt.database)
             try:
                 yield conn
             finally:
                 conn.close()
             return
         if session.conn is None or session.conn.closed:
-            session.conn = connect(self._conninfo, session.database)
+            session.conn = self.connect_as(session.login, session.database)
         yield session.conn
 
     def _run(self, stmt: Statement, session: Session | None) -> None:
         try:
             if stmt.cancel_requested:
-                self._finish_all(stmt, "ABORTED", None)
+                self._finish_all(stmt, "ABORTED",
+                                 f"ERROR: Query ({self._query_id()}) cancelled on user's request")
                 return
             self._set(stmt, "PICKED")
             with self._connection(stmt, session) as conn:
@@ -321,7 +389,9 @@ class StatementEngine:
                 self._set(stmt, "STARTED", sub, query_id=qid)
                 began = time.perf_counter_ns()
                 outcome = execute(conn, sub.bound_sql, strict=self._strict, s3=self._s3,
-                                  query_id=qid, in_block=in_block)
+                                  query_id=qid, in_block=in_block,
+                                  create_domain=(partial(self.create_domain, stmt.database)
+                                                 if self.auth is not None else None))
                 if stmt.cancel_requested:  # the cancel came too late to interrupt the query
                     raise StatementFailed(f"ERROR: Query ({qid}) cancelled on user's request",
                                           cancelled=True)
@@ -336,13 +406,13 @@ class StatementEngine:
                         conn.execute("ROLLBACK")
                     in_tx = False
                 status = "ABORTED" if exc.cancelled else "FAILED"
-                self._set(stmt, status, sub, error=None if exc.cancelled else exc.error)
+                self._set(stmt, status, sub, error=exc.error)
                 if auto and not exc.cancelled:
                     first_error = first_error or exc.error
                     continue
                 for later in stmt.subs[index + 1:]:
                     self._set(stmt, "ABORTED", later)
-                self._set(stmt, status, error=None if exc.cancelled else exc.error)
+                self._set(stmt, status, error=exc.error)
                 return
         if first_error is not None:
             self._set(stmt, "FAILED", error=first_error)
@@ -362,12 +432,17 @@ class StatementEngine:
             closing: list[Session] = []
             with self._cond:
                 for sid, session in list(self._sessions.items()):
-                    if not session.busy and session.expires_at < now:
-                        closing.append(self._sessions.pop(sid))
+                    if session.closed and session.updated_at + self._result_ttl < now:
+                        del self._sessions[sid]
+                    elif not session.closed and not session.busy and session.expires_at < now:
+                        session.closed = True
+                        session.updated_at = now
+                        closing.append(session)
                 for sid, stmt in list(self._statements.items()):
                     if stmt.status in FINAL and stmt.updated_at + self._result_ttl < now:
                         del self._statements[sid]
-                self._tokens = {t: s for t, s in self._tokens.items() if s in self._statements}
+                self._tokens = {t: s for t, s in self._tokens.items()
+                                if s[0] in self._statements}
             for session in closing:
                 self._close_session(session)
 

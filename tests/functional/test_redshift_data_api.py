@@ -28,7 +28,7 @@ from tests.conftest import standin
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = ("FINISHED", "FAILED", "ABORTED")
-WG = "local-wg"
+WG = "local-workgroup"
 
 
 def wait(client: Any, statement_id: str, timeout: float = 15.0) -> dict[str, Any]:
