@@ -1,15 +1,50 @@
-"""DMS Kinesis records, as AWS DMS writes them with the template's endpoint settings.
+"""DMS Kinesis records, as AWS DMS writes them with the template's endpoint and task settings.
 
-``MessageFormat=json`` (tab-indented, several lines; ``json-unformatted`` would be one line),
+The template's ``KinesisSettings``: ``MessageFormat=json`` (tab-indented, several lines),
 ``IncludeTransactionDetails``, ``IncludePartitionValue``, ``PartitionIncludeSchemaTable``,
-partitioning by primary key, ``IncludeNullAndEmpty`` (every column, nulls included) and
-``BeforeImageSettings`` with ``ColumnFilter=pk-only`` (the old key columns on updates).
-See /work/shared/reference/dms-kinesis-records.md for the record format itself.
+``IncludeTableAlterOperations``, ``IncludeControlDetails``, ``IncludeNullAndEmpty`` (every
+column, nulls included); task settings ``BeforeImageSettings`` with ``ColumnFilter=pk-only``;
+``TableMappings`` with selection rules only (no object-mapping rule, no ``ParallelApply*``).
 
-Values keep DMS's JSON shapes: integers and floats as JSON numbers, numerics as exact JSON
-numbers up to 15 significant digits and as strings beyond, booleans as JSON booleans, dates
-and timestamps as strings (``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM:SS[.ffffff]``), everything else
-as the source's text.
+Every shape below follows the AWS DMS User Guide and published captures of real DMS output,
+not our consumer (the facts are collected in ../shared/reference/dms-kinesis-records.md):
+
+[K] AWS DMS User Guide, "Using Amazon Kinesis Data Streams as a target"
+    (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Target.Kinesis.html)
+[P] AWS DMS User Guide, "Using a PostgreSQL database as an AWS DMS source"
+    (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Source.PostgreSQL.html)
+[C1] captures of DMS (PostgreSQL source, Kinesis target) in crate/commons-codec,
+    tests/transform/test_aws_dms.py
+[C2] captures "from RDS PostgreSQL via Kinesis" in crate/cratedb-toolkit, tests/io/kinesis/data.py
+[C3] a MySQL-source capture (kingshark8848.gitbook.io, "AWS DMS"): ``"2020-01-09T04:13:38Z"``
+
+Partitioning. The task has no object mapping and no ``ParallelApply*`` settings, so CDC
+records use DMS's default ``partition-key-type`` ``schema-table`` ([K]: "When using
+ParallelApply* task settings, the partition-key-type default is the primary-key of the
+table, not schema-name.table-name"; [C1] shows ``schema-table`` on every CDC record), the
+Kinesis partition key is ``SchemaName.TableName`` ([K], Limitations) and the message carries
+no ``partition-key-value`` ([K]: IncludePartitionValue "shows the partition value ... unless
+the partition type is schema-table-type"). Full-load records are ``primary-key`` with
+``partition-key-value`` = ``schema.table.key`` ([C1], [C2]). Control records are ``task-id``
+with the task id as value ([C1], [C2]); the Kinesis partition key of a table's control
+record is ``TaskId.SchemaName.TableName`` ([K], the note under object mapping; [C2]).
+
+Values. Integers are JSON numbers, except ``bigint`` values of more than 16 digits, which DMS
+sends "in the scientific notation form" ([K], Limitations): a JSON number with an exponent,
+precision lost as in a double. Numerics are exact JSON numbers up to 15 significant digits and
+strings beyond; booleans JSON booleans; dates ``YYYY-MM-DD``. ``timestamp`` and
+``timestamptz`` are both DMS ``DATETIME`` and come out alike ([C3]): ``T``, ``Z``, no
+fraction when it is zero, else the fraction with the column's precision (PostgreSQL keeps
+microseconds: 6 digits unless the column says ``timestamp(p)``); ``timestamp`` gives the
+wall-clock value the source stored (the ``Z`` does not mean UTC), ``timestamptz`` gives UTC.
+Everything else is the source's text.
+
+PostgreSQL ``stream-position`` ([C1]): ``LSN.n.LSN`` with the same LSN on both sides (here
+the transaction's commit LSN, shared by its changes) and a small number that is not a
+sequence: 3 for an insert, 2 for an update or a delete. No capture shows a control record's
+position; the stand-in uses 2. ``transaction-record-id`` is the record's place in its
+transaction, ``transaction-id`` the source's transaction id as a JSON number, and
+``prev-transaction-*`` name the record emitted before it (absent on the first, as in [C1]).
 """
 
 from __future__ import annotations
@@ -25,24 +60,40 @@ from typing import Any
 
 import msgspec
 
-from local.dms.wal2json import Column, Transaction, format_lsn
+from local.dms.wal2json import Column, RowChange, Transaction, format_lsn
 
 BEFORE_IMAGE_FIELD = "before-image"
 KINESIS_MAX_PARTITION_KEY = 256
 NUMBER_MAX_DIGITS = 15  # a numeric with more significant digits goes out as a string
+BIGINT_MAX_DIGITS = 16  # [K]: BigInt values with more digits go out in scientific notation
+DEFAULT_TIMESTAMP_PRECISION = 6
+POSITION_COUNTERS = {"insert": 3, "update": 2, "delete": 2}  # [C1]
+CONTROL_POSITION_COUNTER = 2  # no capture shows one: an assumption
+# DMS's own control table, announced with a create-table record at the start of a task ([C1]).
+APPLY_EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
+APPLY_EXCEPTIONS_COLUMNS: dict[str, dict[str, Any]] = {
+    "TASK_NAME": {"type": "STRING", "length": 128, "nullable": False},
+    "TABLE_OWNER": {"type": "STRING", "length": 128, "nullable": False},
+    "TABLE_NAME": {"type": "STRING", "length": 128, "nullable": False},
+    "ERROR_TIME": {"type": "TIMESTAMP", "nullable": False},
+    "STATEMENT": {"type": "STRING", "nullable": False},
+    "ERROR": {"type": "STRING", "nullable": False},
+}
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 _INDENT = re.compile(rb"(?m)^( +)")
 _TYPE_ARGS = re.compile(r"\((\d+)(?:,(\d+))?\)")
-_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d{1,6}))?$")
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?$")
 
 _INT_TYPES = frozenset(("smallint", "integer", "bigint", "oid"))
 _FLOAT_TYPES = frozenset(("real", "double precision"))
+_TIMESTAMP_TYPES = frozenset(("timestamp without time zone", "timestamp with time zone"))
+# Column types of a control record's table-def, as the captures show them ([C1], [C2]).
 _DMS_TYPES = {
     "smallint": "INT16", "integer": "INT32", "bigint": "INT64", "oid": "UINT32",
     "real": "REAL4", "double precision": "REAL8", "boolean": "BOOLEAN", "date": "DATE",
-    "time without time zone": "TIME", "timestamp without time zone": "DATETIME",
-    "timestamp with time zone": "DATETIME", "text": "NCLOB", "bytea": "BLOB",
+    "time without time zone": "TIME", "timestamp without time zone": "TIMESTAMP",
+    "timestamp with time zone": "TIMESTAMP", "bytea": "BLOB",
 }
 
 
@@ -59,20 +110,57 @@ class KinesisEntry:
         return len(self.data) + len(self.partition_key.encode("utf-8"))
 
 
+@dataclass(frozen=True, slots=True)
+class TableDef:
+    """A source table as a control record describes it; ``columns`` are
+    (name, PostgreSQL ``format_type``, nullable) in column order."""
+
+    schema: str
+    name: str
+    columns: tuple[tuple[str, str, bool], ...]
+    key: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlChange:
+    """A table-level event inside a source transaction, sent as a control record:
+    ``truncate-table``, ``add-column``, ``drop-column``, ``column-type-change``,
+    ``create-table`` or ``drop-table``. ``table_def`` is the table after the event (none for
+    truncate and drop, whose ``control`` object is empty, as [C1] shows for drop-table)."""
+
+    operation: str
+    schema: str
+    table: str
+    table_def: TableDef | None = None
+
+
 def base_type(pg_type: str) -> str:
     """``character varying(64)`` -> ``character varying``; ``numeric(12,2)`` -> ``numeric``."""
     return _TYPE_ARGS.sub("", pg_type).strip()
 
 
-def _timestamp_text(text: str) -> str:
+def _precision(pg_type: str) -> int:
+    args = _TYPE_ARGS.search(pg_type)
+    return int(args.group(1)) if args else DEFAULT_TIMESTAMP_PRECISION
+
+
+def _fraction(digits: str, precision: int) -> str:
+    """The fraction DMS writes: none when it is zero, else the column's precision."""
+    significant = digits.rstrip("0")
+    if not significant or precision == 0:
+        return ""
+    return "." + significant.ljust(precision, "0")
+
+
+def _timestamp_text(text: str, precision: int) -> str:
     match = _TIMESTAMP.match(text)
     if match is None:
-        return text  # infinity, BC dates: as the source wrote them
-    whole, fraction = match.groups()
-    return f"{whole}.{fraction.ljust(6, '0')}" if fraction else whole
+        return text  # infinity, BC dates: as the source wrote them (no DMS form documented)
+    day, clock, fraction = match.groups()
+    return f"{day}T{clock}{_fraction(fraction or '', precision)}Z"
 
 
-def _timestamptz_text(text: str) -> str:
+def _timestamptz_text(text: str, precision: int) -> str:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -80,8 +168,7 @@ def _timestamptz_text(text: str) -> str:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     utc = parsed.astimezone(UTC)
-    fraction = f".{utc.microsecond:06d}" if utc.microsecond else ""
-    return f"{utc:%Y-%m-%d %H:%M:%S}{fraction}+00:00"
+    return f"{utc:%Y-%m-%dT%H:%M:%S}{_fraction(f'{utc.microsecond:06d}', precision)}Z"
 
 
 def dms_value(pg_type: str, value: Any) -> Any:
@@ -92,29 +179,33 @@ def dms_value(pg_type: str, value: Any) -> Any:
         return None
     base = base_type(pg_type)
     if base in _INT_TYPES:
-        return int(value)
+        number = int(value)
+        if base == "bigint" and len(str(abs(number))) > BIGINT_MAX_DIGITS:
+            return float(number)  # scientific notation, e.g. 1.2345678901234568e16
+        return number
     if base == "numeric":
         try:
-            number = value if isinstance(value, Decimal) else Decimal(str(value))
+            decimal = value if isinstance(value, Decimal) else Decimal(str(value))
         except InvalidOperation:
             return str(value)
-        if not number.is_finite():
+        if not decimal.is_finite():
             return None  # wal2json writes NaN and Infinity as null
-        return number if len(number.as_tuple().digits) <= NUMBER_MAX_DIGITS else str(number)
+        return decimal if len(decimal.as_tuple().digits) <= NUMBER_MAX_DIGITS else str(decimal)
     if base in _FLOAT_TYPES:
         real = float(value)
         return real if math.isfinite(real) else None
     if base == "boolean":
         return value if isinstance(value, bool) else str(value).lower() in ("t", "true")
     if base == "timestamp without time zone":
-        return _timestamp_text(str(value))
+        return _timestamp_text(str(value), _precision(pg_type))
     if base == "timestamp with time zone":
-        return _timestamptz_text(str(value))
+        return _timestamptz_text(str(value), _precision(pg_type))
     return value if isinstance(value, str) else str(value)
 
 
 def dms_column_type(pg_type: str, nullable: bool) -> dict[str, Any]:
-    """A column of a ``create-table`` control record's ``table-def``."""
+    """A column of a control record's ``table-def``: strings as ``STRING`` with their length
+    (like ``awsdms_apply_exceptions`` in [C1]), text as ``STRING`` ([C1], [C2])."""
     base = base_type(pg_type)
     args = _TYPE_ARGS.search(pg_type)
     column: dict[str, Any]
@@ -124,13 +215,22 @@ def dms_column_type(pg_type: str, nullable: bool) -> dict[str, Any]:
             column["precision"] = int(args.group(1))
             column["scale"] = int(args.group(2) or 0)
     elif base in ("character varying", "character"):
-        column = {"type": "WSTRING"}
+        column = {"type": "STRING"}
         if args:
             column["length"] = int(args.group(1))
     else:
         column = {"type": _DMS_TYPES.get(base, "STRING")}
     column["nullable"] = nullable
     return column
+
+
+def table_def_json(table: TableDef) -> dict[str, Any]:
+    """``control.table-def``: every column with its DMS type, and the primary key."""
+    return {
+        "columns": {name: dms_column_type(pg_type, nullable)
+                    for name, pg_type, nullable in table.columns},
+        "primary-key": list(table.key),
+    }
 
 
 def message_time(now: datetime | None = None) -> str:
@@ -157,9 +257,8 @@ def encode(message: Mapping[str, Any]) -> bytes:
     return _INDENT.sub(lambda m: b"\t" * len(m.group(1)), formatted)
 
 
-def _entry(message: dict[str, Any]) -> KinesisEntry:
-    return KinesisEntry(encode(message), kinesis_partition_key(
-        message["metadata"]["partition-key-value"]))
+def _entry(message: dict[str, Any], partition_key: str) -> KinesisEntry:
+    return KinesisEntry(encode(message), kinesis_partition_key(partition_key))
 
 
 def _row(columns: Sequence[Column]) -> dict[str, Any]:
@@ -168,44 +267,56 @@ def _row(columns: Sequence[Column]) -> dict[str, Any]:
 
 def load_record(schema: str, table: str, row: dict[str, Any], key: Sequence[str],
                 now: datetime | None = None) -> KinesisEntry:
-    """A full-load row (``operation: load``; DMS adds no transaction details to these)."""
+    """A full-load row (``operation: load``; no transaction details, primary-key partition
+    with the schema and table in front, as [C1] and [C2] show)."""
+    value = f"{schema}.{table}.{key_text([row[k] for k in key])}"
     metadata = {
         "timestamp": message_time(now),
         "record-type": "data",
         "operation": "load",
         "partition-key-type": "primary-key",
-        "partition-key-value": f"{schema}.{table}.{key_text([row[k] for k in key])}",
+        "partition-key-value": value,
         "schema-name": schema,
         "table-name": table,
     }
-    return _entry({"data": row, "metadata": metadata})
+    return _entry({"data": row, "metadata": metadata}, value)
 
 
-def create_table_record(schema: str, table: str, columns: Sequence[tuple[str, str, bool]],
-                        key: Sequence[str], task_id: str,
-                        now: datetime | None = None) -> KinesisEntry:
-    """The ``create-table`` control record DMS sends when a table's full load starts;
-    ``columns`` are (name, PostgreSQL type, nullable)."""
-    table_def = {
-        "columns": {name: dms_column_type(pg_type, nullable)
-                    for name, pg_type, nullable in columns},
-        "primary-key": list(key),
-    }
-    metadata = {
-        "timestamp": message_time(now),
+def _control_metadata(operation: str, schema: str, table: str, task_id: str,
+                      built: str) -> dict[str, Any]:
+    return {
+        "timestamp": built,
         "record-type": "control",
-        "operation": "create-table",
+        "operation": operation,
         "partition-key-type": "task-id",
         "partition-key-value": task_id,
         "schema-name": schema,
         "table-name": table,
     }
-    return _entry({"control": {"table-def": table_def}, "metadata": metadata})
+
+
+def create_table_record(table: TableDef, task_id: str,
+                        now: datetime | None = None) -> KinesisEntry:
+    """The ``create-table`` control record DMS sends before it loads a table ([C1], [C2])."""
+    metadata = _control_metadata("create-table", table.schema, table.name, task_id,
+                                 message_time(now))
+    return _entry({"control": {"table-def": table_def_json(table)}, "metadata": metadata},
+                  f"{task_id}.{table.schema}.{table.name}")
+
+
+def apply_exceptions_record(task_id: str, now: datetime | None = None) -> KinesisEntry:
+    """The ``create-table`` record of DMS's own ``awsdms_apply_exceptions`` table, schema
+    ``""``, sent when a task starts ([C1]); a task-level record, keyed by the task id."""
+    metadata = _control_metadata("create-table", "", APPLY_EXCEPTIONS_TABLE, task_id,
+                                 message_time(now))
+    return _entry({"control": {"table-def": {"columns": APPLY_EXCEPTIONS_COLUMNS}},
+                   "metadata": metadata}, task_id)
 
 
 @dataclass
 class TransactionCursor:
-    """The previous change DMS emitted, for ``prev-transaction-id`` / ``-record-id``."""
+    """The previous change DMS emitted, for ``prev-transaction-id`` / ``-record-id``
+    (``transaction_id`` 0: none yet)."""
 
     transaction_id: int = 0
     record_id: int = 0
@@ -214,67 +325,92 @@ class TransactionCursor:
 _OPERATIONS = {"I": "insert", "U": "update", "D": "delete"}
 
 
+@dataclass(frozen=True, slots=True)
+class CdcRecord:
+    """A built CDC record and the table it belongs to (the stand-in holds back a reloading
+    table's records until its load is sent)."""
+
+    table: str
+    entry: KinesisEntry
+
+
+def _data_message(change: RowChange, key: Sequence[str],
+                  before_image_field: str) -> tuple[str, dict[str, Any]]:
+    operation = _OPERATIONS[change.action]
+    if operation == "delete":
+        # [C1]: a PostgreSQL delete carries every column, the key set and the rest null.
+        old = _row(change.identity)
+        return operation, {"data": {c.name: (old.get(c.name) if c.name in key else None)
+                                    for c in change.identity}}
+    data = _row(change.columns)
+    if operation == "insert":
+        return operation, {"data": data}
+    old = _row(change.identity) if change.identity else {}
+    if len(old) > len(data):
+        # wal2json leaves unchanged TOASTed values out of the new row; under REPLICA
+        # IDENTITY FULL the old row has them.
+        data = {name: data.get(name, value) for name, value in old.items()}
+    # pk-only before image ([K], [C1]): the old key when the update moved the row to a new
+    # key, ``{}`` when the key stayed (nothing captured).
+    moved = bool(old) and any(old.get(k) != data.get(k) for k in key)
+    before = {k: old.get(k) for k in key} if moved else {}
+    return operation, {before_image_field: before, "data": data}
+
+
 def cdc_records(tx: Transaction, key_of: Mapping[str, Sequence[str]],
-                previous: TransactionCursor, before_image_field: str = BEFORE_IMAGE_FIELD,
-                now: datetime | None = None) -> list[KinesisEntry]:
+                previous: TransactionCursor, task_id: str,
+                before_image_field: str = BEFORE_IMAGE_FIELD,
+                changes: Sequence[RowChange | ControlChange] | None = None,
+                now: datetime | None = None) -> list[CdcRecord]:
     """The DMS records of one committed transaction, in the order of its changes.
 
-    ``key_of`` gives each table's key columns when wal2json reported none (a table without a
-    primary key). ``previous`` is advanced past the records built. Truncates are not sent: DMS
-    sends them only with ``IncludeTableAlterOperations``, which the template leaves off.
+    ``changes`` are the transaction's changes as the task sends them (default: its row
+    changes, truncates as ``truncate-table`` control records); the caller replaces DDL
+    capture rows with ``ControlChange`` entries. ``key_of`` gives each table's key columns
+    when wal2json reported none. ``previous`` is advanced past the records built.
     """
-    entries: list[KinesisEntry] = []
+    records: list[CdcRecord] = []
     position = format_lsn(tx.commit_lsn)
     built = message_time(now)
     record_id = 0
-    for change in tx.changes:
-        operation = _OPERATIONS.get(change.action)
-        if operation is None:
-            continue
-        key = change.pk or tuple(key_of.get(change.table, ()))
+    for change in tx.changes if changes is None else changes:
+        if isinstance(change, RowChange) and change.action == "T":
+            change = ControlChange("truncate-table", change.schema, change.table)
         message: dict[str, Any]
-        if operation == "delete":
-            old = _row(change.identity)
-            data = {c.name: (old.get(c.name) if c.name in key else None)
-                    for c in change.identity}
-            message = {"data": data}
+        if isinstance(change, ControlChange):
+            control = {} if change.table_def is None else {
+                "table-def": table_def_json(change.table_def)}
+            message = {"control": control}
+            metadata = _control_metadata(change.operation, change.schema, change.table,
+                                         task_id, built)
+            counter = CONTROL_POSITION_COUNTER
+            partition_key = f"{task_id}.{change.schema}.{change.table}"
+        elif change.action in _OPERATIONS:
+            key = change.pk or tuple(key_of.get(change.table, ()))
+            operation, message = _data_message(change, key, before_image_field)
+            metadata = {
+                "timestamp": built,
+                "record-type": "data",
+                "operation": operation,
+                "partition-key-type": "schema-table",
+                "schema-name": change.schema,
+                "table-name": change.table,
+            }
+            counter = POSITION_COUNTERS[operation]
+            partition_key = f"{change.schema}.{change.table}"
         else:
-            data = _row(change.columns)
-            if operation == "update" and change.identity:
-                old = _row(change.identity)
-                if len(old) > len(data):
-                    # wal2json leaves out unchanged TOASTed values from the new row; under
-                    # REPLICA IDENTITY FULL the old row has them (DMS sends the whole row).
-                    data = {name: data.get(name, value)
-                            for name, value in old.items()}
-            message = {"data": data}
-            if operation == "update":
-                # pk-only before imaging: the old key columns (the new ones when the source
-                # did not log the old row, i.e. the key did not change).
-                old = _row(change.identity) if change.identity else data
-                message[before_image_field] = {k: old.get(k) for k in key}
+            continue
         record_id += 1
-        message["metadata"] = {
-            "timestamp": built,
-            "record-type": "data",
-            "operation": operation,
-            "partition-key-type": "primary-key",
-            "partition-key-value":
-                f"{change.schema}.{change.table}.{key_text([data.get(k) for k in key])}",
-            "schema-name": change.schema,
-            "table-name": change.table,
+        metadata.update({
             "commit-timestamp": tx.commit_time,
-            "stream-position": f"{position}.{record_id}.{format_lsn(change.lsn)}",
+            "stream-position": f"{position}.{counter}.{position}",
             "transaction-id": tx.xid,
             "transaction-record-id": record_id,
-            "prev-transaction-id": previous.transaction_id,
-            "prev-transaction-record-id": previous.record_id,
-        }
+        })
+        if previous.transaction_id:
+            metadata["prev-transaction-id"] = previous.transaction_id
+            metadata["prev-transaction-record-id"] = previous.record_id
         previous.transaction_id, previous.record_id = tx.xid, record_id
-        entries.append(_entry(message))
-    return entries
-
-
-def truncates(tx: Transaction) -> int:
-    """How many truncates the transaction holds (counted, not sent)."""
-    return sum(1 for c in tx.changes if c.action == "T")
+        message["metadata"] = metadata
+        records.append(CdcRecord(change.table, _entry(message, partition_key)))
+    return records

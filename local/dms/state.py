@@ -2,15 +2,17 @@
 
 The replication position itself lives in the slot (its confirmed LSN, moved only after the
 records are in Kinesis); the file keeps what the slot cannot: whether the full load finished,
-the task id of control records, and the last change emitted (``prev-transaction-*``).
+the task id of control records, the last change emitted (``prev-transaction-*``) and each
+table's columns as the last control record described them.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 STATE_VERSION = 1
@@ -18,8 +20,9 @@ FULL_LOAD_PENDING, FULL_LOAD_RUNNING, FULL_LOAD_DONE = "pending", "running", "do
 
 
 def new_task_id() -> str:
-    """A task id shaped like a DMS replication task's resource id."""
-    return f"local-dms-{secrets.token_hex(8)}"
+    """A task id shaped like a DMS replication task's resource id: 26 upper-case base32
+    characters (``DZ6OKLFYA5BWVG4RYROQUHXU4E`` in a published capture)."""
+    return base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=")
 
 
 @dataclass
@@ -30,6 +33,9 @@ class DmsState:
     prev_transaction_record_id: int = 0
     last_lsn: str | None = None
     last_commit_time: str | None = None
+    # The columns (name, type, nullable) each table had when last described in a control
+    # record: DDL capture compares the catalog with them.
+    table_columns: dict[str, list[list[object]]] = field(default_factory=dict)
     version: int = STATE_VERSION
 
 

@@ -1,15 +1,32 @@
-"""The local DMS stand-in's pure parts: wal2json parsing, DMS values and records, and Kinesis
-PutRecords chunking and retries (against a scripted client)."""
+"""The local DMS stand-in's pure parts: wal2json parsing, DMS values and records, DDL diffs,
+snapshots, request files, and Kinesis PutRecords chunking and retries (against a scripted
+client).
+
+Every expected shape comes from the AWS DMS documentation or a published capture of real DMS
+output, never from our consumer:
+
+[K]  AWS DMS User Guide, "Using Amazon Kinesis Data Streams as a target"
+     https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Target.Kinesis.html
+[C1] DMS captures (PostgreSQL source, Kinesis target): crate/commons-codec,
+     tests/transform/test_aws_dms.py
+[C2] DMS captures "from RDS PostgreSQL via Kinesis": crate/cratedb-toolkit,
+     tests/io/kinesis/data.py
+[C3] a MySQL-source capture (kingshark8848.gitbook.io "AWS DMS"): "2020-01-09T04:13:38Z"
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from local.dms import requests
+from local.dms.capture import Snapshot, ddl_changes
 from local.dms.kinesis import (
     MAX_BYTES_PER_PUT,
     KinesisPutError,
@@ -19,12 +36,18 @@ from local.dms.kinesis import (
     chunks,
 )
 from local.dms.records import (
+    ControlChange,
     KinesisEntry,
+    TableDef,
     TransactionCursor,
+    apply_exceptions_record,
     cdc_records,
+    create_table_record,
     dms_value,
     kinesis_partition_key,
+    load_record,
 )
+from local.dms.state import new_task_id
 from local.dms.wal2json import (
     Wal2JsonError,
     commit_time_iso,
@@ -32,8 +55,8 @@ from local.dms.wal2json import (
     parse_lsn,
     parse_transactions,
 )
-from shared.decode import Metadata
-from shared.order_key import order_key
+
+TASK = "DZ6OKLFYA5BWVG4RYROQUHXU4E"  # [C2]'s task id
 
 
 def test_lsns() -> None:
@@ -50,25 +73,47 @@ def test_commit_time_is_utc_with_microseconds() -> None:
 
 @pytest.mark.parametrize(("pg_type", "wal2json", "text", "expected"), [
     ("bigint", 42, "42", 42),
+    # [K] Limitations: "AWS DMS migrates values of BigInt data type with more than 16 digits
+    # in the scientific notation form"
+    ("bigint", 1234567890123456, "1234567890123456", 1234567890123456),
+    ("bigint", 12345678901234567, "12345678901234567", 1.2345678901234568e16),
+    ("bigint", -98765432109876543, "-98765432109876543", -9.876543210987654e16),
+    ("integer", 7, "7", 7),
     ("numeric(12,2)", Decimal("12.50"), "12.50", Decimal("12.50")),
     ("numeric", Decimal("123456789012345.67"), "123456789012345.67", "123456789012345.67"),
     ("numeric", None, "NaN", None),  # wal2json writes NaN as null
     ("double precision", Decimal("1.5"), "1.5", 1.5),
     ("boolean", True, "true", True),
+    ("boolean", False, "false", False),
     ("date", "2024-01-02", "2024-01-02", "2024-01-02"),
+    # [C3]: T, Z, no fraction when it is zero; timestamp = the wall clock the source stored
+    ("timestamp without time zone", "2020-01-09 04:13:38", "2020-01-09 04:13:38",
+     "2020-01-09T04:13:38Z"),
     ("timestamp without time zone", "2024-01-02 03:04:05.5", "2024-01-02 03:04:05.5",
-     "2024-01-02 03:04:05.500000"),
-    ("timestamp without time zone", "2024-01-02 03:04:05", "2024-01-02 03:04:05",
-     "2024-01-02 03:04:05"),
+     "2024-01-02T03:04:05.500000Z"),
+    ("timestamp without time zone", "2024-01-02 03:04:05.123456", "2024-01-02 03:04:05.123456",
+     "2024-01-02T03:04:05.123456Z"),
+    ("timestamp(3) without time zone", "2024-01-02 03:04:05.12", "2024-01-02 03:04:05.12",
+     "2024-01-02T03:04:05.120Z"),
+    # timestamptz: UTC, same form
     ("timestamp with time zone", "2024-01-02 03:04:05+02", "2024-01-02 03:04:05+02",
-     "2024-01-02 01:04:05+00:00"),
+     "2024-01-02T01:04:05Z"),
+    ("timestamp with time zone", "2024-01-02 01:04:05.25+00", "2024-01-02 01:04:05.25+00",
+     "2024-01-02T01:04:05.250000Z"),
     ("character varying(64)", "O'Brien \"x\"\n", "O'Brien \"x\"\n", "O'Brien \"x\"\n"),
 ])
-def test_full_load_text_and_wal2json_values_come_out_alike(
+def test_full_load_text_and_wal2json_values_come_out_in_dms_form(
     pg_type: str, wal2json: Any, text: str, expected: Any
 ) -> None:
     assert dms_value(pg_type, wal2json) == expected
     assert dms_value(pg_type, text) == expected
+
+
+def test_a_long_bigint_is_a_json_number_in_scientific_notation() -> None:
+    entry = load_record("public", "t", {"id": 1, "big": dms_value("bigint", 12345678901234567)},
+                        ["id"])
+    assert re.search(rb'"big": 1\.2345678901234568e\+?16\b', entry.data, re.IGNORECASE)
+    assert json.loads(entry.data)["data"]["big"] != 12345678901234567  # precision lost
 
 
 def _rows(*messages: dict[str, Any]) -> list[tuple[str, str]]:
@@ -81,41 +126,202 @@ def _column(name: str, value: Any, pg_type: str = "bigint") -> dict[str, Any]:
 
 BEGIN = {"action": "B", "xid": 900, "timestamp": "2024-07-29 00:58:17.98367+00",
          "lsn": "0/2000", "nextlsn": "0/2030"}
+COMMIT = {"action": "C", "xid": 900, "lsn": "0/2000", "nextlsn": "0/2030", "_row_lsn": "0/2030"}
+PK = [{"name": "id"}]
 
 
-def test_a_key_change_and_a_delete_in_dms_shape() -> None:
-    rows = _rows(
-        dict(BEGIN),
-        {"action": "U", "xid": 900, "lsn": "0/1F00", "schema": "public", "table": "t",
-         "columns": [_column("id", 2), _column("v", "new", "text")],
-         "identity": [_column("id", 1), _column("v", "old", "text")], "pk": [{"name": "id"}]},
-        {"action": "D", "xid": 900, "lsn": "0/1F80", "schema": "public", "table": "t",
-         "identity": [_column("id", 5), _column("v", "gone", "text")], "pk": [{"name": "id"}]},
-        {"action": "C", "xid": 900, "lsn": "0/2000", "nextlsn": "0/2030", "_row_lsn": "0/2030"},
-        {"action": "B", "xid": 901, "timestamp": "2024-07-29 00:58:18+00", "lsn": "0/3000",
-         "nextlsn": "0/3030"},  # incomplete: stays in the slot
+def _transaction(*changes: dict[str, Any]) -> Any:
+    [tx] = parse_transactions(_rows(dict(BEGIN), *changes, dict(COMMIT)))
+    return tx
+
+
+def _messages(tx: Any, cursor: TransactionCursor | None = None, **options: Any
+              ) -> list[dict[str, Any]]:
+    return [json.loads(r.entry.data)
+            for r in cdc_records(tx, {}, cursor or TransactionCursor(), TASK, **options)]
+
+
+def test_insert_update_delete_in_the_shapes_of_the_captures() -> None:
+    tx = _transaction(
+        {"action": "I", "lsn": "0/1E00", "schema": "public", "table": "foo",
+         "columns": [_column("id", 46), _column("name", "Jane", "text")], "pk": PK},
+        {"action": "U", "lsn": "0/1E80", "schema": "public", "table": "foo",
+         "columns": [_column("id", 46), _column("name", "Joan", "text")],
+         "identity": [_column("id", 46), _column("name", "Jane", "text")], "pk": PK},
+        {"action": "U", "lsn": "0/1F00", "schema": "public", "table": "foo",
+         "columns": [_column("id", 45), _column("name", "Joan", "text")],
+         "identity": [_column("id", 46), _column("name", "Joan", "text")], "pk": PK},
+        {"action": "D", "lsn": "0/1F80", "schema": "public", "table": "foo",
+         "identity": [_column("id", 45), _column("name", "Joan", "text")], "pk": PK},
     )
-    [tx] = parse_transactions(rows)
     assert (tx.xid, tx.commit_lsn, tx.end_lsn) == (900, 0x2000, 0x2030)
+    insert, keep_key, move_key, delete = _messages(tx)
+    # [C1] MSG_DATA_INSERT: no before image on inserts, schema-table partitioning without a
+    # partition-key-value, counter 3 for an insert
+    assert insert["data"] == {"id": 46, "name": "Jane"} and "before-image" not in insert
+    assert insert["metadata"] == {
+        "timestamp": insert["metadata"]["timestamp"], "record-type": "data",
+        "operation": "insert", "partition-key-type": "schema-table", "schema-name": "public",
+        "table-name": "foo", "commit-timestamp": "2024-07-29T00:58:17.983670Z",
+        "stream-position": "00000000/00002000.3.00000000/00002000", "transaction-id": 900,
+        "transaction-record-id": 1}
+    # [C1] MSG_DATA_UPDATE_VALUE: the key stayed, nothing captured
+    assert keep_key["before-image"] == {} and keep_key["data"] == {"id": 46, "name": "Joan"}
+    # [C1] MSG_DATA_UPDATE_PK: the old key in the before image, the new row in data
+    assert move_key["before-image"] == {"id": 46} and move_key["data"]["id"] == 45
+    # [C1] MSG_DATA_DELETE: every column, the non-key ones null
+    assert delete["data"] == {"id": 45, "name": None} and "before-image" not in delete
+    positions = [m["metadata"]["stream-position"] for m in (keep_key, move_key, delete)]
+    assert positions == ["00000000/00002000.2.00000000/00002000"] * 3
+    assert [m["metadata"]["transaction-record-id"] for m in (insert, keep_key, move_key,
+                                                             delete)] == [1, 2, 3, 4]
+    assert [(m["metadata"]["prev-transaction-id"], m["metadata"]["prev-transaction-record-id"])
+            for m in (keep_key, move_key, delete)] == [(900, 1), (900, 2), (900, 3)]
+
+
+def test_prev_transaction_fields_continue_from_the_cursor() -> None:
+    tx = _transaction({"action": "I", "lsn": "0/1E00", "schema": "public", "table": "foo",
+                       "columns": [_column("id", 1)], "pk": PK})
     cursor = TransactionCursor(899, 3)
-    update, delete = (json.loads(e.data) for e in cdc_records(tx, {}, cursor))
-    assert update["data"] == {"id": 2, "v": "new"} and update["before-image"] == {"id": 1}
-    assert delete["data"] == {"id": 5, "v": None} and "before-image" not in delete
-    meta = update["metadata"]
-    assert meta["stream-position"] == "00000000/00002000.1.00000000/00001F00"
-    assert meta["commit-timestamp"] == "2024-07-29T00:58:17.983670Z"
-    assert (meta["prev-transaction-id"], meta["prev-transaction-record-id"]) == (899, 3)
-    assert delete["metadata"]["transaction-record-id"] == 2
-    assert (delete["metadata"]["prev-transaction-id"],
-            delete["metadata"]["prev-transaction-record-id"]) == (900, 1)
-    assert (cursor.transaction_id, cursor.record_id) == (900, 2)
-    assert delete["metadata"]["partition-key-value"] == "public.t.5"
-    # the core's order key reads the position: the second change sorts after the first
-    keys = [order_key(Metadata(operation=m["operation"], commit_timestamp=m["commit-timestamp"],
-                               stream_position=m["stream-position"],
-                               transaction_record_id=m["transaction-record-id"]), "1")
-            for m in (meta, delete["metadata"])]
-    assert keys[0] < keys[1]
+    [message] = _messages(tx, cursor)
+    assert (message["metadata"]["prev-transaction-id"],
+            message["metadata"]["prev-transaction-record-id"]) == (899, 3)
+    assert (cursor.transaction_id, cursor.record_id) == (900, 1)
+
+
+def test_the_kinesis_partition_keys_follow_the_partition_types() -> None:
+    tx = _transaction(
+        {"action": "I", "lsn": "0/1E00", "schema": "public", "table": "foo",
+         "columns": [_column("id", 1)], "pk": PK},
+        {"action": "T", "lsn": "0/1E40", "schema": "public", "table": "foo"})
+    insert, truncate = cdc_records(tx, {}, TransactionCursor(), TASK)
+    assert insert.entry.partition_key == "public.foo"  # [K]: SchemaName.TableName
+    assert truncate.entry.partition_key == f"{TASK}.public.foo"  # [K] note, [C2]
+    load = load_record("public", "foo", {"id": 393}, ["id"])
+    assert load.partition_key == "public.foo.393"  # [C2] DMS_CDC_INSERT_BASIC
+    assert json.loads(load.data)["metadata"]["partition-key-value"] == "public.foo.393"
+
+
+def test_a_truncate_is_a_control_record_with_the_transaction_details() -> None:
+    tx = _transaction(
+        {"action": "T", "lsn": "0/1E00", "schema": "public", "table": "foo"},
+        {"action": "I", "lsn": "0/1E40", "schema": "public", "table": "foo",
+         "columns": [_column("id", 1)], "pk": PK})
+    truncate, insert = _messages(tx, TransactionCursor(899, 2))
+    # control as [C1] renders a table's drop: an empty control object, task-id partitioning
+    assert truncate["control"] == {} and "data" not in truncate
+    meta = truncate["metadata"]
+    assert {k: meta[k] for k in ("record-type", "operation", "partition-key-type",
+                                 "partition-key-value", "schema-name", "table-name")} == {
+        "record-type": "control", "operation": "truncate-table",
+        "partition-key-type": "task-id", "partition-key-value": TASK,
+        "schema-name": "public", "table-name": "foo"}
+    assert meta["commit-timestamp"] == insert["metadata"]["commit-timestamp"]
+    assert meta["transaction-id"] == 900 and meta["transaction-record-id"] == 1
+    assert meta["stream-position"].split(".")[0] == meta["stream-position"].split(".")[-1]
+    assert insert["metadata"]["transaction-record-id"] == 2
+
+
+TICKET = TableDef("public", "ticket", (
+    ("ticket_id", "bigint", False), ("event_id", "integer", True),
+    ("seat_level", "character varying(64)", True), ("ticket_price", "numeric(12,2)", True),
+    ("note", "text", True), ("created_at", "timestamp without time zone", True),
+    ("section", "character varying(16)", True)), ("ticket_id",))
+
+
+def test_create_table_record_as_the_captures_show_it() -> None:
+    entry = create_table_record(TICKET, TASK)
+    message = json.loads(entry.data)
+    # [C1]/[C2] MSG_CONTROL_CREATE_TABLE: table-def with typed columns and the primary key
+    assert message["control"]["table-def"] == {
+        "columns": {
+            "ticket_id": {"type": "INT64", "nullable": False},
+            "event_id": {"type": "INT32", "nullable": True},
+            "seat_level": {"type": "STRING", "length": 64, "nullable": True},
+            "ticket_price": {"type": "NUMERIC", "precision": 12, "scale": 2, "nullable": True},
+            "note": {"type": "STRING", "nullable": True},
+            "created_at": {"type": "TIMESTAMP", "nullable": True},
+            "section": {"type": "STRING", "length": 16, "nullable": True}},
+        "primary-key": ["ticket_id"]}
+    meta = message["metadata"]
+    assert set(meta) == {"timestamp", "record-type", "operation", "partition-key-type",
+                         "partition-key-value", "schema-name", "table-name"}
+    assert (meta["operation"], meta["partition-key-type"], meta["partition-key-value"]) == (
+        "create-table", "task-id", TASK)
+    assert entry.partition_key == f"{TASK}.public.ticket"  # [C2]'s Kinesis partition
+
+
+def test_dms_own_control_table_is_announced_as_the_capture_shows() -> None:
+    message = json.loads(apply_exceptions_record(TASK).data)
+    # [C1] MSG_CONTROL_AWSDMS
+    assert message["metadata"]["schema-name"] == ""
+    assert message["metadata"]["table-name"] == "awsdms_apply_exceptions"
+    assert message["control"]["table-def"]["columns"]["ERROR_TIME"] == {
+        "type": "TIMESTAMP", "nullable": False}
+    assert "primary-key" not in message["control"]["table-def"]
+
+
+def test_add_column_is_a_control_record_in_its_place_in_the_transaction() -> None:
+    tx = _transaction(
+        {"action": "U", "lsn": "0/1E00", "schema": "public", "table": "ticket",
+         "columns": [_column("ticket_id", 1)], "identity": [_column("ticket_id", 1)],
+         "pk": [{"name": "ticket_id"}]},
+        {"action": "U", "lsn": "0/1E80", "schema": "public", "table": "ticket",
+         "columns": [_column("ticket_id", 1), _column("section", "A", "character varying(16)")],
+         "identity": [_column("ticket_id", 1)], "pk": [{"name": "ticket_id"}]})
+    changes = [tx.changes[0], ControlChange("add-column", "public", "ticket", TICKET),
+               tx.changes[1]]
+    before, added, after = _messages(tx, changes=changes)
+    assert added["metadata"]["operation"] == "add-column"
+    assert added["metadata"]["record-type"] == "control"
+    assert added["control"]["table-def"]["columns"]["section"] == {
+        "type": "STRING", "length": 16, "nullable": True}
+    assert [m["metadata"]["transaction-record-id"] for m in (before, added, after)] == [1, 2, 3]
+    assert "section" not in before["data"] and after["data"]["section"] == "A"
+
+
+def test_ddl_changes_compare_the_catalog_with_what_was_described() -> None:
+    old = TableDef("public", "ticket", TICKET.columns[:-1], ("ticket_id",))
+    known: dict[str, list[list[object]]] = {
+        "ticket": [list(c) for c in old.columns],
+        "gone": [["id", "bigint", False]]}
+    changes = ddl_changes("public", ["ticket", "gone", "fresh"], known, {
+        "ticket": TICKET, "gone": None,
+        "fresh": TableDef("public", "fresh", (("id", "bigint", False),), ("id",))})
+    assert [(c.operation, c.table) for c in changes] == [
+        ("add-column", "ticket"), ("drop-table", "gone"), ("create-table", "fresh")]
+    assert known["ticket"][-1] == ["section", "character varying(16)", True]
+    assert "gone" not in known
+    retyped = TableDef("public", "ticket", (("ticket_id", "bigint", False),), ("ticket_id",))
+    changes = ddl_changes("public", ["ticket"], known, {"ticket": retyped})
+    assert [c.operation for c in changes] == ["drop-column"]
+    wider = TableDef("public", "ticket", (("ticket_id", "numeric", False),), ("ticket_id",))
+    assert [c.operation for c in ddl_changes("public", ["ticket"], known,
+                                             {"ticket": wider})] == ["column-type-change"]
+    assert ddl_changes("public", ["ticket"], known, {"ticket": wider}) == []
+
+
+def test_snapshot_visibility_of_committed_transactions() -> None:
+    snapshot = Snapshot.parse("100:105:101,103")
+    assert [x for x in range(98, 108) if snapshot.sees(x)] == [98, 99, 100, 102, 104]
+    wrapped = Snapshot.parse(f"{(1 << 32) + 5}:{(1 << 32) + 9}:")
+    assert wrapped.sees(4) and wrapped.sees(0xFFFFFFF0) and not wrapped.sees(9)
+
+
+def test_request_files(tmp_path: Path) -> None:
+    requests.request_reload(tmp_path, "slot", "ticket")
+    requests.request_skip(tmp_path, "slot", (7 << 32) + 42)
+    assert list(requests.pending(tmp_path, "slot", requests.RELOAD)) == ["ticket"]
+    assert list(requests.pending(tmp_path, "slot", requests.SKIP)) == ["42"]
+    assert requests.pending(tmp_path, "other", requests.RELOAD) == {}
+    requests.done(requests.pending(tmp_path, "slot", requests.RELOAD)["ticket"])
+    assert requests.pending(tmp_path, "slot", requests.RELOAD) == {}
+    with pytest.raises(ValueError):
+        requests.request_reload(tmp_path, "slot", "x; y")
+
+
+def test_task_ids_look_like_dms_resource_ids() -> None:
+    assert re.fullmatch(r"[A-Z2-7]{26}", new_task_id())
 
 
 def test_long_partition_keys_are_hashed_for_kinesis() -> None:
@@ -192,14 +398,11 @@ def test_gives_up_after_the_retry_budget() -> None:
 
 
 def test_unchanged_toasted_values_come_from_the_old_row() -> None:
-    rows = _rows(
-        dict(BEGIN),
+    tx = _transaction(
         {"action": "U", "xid": 900, "lsn": "0/1F00", "schema": "public", "table": "t",
          "columns": [_column("id", 1), _column("n", 2)],
          "identity": [_column("id", 1), _column("big", "x" * 5000, "text"), _column("n", 1)],
-         "pk": [{"name": "id"}]},
-        {"action": "C", "xid": 900, "lsn": "0/2000", "nextlsn": "0/2030", "_row_lsn": "0/2030"},
-    )
-    [tx] = parse_transactions(rows)
-    [entry] = cdc_records(tx, {}, TransactionCursor())
-    assert json.loads(entry.data)["data"] == {"id": 1, "big": "x" * 5000, "n": 2}
+         "pk": PK})
+    [message] = _messages(tx)
+    assert message["data"] == {"id": 1, "big": "x" * 5000, "n": 2}
+    assert message["before-image"] == {}
