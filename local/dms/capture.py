@@ -423,7 +423,7 @@ class LocalDms:
         """The table being reloaded, if any."""
         return self._reload.table.name if self._reload else None
 
-    def _step_reloads(self, max_changes: int) -> bool:
+    def step_reloads(self, max_changes: int) -> bool:
         """Start the oldest requested reload, or send the next batch of the running one;
         whether there was anything to do."""
         if self._reload is not None:
@@ -521,7 +521,7 @@ class LocalDms:
         autovacuum's), so "0 records" does not mean "drained"."""
         total = 0
         while True:
-            busy = self._step_reloads(max_changes)
+            busy = self.step_reloads(max_changes)
             consumed, put = self._capture(max_changes)
             total += put
             if consumed == 0 and not busy:
@@ -642,7 +642,7 @@ class LocalDms:
             try:
                 if self.full_load_needed:
                     self.full_load()
-                busy = self._step_reloads(max_changes)
+                busy = self.step_reloads(max_changes)
                 consumed, _ = self._capture(max_changes)
             except _TRANSIENT as exc:
                 self.counters.errors += 1

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from local.dms import LocalDms
+from local.dms import LocalDms, request_reload, request_skip
 from local.postgres import PostgresServer
 from local.source_db import schema_statements
 from shared.records import StreamRecord
@@ -427,3 +427,144 @@ def test_cli_process_survives_sigkill_and_stops_cleanly_on_sigterm(
     result = Transformer(SPEC, HMAC_KEY).transform(read_stream(kinesis, stream))
     assert result.rejects == []
     assert_core_matches_source(result, source.dsn, SPEC)
+
+
+def cdc_in_source_order(records: list[StreamRecord]) -> list[dict[str, Any]]:
+    """The CDC records (data and control, those with transaction details) in source order."""
+    found = [m for m in messages(records) if "stream-position" in m["metadata"]]
+    return sorted(found, key=source_order)
+
+
+def test_truncate_and_add_column_arrive_as_control_records_in_commit_order(
+    source: Source, kinesis: Any, stream: str, tmp_path: Path
+) -> None:
+    seed(source)
+    dms = make_dms(source, kinesis, stream, tmp_path)
+    dms.full_load()
+    truncation = source.transaction(
+        "TRUNCATE sport_event",
+        "INSERT INTO sport_event VALUES (3, 'Tennis', '2024-11-01', 'Paris, FR')")
+    ddl = source.transaction(
+        "UPDATE ticket SET seat_level = 'Gold' WHERE ticket_id = 1",
+        "ALTER TABLE ticket ADD COLUMN section varchar(16)",
+        "UPDATE ticket SET section = 'North' WHERE ticket_id = 2")
+    after = source.transaction("INSERT INTO ticket VALUES (5, 1, 'Standard', 'S-5', 10, 'East')")
+    dms.drain()
+    dms.close()
+    records = read_stream(kinesis, stream)
+    cdc = cdc_in_source_order(records)
+    assert [(m["metadata"]["table-name"], m["metadata"]["operation"],
+             m["metadata"]["transaction-id"], m["metadata"]["transaction-record-id"])
+            for m in cdc] == [
+        ("sport_event", "truncate-table", truncation, 1), ("sport_event", "insert", truncation, 2),
+        ("ticket", "update", ddl, 1), ("ticket", "add-column", ddl, 2),
+        ("ticket", "update", ddl, 3), ("ticket", "insert", after, 1)]
+    truncate, _, before, added, filled, inserted = cdc
+    # a control record with the transaction details of a CDC record; control as [C1] shows a
+    # table-level control record without a definition: {}
+    assert truncate["control"] == {} and "data" not in truncate
+    assert truncate["metadata"]["record-type"] == "control"
+    assert truncate["metadata"]["partition-key-type"] == "task-id"
+    assert truncate["metadata"]["partition-key-value"] == dms.state.task_id
+    assert COMMIT_TIME.match(truncate["metadata"]["commit-timestamp"])
+    # add-column: the table's definition after the DDL, in the DDL's place in its transaction
+    table_def = added["control"]["table-def"]
+    assert list(table_def["columns"]) == [*SPEC.tables["ticket"].column_names, "section"]
+    assert table_def["columns"]["section"] == {"type": "STRING", "length": 16, "nullable": True}
+    assert table_def["primary-key"] == ["ticket_id"]
+    assert "section" not in before["data"]
+    assert filled["data"]["section"] == "North" and inserted["data"]["section"] == "East"
+    # DMS's DDL audit rows are its own: never sent as data ([P])
+    assert not [m for m in messages(records) if m["metadata"]["table-name"] == "awsdms_ddl_audit"]
+    assert dms.state.table_columns["ticket"][-1] == ["section", "character varying(16)", True]
+
+
+def test_without_truncate_records_a_truncate_is_left_out_as_dms_documents_for_postgresql(
+    source: Source, kinesis: Any, stream: str, tmp_path: Path
+) -> None:
+    seed(source)
+    dms = make_dms(source, kinesis, stream, tmp_path, truncate_records=False)
+    dms.full_load()
+    source.transaction("TRUNCATE sport_event",
+                       "INSERT INTO sport_event VALUES (3, 'Tennis', '2024-11-01', 'Paris, FR')")
+    assert dms.drain() == 1
+    dms.close()
+    cdc = cdc_in_source_order(read_stream(kinesis, stream))
+    assert [m["metadata"]["operation"] for m in cdc] == ["insert"]
+    assert dms.counters.truncates_skipped == 1
+
+
+def test_a_reload_sends_the_table_again_and_holds_its_changes_until_the_load_is_out(
+    source: Source, kinesis: Any, tmp_path: Path, moto_endpoint: str
+) -> None:
+    stream = create_stream(kinesis, shards=1)  # one shard: the stream keeps the put order
+    seed(source)
+    dms = make_dms(source, kinesis, stream, tmp_path)
+    dms.full_load()
+    # Drift, with the stand-in's test device (not DMS behaviour): a delete the stream never
+    # carries.
+    with psycopg.connect(source.dsn) as conn:
+        conn.execute("SET LOCAL synchronous_commit = on")
+        row = conn.execute("SELECT txid_current()").fetchone()
+        assert row is not None
+        request_skip(tmp_path, source.slot, int(row[0]))
+        conn.execute("DELETE FROM customer WHERE customer_id = 2")
+    seen_before = source.transaction("UPDATE customer SET name = 'Before' WHERE customer_id = 1")
+    dms.capture_once()
+    assert dms.counters.transactions_skipped_on_request == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "local.dms", "reload", "--state-dir", str(tmp_path),
+         "--table", "customer", "--slot", source.slot],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert dms.step_reloads(5000) and dms.reloading == "customer"  # create-table is out
+    during = source.transaction(
+        "UPDATE customer SET name = 'During' WHERE customer_id = 1",
+        "UPDATE ticket SET seat_level = 'Other table' WHERE ticket_id = 1")
+    assert dms.capture_once() == 1  # the ticket change goes on; customer's is held back
+    assert dms.step_reloads(5000)  # the rows, then the held-back change
+    assert dms.reloading is None and dms.counters.reloads == 1
+    assert not list(tmp_path.glob("*.request"))
+
+    # A second reload, interrupted by a crash after a change was held back: the request
+    # stays and the change is still in the slot.
+    request_reload(tmp_path, source.slot, "customer")
+    assert dms.step_reloads(5000)
+    interrupted = source.transaction("UPDATE customer SET name = 'Lost?' WHERE customer_id = 1")
+    assert dms.capture_once() == 0
+    dms.close()
+    restarted = make_dms(source, kinesis, stream, tmp_path)
+    restarted.drain()
+    assert restarted.counters.reloads == 1 and not list(tmp_path.glob("*.request"))
+    restarted.close()
+
+    stream_order = messages(read_stream(kinesis, stream))
+    customer = [(m["metadata"]["operation"], m.get("data", {}).get("customer_id"),
+                 m.get("data", {}).get("name"), m["metadata"].get("transaction-id"))
+                for m in stream_order if m["metadata"]["table-name"] == "customer"]
+    starts = [i for i, c in enumerate(customer) if c[0] == "create-table"]
+    assert len(starts) == 4  # the full load, two reloads, the second one's restart
+    # the full load, then the update seen before the reload; the skipped delete never
+    # appears
+    assert customer[:starts[1]] == [("create-table", None, None, None),
+                                    ("load", 1, "Teresa O'Brien", None),
+                                    ("load", 2, 'Zoë "Z" Müller\nline two', None),
+                                    ("update", 1, "Before", seen_before)]
+    # the reload: create-table, every row of its snapshot (customer 2 is gone), then the
+    # change committed during it
+    assert customer[starts[1]:starts[2]] == [("create-table", None, None, None),
+                                             ("load", 1, "Before", None),
+                                             ("update", 1, "During", during)]
+    ticket_during = [i for i, m in enumerate(stream_order)
+                     if m["metadata"].get("transaction-id") == during
+                     and m["metadata"]["table-name"] == "ticket"]
+    customer_loads = [i for i, m in enumerate(stream_order)
+                      if m["metadata"]["operation"] in ("create-table", "load")
+                      and m["metadata"]["table-name"] == "customer"]
+    assert customer_loads[3] < ticket_during[0] < customer_loads[4]  # CDC went on meanwhile
+    # the interrupted reload sent only its create-table; after the restart the slot gave the
+    # held-back change again, then the reload ran whole
+    assert customer[starts[2]:] == [("create-table", None, None, None),
+                                    ("update", 1, "Lost?", interrupted),
+                                    ("create-table", None, None, None),
+                                    ("load", 1, "Lost?", None)]
