@@ -25,13 +25,13 @@ Position rules, by the shape of ``stream-position`` (a pipeline has one source e
 rules keep each engine's forms in log order among themselves). Each normalized position
 starts with a letter naming its shape, then fixed-width fields, zero-padded to 44 chars.
 
-- PostgreSQL ``00000002/7C007178.3.00000002/7C007178`` -> ``P`` + first LSN + last LSN
-  (16 upper-case hex digits each). An LSN is a 64-bit WAL byte position printed as two hex
-  numbers of up to 8 digits ("pg_lsn Type", PostgreSQL documentation). In DMS messages the two
-  LSNs are equal and the middle number is small and not a sequence (3 for an insert, 2 for an
-  update or delete in the captures of crate/commons-codec tests/transform/test_aws_dms.py), so
-  it is ignored; changes of one transaction can share the LSN and ``transaction-record-id``
-  orders them. A bare ``2/7C007178`` LSN counts as both LSNs.
+- PostgreSQL ``00000002/7C007178.3.00000002/7C007178`` -> ``P`` + first LSN + last LSN,
+  each as ``XXXXXXXX/XXXXXXXX`` (upper-case hex). An LSN is a 64-bit WAL byte position printed
+  as two hex numbers of up to 8 digits ("pg_lsn Type", PostgreSQL documentation). In DMS
+  messages the two LSNs are equal and the middle number is small and not a sequence (3 for an
+  insert, 2 for an update or delete in the captures of crate/commons-codec
+  tests/transform/test_aws_dms.py), so it is ignored; changes of one transaction can share
+  the LSN and ``transaction-record-id`` orders them. A bare ``2/7C007178`` LSN counts as both LSNs.
 - MySQL, Aurora MySQL, MariaDB ``mysql-bin-changelog.002171:36912271:0:36912333:...`` ->
   ``M`` + binlog file sequence (10 digits) + position (20) + row index + 1 (10). The fields
   follow the DMS checkpoint and LSN examples of ``CdcStartPosition`` (AWS DMS API Reference,
@@ -91,9 +91,8 @@ LOAD_TIME_UNKNOWN = "0001-01-01T00:00:00.000000Z"
 _ZERO_POSITION = "0" * POSITION_LENGTH
 _ZERO_RECORD = "0" * RECORD_LENGTH
 _LOAD_POSITION_PAD = "0" * (POSITION_LENGTH - TIME_LENGTH)
-_PG_PAD = "0" * (POSITION_LENGTH - 1 - 32)
-_DIGITS = "0123456789"
-_UPPER_HEX = "0123456789ABCDEF"
+_PG_PAD = "0" * (POSITION_LENGTH - 1 - 2 * 17)
+_PG_CHARACTERS = "0123456789ABCDEF/."
 # Zero-padded small numbers, looked up instead of formatted on the hot path.
 _PADDED_COUNT = 4096
 _PADDED = [str(i).zfill(RECORD_LENGTH) for i in range(_PADDED_COUNT)]
@@ -143,8 +142,8 @@ def _position_of_text(text: str) -> str | None:
     match = _PG_POSITION.fullmatch(text)
     if match:
         hi1, lo1, hi2, lo2 = match.groups()
-        first = f"{int(hi1, 16):08X}{int(lo1, 16):08X}"
-        last = first if hi2 is None else f"{int(hi2, 16):08X}{int(lo2, 16):08X}"
+        first = f"{int(hi1, 16):08X}/{int(lo1, 16):08X}"
+        last = first if hi2 is None else f"{int(hi2, 16):08X}/{int(lo2, 16):08X}"
         return "P" + first + last + _PG_PAD
     match = _SQLSERVER_POSITION.fullmatch(text)
     if match:
@@ -218,18 +217,21 @@ def order_key(metadata: SourcePosition, sequence_number: str) -> str:
             raise BadOrderKey("full-load record without a timestamp")
         read_time = timestamp_part(metadata.timestamp)
         return CLASS_LOAD + LOAD_TIME_UNKNOWN + read_time + _LOAD_POSITION_PAD + _ZERO_RECORD
-    record = _record_part(metadata.transaction_record_id)
+    record_id = metadata.transaction_record_id
+    record = (_PADDED[record_id] if type(record_id) is int and 0 <= record_id < _PADDED_COUNT
+              else _record_part(record_id))
     commit_time = metadata.commit_timestamp
     if commit_time is not None:
         position = metadata.stream_position
-        if (type(position) is str and len(position) == 37 and len(commit_time) == TIME_LENGTH
-                and commit_time[26] == "Z" and _UTC_TIME.fullmatch(commit_time)):
-            # DMS's own PostgreSQL shape (zero-padded upper-case LSNs): no parsing needed.
-            first, counter, last = position[:17], position[17:20], position[20:]
-            lsns = first[:8] + first[9:] + last[:8] + last[9:]
-            if (first[8] == "/" == last[8] and counter[0] == "." == counter[2]
-                    and counter[1] in _DIGITS and not lsns.strip(_UPPER_HEX)):
-                return CLASS_POSITION + commit_time + "P" + lsns + _PG_PAD + record
+        # DMS's own shapes: a UTC commit time and a PostgreSQL position with 8/8 upper-case
+        # hex LSNs around a one-digit middle number, which the key drops (no parsing needed).
+        if (type(position) is str and len(position) == 37
+                and position[8] == "/" == position[28] and position[17] == "." == position[19]
+                and position.count("/") == 2 and position.count(".") == 2
+                and position[18].isdigit() and not position.strip(_PG_CHARACTERS)
+                and len(commit_time) == TIME_LENGTH and _UTC_TIME.fullmatch(commit_time)):
+            return (CLASS_POSITION + commit_time + "P" + position[:17] + position[20:]
+                    + _PG_PAD + record)
         time = timestamp_part(commit_time)
         normalized = position_part(position)
         if normalized is not None:

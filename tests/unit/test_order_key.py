@@ -93,10 +93,10 @@ def test_timestamp_part_rejects_what_is_not_a_date_time(text: str) -> None:
 # --- position_part --------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("position", "expected"), [
-    ("00000002/7C007178.3.00000002/7C007178", "P000000027C007178000000027C007178"),
-    ("2/7c007178.12.2/7c007178", "P000000027C007178000000027C007178"),  # unpadded, lower case
-    ("2/7C007178", "P000000027C007178000000027C007178"),  # a bare LSN
-    ("00000000/00002000.1.00000000/00001F00", "P" + "0000000000002000" + "0000000000001F00"),
+    ("00000002/7C007178.3.00000002/7C007178", "P00000002/7C00717800000002/7C007178"),
+    ("2/7c007178.12.2/7c007178", "P00000002/7C00717800000002/7C007178"),  # unpadded, lower
+    ("2/7C007178", "P00000002/7C00717800000002/7C007178"),  # a bare LSN
+    ("00000000/00002000.1.00000000/00001F00", "P00000000/0000200000000000/00001F00"),
     ("mysql-bin-changelog.002171:36912271:0:36912333:9324410911751:"
      "mysql-bin-changelog.002171:36912209", "M0000002171" + "36912271".zfill(20) + "1".zfill(10)),
     ("ip-10-0-1-23-bin.000042:4:-1", "M0000000042" + "4".zfill(20) + "0".zfill(10)),
@@ -161,6 +161,15 @@ def test_dms_fast_path_gives_the_parsed_key() -> None:
     parsed = key(stream_position="2/7c007178.3.2/7c007178",
                  commit_timestamp="2024-07-29 00:58:17.97434+00:00")
     assert fast == parsed
+
+
+@pytest.mark.parametrize("position", [
+    "0000000G/7C007178.3.0000000G/7C007178",  # DMS's length and punctuation, not hex
+    "0000/002/7C007178.3.00000002/7C007178",
+    "00000002/7C007178.x.00000002/7C007178",
+])
+def test_postgres_shaped_positions_that_are_not_lsns_fall_back_to_time(position: str) -> None:
+    assert key(stream_position=position)[0] == "1"
 
 
 @pytest.mark.parametrize(("fields", "reason"), [
