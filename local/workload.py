@@ -21,6 +21,18 @@ first, the customer a few ticks later):
   (``create_schema(loose=True)``, see ``local.source_db.LOOSE_COLUMN_TYPES``).
 
 Values include quotes, non-ASCII names and phone extensions. Nothing logs row values.
+
+Schema and table events, for a demo to run once at a moment of its choosing (each safe to call
+while ``run`` goes on in another thread):
+
+- ``truncate_and_reinsert``: TRUNCATE sport_event and re-insert some of its events, in one
+  transaction (DMS: a ``truncate-table`` control record, then the inserts);
+- ``add_column``: ALTER TABLE ticket ADD COLUMN section varchar(16), then values in it
+  (DMS: an ``add-column`` control record, then rows carrying the new column);
+- ``lose_purchases_and_reload``: delete some purchases in a transaction the local DMS is asked
+  to leave out of the stream (``local.dms.request_skip``, a TEST DEVICE that makes the
+  warehouse drift the way a lost change does), then ask it to reload ticket_activity
+  (``local.dms.request_reload``, DMS's ReloadTables), which repairs the drift.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import argparse
 import json
 import logging
 import random
+import re
 import sys
 import threading
 import time
@@ -36,10 +49,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from local.dms.requests import request_reload, request_skip
 from local.source_db import LOOSE_COLUMN_TYPES, schema_statements
 from shared.spec import PipelineSpec, load_spec
 
@@ -54,6 +70,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 PHONE_LIMIT = 64  # customer.phone is varchar(64) in the spec
 BAD_PHONE_LENGTH = 100
+SECTIONS = ["North", "South", "East", "West", "Upper Ring", "Lower Ring"]
+_SQL_TYPE = re.compile(r"^[a-z][a-z ]*(\(\d+(,\d+)?\))?$")
 
 SPORTS = [("Baseball", "Seattle, US"), ("Baseball", "New York, US"),
           ("Football", "San Francisco, US"), ("Basketball", "Chicago, US"),
@@ -119,6 +137,7 @@ class Workload:
         self.next_id = dict.fromkeys(TABLES, 1)
         self._late: list[tuple[int, int]] = []  # (tick due, customer id) not yet inserted
         self._tick = 0
+        self._lock = threading.Lock()  # one change at a time on the in-memory keys
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -275,9 +294,11 @@ class Workload:
                     stop.wait(next_at - now)
                     continue
                 next_at += interval
-                self.tick(conn, bad_row_share)
+                with self._lock:
+                    self.tick(conn, bad_row_share)
                 ops += 1
-            self._insert_late_customers(conn, everything=True)
+            with self._lock:
+                self._insert_late_customers(conn, everything=True)
         log.info("workload: %d transactions in %.1f s", self.counters.transactions,
                  time.monotonic() - started)
         return self.counters
@@ -393,6 +414,70 @@ class Workload:
             conn.execute(f"UPDATE {self._table('ticket_activity')} SET ticket_id = %s, "
                          "updated_at = %s WHERE ticket_id = %s", (new_id, self._now(), old_id))
         self.purchases[index] = new_id
+
+    # -- schema and table events -----------------------------------------------------------
+
+    def _event_done(self, name: str) -> None:
+        self.counters.operations[name] += 1
+        self.counters.transactions += 1
+
+    def truncate_and_reinsert(self, keep_share: float = 0.5) -> list[int]:
+        """TRUNCATE sport_event and re-insert a share of its events (same ids, new values) in
+        one transaction; the event ids that exist afterwards."""
+        self._load_keys()
+        with self._lock, self._connect() as conn:
+            keep = sorted(self.rng.sample(self.events,
+                                          max(1, int(len(self.events) * keep_share))))
+            with conn.transaction():
+                conn.execute(f"TRUNCATE {self._table('sport_event')}")
+                for event_id in keep:
+                    self._insert(conn, "sport_event", self._event_row(event_id))
+            self.events = keep
+            self._event_done("truncate")
+        log.info("truncated sport_event, %d events re-inserted", len(keep))
+        return keep
+
+    def add_column(self, table: str = "ticket", column: str = "section",
+                   sql_type: str = "varchar(16)", rows: int = 20) -> int:
+        """ALTER TABLE ... ADD COLUMN (a non-personal column), then set it on up to ``rows``
+        purchases' tickets in one transaction; the number of rows given a value."""
+        if table not in TABLES or not _SQL_TYPE.match(sql_type):
+            raise ValueError("add_column takes a reference table and a plain SQL type")
+        self._load_keys()
+        target = sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))
+        with self._lock, self._connect() as conn:
+            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                target, sql.Identifier(column), sql.SQL(sql_type)))
+            self._event_done("add_column")
+            key = self.spec.tables[table].key[0]
+            chosen = self.rng.sample(self.purchases, min(rows, len(self.purchases)))
+            with conn.transaction():
+                for ticket_id in chosen:
+                    conn.execute(sql.SQL("UPDATE {} SET {} = %s WHERE {} = %s").format(
+                        target, sql.Identifier(column), sql.Identifier(key)),
+                        (self.rng.choice(SECTIONS), ticket_id))
+            self._event_done("add_column_values")
+        log.info("added %s.%s, set on %d rows", table, column, len(chosen))
+        return len(chosen)
+
+    def lose_purchases_and_reload(self, dms_state_dir: Path, dms_slot: str,
+                                  count: int = 5) -> list[int]:
+        """Delete ``count`` purchases' ticket_activity rows in a transaction the local DMS is
+        told to leave out of the stream (a TEST DEVICE: the warehouse now holds rows the
+        source no longer has), then ask it to reload ticket_activity; the deleted ids."""
+        self._load_keys()
+        with self._lock, self._connect() as conn:
+            lost = self.rng.sample(self.purchases, min(count, len(self.purchases)))
+            with conn.transaction():
+                row = conn.execute("SELECT txid_current()").fetchone()
+                request_skip(dms_state_dir, dms_slot, int(row[0] if row else 0))
+                conn.execute(f"DELETE FROM {self._table('ticket_activity')} "
+                             "WHERE ticket_id = ANY(%s)", (lost,))
+            self.purchases = [p for p in self.purchases if p not in lost]
+            self._event_done("lost_deletes")
+        request_reload(dms_state_dir, dms_slot, "ticket_activity")
+        log.info("%d purchases deleted unseen; reload of ticket_activity requested", len(lost))
+        return lost
 
     def _bad_row(self, conn: psycopg.Connection[Any]) -> None:
         """A new key only, never an update of a good row."""

@@ -172,3 +172,62 @@ def test_cli_runs_a_workload(source_dsn: str, tmp_path: Path) -> None:
     assert counters["transactions"] > 20
     assert len(json.loads(bad_rows.read_text())) == counters["bad_rows"]
     assert count(source_dsn, "SELECT count(*) FROM ticket_activity") > 20
+
+
+def test_schema_and_table_events_reach_the_stream_and_a_reload_repairs_lost_deletes(
+    source_dsn: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    kinesis = kinesis_client(moto_endpoint)
+    stream = create_stream(kinesis, shards=1)  # one shard: the stream keeps the put order
+    slot = unique_slot()
+    dms = LocalDms(source_dsn, SPEC, kinesis, stream, tmp_path, slot_name=slot)
+    try:
+        workload = Workload(source_dsn, SPEC, seed=11)
+        workload.create_schema(loose=False)
+        workload.seed_data(customers=20, events=6, purchases=60)
+        dms.full_load()
+        workload.run(1000, None, bad_row_share=0, max_operations=30)
+        events = workload.truncate_and_reinsert(keep_share=0.5)
+        workload.run(1000, None, bad_row_share=0, max_operations=30)
+        assert workload.add_column(rows=10) == 10
+        workload.run(1000, None, bad_row_share=0, max_operations=30)
+        lost = workload.lose_purchases_and_reload(tmp_path, slot, count=4)
+        workload.run(1000, None, bad_row_share=0, max_operations=30)
+        flush_wal(source_dsn)
+        dms.drain()
+    finally:
+        dms.close()
+        drop_slot(source_dsn, slot)
+    in_order = messages(read_stream(kinesis, stream))
+    controls = [(m["metadata"]["table-name"], m["metadata"]["operation"]) for m in in_order
+                if m["metadata"]["record-type"] == "control"]
+    assert ("sport_event", "truncate-table") in controls
+    assert ("ticket", "add-column") in controls
+    assert controls.count(("ticket_activity", "create-table")) == 2  # full load and reload
+    assert count(source_dsn, "SELECT count(*) FROM sport_event") == len(events)
+    sections = [m["data"]["section"] for m in in_order if m["metadata"]["table-name"] == "ticket"
+                and m["metadata"]["operation"] == "update" and m["data"].get("section")]
+    assert len(sections) == 10
+    # the lost deletes never reach the stream (the test device) ...
+    assert not [m for m in in_order if m["metadata"]["table-name"] == "ticket_activity"
+                and m["metadata"]["operation"] == "delete" and m["data"]["ticket_id"] in lost]
+    # ... and the reload's rows, then the changes after it, are exactly the source's keys
+    # (DMS semantics: a load row is the row; inserts add a key; deletes remove one; an
+    # update with a before image moves a key)
+    reload_at = max(i for i, m in enumerate(in_order)
+                    if m["metadata"]["table-name"] == "ticket_activity"
+                    and m["metadata"]["operation"] == "create-table")
+    keys: set[int] = set()
+    for message in in_order[reload_at + 1:]:
+        meta = message["metadata"]
+        if meta["table-name"] != "ticket_activity" or meta["record-type"] != "data":
+            continue
+        ticket_id = message["data"]["ticket_id"]
+        if meta["operation"] == "delete":
+            keys.discard(ticket_id)
+        else:
+            keys -= {message.get("before-image", {}).get("ticket_id")}
+            keys.add(ticket_id)
+    with psycopg.connect(source_dsn) as conn:
+        source_keys = {r[0] for r in conn.execute("SELECT ticket_id FROM ticket_activity")}
+    assert keys == source_keys and not keys & set(lost)
