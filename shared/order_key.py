@@ -18,8 +18,10 @@ An order key is a fixed-layout ASCII string of at most ``ORDER_KEY_MAX_LENGTH`` 
 source's clock can step back (failover, NTP) while its log cannot; otherwise time decides,
 then the class (a load row loses to a change committed at the same instant), then the rest.
 ``newer_sql`` is the same comparison as a Redshift SQL expression. The comparison is a total
-order within class 2 and within classes 0 and 1; it can be circular only for one row whose
-changes arrive partly with and partly without a usable position.
+order of the class 2 keys (by position) and of the class 0 and 1 keys (by time); across the
+two groups time decides, so three changes of one row can compare in a circle only when commit
+times contradict the log (a clock that stepped back) around a load row or a change without a
+usable position.
 
 Position rules, by the shape of ``stream-position`` (a pipeline has one source engine; the
 rules keep each engine's forms in log order among themselves). Each normalized position
