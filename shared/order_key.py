@@ -118,7 +118,9 @@ def timestamp_part(text: str) -> str:
     """Any ISO 8601 date-time as ``2021-08-16T09:12:03.100950Z`` (UTC, microseconds).
 
     A value without a zone is read as UTC; fractional digits beyond microseconds are
-    truncated (Python's ``datetime.fromisoformat`` does so since 3.11).
+    truncated (Python's ``datetime.fromisoformat`` does so since 3.11). A value already in
+    this form (DMS's own) is checked for its shape only, not for a valid calendar date, to keep
+    the hot path cheap.
     """
     if len(text) == TIME_LENGTH and text[26] == "Z" and _UTC_TIME.fullmatch(text):
         return text  # DMS's own shape: already fixed-width UTC
