@@ -26,13 +26,14 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from local.dms import LocalDms
+from local.dms import DEFAULT_SLOT, LocalDms
 from local.event_source_mapping import LocalEventSourceMapping
 from local.postgres import PostgresServer, create_database
 from local.stack import StackInfo, ensure_stack, stop_stack
@@ -232,8 +233,12 @@ def demo(args: argparse.Namespace) -> int:
             "rate_per_second": args.rate, "duration_seconds": args.duration,
             "stop_event": pipeline.stop, "bad_row_share": args.bad_rows}, daemon=True)
         runner.start()
+        events = table_events(pipeline, workload) if args.table_events else []
         while runner.is_alive():
-            print(progress_line(time.monotonic() - started, args.duration, workload, dms,
+            elapsed = time.monotonic() - started
+            while events and elapsed >= events[0][0] * args.duration:
+                events.pop(0)[1]()
+            print(progress_line(elapsed, args.duration, workload, dms,
                                 consumer, pipeline.rejected()), end="", flush=True)
             runner.join(0.5)
         pipeline.shutdown()
@@ -261,6 +266,17 @@ def demo(args: argparse.Namespace) -> int:
         if glue is not None and glue.poll() is None:
             glue.kill()
         stop_stack(state_dir / "stack")
+
+
+def table_events(pipeline: LocalPipeline, workload: Workload
+                 ) -> list[tuple[float, Callable[[], object]]]:
+    """What the demo does once during its run, at a share of its duration: a truncate, an
+    added column, and a reload of ticket_activity after deletes the stream never saw (the
+    local DMS's test device) to show the reload repairing the warehouse."""
+    dms_state = pipeline.state_dir / "dms"
+    return [(0.25, workload.truncate_and_reinsert),
+            (0.5, workload.add_column),
+            (0.75, lambda: workload.lose_purchases_and_reload(dms_state, DEFAULT_SLOT))]
 
 
 def _spawn(module_args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -325,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--customers", type=int, default=200)
     run.add_argument("--purchases", type=int, default=1000)
     run.add_argument("--rows", type=int, default=10, help="rows of the analyst table to show")
+    run.add_argument("--table-events", action=argparse.BooleanOptionalAction, default=True,
+                     help="once during the run: truncate sport_event, add ticket.section, "
+                          "reload ticket_activity after unseen deletes")
     run.add_argument("--state-dir", default=".local-stack/demo")
     run.set_defaults(func=demo)
     for name, func in (("consume", consume), ("reconcile", reconcile_command)):

@@ -63,7 +63,7 @@ def test_seed_data_is_consistent(source_dsn: str) -> None:
                              "JOIN customer c ON c.customer_id = a.purchased_by") == 80
     # the loose schema takes values the spec rejects; the strict one would not
     with psycopg.connect(source_dsn) as conn:
-        types = dict(conn.execute(
+        types: dict[str, str] = dict(conn.execute(
             "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = 'public'").fetchall())
     assert types["customer.phone"] == "text" and types["ticket.ticket_price"] == "numeric"
@@ -132,9 +132,9 @@ def test_a_short_run_makes_every_change_kind_and_the_core_rejects_only_bad_rows(
 
     # late-arriving dimension: the purchase commits before its customer row
     def commit_of(table: str, column: str, value: int) -> str:
-        return min(m["metadata"]["commit-timestamp"] for m in cdc
-                   if m["metadata"]["table-name"] == table
-                   and m["metadata"]["operation"] == "insert" and m["data"][column] == value)
+        return str(min(m["metadata"]["commit-timestamp"] for m in cdc
+                       if m["metadata"]["table-name"] == table
+                       and m["metadata"]["operation"] == "insert" and m["data"][column] == value))
 
     for customer_id in workload.late_customers:
         assert (commit_of("ticket_activity", "purchased_by", customer_id)
