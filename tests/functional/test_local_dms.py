@@ -478,6 +478,19 @@ def test_truncate_and_add_column_arrive_as_control_records_in_commit_order(
     assert not [m for m in messages(records) if m["metadata"]["table-name"] == "awsdms_ddl_audit"]
     assert dms.state.table_columns["ticket"][-1] == ["section", "character varying(16)", True]
 
+    # a wider type, then the column dropped: column-type-change, then drop-column (the
+    # stand-in reads the catalog when it decodes a DDL, so each is captured before the next)
+    retyped = source.transaction("ALTER TABLE ticket ALTER COLUMN section TYPE varchar(32)")
+    dms.drain()
+    dropped = source.transaction("ALTER TABLE ticket DROP COLUMN section")
+    dms.drain()
+    dms.close()
+    later = [m for m in cdc_in_source_order(read_stream(kinesis, stream))
+             if m["metadata"]["transaction-id"] in (retyped, dropped)]
+    assert [m["metadata"]["operation"] for m in later] == ["column-type-change", "drop-column"]
+    assert later[0]["control"]["table-def"]["columns"]["section"]["length"] == 32
+    assert "section" not in later[1]["control"]["table-def"]["columns"]
+
 
 def test_without_truncate_records_a_truncate_is_left_out_as_dms_documents_for_postgresql(
     source: Source, kinesis: Any, stream: str, tmp_path: Path
