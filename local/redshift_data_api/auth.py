@@ -135,6 +135,7 @@ class Authenticator:
         self._identities: dict[Caller, str] = {}
         self._verified: dict[tuple[str, str, str], bool] = {}
         self._admin: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._clients: dict[tuple[str, Caller | None], Any] = {}
 
     # ------------------------------------------------------------------ requests
 
@@ -151,6 +152,17 @@ class Authenticator:
         return Login(user=self.iam_user(caller), create_if_missing=True)
 
     def _client(self, service: str, caller: Caller | None = None) -> Any:
+        """A boto3 client (cached: building one costs far more than a call)."""
+        key = (service, caller)
+        with self._lock:
+            client = self._clients.get(key)
+        if client is None:
+            client = self._new_client(service, caller)
+            with self._lock:
+                self._clients[key] = client
+        return client
+
+    def _new_client(self, service: str, caller: Caller | None) -> Any:
         endpoint = (self._settings.secrets_endpoint_url if service == "secretsmanager"
                     else self._settings.sts_endpoint_url)
         # moto identifies callers by access key id only; the secret key is never sent to us.

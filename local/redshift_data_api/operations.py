@@ -383,11 +383,19 @@ class Operations:
             raise validation(f"id must satisfy regex pattern: ^{_ID.pattern}$")
         return {"Status": self.engine.cancel(statement_id)}
 
-    def list_statements(self, body: dict[str, Any], _caller: Caller) -> dict[str, Any]:
-        """Newest first; by default only FINISHED statements, as the API documents."""
+    def _listing_target(self, body: dict[str, Any]) -> None:
+        """A listing's optional cluster or workgroup filter must name one that exists."""
         if body.get("ClusterIdentifier") and body.get("WorkgroupName"):
             raise validation("ClusterIdentifier and WorkgroupName can't both be specified.")
         _check_names(body)
+        cluster, workgroup = body.get("ClusterIdentifier"), body.get("WorkgroupName")
+        if (cluster and cluster not in self.clusters) or (
+                workgroup and workgroup not in self.workgroups):
+            raise not_found(NO_ENDPOINT, str(cluster or workgroup))
+
+    def list_statements(self, body: dict[str, Any], _caller: Caller) -> dict[str, Any]:
+        """Newest first; by default only FINISHED statements, as the API documents."""
+        self._listing_target(body)
         status = body.get("Status", "FINISHED")
         if status not in ("SUBMITTED", "PICKED", "STARTED", "FINISHED", "ABORTED", "FAILED",
                           "ALL"):
@@ -428,6 +436,8 @@ class Operations:
         try:
             conn = self.engine.connect_as(login, str(database))
         except StatementFailed as exc:
+            if re.fullmatch(r'FATAL: database ".*" does not exist', exc.error):
+                raise not_found(exc.error, str(database)) from None
             raise ApiError("DatabaseConnectionException", exc.error) from None
         try:
             timeout_ms = max(1, int(self.catalog_timeout * 1000))
@@ -481,9 +491,7 @@ class Operations:
 
     def list_sessions(self, body: dict[str, Any], _caller: Caller) -> dict[str, Any]:
         """Sessions of the last 24 hours; by default only AVAILABLE and BUSY ones."""
-        if body.get("ClusterIdentifier") and body.get("WorkgroupName"):
-            raise validation("ClusterIdentifier and WorkgroupName can't both be specified.")
-        _check_names(body)
+        self._listing_target(body)
         status = body.get("Status")
         if status is not None and status not in SESSION_STATUSES:
             raise _constraint("status", "Member must satisfy enum value set: "
@@ -496,8 +504,11 @@ class Operations:
         filters = {k: body[k] for k in ("Database", "ClusterIdentifier", "WorkgroupName")
                    if body.get(k)}
         wanted = (status,) if status else ("AVAILABLE", "BUSY")
+        known = self.engine.sessions()
+        if session_id and not any(s.id == session_id for s in known):
+            raise not_found(f"Session {session_id} does not exist.", str(session_id))
         sessions = [
-            _session_data(s) for s in self.engine.sessions()
+            _session_data(s) for s in known
             if _session_status(s) in wanted and (not session_id or s.id == session_id)
             and all(s.request.get(k) == v for k, v in filters.items())
         ]

@@ -189,8 +189,17 @@ class StatementEngine:
                 session.updated_at = now
             if sub.client_token:
                 self._tokens[sub.client_token] = (sid, sub.fingerprint())
+        try:
+            self._pool.submit(self._run, stmt, session)
+        except RuntimeError:  # the pool is shut down: nothing would ever run it
+            with self._cond:
+                self._statements.pop(sid, None)
+                self._tokens.pop(sub.client_token or "", None)
+                if session is not None:
+                    session.busy = False
+            raise ApiError("InternalServerException",
+                           "The statement could not be queued: the service is stopping.") from None
         log.info("statement %s SUBMITTED", sid)
-        self._pool.submit(self._run, stmt, session)
         return stmt
 
     def _claim_session(self, sub: Submission) -> Session | None:
@@ -198,8 +207,8 @@ class StatementEngine:
             session = self._sessions.get(sub.session_id)
             if session is None or session.closed or (session.expires_at < time.time()
                                                      and not session.busy):
-                raise validation(f"Session {sub.session_id} is not available: it expired or "
-                                 "does not exist.")
+                raise not_found(f"Session {sub.session_id} is not available: it expired or "
+                                "does not exist.", sub.session_id)
             if session.busy:
                 raise validation(f"Session {sub.session_id} is busy running another statement.")
             if sub.database is not None and sub.database != session.database:
@@ -286,12 +295,29 @@ class StatementEngine:
                     f"Could not cancel a query that is already in {stmt.status} state."
                 )
             stmt.cancel_requested = True
-            conn = stmt.conn
-        if conn is not None:
-            with suppress(psycopg.Error):
-                conn.cancel_safe(timeout=5.0)
+        threading.Thread(target=self._interrupt, args=(stmt,), name="rsd-cancel",
+                         daemon=True).start()
         log.info("statement %s cancel requested", stmt.id)
         return True
+
+    def _interrupt(self, stmt: Statement, give_up_after: float = 10.0) -> None:
+        """Send PostgreSQL cancel requests until the statement ends.
+
+        One request can land between two queries of a statement (or before its query
+        started) and interrupt nothing; the worker checks the flag between queries, and the
+        repeated request catches the query that started in between.
+        """
+        deadline = time.monotonic() + give_up_after
+        while time.monotonic() < deadline:
+            with self._cond:
+                if stmt.status in FINAL:
+                    return
+                conn = stmt.conn
+            if conn is not None:
+                with suppress(psycopg.Error):
+                    conn.cancel_safe(timeout=5.0)
+            with self._cond:
+                self._cond.wait_for(lambda: stmt.status in FINAL, timeout=0.1)
 
     # ---------------------------------------------------------------- execution
 

@@ -382,7 +382,8 @@ def test_session_busy_and_expiry(redshift_data: Any, warehouse_db: str) -> None:
         redshift_data.execute_statement(Sql="SELECT 1", SessionId=session)
     wait(redshift_data, first["Id"])
     time.sleep(1.5)
-    with pytest.raises(redshift_data.exceptions.ValidationException, match="not available"):
+    with pytest.raises(redshift_data.exceptions.ResourceNotFoundException,
+                       match="not available"):
         redshift_data.execute_statement(Sql="SELECT 1", SessionId=session)
 
 
