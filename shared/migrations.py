@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import warehouse_grants as grants
 from shared import warehouse_sql as sql
 from shared.data_api import RedshiftDataApi
 from shared.spec import PipelineSpec
@@ -110,11 +111,18 @@ def read_existing(
     return existing
 
 
-def migrate(api: RedshiftDataApi, spec: PipelineSpec) -> MigrationPlan:
-    """Bring the warehouse schema in line with the spec; return what was done."""
+def migrate(api: RedshiftDataApi, spec: PipelineSpec,
+            consumer: grants.ConsumerLogin | None = None) -> MigrationPlan:
+    """Bring the warehouse schema in line with the spec; return what was done. With
+    ``consumer``, also create that user if missing and (re)grant it what the consumers need
+    on everything the migration created (``shared.warehouse_grants``)."""
     plan = plan_migration(spec, read_existing(api, spec))
     for statement in plan.statements:
         api.execute(statement)
     for target in plan.rebuild_targets:
         api.run_transaction(sql.rebuild_target_statements(spec, spec.targets[target]))
+    if consumer is not None:
+        exists = bool(api.query(*grants.user_exists_query(consumer.username)))
+        database = str(api.query("SELECT current_database() AS name")[0]["name"])
+        api.run_transaction(grants.consumer_access_statements(spec, consumer, database, exists))
     return plan

@@ -1,0 +1,107 @@
+"""The consumers' database user and its grants: SQL builders (pure, no I/O).
+
+On Redshift each way of authenticating is its own database user (a secret's user, a DbUser,
+``IAMR:<role>`` for an IAM role), and tables one user creates are not usable by another
+without GRANTs. The schema migration runs as an administrator; the consumers (Lambda, Glue,
+tools) run as a dedicated user that gets exactly what they need on everything the migration
+created, and nothing else:
+
+- USAGE on the replica and target schemas;
+- SELECT, INSERT, UPDATE, DELETE on every replica, every wide table and every table of the
+  replica schema (which holds the replicas and the pipeline's own control tables; it belongs
+  to the pipeline) - the writer LOCKs, stages with ``LIKE``, MERGEs and DELETEs;
+- TEMP on the database, for the staging tables.
+
+No CREATE, no ownership: the consumer cannot create, alter or drop tables. The grants are
+re-issued on every migration, so tables added later are covered.
+Redshift syntax: https://docs.aws.amazon.com/redshift/latest/dg/r_GRANT.html and
+https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_USER.html.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shared.spec import PipelineSpec
+from shared.warehouse_sql import ident, replica_table, target_table
+
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+# Redshift user names: up to 127 bytes, letters, digits and a few punctuation characters;
+# names of IAM identities (``IAMR:role``) contain a colon.
+_USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$.@+:-]{0,126}")
+_DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,126}")
+
+
+class GrantError(ValueError):
+    """A consumer login that cannot be a Redshift user."""
+
+
+@dataclass(frozen=True)
+class ConsumerLogin:
+    """The consumers' database user, as its Secrets Manager secret holds it."""
+
+    username: str
+    password: str
+
+    def __post_init__(self) -> None:
+        if not _USER_NAME.fullmatch(self.username):
+            raise GrantError("the consumer secret's username is not a valid Redshift user name")
+        if not 8 <= len(self.password) <= 64:
+            raise GrantError("the consumer secret's password must have 8 to 64 characters")
+
+    def __repr__(self) -> str:  # never show the password
+        return f"ConsumerLogin(username={self.username!r})"
+
+
+def _literal(text: str) -> str:
+    """A Redshift string literal: quotes and backslashes doubled."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def user_exists_query(username: str) -> tuple[str, dict[str, str]]:
+    """A query with a row when ``username`` exists (Data API parameters)."""
+    return "SELECT usename FROM pg_user WHERE usename = :username", {"username": username}
+
+
+def create_user_statement(login: ConsumerLogin) -> str:
+    return f"CREATE USER {ident(login.username)} PASSWORD {_literal(login.password)}"
+
+
+def consumer_tables(spec: PipelineSpec) -> list[str]:
+    """The qualified tables the consumers write: every replica and every wide table."""
+    return ([replica_table(spec, name) for name in spec.tables]
+            + [target_table(spec, name) for name in spec.targets])
+
+
+def pipeline_owns_replica_schema(spec: PipelineSpec) -> bool:
+    """True when the replica schema holds only the pipeline's tables (not ``public`` and not
+    the target schema, where analysts keep tables of their own)."""
+    return spec.replica_schema not in ("public", spec.target_schema)
+
+
+def grant_statements(spec: PipelineSpec, username: str, database: str) -> list[str]:
+    """GRANTs that give ``username`` exactly what the consumers need; idempotent."""
+    if not _USER_NAME.fullmatch(username):
+        raise GrantError("not a valid Redshift user name")
+    if not _DATABASE_NAME.fullmatch(database):
+        raise GrantError("not a valid Redshift database name")
+    user = ident(username)
+    privileges = ", ".join(TABLE_PRIVILEGES)
+    schemas = list(dict.fromkeys((spec.replica_schema, spec.target_schema)))
+    statements = [f"GRANT USAGE ON SCHEMA {ident(schema)} TO {user}" for schema in schemas]
+    statements.append(f"GRANT {privileges} ON TABLE {', '.join(consumer_tables(spec))} "
+                      f"TO {user}")
+    if pipeline_owns_replica_schema(spec):
+        statements.append(f"GRANT {privileges} ON ALL TABLES IN SCHEMA "
+                          f"{ident(spec.replica_schema)} TO {user}")
+    statements.append(f"GRANT TEMP ON DATABASE {ident(database)} TO {user}")
+    return statements
+
+
+def consumer_access_statements(spec: PipelineSpec, login: ConsumerLogin, database: str,
+                               user_exists: bool) -> list[str]:
+    """The consumer user (created when missing, with the secret's password) and its grants,
+    as one transaction's statements."""
+    create = [] if user_exists else [create_user_statement(login)]
+    return create + grant_statements(spec, login.username, database)
