@@ -13,6 +13,9 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
+from local.stack import StackInfo
 from tests.deploy.cfn_model import REGION, REPO
 
 TOOLS_VENV = REPO / ".venv-tools"
@@ -199,3 +203,99 @@ def translated(tools: Tools, packaged_template: Path) -> dict[str, Any]:
     assert done.returncode == 0, f"translation failed:\n{done.stderr}"
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+# --- the artifacts as the runtimes run them ---------------------------------------------------
+
+RUNTIME_REQUIREMENTS = REPO / "scripts/lambda_docker/runtime-requirements.txt"
+LAMBDA_PROVIDED = REPO / "tests/deploy/lambda_provided"
+
+
+def find_python312() -> Path:
+    """python3.12 as scripts/sam_build.sh finds it: $PYTHON312, PATH, then pyenv's 3.12."""
+    candidates = [os.environ.get("PYTHON312", ""), shutil.which("python3.12") or ""]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += [str(p) for p in sorted(pyenv.glob("versions/3.12*/bin/python3.12"))]
+    for candidate in candidates:
+        if candidate and subprocess.run([candidate, "--version"], capture_output=True,
+                                        check=False).returncode == 0:
+            return Path(candidate)
+    pytest.fail("python3.12 not found (set PYTHON312), as scripts/sam_build.sh needs it too")
+
+
+@pytest.fixture(scope="session")
+def lambda_runtime_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Python 3.12 virtualenv holding only what the Lambda runtime provides: boto3 and its
+    dependencies (scripts/lambda_docker/runtime-requirements.txt). No pip, no project."""
+    python312 = find_python312()
+    root = tmp_path_factory.mktemp("lambda-runtime") / "venv"
+    subprocess.run([python312, "-m", "venv", "--without-pip", root], check=True)
+    site = root / "lib/python3.12/site-packages"
+    done = subprocess.run(
+        [python312, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--only-binary=:all:", "--target", site, "-r", RUNTIME_REQUIREMENTS],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return root / "bin/python"
+
+
+def run_in_lambda_runtime(python: Path, work: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """Run a built handler with tests/deploy/lambda_provided/runtime_runner.py; its response."""
+    request_file = work / f"request-{len(list(work.glob('request-*')))}.json"
+    request_file.write_text(json.dumps(request))
+    done = subprocess.run(
+        [python, "-I", LAMBDA_PROVIDED / "runtime_runner.py", request_file],
+        cwd=work, capture_output=True, text=True, check=False, timeout=600,
+        env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    response: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return response
+
+
+def sam_build(tools: Tools, app: Path, build_dir: Path, architecture: str,
+              *resources: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(REPO / "scripts/sam_build.sh"), "--build-dir", str(build_dir), *resources],
+        cwd=app, env=tools.env(APP_DIR=str(app), LAMBDA_ARCHITECTURE=architecture),
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def built_x86_64(tools: Tools, app_copy: AppCopy) -> Build:
+    """The same application built for x86_64 (LambdaArchitecture=x86_64), runnable here."""
+    build_dir = app_copy.root / ".aws-sam/build-x86_64"
+    done = sam_build(tools, app_copy.root, build_dir, "x86_64")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"sam build (x86_64) failed:\n{output}"
+    return Build(app_copy.root, build_dir, output)
+
+
+@contextmanager
+def running_local_stack(prefix: str) -> Iterator[StackInfo]:
+    """The persistent local stack (local.stack) in a fresh state dir while the block runs.
+
+    The directory is world-readable (pytest's temporary dirs are not): PostgreSQL runs as the
+    postgres OS user when the tests run as root.
+    """
+    from local.stack import start_stack, stop_stack
+
+    state_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    state_dir.chmod(0o755)
+    try:
+        info = start_stack(state_dir)
+        try:
+            yield info
+        finally:
+            stop_stack(state_dir)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[StackInfo]:
+    """One local stack for the deploy tests that run the artifacts against it."""
+    with running_local_stack("cdc-deploy-stack-") as info:
+        yield info

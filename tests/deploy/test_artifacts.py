@@ -1,0 +1,402 @@
+"""What `sam deploy` ships, run as AWS runs it: the built artifacts, not the source tree.
+
+- The SharedLayer's wheels match the functions' architecture (arm64 by default, ELF machine
+  checked, not file names), the arm64 and x86_64 builds hold the same packages, nothing the
+  runtime provides is duplicated, and every module the handlers import (followed through the
+  `shared` package) is in the layer, the runtime or the standard library.
+- The x86_64 build (what these machines can execute) of the Kinesis consumer, the schema
+  migrator and the deploy helper runs in a Python 3.12 virtualenv holding only what the Lambda
+  runtime provides (boto3), with the layer and function directories on sys.path as Lambda
+  puts them (tests/deploy/lambda_provided/runtime_runner.py), against the local stack; the
+  warehouse, S3 and CloudFormation's response URL are checked, not the code's internals.
+- A build whose layer lacks powertools' `tracer` extra fails exactly as the deployed function
+  did (`Runtime.ImportModuleError: No module named 'aws_xray_sdk'`).
+- The Glue job as deployed: the job script plus the `--extra-py-files` zip the deploy helper
+  published from the built layer, run by spark-submit on local Spark with the job's arguments
+  from the template (resources replaced by the local stack's), under a Python that has the
+  job's third-party modules but not this project, and a minimal `awsglue` stand-in
+  (tests/deploy/glue_standin); rows are asserted in the warehouse.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+
+from local.stack import StackInfo, handler_environment
+from tests.deploy.cfn_model import REPO, Evaluator, load_template
+from tests.deploy.conftest import (
+    LAMBDA_PROVIDED,
+    AppCopy,
+    Build,
+    Tools,
+    run_in_lambda_runtime,
+    running_local_stack,
+    sam_build,
+)
+
+# The ELF header's e_machine values (System V ABI supplements for each architecture).
+ELF_MACHINES = {"arm64": 183, "x86_64": 62}
+PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six"}
+EVENTS = REPO / "events"
+
+
+def elf_machine(path: Path) -> int:
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF", path
+    return int.from_bytes(header[18:20], "little")
+
+
+def top_level_names(layer_python: Path) -> set[str]:
+    names = set()
+    for entry in layer_python.iterdir():
+        if entry.name.endswith(".dist-info") or entry.name == "__pycache__":
+            continue
+        names.add(entry.name.removesuffix(".py"))
+    return names
+
+
+def cloudformation_event(request_type: str, logical_id: str, resource_type: str,
+                         properties: dict[str, Any], response_url: str) -> dict[str, Any]:
+    """A custom-resource request as CloudFormation sends it: property values as strings."""
+    return {
+        "RequestType": request_type,
+        "ResponseURL": response_url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/cdc/1",
+        "RequestId": f"req-{logical_id}",
+        "LogicalResourceId": logical_id,
+        "ResourceType": resource_type,
+        "ResourceProperties": {k: str(v) for k, v in properties.items()},
+    }
+
+
+class ResponseUrl:
+    """CloudFormation's pre-signed response URL: records the PUT bodies it receives."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/response"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def response_url() -> Iterator[ResponseUrl]:
+    url = ResponseUrl()
+    try:
+        yield url
+    finally:
+        url.close()
+
+
+def warehouse_rows(info: StackInfo, sql: str, database: str | None = None) -> list[tuple[Any, ...]]:
+    conninfo = info.postgres_conninfo
+    if database:
+        conninfo = conninfo.replace(f"dbname={info.database}", f"dbname={database}")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        cursor = conn.execute(sql)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def template_properties(resource: str, **parameters: str) -> dict[str, Any]:
+    """A resource's properties as the template sets them for the given parameters."""
+    evaluator = Evaluator(load_template(), parameters)
+    properties: dict[str, Any] = evaluator.resources()[resource]["Properties"]
+    return properties
+
+
+# --- the layer -----------------------------------------------------------------------------
+
+
+def test_layer_wheels_match_the_architecture(built_app: Build, built_x86_64: Build) -> None:
+    layers = {"arm64": built_app.build_dir / "SharedLayer/python",
+              "x86_64": built_x86_64.build_dir / "SharedLayer/python"}
+    for architecture, python in layers.items():
+        extensions = list(python.rglob("*.so"))
+        assert extensions, architecture  # msgspec's and wrapt's C cores
+        wrong = [p for p in extensions if elf_machine(p) != ELF_MACHINES[architecture]]
+        assert not wrong, f"{architecture} layer holds foreign binaries: {wrong}"
+    # The same packages for both: what runs here (x86_64) is what AWS gets (arm64).
+    assert top_level_names(layers["arm64"]) == top_level_names(layers["x86_64"])
+    for python in layers.values():
+        assert (python / "aws_xray_sdk").is_dir()  # Tracer() needs it
+        assert not top_level_names(python) & PROVIDED_BY_RUNTIME  # no second botocore
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules imported by a file, except under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text())
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(n) for child in node.body for n in ast.walk(child)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_layer_holds_what_the_handlers_import(built_app: Build) -> None:
+    python = built_app.build_dir / "SharedLayer/python"
+    available = top_level_names(python) | PROVIDED_BY_RUNTIME | set(sys.stdlib_module_names)
+    for function in ("KinesisConsumerFunction", "SchemaMigratorFunction"):
+        seen: set[str] = set()
+        pending = [built_app.build_dir / function / "app.py"]
+        missing = set()
+        while pending:
+            path = pending.pop()
+            for module in _imports(path):
+                top = module.split(".")[0]
+                if top == "shared":
+                    parts = module.split(".")
+                    for n in range(2, len(parts) + 1):
+                        candidate = python.joinpath(*parts[:n])
+                        file = candidate.with_suffix(".py")
+                        if file.exists() and str(file) not in seen:
+                            seen.add(str(file))
+                            pending.append(file)
+                elif top not in available:
+                    missing.add(module)
+        assert not missing, f"{function} imports what its layer does not have: {missing}"
+        assert seen, function
+
+
+def test_layer_without_the_tracer_extra_fails_like_the_deployed_function(
+    tools: Tools, app_copy: AppCopy, lambda_runtime_python: Path, tmp_path: Path,
+) -> None:
+    """The issue's failure, reintroduced: the artifact run reports it as Lambda did."""
+    broken = tmp_path / "app"
+    shutil.copytree(app_copy.root, broken, ignore=shutil.ignore_patterns(".aws-sam"))
+    pyproject = broken / "pyproject.toml"
+    text = pyproject.read_text()
+    assert "aws-lambda-powertools[tracer]" in text
+    pyproject.write_text(text.replace("aws-lambda-powertools[tracer]", "aws-lambda-powertools"))
+    build_dir = broken / ".aws-sam/build"
+    done = sam_build(tools, broken, build_dir, "x86_64", "KinesisConsumerFunction")
+    assert done.returncode == 0, done.stdout + done.stderr
+    response = run_in_lambda_runtime(lambda_runtime_python, tmp_path, {
+        "task": str(build_dir / "KinesisConsumerFunction"),
+        "layers": [str(build_dir / "SharedLayer")],
+        "handler": "app.lambda_handler",
+        "environment": {"POWERTOOLS_SERVICE_NAME": "cdc-kinesis-consumer"},
+        "event": {"Records": []},
+    })
+    assert response["errorType"] == "Runtime.ImportModuleError"
+    assert "No module named 'aws_xray_sdk'" in response["errorMessage"]
+
+
+# --- the functions in a clean runtime ---------------------------------------------------------
+
+
+def test_built_consumer_applies_a_sample_event(
+    built_x86_64: Build, lambda_runtime_python: Path, local_stack: StackInfo, tmp_path: Path,
+) -> None:
+    response = run_in_lambda_runtime(lambda_runtime_python, tmp_path, {
+        "task": str(built_x86_64.build_dir / "KinesisConsumerFunction"),
+        "layers": [str(built_x86_64.build_dir / "SharedLayer")],
+        "handler": "app.lambda_handler",
+        "function_name": "KinesisConsumerFunction",
+        "environment": handler_environment(local_stack),
+        "event": json.loads((EVENTS / "full_load.json").read_text()),
+    })
+    assert response == {"batchItemFailures": []}
+    rows = warehouse_rows(local_stack, "SELECT ticket_id FROM public.sport_event_activity "
+                                       "WHERE ticket_id <= 8 ORDER BY 1")
+    assert [r[0] for r in rows] == list(range(1, 9))
+
+
+def test_built_schema_migrator_migrates_and_answers_cloudformation(
+    built_x86_64: Build, lambda_runtime_python: Path, local_stack: StackInfo,
+    response_url: ResponseUrl, tmp_path: Path,
+) -> None:
+    database = "migrator_artifact"
+    warehouse_rows(local_stack, f"CREATE DATABASE {database}", database="postgres")
+    properties = template_properties(
+        "SchemaMigration", RedshiftMode="ExistingServerless",
+        RedshiftWorkgroupName=local_stack.workgroup_name, RedshiftDatabase=database)
+    properties = {k: v for k, v in properties.items() if isinstance(v, str)}
+    event = cloudformation_event("Create", "SchemaMigration", "Custom::SchemaMigration",
+                                 {"ServiceToken": "arn:aws:lambda:fn", **properties},
+                                 response_url.url)
+    env = handler_environment(local_stack)
+    response = run_in_lambda_runtime(lambda_runtime_python, tmp_path, {
+        "task": str(built_x86_64.build_dir / "SchemaMigratorFunction"),
+        "layers": [str(built_x86_64.build_dir / "SharedLayer")],
+        "handler": "app.lambda_handler",
+        "function_name": "SchemaMigratorFunction",
+        "environment": {k: v for k, v in env.items() if k.startswith("AWS_")}
+        | {"POWERTOOLS_SERVICE_NAME": "cdc-schema-migrator"},
+        "event": event,
+    })
+    assert response is None
+    [answer] = response_url.bodies
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    tables = warehouse_rows(local_stack, "SELECT table_schema || '.' || table_name FROM "
+                                         "information_schema.tables WHERE table_schema IN "
+                                         "('cdc_replica', 'public')", database=database)
+    assert {"public.sport_event_activity", "cdc_replica.ticket"} <= {t[0] for t in tables}
+
+
+@pytest.fixture(scope="module")
+def published_glue_library(
+    built_app: Build, lambda_runtime_python: Path, local_stack: StackInfo,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The deploy helper's inline code (template.yaml) with the shipped (arm64) layer publishes
+    the Glue library to S3, as on a deploy; returns the downloaded zip."""
+    work = tmp_path_factory.mktemp("deploy-helper")
+    code = load_template()["Resources"]["DeployHelperFunction"]["Properties"]["Code"]["ZipFile"]
+    (work / "task").mkdir()
+    (work / "task/index.py").write_text(code)
+    env = handler_environment(local_stack)
+    s3 = boto3.client("s3", endpoint_url=local_stack.moto_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="glue-assets-artifacts")
+    properties = template_properties("GlueSharedLibrary")
+    url = ResponseUrl()
+    try:
+        event = cloudformation_event(
+            "Create", "GlueSharedLibrary", "Custom::GlueSharedLibrary",
+            {"ServiceToken": "arn:aws:lambda:fn", "Action": properties["Action"],
+             "Prefix": properties["Prefix"], "Bucket": "glue-assets-artifacts",
+             "SharedLayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:shared:1"},
+            url.url)
+        response = run_in_lambda_runtime(lambda_runtime_python, work, {
+            "task": str(work / "task"),
+            "layers": [str(built_app.build_dir / "SharedLayer")],
+            "handler": "index.handler",
+            "environment": {k: v for k, v in env.items() if k.startswith("AWS_")}
+            | {"LAYER_PYTHON_ROOT": str(built_app.build_dir / "SharedLayer/python")},
+            "event": event,
+            "extra_paths": [str(LAMBDA_PROVIDED)],
+        })
+        assert response is None
+        [answer] = url.bodies
+    finally:
+        url.close()
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    uri = answer["Data"]["S3Uri"]
+    assert uri.startswith("s3://glue-assets-artifacts/lib/shared-") and uri.endswith(".zip")
+    key = uri.split("/", 3)[3]
+    archive = work / "shared.zip"
+    archive.write_bytes(s3.get_object(Bucket="glue-assets-artifacts", Key=key)["Body"].read())
+    return archive
+
+
+def test_deploy_helper_publishes_the_shared_package_of_the_layer(
+    published_glue_library: Path, built_app: Build,
+) -> None:
+    names = set(zipfile.ZipFile(published_glue_library).namelist())
+    shared = built_app.build_dir / "SharedLayer/python/shared"
+    expected = {f"shared/{p.relative_to(shared)}" for p in shared.rglob("*") if p.is_file()}
+    assert names == expected
+    assert "shared/specs/sports_ticketing.toml" in names
+
+
+# --- the Glue job as deployed -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def glue_stack() -> Iterator[StackInfo]:
+    """A stack of its own: the stream and warehouse start empty."""
+    with running_local_stack("cdc-glue-stack-") as info:
+        yield info
+
+
+def glue_python(root: Path) -> Path:
+    """A Python with the job's third-party modules (Spark, pandas, Arrow, boto3, msgspec, as
+    Glue 5.0 plus --additional-python-modules provide them) but not this project.
+
+    A .pth line adds the test virtualenv's site-packages as a plain path: the project's
+    editable-install hook there (itself a .pth) is not run, so `shared` can only come from the
+    --extra-py-files zip.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", root], check=True)
+    site = next(root.glob("lib/python3*/site-packages"))
+    project_site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
+    (site / "job_modules.pth").write_text(f"{project_site}\n")
+    return root / "bin/python"
+
+
+def test_glue_job_as_deployed_applies_the_stream(
+    published_glue_library: Path, glue_stack: StackInfo, tmp_path: Path,
+) -> None:
+    env = handler_environment(glue_stack)
+    kinesis = boto3.client("kinesis", endpoint_url=glue_stack.moto_endpoint,
+                           region_name=glue_stack.region)
+    for record in json.loads((EVENTS / "full_load.json").read_text())["Records"]:
+        kinesis.put_record(StreamName=glue_stack.resources.stream_name,
+                           Data=base64.b64decode(record["kinesis"]["data"]),
+                           PartitionKey=record["kinesis"]["partitionKey"])
+    arguments = template_properties(
+        "GlueStreamingJob", RedshiftMode="ExistingServerless",
+        RedshiftWorkgroupName=glue_stack.workgroup_name,
+        RedshiftDatabase=glue_stack.database)["DefaultArguments"]
+    local_values = {
+        "--STREAM_ARN": glue_stack.resources.stream_arn,
+        "--CHECKPOINT_LOCATION": str(tmp_path / "checkpoint"),
+        "--TempDir": str(tmp_path / "temp"),
+        "--extra-py-files": str(published_glue_library),
+    }
+    argv: list[str] = []
+    for name, value in arguments.items():
+        if not isinstance(value, str):  # a reference to a stack resource: the local one
+            value = local_values.get(name) or env[name.removeprefix("--")]
+        argv += [name, value]
+    standin = tmp_path / "awsglue.zip"
+    with zipfile.ZipFile(standin, "w") as zf:
+        for path in (REPO / "tests/deploy/glue_standin/awsglue").glob("*.py"):
+            zf.write(path, f"awsglue/{path.name}")
+    script = tmp_path / "cdc_streaming_job.py"
+    shutil.copy(REPO / "glue_job/cdc_streaming_job.py", script)
+    python = glue_python(tmp_path / "glue-python")
+    job_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON"))}
+    job_env |= {k: v for k, v in env.items() if k.startswith("AWS_")}
+    job_env |= {"PYSPARK_PYTHON": str(python), "PYSPARK_DRIVER_PYTHON": str(python)}
+    done = subprocess.run(
+        [Path(sys.prefix) / "bin/spark-submit", "--master", "local[2]",
+         "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=4",
+         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
+         "--conf", "spark.sql.execution.arrow.pyspark.enabled=true",
+         "--py-files", f"{published_glue_library},{standin}", script, *argv],
+        cwd=tmp_path, env=job_env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    rows = warehouse_rows(glue_stack, "SELECT ticket_id FROM public.sport_event_activity "
+                                      "ORDER BY 1")
+    assert [r[0] for r in rows] == list(range(1, 9))
