@@ -169,8 +169,10 @@ _NO_VALUE = _NoValue()
 
 
 def placeholder(logical_id: str, attribute: str | None = None) -> str:
+    """ARN-shaped like most ARNs (service:region:account:type:id), so a template can take the
+    id apart the way it does with the real ARN (Fn::Select 6 of Fn::Split ":")."""
     suffix = f"/{attribute}" if attribute else ""
-    return f"arn:aws:placeholder:{REGION}:{ACCOUNT}:{logical_id}{suffix}"
+    return f"arn:aws:placeholder:{REGION}:{ACCOUNT}:resource:{logical_id}{suffix}"
 
 
 def _replace_refs(node: Any, stripped: set[str]) -> Any:

@@ -14,6 +14,7 @@ import shutil
 import sys
 import types
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +27,80 @@ class ConcurrentRunsExceededException(Exception):
     pass
 
 
+JOB_CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+ACTIVE = {"STARTING", "RUNNING", "WAITING", "STOPPING"}
+
+
 class FakeGlue:
-    def __init__(self, states: list[str], refuse_start: bool = False):
-        self.runs = [{"Id": f"jr_{i}", "JobRunState": s} for i, s in enumerate(states)]
+    """Glue's job-run API as its documentation describes it: StartJobRun refuses a start
+    beyond MaxConcurrentRuns (1) with ConcurrentRunsExceededException and records no run;
+    BatchStopJobRun moves a run to STOPPING, which ends as STOPPED after ``stop_delay`` reads;
+    GetJob reports the definition's LastModifiedOn."""
+
+    def __init__(self, states: list[str], refuse_start: bool = False, stop_delay: int = 1):
+        started = JOB_CREATED + timedelta(hours=1)
+        self.runs = [
+            {"Id": f"jr_{i}", "JobRunState": s, "StartedOn": started} for i, s in enumerate(states)
+        ]
         self.refuse_start = refuse_start
+        self.stop_delay = stop_delay
+        self.stopping: dict[str, int] = {}
+        self.modified = JOB_CREATED
+        self.now = started + timedelta(hours=1)
         self.calls: list[tuple[str, Any]] = []
         self.exceptions = types.SimpleNamespace(
             ConcurrentRunsExceededException=ConcurrentRunsExceededException
         )
 
+    def get_job(self, JobName: str) -> dict[str, Any]:
+        return {"Job": {"Name": JobName, "LastModifiedOn": self.modified}}
+
     def get_job_runs(self, JobName: str, MaxResults: int) -> dict[str, Any]:
-        return {"JobRuns": self.runs}
+        for run in self.runs:
+            if run["Id"] in self.stopping:
+                self.stopping[run["Id"]] -= 1
+                if self.stopping[run["Id"]] < 0:
+                    run["JobRunState"] = "STOPPED"
+                    del self.stopping[run["Id"]]
+        return {"JobRuns": list(reversed(self.runs))}  # newest first
 
     def start_job_run(self, JobName: str) -> dict[str, str]:
         self.calls.append(("start", JobName))
-        if self.refuse_start:
+        if self.refuse_start or self.active():
             raise ConcurrentRunsExceededException("already running")
-        return {"JobRunId": "jr_new"}
+        self.now += timedelta(minutes=1)
+        run = {"Id": f"jr_{len(self.runs)}", "JobRunState": "RUNNING", "StartedOn": self.now}
+        self.runs.append(run)
+        return {"JobRunId": str(run["Id"])}
 
     def batch_stop_job_run(self, JobName: str, JobRunIds: list[str]) -> dict[str, Any]:
         self.calls.append(("stop", JobRunIds))
+        for run in self.runs:
+            if run["Id"] in JobRunIds and run["JobRunState"] in ACTIVE:
+                run["JobRunState"] = "STOPPING"
+                self.stopping[str(run["Id"])] = self.stop_delay
         return {}
+
+    def active(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["JobRunState"] in ACTIVE]
+
+    def update_job(self) -> None:
+        """What CloudFormation's UpdateJob does to the definition (new script or arguments)."""
+        self.now += timedelta(minutes=1)
+        self.modified = self.now
+
+
+class Clock:
+    """time.time/time.sleep for the helper: sleeping advances the clock, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class FakeS3:
@@ -86,6 +140,7 @@ class Harness:
         code = load_template()["Resources"]["DeployHelperFunction"]["Properties"]["Code"]["ZipFile"]
         self.namespace: dict[str, Any] = {"__name__": "index"}
         exec(compile(code, "index.py", "exec"), self.namespace)  # noqa: S102 - the helper's own code
+        self.namespace["time"] = Clock()
 
     def invoke(self, request: str, props: dict[str, Any], pid: str | None = None) -> dict[str, Any]:
         event = {"RequestType": request, "LogicalResourceId": "Res", "ResourceProperties": props}
@@ -93,6 +148,10 @@ class Harness:
             event["PhysicalResourceId"] = pid
         self.namespace["handler"](event, None)
         return self.responses[-1]
+
+    def scheduled(self, job: str) -> None:
+        """An EventBridge invocation: the restart schedule or the job-updated rule."""
+        self.namespace["handler"]({"JobName": job}, None)
 
 
 @pytest.fixture
@@ -168,10 +227,11 @@ def test_lambda_path_and_delete_stop_active_runs(
 ) -> None:
     h = Harness(monkeypatch, layer_root, FakeGlue(["RUNNING", "SUCCEEDED", "STARTING"]))
     assert h.invoke("Update", {**RUN_PROPS, "Desired": "STOPPED"}, pid="p")["Status"] == "SUCCESS"
-    assert h.glue.calls == [("stop", ["jr_0", "jr_2"])]
-    h.glue.calls.clear()
-    assert h.invoke("Delete", {**RUN_PROPS, "Desired": "RUNNING"}, pid="p")["Status"] == "SUCCESS"
-    assert h.glue.calls == [("stop", ["jr_0", "jr_2"])]
+    assert [r["JobRunState"] for r in h.glue.runs] == ["STOPPING", "SUCCEEDED", "STOPPING"]
+    again = Harness(monkeypatch, layer_root, FakeGlue(["RUNNING", "SUCCEEDED", "STARTING"]))
+    deleted = again.invoke("Delete", {**RUN_PROPS, "Desired": "RUNNING"}, pid="p")
+    assert deleted["Status"] == "SUCCESS"
+    assert [r["JobRunState"] for r in again.glue.runs] == ["STOPPING", "SUCCEEDED", "STOPPING"]
 
 
 def test_failures_fail_create_but_never_block_delete(
@@ -182,3 +242,68 @@ def test_failures_fail_create_but_never_block_delete(
     failed = h.invoke("Create", {**RUN_PROPS, "Desired": "RUNNING"})
     assert failed["Status"] == "FAILED" and "EntityNotFound" in failed["Reason"]
     assert h.invoke("Delete", {**RUN_PROPS, "Desired": "RUNNING"}, pid="p")["Status"] == "SUCCESS"
+
+
+JOB = "stack-cdc-streaming"
+
+
+def test_scheduled_restart_never_starts_a_second_run(
+    monkeypatch: pytest.MonkeyPatch, layer_root: Path
+) -> None:
+    h = Harness(monkeypatch, layer_root, FakeGlue(["SUCCEEDED", "RUNNING"]))
+    for _ in range(3):
+        h.scheduled(JOB)
+    assert [r["JobRunState"] for r in h.glue.runs] == ["SUCCEEDED", "RUNNING"]
+    # Glue's own SCHEDULED trigger would have been refused here and recorded a FAILED run.
+    assert not [r for r in h.glue.runs if r["JobRunState"] == "FAILED"]
+
+
+def test_scheduled_restart_brings_a_failed_job_back(
+    monkeypatch: pytest.MonkeyPatch, layer_root: Path
+) -> None:
+    h = Harness(monkeypatch, layer_root, FakeGlue(["RUNNING", "FAILED"]))
+    h.glue.runs[0]["JobRunState"] = "SUCCEEDED"
+    h.scheduled(JOB)
+    h.scheduled(JOB)
+    assert [r["JobRunState"] for r in h.glue.runs] == ["SUCCEEDED", "FAILED", "RUNNING"]
+
+
+def test_a_changed_job_definition_restarts_the_run_on_it(
+    monkeypatch: pytest.MonkeyPatch, layer_root: Path
+) -> None:
+    h = Harness(monkeypatch, layer_root, FakeGlue(["RUNNING"], stop_delay=2))
+    h.scheduled(JOB)  # nothing changed: the run keeps running
+    assert [r["JobRunState"] for r in h.glue.runs] == ["RUNNING"]
+
+    h.glue.update_job()  # a deploy changed the script, the library or an argument
+    h.scheduled(JOB)  # the job-updated rule
+    states = [r["JobRunState"] for r in h.glue.runs]
+    assert states == ["STOPPED", "RUNNING"]
+    (current,) = h.glue.active()
+    assert current["StartedOn"] > h.glue.modified  # the new run runs the new definition
+
+
+def test_a_run_slow_to_stop_is_restarted_by_the_schedule(
+    monkeypatch: pytest.MonkeyPatch, layer_root: Path
+) -> None:
+    # A streaming run can take longer to stop than the helper waits (60 s of its 120 s).
+    h = Harness(monkeypatch, layer_root, FakeGlue(["RUNNING"], stop_delay=1000))
+    h.glue.update_job()
+    h.scheduled(JOB)
+    assert [r["JobRunState"] for r in h.glue.runs] == ["STOPPING"]  # no refused start
+    h.glue.stopping.clear()
+    h.glue.runs[0]["JobRunState"] = "STOPPED"
+    h.scheduled(JOB)
+    assert [r["JobRunState"] for r in h.glue.runs] == ["STOPPED", "RUNNING"]
+
+
+def test_a_deploy_with_a_new_definition_restarts_through_the_run_state_resource(
+    monkeypatch: pytest.MonkeyPatch, layer_root: Path
+) -> None:
+    h = Harness(monkeypatch, layer_root, FakeGlue(["RUNNING"]))
+    h.glue.update_job()
+    response = h.invoke(
+        "Update", {**RUN_PROPS, "Desired": "RUNNING"}, pid="stack-cdc-streaming/run-state"
+    )
+    assert response["Status"] == "SUCCESS"
+    assert [r["JobRunState"] for r in h.glue.runs] == ["STOPPED", "RUNNING"]

@@ -58,6 +58,7 @@ MOTO_CANNOT_CREATE = {
     "AWS::RedshiftServerless::Workgroup",
     "AWS::Glue::Job",
     "AWS::Glue::Trigger",
+    "AWS::Glue::SecurityConfiguration",
     "AWS::DMS::Endpoint",
     "AWS::DMS::ReplicationSubnetGroup",
     "AWS::DMS::ReplicationInstance",

@@ -1,0 +1,630 @@
+"""The deployed stack is operable (issue 10), asserted on the translated template.
+
+The template `sam build` + `sam package` + aws-sam-translator produce (the `translated`
+fixture, tests/deploy/conftest.py) is evaluated per parameter set with
+tests/deploy/cfn_model.Evaluator, for both processing paths. Where a property only means
+something through an AWS service's rules (a DMS selection pattern, an SNS topic policy, an
+EventBridge event pattern, an IAM resource pattern), the test applies those rules as the AWS
+documentation states them (cited at each helper) and asserts the outcome: which tables DMS
+selects, whether CloudWatch may publish, which events start the helper.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.dms_table_mappings import (
+    DMS_TABLE_MAPPINGS_MAX_BYTES,
+    table_mappings,
+    table_mappings_json,
+)
+from shared.spec import PipelineSpec, load_spec, parse_spec
+from tests.deploy.cfn_model import ACCOUNT, REGION, Evaluator
+from tests.deploy.conftest import Build
+from tools.dms_table_mappings import TEMPLATE_MAX_BYTES, dump_template, with_table_mappings
+
+DMS_ON = {
+    "VpcId": "vpc-0123456789abcdef0",
+    "DmsSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "SourceSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:source-AbCdEf",
+}
+PATHS = ["Lambda", "Glue"]
+DMS_MODES = ["Instance", "Serverless"]
+STACK_NAME = "cdc-stack"
+STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK_NAME}/0f1e2d3c"
+
+
+def _resources(translated: dict[str, Any], **params: str) -> dict[str, Any]:
+    return Evaluator(translated, params).resources()
+
+
+def _props(resources: dict[str, Any], name: str) -> dict[str, Any]:
+    props: dict[str, Any] = resources[name]["Properties"]
+    return props
+
+
+# --- AWS rules applied by the tests -----------------------------------------------------------
+
+
+def dms_pattern_matches(pattern: str, name: str) -> bool:
+    """DMS object-locator matching: % any run, _ one character, [..] a set or range.
+
+    "Wildcards in table mapping", AWS DMS User Guide:
+    https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TableMapping.SelectionTransformation.Wildcards.html
+    """
+    regex, i = "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "%":
+            regex += ".*"
+        elif c == "_":
+            regex += "."
+        elif c == "[":
+            end = pattern.index("]", i + 2)  # "[]]" would be a set holding "]"
+            regex += "[" + re.escape(pattern[i + 1 : end]).replace("\\-", "-") + "]"
+            i = end
+        else:
+            regex += re.escape(c)
+        i += 1
+    return re.fullmatch(regex, name, flags=re.DOTALL) is not None
+
+
+def selected_by(mappings: dict[str, Any], schema: str, table: str) -> bool:
+    """Whether DMS replicates schema.table under these mappings (include minus exclude)."""
+    included = excluded = False
+    for rule in mappings["rules"]:
+        if rule["rule-type"] != "selection":
+            continue
+        locator = rule["object-locator"]
+        if dms_pattern_matches(locator["schema-name"], schema) and dms_pattern_matches(
+            locator["table-name"], table
+        ):
+            if rule["rule-action"] == "include":
+                included = True
+            elif rule["rule-action"] == "exclude":
+                excluded = True
+    return included and not excluded
+
+
+def event_pattern_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge matching of exact values: each pattern field lists the values it accepts,
+    nested objects match nested fields ("Amazon EventBridge event patterns", EventBridge User
+    Guide); an array in the event matches when one of its values is accepted."""
+    for key, wanted in pattern.items():
+        if key not in event:
+            return False
+        if isinstance(wanted, dict):
+            if not isinstance(event[key], dict) or not event_pattern_matches(wanted, event[key]):
+                return False
+            continue
+        values = event[key] if isinstance(event[key], list) else [event[key]]
+        if not any(v in wanted for v in values):
+            return False
+    return True
+
+
+def policy_allows_service(
+    statements: list[dict[str, Any]], service: str, action: str, context: dict[str, str]
+) -> bool:
+    """Whether an Allow statement admits ``service`` for ``action`` in this request context
+    (ArnLike/ArnEquals/StringEquals as "IAM JSON policy elements: Condition operators")."""
+    for st in statements:
+        principal = st.get("Principal", {})
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        services = [services] if isinstance(services, str) else services
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        if st["Effect"] != "Allow" or service not in services or action not in actions:
+            continue
+        ok = True
+        for operator, conditions in st.get("Condition", {}).items():
+            for key, expected in conditions.items():
+                expected = expected if isinstance(expected, list) else [expected]
+                actual = context.get(key)
+                if actual is None:
+                    ok = False
+                elif operator in ("ArnLike", "StringLike"):
+                    ok &= any(fnmatch.fnmatchcase(actual, e) for e in expected)
+                elif operator in ("ArnEquals", "StringEquals"):
+                    ok &= actual in expected
+                else:
+                    ok = False
+        if ok:
+            return True
+    return False
+
+
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::StackName": STACK_NAME,
+}
+
+
+def with_pseudo_parameters(node: Any) -> Any:
+    """``node`` with every Fn::Sub that names only pseudo parameters rendered as text."""
+    if isinstance(node, list):
+        return [with_pseudo_parameters(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    sub = node.get("Fn::Sub") if len(node) == 1 else None
+    if isinstance(sub, str) and set(re.findall(r"\$\{([^}]+)\}", sub)) <= set(PSEUDO):
+        return _render_sub(sub, PSEUDO)
+    return {k: with_pseudo_parameters(v) for k, v in node.items()}
+
+
+def _render_sub(node: Any, values: dict[str, str]) -> str:
+    """A Fn::Sub whose references are all in ``values`` (test stand-ins), as text."""
+    text, variables = (node, {}) if isinstance(node, str) else (node[0], node[1])
+    assert isinstance(text, str)
+    env = {**values, **{k: str(v) for k, v in variables.items() if isinstance(v, str)}}
+
+    def sub(match: re.Match[str]) -> str:
+        return env[match.group(1)]
+
+    return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", sub, text)
+
+
+# --- DMS table mappings from the spec --------------------------------------------------------
+
+
+def _mappings_of(resources: dict[str, Any], mode: str) -> dict[str, Any]:
+    name = "DmsReplicationTask" if mode == "Instance" else "DmsReplicationConfig"
+    text = _props(resources, name)["TableMappings"]
+    assert isinstance(text, str), "TableMappings must be literal JSON, not built at deploy time"
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def _near_misses(name: str) -> list[str]:
+    """Names DMS would also select if a name's characters were read as wildcards."""
+    misses = [name + "x", "x" + name, name[:-1]]
+    if "_" in name:
+        misses.append(name.replace("_", "x", 1))
+    return [m for m in misses if m and m != name]
+
+
+@pytest.mark.parametrize("mode", DMS_MODES)
+def test_dms_replicates_exactly_the_spec_tables(translated: dict[str, Any], mode: str) -> None:
+    spec = load_spec()
+    resources = _resources(translated, DmsMode=mode, **DMS_ON)
+    mappings = _mappings_of(resources, mode)
+    assert mappings == table_mappings(spec)  # the committed mappings are the generated ones
+    assert all(r["rule-action"] == "include" for r in mappings["rules"])
+    assert len(mappings["rules"]) == len(spec.tables)
+    for table in spec.tables:
+        assert selected_by(mappings, spec.source_schema, table), table
+        # spec.source_names is "case-insensitive": Oracle/Db2 send upper-case names.
+        assert selected_by(mappings, spec.source_schema.upper(), table.upper()), table
+        for other in _near_misses(table):
+            if other not in spec.tables:
+                assert not selected_by(mappings, spec.source_schema, other), other
+        assert not selected_by(mappings, spec.source_schema + "x", table)
+    for other in ("awsdms_apply_exceptions", "customers", "ticketxactivity", "pg_class"):
+        assert not selected_by(mappings, spec.source_schema, other), other
+
+
+def _big_spec(tables: int, source_names: str = "case-insensitive") -> PipelineSpec:
+    return parse_spec(
+        {
+            "pipeline": {"source_schema": "sales_db", "source_names": source_names},
+            "tables": {
+                f"orders_{i:04d}": {
+                    "key": ["order_id"],
+                    "columns": {"order_id": "bigint", "note": "varchar(64)"},
+                }
+                for i in range(tables)
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize("tables", [1, 600])
+def test_generated_mappings_for_one_to_hundreds_of_tables(
+    built_app: Build, tmp_path: Path, tables: int
+) -> None:
+    spec = _big_spec(tables)
+    mappings = table_mappings(spec)
+    text = table_mappings_json(mappings)
+    assert json.loads(text) == mappings
+    assert len(text.encode()) < DMS_TABLE_MAPPINGS_MAX_BYTES
+    for name in (next(iter(spec.tables)), list(spec.tables)[-1]):
+        assert selected_by(mappings, "sales_db", name)
+        assert selected_by(mappings, "SALES_DB", name.upper())
+    assert not selected_by(mappings, "sales_db", "ordersx0000")
+    assert not selected_by(mappings, "salesxdb", "orders_0000")
+
+    # What scripts/sam_build.sh does to the built template: both DMS resources get the
+    # spec's mappings and the result stays within CloudFormation's template quota.
+    built = yaml.safe_load((built_app.build_dir / "template.yaml").read_text())
+    rewritten = dump_template(with_table_mappings(built, text))
+    assert len(rewritten.encode()) <= TEMPLATE_MAX_BYTES
+    again = yaml.safe_load(rewritten)
+    for name in ("DmsReplicationTask", "DmsReplicationConfig"):
+        assert json.loads(again["Resources"][name]["Properties"]["TableMappings"]) == mappings
+    (tmp_path / "template.yaml").write_text(rewritten)
+    assert again["Resources"].keys() == built["Resources"].keys()
+
+
+def test_exact_source_names_select_only_that_case() -> None:
+    mappings = table_mappings(_big_spec(2, source_names="exact"))
+    assert selected_by(mappings, "sales_db", "orders_0001")
+    assert not selected_by(mappings, "SALES_DB", "ORDERS_0001")
+
+
+def test_generated_mappings_refuse_what_dms_cannot_process() -> None:
+    spec = _big_spec(1)
+    rule = table_mappings(spec)["rules"][0]
+    too_many = {"rules": [rule] * (DMS_TABLE_MAPPINGS_MAX_BYTES // len(json.dumps(rule)) + 10)}
+    with pytest.raises(ValueError, match="DMS accepts at most"):
+        table_mappings_json(too_many)
+
+
+# --- alarms reach their topic ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_alarm_topic_admits_cloudwatch_alarms_and_the_failure_rules(
+    translated: dict[str, Any], path: str
+) -> None:
+    resources = _resources(translated, ProcessingPath=path, DmsMode="Instance", **DMS_ON)
+    policy = _props(resources, "AlarmTopicPolicy")
+    statements = policy["PolicyDocument"]["Statement"]
+    assert policy["Topics"] == [{"Ref": "AlarmTopic"}]
+    alarm_arn = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:cdc-stack-StreamIteratorAge"
+    ours = {"aws:SourceArn": alarm_arn, "aws:SourceAccount": ACCOUNT}
+    rendered = with_pseudo_parameters(statements)
+    assert policy_allows_service(rendered, "cloudwatch.amazonaws.com", "sns:Publish", ours)
+    other_account = {
+        "aws:SourceArn": alarm_arn.replace(ACCOUNT, "999999999999"),
+        "aws:SourceAccount": "999999999999",
+    }
+    assert not policy_allows_service(
+        rendered, "cloudwatch.amazonaws.com", "sns:Publish", other_account
+    )
+    rules = {
+        st["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0]
+        for st in statements
+        if st["Principal"] == {"Service": "events.amazonaws.com"}
+    }
+    assert rules == {"GlueJobFailureRule", "DmsFailureRule"}
+    # The topic is KMS-encrypted: CloudWatch must be able to use the key.
+    key_policy = _props(resources, "DataKey")["KeyPolicy"]["Statement"]
+    assert policy_allows_service(key_policy, "cloudwatch.amazonaws.com", "kms:GenerateDataKey*", {})
+    assert policy_allows_service(key_policy, "cloudwatch.amazonaws.com", "kms:Decrypt", {})
+    for name, res in resources.items():
+        if res["Type"] == "AWS::CloudWatch::Alarm":
+            assert res["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+
+
+def _alarms(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: res["Properties"]
+        for name, res in resources.items()
+        if res["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def _query(alarm: dict[str, Any]) -> str:
+    (metric,) = alarm["Metrics"]
+    expression = metric["Expression"]["Fn::Sub"]
+    if isinstance(expression, str):
+        return expression
+    text, variables = expression
+    filter_value = variables["Filter"]
+    if isinstance(filter_value, dict):  # Fn::Sub of the task id
+        filter_value = filter_value["Fn::Sub"][0].replace("${TaskId}", "TASKID")
+    return str(text).replace("${Filter}", filter_value)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("mode", [*DMS_MODES, "None"])
+def test_alarms_cover_the_whole_path(translated: dict[str, Any], path: str, mode: str) -> None:
+    params = {"ProcessingPath": path, "DmsMode": mode, **(DMS_ON if mode != "None" else {})}
+    resources = _resources(translated, **params)
+    alarms = _alarms(resources)
+
+    stream = alarms["StreamIteratorAgeAlarm"]
+    assert (stream["Namespace"], stream["MetricName"]) == (
+        "AWS/Kinesis",
+        "GetRecords.IteratorAgeMilliseconds",
+    )
+    assert stream["TreatMissingData"] == "breaching"  # nobody reading is an alarm
+    assert alarms["DeadLetterQueueDepthAlarm"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarms["ConsumerErrorsAlarm"]["MetricName"] == "Errors"
+    rejected = _query(alarms["RecordsRejectedAlarm"])
+    assert rejected == 'SELECT SUM(RecordsRejected) FROM SCHEMA("${MetricsNamespace}", service)'
+    assert alarms["RecordsRejectedAlarm"]["Threshold"] == 0
+
+    if path == "Lambda":
+        lambda_age = alarms["ConsumerIteratorAgeAlarm"]
+        assert (lambda_age["Namespace"], lambda_age["MetricName"]) == ("AWS/Lambda", "IteratorAge")
+        assert lambda_age["Dimensions"][0]["Value"] == {"Ref": "KinesisConsumerFunction"}
+    else:
+        assert "ConsumerIteratorAgeAlarm" not in alarms
+        assert alarms["GlueJobFailureAlarm"]["MetricName"] == "TriggeredRules"
+
+    dms_alarms = {"DmsCdcLatencySourceAlarm", "DmsCdcLatencyTargetAlarm", "DmsFailureAlarm"}
+    if mode == "None":
+        assert not dms_alarms & set(alarms)
+        return
+    assert dms_alarms <= set(alarms)
+    for name, metric in (
+        ("DmsCdcLatencySourceAlarm", "CDCLatencySource"),
+        ("DmsCdcLatencyTargetAlarm", "CDCLatencyTarget"),
+    ):
+        query = _query(alarms[name])
+        assert query.startswith(f'SELECT MAX({metric}) FROM "AWS/DMS"'), query
+        if mode == "Instance":
+            assert query.endswith(" WHERE ReplicationTaskIdentifier = 'TASKID'"), query
+        assert alarms[name]["Threshold"] == "600"  # DmsCdcLatencyAlarmSeconds
+
+    # The failure rule matches the events DMS sends for this stack's replication only.
+    rule = _props(resources, "DmsFailureRule")
+    resource = "DmsReplicationTask" if mode == "Instance" else "DmsReplicationConfig"
+    ours = f"arn:aws:dms:{REGION}:{ACCOUNT}:task:OURS"
+    pattern = json.loads(json.dumps(rule["EventPattern"]).replace(
+        json.dumps({"Ref": resource}), json.dumps(ours)))
+    failed = {
+        "source": "aws.dms",
+        "detail-type": "DMS Replication Task State Change"
+        if mode == "Instance"
+        else "DMS Replication State Change",
+        "resources": [ours],
+        "detail": {
+            "category": "Failure",
+            "eventType": "REPLICATION_TASK_FAILED" if mode == "Instance" else "REPLICATION_FAILED",
+        },
+    }
+    assert event_pattern_matches(pattern, failed)
+    assert not event_pattern_matches(pattern, {**failed, "resources": [ours + "x"]})
+    started = {**failed, "detail": {"eventType": "REPLICATION_TASK_STARTED"}}
+    assert not event_pattern_matches(pattern, started)
+    assert rule["Targets"] == [{"Id": "AlarmTopic", "Arn": {"Ref": "AlarmTopic"}}]
+    # The task stops on a table error instead of suspending the table silently.
+    if mode == "Instance":
+        settings = json.loads(_props(resources, "DmsReplicationTask")["ReplicationTaskSettings"])
+    else:
+        settings = _props(resources, "DmsReplicationConfig")["ReplicationSettings"]
+    assert settings["ErrorBehavior"]["TableErrorPolicy"] == "STOP_TASK"
+
+
+@pytest.mark.parametrize("mode", [*DMS_MODES, "None"])
+def test_dashboard_shows_dms_stream_consumer_freshness_and_dead_letters(
+    translated: dict[str, Any], mode: str
+) -> None:
+    params = {"DmsMode": mode, **(DMS_ON if mode != "None" else {})}
+    resources = _resources(translated, **params)
+    text, variables = _props(resources, "Dashboard")["DashboardBody"]["Fn::Sub"]
+    dms_filter = variables["DmsFilter"]
+    values = {
+        "DmsFilter": "" if dms_filter == "" else " WHERE ReplicationTaskIdentifier = 'TASKID'",
+        "DmsRuleName": "rule" if isinstance(variables["DmsRuleName"], dict) else "none",
+        "AWS::Region": REGION,
+        "ChangeStream": "stream",
+        "KinesisConsumerFunction": "function",
+        "DeadLetterQueue.QueueName": "queue",
+        "GlueStreamingJob": "job",
+        "GlueJobFailureRule": "gluerule",
+        "MetricsNamespace": "CdcRedshiftUpserts",
+    }
+    body = json.loads(_render_sub([text, {}], values))
+    shown = json.dumps(body)
+    for needle in (
+        "CDCLatencySource",
+        "CDCLatencyTarget",
+        "CDCIncomingChanges",
+        "GetRecords.IteratorAgeMilliseconds",
+        "IteratorAge",
+        "SourceLag",
+        "RecordsRejected",
+        "ApproximateNumberOfMessagesVisible",
+    ):
+        assert needle in shown, needle
+    assert ("TASKID" in shown) is (mode == "Instance")
+
+
+# --- Glue: restarts, new code, encryption, scoped role --------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_glue_restart_never_races_a_running_job(translated: dict[str, Any], path: str) -> None:
+    resources = _resources(translated, ProcessingPath=path)
+    # No Glue SCHEDULED trigger: it would start the job while a run is active.
+    assert not [n for n, r in resources.items() if r["Type"] == "AWS::Glue::Trigger"]
+    restart_parts = {
+        "GlueRestartTrigger",
+        "GlueJobUpdatedRule",
+        "GlueRestartTriggerPermission",
+        "GlueJobUpdatedRulePermission",
+    }
+    if path == "Lambda":
+        assert not restart_parts & set(resources)
+        return
+    assert restart_parts <= set(resources)
+    schedule = _props(resources, "GlueRestartTrigger")
+    assert schedule["ScheduleExpression"] == "cron(0/10 * * * ? *)"
+    updated = _props(resources, "GlueJobUpdatedRule")
+    for rule, permission in (
+        (schedule, "GlueRestartTriggerPermission"),
+        (updated, "GlueJobUpdatedRulePermission"),
+    ):
+        (target,) = rule["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": ["DeployHelperFunction", "Arn"]}
+        assert target["Input"] == {"Fn::Sub": '{"JobName": "${GlueStreamingJob}"}'}
+        allow = _props(resources, permission)
+        assert allow["Principal"] == "events.amazonaws.com"
+        assert allow["FunctionName"] == {"Ref": "DeployHelperFunction"}
+    assert _props(resources, "GlueRestartTriggerPermission")["SourceArn"] == {
+        "Fn::GetAtt": ["GlueRestartTrigger", "Arn"]
+    }
+
+    # A deploy that changes the job definition: CloudFormation's resource event for the job.
+    pattern = json.loads(
+        json.dumps(updated["EventPattern"]).replace(json.dumps({"Ref": "AWS::StackId"}),
+                                                    json.dumps(STACK_ID))
+    )
+    event = {
+        "source": "aws.cloudformation",
+        "detail-type": "CloudFormation Resource Status Change",
+        "detail": {
+            "stack-id": STACK_ID,
+            "logical-resource-id": "GlueStreamingJob",
+            "physical-resource-id": f"{STACK_NAME}-cdc-streaming",
+            "status-details": {"status": "UPDATE_COMPLETE", "status-reason": ""},
+            "resource-type": "AWS::Glue::Job",
+        },
+    }
+    assert event_pattern_matches(pattern, event)
+    in_progress = json.loads(json.dumps(event).replace("UPDATE_COMPLETE", "UPDATE_IN_PROGRESS"))
+    assert not event_pattern_matches(pattern, in_progress)
+    other = json.loads(json.dumps(event).replace('"GlueStreamingJob"', '"ChangeStream"'))
+    assert not event_pattern_matches(pattern, other)
+    other_stack = json.loads(json.dumps(event).replace(STACK_ID, STACK_ID + "x"))
+    assert not event_pattern_matches(pattern, other_stack)
+    helper = iter_statements(resources, "DeployHelperRole")
+    assert "glue:GetJob" in helper["ControlStreamingJobRuns"]["Action"]
+
+
+def iter_statements(resources: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    (policy,) = _props(resources, role)["Policies"]
+    return {st["Sid"]: st for st in policy["PolicyDocument"]["Statement"]}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_glue_security_configuration_encrypts_with_the_stack_key(
+    translated: dict[str, Any], path: str
+) -> None:
+    resources = _resources(translated, ProcessingPath=path)
+    job = _props(resources, "GlueStreamingJob")
+    assert job["SecurityConfiguration"] == {"Ref": "GlueSecurityConfiguration"}
+    config = _props(resources, "GlueSecurityConfiguration")["EncryptionConfiguration"]
+    key = {"Fn::GetAtt": ["DataKey", "Arn"]}
+    assert config["S3Encryptions"] == [{"S3EncryptionMode": "SSE-KMS", "KmsKeyArn": key}]
+    assert config["CloudWatchEncryption"] == {
+        "CloudWatchEncryptionMode": "SSE-KMS",
+        "KmsKeyArn": key,
+    }
+    assert config["JobBookmarksEncryption"] == {
+        "JobBookmarksEncryptionMode": "CSE-KMS",
+        "KmsKeyArn": key,
+    }
+    # CloudWatch Logs may use the key for the Glue log groups only.
+    rendered = with_pseudo_parameters(_props(resources, "DataKey")["KeyPolicy"]["Statement"])
+    logs = f"logs.{REGION}.amazonaws.com"
+    context_key = "kms:EncryptionContext:aws:logs:arn"
+    glue_logs = {context_key: f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws-glue/jobs/x-role/y"}
+    other_logs = {context_key: f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/other"}
+    assert policy_allows_service(rendered, logs, "kms:GenerateDataKey*", glue_logs)
+    assert not policy_allows_service(rendered, logs, "kms:GenerateDataKey*", other_logs)
+    role = iter_statements(resources, "GlueJobRole")
+    assert "logs:AssociateKmsKey" in role["WriteGlueLogs"]["Action"]
+    key_actions = set(role["UseDataKey"]["Action"])
+    assert {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"} <= key_actions
+
+
+def test_glue_role_reads_only_this_stacks_artifacts(translated: dict[str, Any]) -> None:
+    resources = _resources(translated, ProcessingPath="Glue")
+    managed = "aws-sam-cli-managed-default-samclisourcebucket-*"  # DeploymentBucketName
+    bucket = managed.replace("*", "1a2b3c")
+    readable = []
+    for st in iter_statements(resources, "GlueJobRole").values():
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        if "s3:GetObject" not in actions:
+            continue
+        for resource in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
+            text = resource["Fn::Sub"] if isinstance(resource, dict) else resource
+            readable.append(
+                text.replace("${AWS::Partition}", "aws")
+                .replace("${DeploymentBucketName}", managed)
+                .replace("${AWS::StackName}", STACK_NAME)
+                .replace("${GlueAssetsBucket.Arn}", "arn:aws:s3:::assets")
+            )
+
+    def can_read(arn: str) -> bool:
+        return any(fnmatch.fnmatchcase(arn, pattern) for pattern in readable)
+
+    assert can_read(f"arn:aws:s3:::{bucket}/{STACK_NAME}/0123abcd")  # sam package's upload
+    assert can_read("arn:aws:s3:::assets/lib/shared-0123.zip")
+    assert not can_read(f"arn:aws:s3:::{bucket}/another-app/0123abcd")
+    assert not can_read("arn:aws:s3:::assets/other/file")
+
+
+# --- DMS network -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", DMS_MODES)
+def test_dms_serverless_gets_vpc_endpoints(translated: dict[str, Any], mode: str) -> None:
+    resources = _resources(translated, DmsMode=mode, **DMS_ON)
+    endpoints = {
+        name: res["Properties"]
+        for name, res in resources.items()
+        if res["Type"] == "AWS::EC2::VPCEndpoint"
+    }
+    if mode == "Instance":
+        assert not endpoints  # the instance may use a NAT gateway or your endpoints
+        return
+    services = {p["ServiceName"]["Fn::Sub"] for p in endpoints.values()}
+    assert services == {
+        "com.amazonaws.${AWS::Region}.kinesis-streams",
+        "com.amazonaws.${AWS::Region}.secretsmanager",
+    }
+    for props in endpoints.values():
+        assert props["VpcEndpointType"] == "Interface"
+        assert props["PrivateDnsEnabled"] is True
+        assert props["VpcId"] == DMS_ON["VpcId"]
+        assert props["SubnetIds"] == DMS_ON["DmsSubnetIds"].split(",")
+        assert props["SecurityGroupIds"] == [
+            {"Fn::GetAtt": ["DmsEndpointSecurityGroup", "GroupId"]}
+        ]
+    group = _props(resources, "DmsEndpointSecurityGroup")
+    assert group["SecurityGroupIngress"] == [
+        {
+            "Description": "HTTPS from the DMS replication",
+            "IpProtocol": "tcp",
+            "FromPort": 443,
+            "ToPort": 443,
+            "SourceSecurityGroupId": {"Fn::GetAtt": ["DmsSecurityGroup", "GroupId"]},
+        }
+    ]
+    reuse = _resources(translated, DmsMode=mode, CreateDmsVpcEndpoints="false", **DMS_ON)
+    assert not [n for n, r in reuse.items() if r["Type"] == "AWS::EC2::VPCEndpoint"]
+
+
+def test_dms_security_group_egress_is_limited(translated: dict[str, Any]) -> None:
+    resources = _resources(
+        translated, DmsMode="Instance", SourceDatabaseCidr="10.1.0.0/16", **DMS_ON
+    )
+    egress = _props(resources, "DmsSecurityGroup")["SecurityGroupEgress"]
+    allowed = {(r["IpProtocol"], str(r["FromPort"]), str(r["ToPort"]), r["CidrIp"]) for r in egress}
+    assert allowed == {("tcp", "5432", "5432", "10.1.0.0/16"), ("tcp", "443", "443", "0.0.0.0/0")}
+    mysql = _resources(translated, DmsMode="Instance", SourceDatabasePort="3306", **DMS_ON)
+    ports = {str(r["FromPort"]) for r in _props(mysql, "DmsSecurityGroup")["SecurityGroupEgress"]}
+    assert ports == {"3306", "443"}
+
+
+# --- data that must survive -------------------------------------------------------------------
+
+
+def test_secrets_key_and_namespace_are_retained(translated: dict[str, Any]) -> None:
+    resources = _resources(translated, RedshiftMode="CreateServerless")
+    for name in ("HmacKeySecret", "DataKey", "RedshiftNamespace", "RedshiftAdminSecret"):
+        assert resources[name]["DeletionPolicy"] == "Retain", name
+        assert resources[name]["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_base_capacity_only_takes_values_serverless_accepts(translated: dict[str, Any]) -> None:
+    # "Compute capacity for Amazon Redshift Serverless": 4, 8-512 in steps of 8, 512-1024 in
+    # steps of 32 (https://docs.aws.amazon.com/redshift/latest/mgmt/serverless-capacity.html).
+    param = translated["Parameters"]["RedshiftBaseCapacity"]
+    accepted = {4, *range(8, 513, 8), *range(544, 1025, 32)}
+    assert {int(v) for v in param["AllowedValues"]} == accepted
+    assert int(param["Default"]) in accepted
+    assert not {12, 520, 1000, 2048} & {int(v) for v in param["AllowedValues"]}
