@@ -2,13 +2,15 @@
 # Builds the SAM application (template.yaml) without Docker:
 #   - the two Lambda functions with BuildMethod python3.12 (needs a python3.12 on PATH),
 #   - the SharedLayer with layers/shared/Makefile (the `shared` package plus its runtime
-#     dependencies from pyproject.toml as manylinux aarch64 wheels).
+#     dependencies from pyproject.toml as manylinux aarch64 wheels),
+#   - then the DMS table mappings of the pipeline spec into the built template.
 # Output: .aws-sam/build/ (then `sam deploy`, or `sam package`).
 #
 #   bash scripts/sam_build.sh                 # build the repository's template
 #   bash scripts/sam_build.sh --cached        # extra arguments go to `sam build`
 #   APP_DIR=/tmp/copy bash scripts/sam_build.sh   # build a copy of the app elsewhere
 #   LAMBDA_ARCHITECTURE=x86_64 bash scripts/sam_build.sh   # functions + layer for x86_64
+#   PIPELINE_SPEC=shared/specs/mine.toml bash scripts/sam_build.sh   # DMS selects its tables
 #
 # LAMBDA_ARCHITECTURE (arm64 by default, as the template) becomes the template parameter
 # LambdaArchitecture and the layer build's wheel platform: SAM does not tell a makefile build
@@ -54,5 +56,15 @@ sam_bin="$repo/.venv-tools/bin/sam"
 
 cd "$app_dir"
 echo "sam_build: $("$sam_bin" --version) with $("$py312" --version) in $app_dir"
-exec "$sam_bin" build --template-file template.yaml \
+"$sam_bin" build --template-file template.yaml \
     --parameter-overrides "LambdaArchitecture=$LAMBDA_ARCHITECTURE" "$@"
+
+# The DMS table mappings of the pipeline spec, written into the built template that `sam
+# deploy` uploads: every table of the spec, nothing else (tools/dms_table_mappings.py).
+# PIPELINE_SPEC names the spec the stack runs with (its PipelineSpecPath inside the layer is
+# /opt/python/shared/specs/<file>); the default is the packaged spec.
+tools_python="$repo/.venv-tools/bin/python"
+[ -x "$tools_python" ] || tools_python="$(command -v python3)"
+PYTHONPATH="$repo" "$tools_python" -m tools.dms_table_mappings \
+    --spec "${PIPELINE_SPEC:-$app_dir/shared/specs/sports_ticketing.toml}" \
+    --template "$app_dir/.aws-sam/build/template.yaml"

@@ -28,7 +28,7 @@ from shared.dms_table_mappings import (
 from shared.spec import PipelineSpec, load_spec, parse_spec
 from tests.deploy.cfn_model import ACCOUNT, REGION, Evaluator
 from tests.deploy.conftest import Build
-from tools.dms_table_mappings import TEMPLATE_MAX_BYTES, dump_template, with_table_mappings
+from tools.dms_table_mappings import TEMPLATE_MAX_BYTES, main
 
 DMS_ON = {
     "VpcId": "vpc-0123456789abcdef0",
@@ -241,16 +241,32 @@ def test_generated_mappings_for_one_to_hundreds_of_tables(
     assert not selected_by(mappings, "sales_db", "ordersx0000")
     assert not selected_by(mappings, "salesxdb", "orders_0000")
 
-    # What scripts/sam_build.sh does to the built template: both DMS resources get the
-    # spec's mappings and the result stays within CloudFormation's template quota.
-    built = yaml.safe_load((built_app.build_dir / "template.yaml").read_text())
-    rewritten = dump_template(with_table_mappings(built, text))
-    assert len(rewritten.encode()) <= TEMPLATE_MAX_BYTES
-    again = yaml.safe_load(rewritten)
+    # What scripts/sam_build.sh does after `sam build` (PIPELINE_SPEC=<this spec>): both DMS
+    # resources of the built template get the spec's mappings, within the template quota.
+    spec_file = tmp_path / "mine.toml"
+    spec_file.write_text(
+        '[pipeline]\nsource_schema = "sales_db"\n'
+        + "".join(
+            f'[tables.{name}]\nkey = ["order_id"]\n'
+            'columns = { order_id = "bigint", note = "varchar(64)" }\n'
+            for name in spec.tables
+        )
+    )
+    built_template = built_app.build_dir / "template.yaml"
+    built = yaml.safe_load(built_template.read_text())
+    rewritten = tmp_path / "template.yaml"
+    rewritten.write_text(built_template.read_text())
+    assert main(["--spec", str(spec_file), "--template", str(rewritten)]) == 0
+    assert len(rewritten.read_bytes()) <= TEMPLATE_MAX_BYTES
+    again = yaml.safe_load(rewritten.read_text())
     for name in ("DmsReplicationTask", "DmsReplicationConfig"):
         assert json.loads(again["Resources"][name]["Properties"]["TableMappings"]) == mappings
-    (tmp_path / "template.yaml").write_text(rewritten)
     assert again["Resources"].keys() == built["Resources"].keys()
+    # The build itself wrote the default spec's mappings.
+    assert f"dms_table_mappings: {len(load_spec().tables)} tables" in built_app.output
+    for name in ("DmsReplicationTask", "DmsReplicationConfig"):
+        text_built = built["Resources"][name]["Properties"]["TableMappings"]
+        assert json.loads(text_built) == table_mappings(load_spec())
 
 
 def test_exact_source_names_select_only_that_case() -> None:
