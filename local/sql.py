@@ -3,7 +3,8 @@
     python -m local.sql [--state-dir DIR] "SELECT ..."
 
 Starts the local stack if it does not run, then talks to the Redshift Data API stand-in with
-an unmodified boto3 ``redshift-data`` client, as an analyst's tool would talk to Redshift:
+an unmodified boto3 ``redshift-data`` client, as the consumers' database user (the stack's
+consumer secret), as an analyst's tool would talk to Redshift:
 ExecuteStatement, DescribeStatement until it ends, GetStatementResult for every page. A result
 set is printed as CSV with a header (NULL as an empty field); any other statement prints the
 number of rows it affected. Errors go to stderr with exit status 1.
@@ -49,7 +50,8 @@ def run_statement(client: Any, info: StackInfo, sql: str,
                   timeout: float = 600.0) -> dict[str, Any]:
     """Submit ``sql`` and wait for it; the final DescribeStatement response."""
     submitted = client.execute_statement(Sql=sql, Database=info.database,
-                                         WorkgroupName=info.workgroup_name)
+                                         WorkgroupName=info.workgroup_name,
+                                         SecretArn=info.resources.consumer_secret_arn)
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:

@@ -37,6 +37,8 @@ def _describe(info: StackInfo) -> str:
         f"dead letters   {r.dead_letter_queue_url}",
         f"staging        s3://{r.staging_bucket}/{r.staging_prefix}",
         f"hmac secret    {r.hmac_secret_arn}",
+        f"warehouse      admin secret {r.admin_secret_arn}",
+        f"               consumer secret {r.consumer_secret_arn}",
         f"state          {info.state_dir}",
     ])
 

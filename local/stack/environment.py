@@ -10,6 +10,8 @@ too, so nothing the consumer might call reaches real AWS with the dummy credenti
 The configuration variables mirror template.yaml (Globals + KinesisConsumerFunction),
 including the ones it sets to an empty string on this kind of deployment (a Serverless
 workgroup, no cluster, no DB user): the consumer must read an empty value as unset there too.
+``REDSHIFT_SECRET_ARN`` is the consumers' own user (created and granted by the schema
+migrator), never the admin's: the consumer runs with least privilege, as on AWS.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ ENDPOINT_VARIABLES = {
     "secretsmanager": "AWS_ENDPOINT_URL_SECRETS_MANAGER",
     "kinesis": "AWS_ENDPOINT_URL_KINESIS",
     "cloudformation": "AWS_ENDPOINT_URL_CLOUDFORMATION",
+    "sts": "AWS_ENDPOINT_URL_STS",
 }
 
 # Variables of the caller's environment that would stop the stack's endpoints or credentials
@@ -54,7 +57,7 @@ def handler_environment(info: StackInfo) -> dict[str, str]:
         "REDSHIFT_WORKGROUP_NAME": info.workgroup_name,
         "REDSHIFT_CLUSTER_IDENTIFIER": "",
         "REDSHIFT_DATABASE": info.database,
-        "REDSHIFT_SECRET_ARN": "",
+        "REDSHIFT_SECRET_ARN": resources.consumer_secret_arn,
         "REDSHIFT_DB_USER": "",
         "STAGING_BUCKET": resources.staging_bucket,
         "STAGING_PREFIX": resources.staging_prefix,

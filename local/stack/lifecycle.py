@@ -18,8 +18,14 @@ from pathlib import Path
 
 from local.postgres import create_database
 from local.stack import processes as proc
-from local.stack.provision import migrate_warehouse, provision_aws
+from local.stack.provision import (
+    migrate_warehouse,
+    prepare_namespace,
+    provision_aws,
+    warehouse_passwords,
+)
 from local.stack.state import (
+    ADMIN_USER,
     DATABASE,
     DEFAULT_STATE_DIR,
     LOCK_FILE,
@@ -126,6 +132,7 @@ def _start(state_dir: Path) -> StackInfo:
 
     pg = proc.ensure_postgres(state_dir / PG_DIR, previous.postgres_port if previous else None)
     create_database(pg, DATABASE)
+    prepare_namespace(pg, DATABASE, warehouse_passwords(state_dir)[ADMIN_USER])
 
     moto_pid, moto_port = proc.read_pid_file(state_dir / PID_FILES["moto"])
     if not (proc.process_running(moto_pid, proc.moto_markers(moto_port))
@@ -150,7 +157,8 @@ def _start(state_dir: Path) -> StackInfo:
     rsd_endpoint = f"http://127.0.0.1:{rsd_port}"
 
     resources = provision_aws(moto_endpoint, REGION, state_dir)
-    ddl = migrate_warehouse(rsd_endpoint, REGION, DATABASE, WORKGROUP_NAME)
+    ddl = migrate_warehouse(rsd_endpoint, moto_endpoint, REGION, DATABASE, WORKGROUP_NAME,
+                            resources, pg)
     log.info("local stack: provisioned; %d warehouse DDL statements applied", ddl)
     info = StackInfo(
         state_dir=state_dir, region=REGION, moto_endpoint=moto_endpoint,

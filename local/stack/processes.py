@@ -22,6 +22,7 @@ from pathlib import Path
 
 from local.ports import free_port
 from local.postgres import PG_BIN, SUPERUSER, PostgresServer, start_postgres
+from local.stack.state import CLUSTER_IDENTIFIER, WORKGROUP_NAME
 
 log = logging.getLogger("local.stack")
 
@@ -233,7 +234,11 @@ def start_redshift_data(state_dir: Path, port: int, pg: PostgresServer, s3_endpo
     command = [sys.executable, "-m", "local.redshift_data_api", "serve",
                "--state-dir", str(state_dir), "--port", str(port),
                "--pg-conninfo", f"host={pg.host} port={pg.port} user={pg.user}",
-               "--s3-endpoint-url", s3_endpoint]
+               "--s3-endpoint-url", s3_endpoint,
+               # Authenticate like the Data API: secrets and caller identities from moto.
+               "--authenticate", "--secrets-endpoint-url", s3_endpoint,
+               "--sts-endpoint-url", s3_endpoint,
+               "--workgroup", WORKGROUP_NAME, "--cluster", CLUSTER_IDENTIFIER]
     pid = spawn(command, port, log_path, pid_path)
     wait_until_serving(pid, redshift_data_markers(state_dir), port, log_path)
     return pid

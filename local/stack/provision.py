@@ -1,11 +1,19 @@
 """Provision what the consumer needs on the local stack, idempotently.
 
-In moto: the HMAC key secret, the dead-letter queue, the staging bucket and the change stream.
-In the warehouse: the schema of the default pipeline spec (``shared.migrations.migrate``),
-through the Data API stand-in like the SchemaMigrator function does on AWS.
+In moto: the HMAC key secret, the dead-letter queue, the staging bucket, the change stream and
+the two warehouse secrets (``{"username", "password"}``, as the Data API reads them): the
+namespace's admin user and the consumers' user.
+In the warehouse: the admin user (a superuser, like a namespace's AdminUsername), Redshift's
+defaults PostgreSQL lacks (every user may CREATE in schema ``public``), then the schema of the
+default pipeline spec through the Data API stand-in by the SchemaMigrator function's own code,
+as the admin and with ``ConsumerSecretArn``: it creates the consumer user and grants it what
+the consumers need. The developer's own IAM identity (moto's default caller, ``IAM:moto``),
+which tools use when they pass neither SecretArn nor DbUser, gets read access to the
+pipeline's tables, as an analyst would be granted.
 
-moto keeps its state in memory, so every (re)start of moto provisions again; the HMAC key is
-generated once and kept in the state dir, so tokens stay the same across restarts.
+moto keeps its state in memory, so every (re)start of moto provisions again; the HMAC key and
+the warehouse passwords are generated once and kept in the state dir (0600), so tokens and
+logins stay the same across restarts.
 """
 
 from __future__ import annotations
@@ -18,11 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
 from botocore.exceptions import ClientError
+from psycopg import sql
 
+from local.postgres import PostgresServer
+from local.redshift_data_api.auth import database_user_for
 from local.stack.state import (
     ACCESS_KEY_ID,
+    ADMIN_SECRET_NAME,
+    ADMIN_USER,
     BUCKET_NAME,
+    CONSUMER_SECRET_NAME,
+    CONSUMER_USER,
     COPY_ROLE_ARN,
     HMAC_KEY_FILE,
     QUEUE_NAME,
@@ -31,6 +47,7 @@ from local.stack.state import (
     STAGING_PREFIX,
     STREAM_NAME,
     STREAM_SHARDS,
+    WAREHOUSE_PASSWORDS_FILE,
     Resources,
 )
 
@@ -63,15 +80,37 @@ def hmac_key_hex(state_dir: Path) -> str:
     return key
 
 
-def _ensure_secret(client: Any, key_hex: str) -> str:
-    """The secret's ARN; created with ``{"hmac_key": ...}`` or brought back to that value."""
-    value = json.dumps({"hmac_key": key_hex})
+def warehouse_passwords(state_dir: Path) -> dict[str, str]:
+    """The admin's and the consumer's passwords: read from the state dir, or generated once
+    (0600). Redshift's rules: 8 to 64 characters with an upper-case letter, a lower-case
+    letter and a digit."""
+    path = state_dir / WAREHOUSE_PASSWORDS_FILE
     try:
-        arn = str(client.describe_secret(SecretId=SECRET_NAME)["ARN"])
+        passwords = json.loads(path.read_text())
+        if isinstance(passwords, dict) and {ADMIN_USER, CONSUMER_USER} <= set(passwords):
+            return {str(k): str(v) for k, v in passwords.items()}
+        raise ValueError(f"{path} does not hold both passwords; delete it")
+    except FileNotFoundError:
+        passwords = {user: "Aa1-" + secrets.token_hex(16) for user in (ADMIN_USER, CONSUMER_USER)}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(passwords) + "\n")
+        return passwords
+
+
+def _ensure_secret(client: Any, key_hex: str) -> str:
+    """The HMAC secret's ARN; created with ``{"hmac_key": ...}`` or brought back to that."""
+    return _ensure_secret_value(client, SECRET_NAME, json.dumps({"hmac_key": key_hex}))
+
+
+def _ensure_secret_value(client: Any, name: str, value: str) -> str:
+    """The secret's ARN; created with ``value`` or brought back to it."""
+    try:
+        arn = str(client.describe_secret(SecretId=name)["ARN"])
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
-        return str(client.create_secret(Name=SECRET_NAME, SecretString=value)["ARN"])
+        return str(client.create_secret(Name=name, SecretString=value)["ARN"])
     if client.get_secret_value(SecretId=arn)["SecretString"] != value:
         client.put_secret_value(SecretId=arn, SecretString=value)
     return arn
@@ -100,26 +139,75 @@ def _ensure_stream(client: Any) -> str:
 
 
 def provision_aws(moto_endpoint: str, region: str, state_dir: Path) -> Resources:
-    """Create (or find) the secret, queue, bucket and stream in moto."""
+    """Create (or find) the secrets, queue, bucket and stream in moto."""
     key_hex = hmac_key_hex(state_dir)
-    secret_arn = _ensure_secret(aws_client("secretsmanager", moto_endpoint, region), key_hex)
+    secrets_client = aws_client("secretsmanager", moto_endpoint, region)
+    secret_arn = _ensure_secret(secrets_client, key_hex)
+    passwords = warehouse_passwords(state_dir)
+    login_arns = {
+        user: _ensure_secret_value(secrets_client, name, json.dumps(
+            {"username": user, "password": passwords[user], "engine": "redshift"}))
+        for user, name in ((ADMIN_USER, ADMIN_SECRET_NAME), (CONSUMER_USER, CONSUMER_SECRET_NAME))
+    }
     queue_url = aws_client("sqs", moto_endpoint, region).create_queue(
         QueueName=QUEUE_NAME)["QueueUrl"]
     _ensure_bucket(aws_client("s3", moto_endpoint, region))
     stream_arn = _ensure_stream(aws_client("kinesis", moto_endpoint, region))
     return Resources(hmac_secret_arn=secret_arn, dead_letter_queue_url=str(queue_url),
                      staging_bucket=BUCKET_NAME, staging_prefix=STAGING_PREFIX,
-                     stream_name=STREAM_NAME, stream_arn=stream_arn, copy_role_arn=COPY_ROLE_ARN)
+                     stream_name=STREAM_NAME, stream_arn=stream_arn, copy_role_arn=COPY_ROLE_ARN,
+                     admin_secret_arn=login_arns[ADMIN_USER],
+                     consumer_secret_arn=login_arns[CONSUMER_USER])
 
 
-def migrate_warehouse(redshift_data_endpoint: str, region: str, database: str,
-                      workgroup_name: str) -> int:
-    """Bring the warehouse schema in line with the default spec; the number of DDL statements."""
+def prepare_namespace(pg: PostgresServer, database: str, admin_password: str) -> None:
+    """What creating a Redshift namespace gives: the admin user (a superuser) with its
+    password, and Redshift's default that every user may CREATE in schema ``public``
+    (PostgreSQL 15 no longer grants it)."""
+    with psycopg.connect(pg.dsn(database), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                              (ADMIN_USER,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(verb + " USER {} WITH SUPERUSER LOGIN PASSWORD {}").format(
+            sql.Identifier(ADMIN_USER), sql.Literal(admin_password)))
+        conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+
+
+def migrate_warehouse(redshift_data_endpoint: str, moto_endpoint: str, region: str,
+                      database: str, workgroup_name: str, resources: Resources,
+                      pg: PostgresServer) -> int:
+    """Run the SchemaMigrator function's code as the admin, with ``ConsumerSecretArn``, then
+    give the developer's IAM identity read access; the number of DDL statements.
+
+    The read grant goes to PostgreSQL directly: the stand-in folds quoted identifiers to lower
+    case (Redshift's default) and so cannot name ``IAM:moto``, which Redshift only can with
+    ``enable_case_sensitive_identifier`` on.
+    """
+    from functions.schema_migrator.app import run_migration
     from shared.data_api import DataApiTarget, RedshiftDataApi
-    from shared.migrations import migrate
     from shared.spec import load_spec
 
     client = aws_client("redshift-data", redshift_data_endpoint, region)
-    api = RedshiftDataApi(client, DataApiTarget(database=database, workgroup_name=workgroup_name),
-                          poll_interval=(0.005, 0.1))
-    return len(migrate(api, load_spec()).statements)
+    done = run_migration({"Database": database, "WorkgroupName": workgroup_name,
+                          "SecretArn": resources.admin_secret_arn,
+                          "ConsumerSecretArn": resources.consumer_secret_arn},
+                         client, aws_client("secretsmanager", moto_endpoint, region))
+    spec = load_spec()
+    target = {"database": database, "workgroup_name": workgroup_name}
+    # The developer's identity logs in once (the Data API creates its user, as GetCredentials
+    # does), then the admin grants it read access.
+    RedshiftDataApi(client, DataApiTarget(**target), poll_interval=(0.005, 0.1)).execute(
+        "SELECT 1")
+    developer = sql.Identifier(database_user_for(
+        aws_client("sts", moto_endpoint, region).get_caller_identity()["Arn"]))
+    schemas = dict.fromkeys((spec.replica_schema, spec.target_schema))
+    tables = [sql.SQL(".").join(map(sql.Identifier, name)) for name in
+              [*((spec.replica_schema, t) for t in spec.tables),
+               *((spec.target_schema, t) for t in spec.targets)]]
+    with psycopg.connect(pg.dsn(database), autocommit=True) as conn, conn.transaction():
+        for schema in schemas:
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(schema), developer))
+        conn.execute(sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(
+            sql.SQL(", ").join(tables), developer))
+    return int(done["Statements"])

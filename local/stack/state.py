@@ -2,7 +2,8 @@
 
 The state file is written once the stack is up and read by every client of the stack
 (``make sql``, ``make invoke``, ``python -m local.stack env``), so it holds everything they
-need: endpoints, pids and the provisioned resources. It never holds the HMAC key itself.
+need: endpoints, pids and the provisioned resources. It never holds the HMAC key or the
+warehouse passwords themselves (those stay in 0600 files of the state dir and in the secrets).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 DEFAULT_STATE_DIR = Path(".local-stack/stack")
 STATE_FILE = "stack.json"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: warehouse users (admin and consumer secrets), authenticating stand-in
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -25,6 +26,13 @@ SECRET_ACCESS_KEY = "testing"  # noqa: S105 - not a secret, moto accepts anythin
 
 DATABASE = "warehouse"
 WORKGROUP_NAME = "local-workgroup"
+CLUSTER_IDENTIFIER = "local-cluster"  # also served, for DbUser (temporary credentials)
+# The namespace's admin user (a superuser, as Redshift's AdminUsername is) runs the schema
+# migrator; the consumers (Lambda, Glue, tools) run as the consumer user it creates and grants.
+ADMIN_USER = "admin"
+CONSUMER_USER = "cdc_consumer"
+ADMIN_SECRET_NAME = "cdc-redshift-upserts/warehouse-admin"  # noqa: S105 - a name
+CONSUMER_SECRET_NAME = "cdc-redshift-upserts/warehouse-consumer"  # noqa: S105 - a name
 STREAM_NAME = "cdc-stream"
 STREAM_SHARDS = 4
 QUEUE_NAME = "cdc-dead-letter"
@@ -38,6 +46,7 @@ PG_DIR = "warehouse-pg"
 RSD_DIR = "redshift-data"
 LOG_DIR = "logs"
 HMAC_KEY_FILE = "hmac-key.hex"
+WAREHOUSE_PASSWORDS_FILE = "warehouse-passwords.json"
 LOCK_FILE = ".lock"
 PID_FILES = {"moto": "moto.pid", "redshift_data": "redshift-data.pid"}
 
@@ -53,6 +62,8 @@ class Resources:
     stream_name: str
     stream_arn: str
     copy_role_arn: str
+    admin_secret_arn: str
+    consumer_secret_arn: str
 
 
 @dataclass(frozen=True)
