@@ -58,6 +58,14 @@ cd "$app_dir"
 echo "sam_build: $("$sam_bin" --version) with $("$py312" --version) in $app_dir"
 "$sam_bin" build --template-file template.yaml \
     --parameter-overrides "LambdaArchitecture=$LAMBDA_ARCHITECTURE" "$@"
+# Where sam put the build: its default, or what --build-dir/-b said.
+build_dir="$app_dir/.aws-sam/build"
+previous=""
+for arg in "$@"; do
+    case "$previous" in --build-dir|-b) build_dir="$(cd "$app_dir" && realpath -m "$arg")" ;; esac
+    case "$arg" in --build-dir=*) build_dir="$(cd "$app_dir" && realpath -m "${arg#--build-dir=}")" ;; esac
+    previous="$arg"
+done
 
 # The DMS table mappings of the pipeline spec, written into the built template that `sam
 # deploy` uploads: every table of the spec, nothing else (tools/dms_table_mappings.py).
@@ -67,4 +75,4 @@ tools_python="$repo/.venv-tools/bin/python"
 [ -x "$tools_python" ] || tools_python="$(command -v python3)"
 PYTHONPATH="$repo" "$tools_python" -m tools.dms_table_mappings \
     --spec "${PIPELINE_SPEC:-$app_dir/shared/specs/sports_ticketing.toml}" \
-    --template "$app_dir/.aws-sam/build/template.yaml"
+    --template "$build_dir/template.yaml"
