@@ -94,13 +94,25 @@ class DmsStream:
         self.records.append(record)
         return record
 
-    def control(self, operation: str, table: str = "ticket_activity") -> StreamRecord:
+    def control(self, operation: str, table: str = "ticket_activity", *, details: bool = False,
+                columns: dict[str, Any] | None = None,
+                partition_key_value: str = "serv-res-id-1") -> StreamRecord:
+        """A control record; ``details`` adds the transaction details a CDC record has."""
+        self.clock += timedelta(milliseconds=10)
+        metadata: dict[str, Any] = {
+            "timestamp": iso(self.clock), "record-type": "control", "operation": operation,
+            "partition-key-type": "task-id", "partition-key-value": partition_key_value,
+            "schema-name": self.schema, "table-name": table}
+        if details:
+            self.lsn += 0x100
+            self.transaction_id += 1
+            position = f"{self.lsn >> 32:08X}/{self.lsn & 0xFFFFFFFF:08X}"
+            metadata.update({
+                "commit-timestamp": iso(self.clock), "stream-position": f"{position}.2.{position}",
+                "transaction-id": self.transaction_id, "transaction-record-id": 1})
         return self.add_raw({
-            "control": {"table-def": {"columns": {}, "primary-key": []}},
-            "metadata": {"timestamp": iso(self.clock), "record-type": "control",
-                         "operation": operation, "partition-key-type": "task-id",
-                         "partition-key-value": "serv-res-id-1", "schema-name": self.schema,
-                         "table-name": table},
+            "control": {"table-def": {"columns": columns or {}, "primary-key": []}},
+            "metadata": metadata,
         })
 
     def take(self) -> list[StreamRecord]:

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from shared.data_api import RedshiftDataApi, RetryPolicy, WarehouseUnavailable
 from shared.dead_letter import DeadLetterUnavailable, SqsDeadLetterQueue
-from shared.records import Reject, StreamRecord
-from shared.redshift_writer import RedshiftWriter, S3Stager, WriteReport
+from shared.records import ADD_COLUMNS, Reject, StreamRecord, TransformResult
+from shared.redshift_writer import AddedColumnsChanged, RedshiftWriter, S3Stager, WriteReport
 from shared.settings import PipelineSettings
 from shared.spec import PipelineSpec
 from shared.transform import Transformer
@@ -43,6 +43,7 @@ class BatchOutcome:
     write_report: WriteReport | None = None
     failed_from: str | None = None  # retry the batch from this sequence number
     failure: str | None = None  # why (no record values in it)
+    table_events: Counter[str] = field(default_factory=Counter)  # "TRUNCATE:ticket": 1
 
 
 def lowest_sequence_number(numbers: Sequence[str]) -> str:
@@ -51,31 +52,56 @@ def lowest_sequence_number(numbers: Sequence[str]) -> str:
 
 
 class BatchProcessor:
+    """The core and its writer for one spec and HMAC key (one per Lambda container).
+
+    The decoding spec is the spec plus the source columns schema evolution added, read from
+    the warehouse before the first batch and again whenever another consumer added some.
+    """
+
     def __init__(
-        self, transformer: Transformer, writer: RedshiftWriter, dead_letters: DeadLetterSink
+        self, spec: PipelineSpec, hmac_key: bytes | None, writer: RedshiftWriter,
+        dead_letters: DeadLetterSink,
     ) -> None:
-        self.transformer = transformer
+        self._hmac_key = hmac_key
         self.writer = writer
         self.dead_letters = dead_letters
+        self.transformer = Transformer(spec, hmac_key)
+
+    def _refresh_columns(self) -> None:
+        self.transformer = Transformer(self.writer.load_added_columns(), self._hmac_key)
+
+    def transform(self, records: Sequence[StreamRecord]) -> TransformResult:
+        """Decode (adding the source columns the batch announces first, then decoding again
+        so the records after them keep their values) and reduce the batch."""
+        if self.writer.added_columns is None:
+            self._refresh_columns()
+        decoded = self.transformer.decode(records)
+        if any(e.kind == ADD_COLUMNS for e in decoded.result.table_events):
+            added = self.writer.add_columns(decoded.result.table_events)
+            if added:
+                self.transformer = Transformer(self.writer.spec, self._hmac_key)
+                decoded = self.transformer.decode(records)
+        load_starts = self.writer.load_starts() if decoded.load_tables else {}
+        return self.transformer.reduce(decoded, load_starts)
 
     def process(self, records: Sequence[StreamRecord], source_arn: str) -> BatchOutcome:
-        result = self.transformer.transform(records)
+        try:
+            result, report = self._transform_and_write(records)
+        except WarehouseUnavailable as exc:
+            return BatchOutcome(
+                records_in=len(records),
+                failed_from=lowest_sequence_number([r.sequence_number for r in records]),
+                failure=str(exc)) if records else BatchOutcome()
         outcome = BatchOutcome(
             records_in=result.records_in,
             rejected=len(result.rejects),
             skipped=result.skipped,
             reject_reasons=Counter(r.reason for r in result.rejects),
             newest_commit_timestamp=result.newest_commit_timestamp,
+            write_report=report,
+            changes_applied=result.change_count,
+            table_events=Counter(f"{e.kind}:{e.table}" for e in result.table_events),
         )
-        if not records:
-            return outcome
-        try:
-            outcome.write_report = self.writer.stage_and_merge(result.changes)
-        except WarehouseUnavailable as exc:
-            outcome.failed_from = lowest_sequence_number([r.sequence_number for r in records])
-            outcome.failure = str(exc)
-            return outcome
-        outcome.changes_applied = result.change_count
         if result.rejects:
             try:
                 self.dead_letters.send(result.rejects, source_arn)
@@ -84,6 +110,18 @@ class BatchProcessor:
                     [r.sequence_number for r in result.rejects])
                 outcome.failure = str(exc)
         return outcome
+
+    def _transform_and_write(self, records: Sequence[StreamRecord],
+                             ) -> tuple[TransformResult, WriteReport | None]:
+        result = self.transform(records)
+        if not records:
+            return result, None
+        try:
+            return result, self.writer.stage_and_merge(result.changes, result.table_events)
+        except AddedColumnsChanged:
+            self._refresh_columns()  # another consumer added columns: decode again, once
+            result = self.transform(records)
+            return result, self.writer.stage_and_merge(result.changes, result.table_events)
 
 
 def build_processor(
@@ -101,8 +139,7 @@ def build_processor(
         overflow_s3=clients("s3") if settings.staging_bucket else None,
         overflow_bucket=settings.staging_bucket,
     )
-    return BatchProcessor(Transformer(spec, hmac_key), RedshiftWriter(spec, api, stager),
-                          dead_letters)
+    return BatchProcessor(spec, hmac_key, RedshiftWriter(spec, api, stager), dead_letters)
 
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -20,8 +21,9 @@ import msgspec
 
 from shared.order_key import BadOrderKey, order_key
 from shared.pii import PiiFunction, pii_function
-from shared.records import Change, StreamRecord
+from shared.records import ADD_COLUMNS, TRUNCATE, Change, StreamRecord, TableEvent
 from shared.row_types import BadRow, RowType, row_type
+from shared.schema_evolution import new_columns
 from shared.spec import PipelineSpec
 
 DATA_OPERATIONS = frozenset(("load", "insert", "update", "delete"))
@@ -34,6 +36,18 @@ class Rejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.table = table
+
+
+DROP_TABLE_REASON = ("the source dropped the table (drop-table); the warehouse keeps its "
+                     "replica and wide rows: drop or archive them by hand, or restore the table")
+
+
+class TableControl(Exception):
+    """A control record that changes a spec table as a whole; ``event`` says how."""
+
+    def __init__(self, event: TableEvent) -> None:
+        super().__init__(event.kind)
+        self.event = event
 
 
 class Skipped(Exception):
@@ -127,23 +141,9 @@ class RecordDecoder:
             raise Rejected("not a DMS record: no valid 'metadata' object")
         if metadata.record_type != "data" or message.control:
             if metadata.record_type == "control" or message.control:
-                raise Skipped(f"control:{metadata.operation or 'unknown'}")
+                self._control(metadata, message.control, record)
             raise Rejected("not a DMS record: record-type is neither 'data' nor 'control'")
-        table_name = metadata.table_name
-        names_as_spec = True
-        plan = self._plans.get(table_name)
-        schema_matches = metadata.schema_name == self._schema
-        if (plan is None or not schema_matches) and not self._exact_names:
-            # Oracle and Db2 send upper-case identifiers (``TICKET.TICKET_ID``).
-            plan = self._plans.get((table_name or "").lower())
-            schema_matches = (metadata.schema_name or "").lower() == self._schema.lower()
-            names_as_spec = plan is not None and table_name == plan.name and (
-                metadata.schema_name == self._schema)
-        if plan is None or not schema_matches:
-            if (table_name or "").lower().startswith("awsdms_"):
-                raise Skipped("dms-internal-table")
-            # Named, so a near miss (another schema, another case) shows in the counts.
-            raise Skipped(f"table-not-in-spec:{metadata.schema_name}.{table_name}")
+        plan, names_as_spec = self._plan_of(metadata)
         operation = metadata.operation
         if operation not in DATA_OPERATIONS:
             raise Rejected(f"{plan.name}: unknown data operation", plan.name)
@@ -172,6 +172,63 @@ class RecordDecoder:
             if old is not None:
                 return [old, change]
         return [change]
+
+    def _plan_of(self, metadata: Metadata) -> tuple[_TablePlan, bool]:
+        """The spec table of a record and whether its names are in the spec's case; raises
+        ``Skipped`` (named) for other tables."""
+        table_name = metadata.table_name
+        plan = self._plans.get(table_name)
+        if plan is not None and metadata.schema_name == self._schema:
+            return plan, True
+        if not self._exact_names:
+            # Oracle and Db2 send upper-case identifiers (``TICKET.TICKET_ID``).
+            plan = self._plans.get((table_name or "").lower())
+            if plan is not None and (metadata.schema_name or "").lower() == self._schema.lower():
+                return plan, False
+        if (table_name or "").lower().startswith("awsdms_"):
+            raise Skipped("dms-internal-table")
+        # Named, so a near miss (another schema, another case) shows in the counts.
+        raise Skipped(f"table-not-in-spec:{metadata.schema_name}.{table_name}")
+
+    def _control(self, metadata: Metadata, control: bytes, record: StreamRecord) -> None:
+        """Apply-worthy control records become ``TableControl``; always raises.
+
+        DMS sends them with ``IncludeTableAlterOperations`` (and the table definition with
+        ``IncludeControlDetails``): AWS DMS User Guide, "Using Amazon Kinesis Data Streams as
+        a target", KinesisSettings.
+        """
+        operation = metadata.operation or "unknown"
+        try:
+            plan, _names_as_spec = self._plan_of(metadata)
+        except Skipped:
+            raise Skipped(f"control:{operation}") from None
+        if operation == "drop-table":
+            raise Rejected(f"{plan.name}: {DROP_TABLE_REASON}", plan.name)
+        if operation == "truncate-table":
+            raise TableControl(TableEvent(plan.name, TRUNCATE, self._control_key(
+                plan, metadata, record), record.sequence_number))
+        if operation == "add-column" and self.spec.evolve == "add-columns":
+            try:
+                body = json.loads(bytes(control)) if control else {}
+            except ValueError:
+                body = {}
+            table_def = body.get("table-def") if isinstance(body, dict) else None
+            if not isinstance(table_def, dict):
+                raise Skipped(f"control:add-column-without-table-def:{plan.name}")
+            added = new_columns(plan.rows.table, table_def)
+            if added:
+                raise TableControl(TableEvent(plan.name, ADD_COLUMNS, self._control_key(
+                    plan, metadata, record), record.sequence_number, added))
+        # create-table, drop-column, rename-column, column-type-change ...: the warehouse
+        # keeps its data; counted by table, so the batch log reports them.
+        raise Skipped(f"control:{operation}:{plan.name}")
+
+    @staticmethod
+    def _control_key(plan: _TablePlan, metadata: Metadata, record: StreamRecord) -> str:
+        try:
+            return order_key(metadata, record.sequence_number)
+        except BadOrderKey as exc:
+            raise Rejected(f"{plan.name}: {metadata.operation}: {exc}", plan.name) from None
 
     @staticmethod
     def _apply_pii(plan: _TablePlan, row: Any) -> None:

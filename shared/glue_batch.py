@@ -41,6 +41,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -55,12 +56,21 @@ from pyspark.sql import functions as F
 from shared.consumer import BatchOutcome
 from shared.data_api import RedshiftDataApi, RetryPolicy, WarehouseError
 from shared.dead_letter import DeadLetterUnavailable, SqsDeadLetterQueue
-from shared.decode import RecordDecoder, Rejected, Skipped, payload_text
-from shared.records import Reject, StreamRecord
-from shared.redshift_writer import RedshiftWriter, S3Stager, WriteReport
+from shared.decode import RecordDecoder, Rejected, Skipped, TableControl, payload_text
+from shared.order_key import (
+    CLASS_LOAD,
+    CLASS_POSITION,
+    ORDER_KEY_MAX_LENGTH,
+    POSITION_START,
+    TIME_LENGTH,
+    TIME_START,
+)
+from shared.records import ADD_COLUMNS, Reject, StreamRecord, TableEvent
+from shared.redshift_writer import AddedColumnsChanged, RedshiftWriter, S3Stager, WriteReport
 from shared.settings import PipelineSettings, SettingsError, hmac_key_from_secret
 from shared.spec import PipelineSpec, load_spec
-from shared.staging import json_lines
+from shared.staging import DELETED, json_lines
+from shared.transform import apply_load_start, kept_values, reduction_key
 
 log = logging.getLogger("cdc.glue")
 
@@ -70,7 +80,7 @@ KINESIS_COLUMNS = ("data", "streamName", "partitionKey", "sequenceNumber",
 STARTING_POSITIONS = {"TRIM_HORIZON": "trim_horizon", "LATEST": "latest"}
 DELETE_BATCH = 1000  # keys per S3 DeleteObjects call
 
-CHANGE, REJECT, SKIP = "change", "reject", "skip"
+CHANGE, REJECT, SKIP, EVENT = "change", "reject", "skip", "event"
 DECODED_SCHEMA = (
     "kind string, table string, key binary, order_key string, seq_len long, seq string, "
     "sub long, row binary, commit string, detail string, payload string, partition_key string"
@@ -234,9 +244,12 @@ def executor_state(config: ExecutorConfig) -> _ExecutorState:
 # --- executor functions (mapInPandas) ---------------------------------------------------------
 
 def decode_partition(
-    config: Broadcast[ExecutorConfig], frames: Iterator[pd.DataFrame]
+    config: Broadcast[ExecutorConfig], load_starts: Mapping[str, str],
+    frames: Iterator[pd.DataFrame],
 ) -> Iterator[pd.DataFrame]:
-    """Records -> one row per change (two for a primary-key change), reject or skip."""
+    """Records -> one row per change (two for a primary-key change), reject, skip or table
+    event (``detail`` holds the event as JSON). Full-load rows take their table's recorded
+    load start (``shared.transform.apply_load_start``, as on the Lambda path)."""
     decode = executor_state(config.value).decoder.decode
     encode_key = msgspec.json.encode
     for frame in frames:
@@ -255,7 +268,16 @@ def decode_partition(
                 append((SKIP, None, None, None, len(seq), seq, 0, None, None, exc.category,
                         None, None))
                 continue
+            except TableControl as exc:
+                event = exc.event
+                append((EVENT, event.table, None, event.order_key, len(seq), seq, 0, None, None,
+                        json.dumps([event.kind, [list(c) for c in event.columns]]), None, None))
+                continue
             for sub, change in enumerate(changes):
+                if load_starts and change.order_key[0] == CLASS_LOAD:
+                    start = load_starts.get(change.table)
+                    if start is not None:
+                        apply_load_start(change, start)
                 append((CHANGE, change.table, encode_key(change.key), change.order_key,
                         len(seq), seq, sub, json_lines([change]), change.commit_timestamp,
                         None, None, None))
@@ -313,7 +335,8 @@ def send_rejects_partition(
 
 # --- the distributed steps, as DataFrames ------------------------------------------------------
 
-def decode_batch(batch: DataFrame, config: Broadcast[ExecutorConfig]) -> DataFrame:
+def decode_batch(batch: DataFrame, config: Broadcast[ExecutorConfig],
+                 load_starts: Mapping[str, str] | None = None) -> DataFrame:
     """The batch decoded in the executors (``DECODED_SCHEMA``); ``data`` may be binary or
     string (UTF-8 text), whichever the source delivers."""
     missing = [c for c in ("data", "partitionKey", "sequenceNumber") if c not in batch.columns]
@@ -322,17 +345,61 @@ def decode_batch(batch: DataFrame, config: Broadcast[ExecutorConfig]) -> DataFra
     records = batch.select(F.col("data").cast("binary").alias("data"),
                            F.col("sequenceNumber").cast("string").alias("sequenceNumber"),
                            F.col("partitionKey").cast("string").alias("partitionKey"))
-    return records.mapInPandas(partial(decode_partition, config), DECODED_SCHEMA)
+    return records.mapInPandas(partial(decode_partition, config, dict(load_starts or {})),
+                               DECODED_SCHEMA)
 
 
-def newest_changes(decoded: DataFrame) -> DataFrame:
-    """(table, row): per (table, key) the change with the largest (order key, sequence
-    number as a number, place in its record), i.e. the larger order key, on a tie the later
-    record: the Lambda path's rule (``shared.transform``)."""
-    newest = F.max(F.struct("order_key", "seq_len", "seq", "sub", "row")).alias("newest")
-    return (decoded.where(F.col("kind") == CHANGE)
-            .groupBy("table", "key").agg(newest)
-            .select("table", F.col("newest.row").alias("row")))
+def newest_keeping_values(keep: Mapping[str, Sequence[str]],
+                          frame: pd.DataFrame) -> pd.DataFrame:
+    """``applyInPandas`` over the changes of one row of a table with ``keep_when_null``
+    columns: the newest change, filled from the older ones by ``shared.transform.kept_values``
+    (the Lambda path's ``newest_keeping_values``)."""
+    frame = frame.sort_values(["seq_len", "seq", "sub"], kind="stable")
+    all_positioned = all(k[0] == CLASS_POSITION for k in frame["order_key"])
+    frame = frame.assign(rank=[reduction_key(k, all_positioned) for k in frame["order_key"]])
+    frame = frame.sort_values("rank", kind="stable")
+    table = frame["table"].iloc[-1]
+    columns = keep[table]
+    rows = [_ROW_DECODER.decode(bytes(row)) for row in frame["row"]]
+    filled = kept_values([(bool(r.get(DELETED)), r) for r in rows], columns)
+    newest = bytes(frame["row"].iloc[-1])
+    if filled:
+        newest = _ROW_ENCODER.encode({**rows[-1], **filled}) + b"\n"
+    return pd.DataFrame({"table": [table], "row": [newest]})
+
+
+_ROW_DECODER = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+_ROW_ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+
+def newest_changes(decoded: DataFrame,
+                   keep: Mapping[str, Sequence[str]] | None = None) -> DataFrame:
+    """(table, row): per (table, key) the newest change by ``shared.transform.reduction_key``
+    (the log position where every change of the row has one, else time first), on a tie the
+    later record (sequence number as a number, place in its record): the Lambda path's rule
+    (``shared.transform.newest_change``), with partial aggregation and no sort. Tables with
+    ``keep_when_null`` columns (``keep``) go through ``newest_keeping_values`` instead."""
+    changes = decoded.where(F.col("kind") == CHANGE)
+    keep_tables = sorted(t for t, columns in (keep or {}).items() if columns)
+    if keep_tables:
+        kept = (changes.where(F.col("table").isin(keep_tables))
+                .select("table", "key", "order_key", "seq_len", "seq", "sub", "row")
+                .groupBy("table", "key")
+                .applyInPandas(partial(newest_keeping_values, dict(keep or {})),
+                               "table string, row binary"))
+        changes = changes.where(~F.col("table").isin(keep_tables))
+    key = F.col("order_key")
+    by_position = F.substring(key, POSITION_START + 1, ORDER_KEY_MAX_LENGTH)
+    by_time = F.concat(F.substring(key, TIME_START + 1, TIME_LENGTH), F.substring(key, 1, 1),
+                       by_position)
+    tie = ("seq_len", "seq", "sub", "row")
+    plain = (changes.groupBy("table", "key").agg(
+        F.max(F.struct(by_position.alias("k"), *tie)).alias("by_position"),
+        F.max(F.struct(by_time.alias("k"), *tie)).alias("by_time"),
+        F.min(F.substring(key, 1, 1)).alias("lowest_class"),
+    ).select("table", F.when(F.col("lowest_class") == CLASS_POSITION, F.col("by_position.row"))
+             .otherwise(F.col("by_time.row")).alias("row")))
+    return plain.unionByName(kept) if keep_tables else plain
 
 
 @dataclass
@@ -343,6 +410,7 @@ class BatchSummary:
     skipped: Counter[str] = field(default_factory=Counter)
     reject_reasons: Counter[str] = field(default_factory=Counter)
     newest_commit_timestamp: str | None = None
+    events: int = 0
 
 
 def summarize(decoded: DataFrame) -> BatchSummary:
@@ -362,9 +430,24 @@ def summarize(decoded: DataFrame) -> BatchSummary:
         elif row["kind"] == REJECT:
             summary.rejected += int(row["n"])
             summary.reject_reasons[row["detail"]] += int(row["n"])
+        elif row["kind"] == EVENT:
+            summary.events += int(row["n"])
         else:
             summary.skipped[row["detail"]] += int(row["n"])
     return summary
+
+
+def table_events(decoded: DataFrame) -> list[TableEvent]:
+    """The batch's table events (a handful), in stream order within each shard."""
+    rows = (decoded.where(F.col("kind") == EVENT)
+            .select("table", "order_key", "seq_len", "seq", "detail")
+            .orderBy("seq_len", "seq").collect())
+    events = []
+    for row in rows:
+        kind, columns = json.loads(row["detail"])
+        events.append(TableEvent(row["table"], kind, row["order_key"], row["seq"],
+                                 tuple((str(c), str(t)) for c, t in columns)))
+    return events
 
 
 # --- the job ----------------------------------------------------------------------------------
@@ -417,16 +500,18 @@ class GlueBatchJob:
     def executor_config(self) -> Broadcast[ExecutorConfig]:
         """The broadcast configuration; re-read the HMAC key every few minutes (rotation)."""
         now = time.monotonic()
-        if self._broadcast is not None and now - self._key_read_at < SECRET_MAX_AGE_SECONDS:
-            return self._broadcast
+        current = self._broadcast
+        same_spec = current is not None and current.value.spec is self.writer.spec
+        if current is not None and same_spec and now - self._key_read_at < SECRET_MAX_AGE_SECONDS:
+            return current
         key = self._hmac_key()
         self._key_read_at = now
-        if self._broadcast is not None and self._broadcast.value.hmac_key == key:
-            return self._broadcast
+        if current is not None and same_spec and current.value.hmac_key == key:
+            return current
         if self._broadcast is not None:
             self._broadcast.unpersist()
         config = ExecutorConfig(
-            token=uuid.uuid4().hex, spec=self.spec, hmac_key=key,
+            token=uuid.uuid4().hex, spec=self.writer.spec, hmac_key=key,
             staging_bucket=str(self.settings.staging_bucket),
             dead_letter_queue_url=self.settings.dead_letter_queue_url,
             source_arn=self.source_arn,
@@ -439,26 +524,47 @@ class GlueBatchJob:
 
     def process(self, batch: DataFrame, batch_id: int) -> BatchOutcome:
         """Apply one micro-batch; a failure is reported in ``outcome.failure``."""
-        config = self.executor_config()
-        decoded = decode_batch(batch, config).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            summary = summarize(decoded)
+            if self.writer.added_columns is None:
+                self.writer.load_added_columns()
+            try:
+                return self._process(batch, batch_id)
+            except AddedColumnsChanged:
+                self.writer.load_added_columns()  # another consumer added columns: once more
+                return self._process(batch, batch_id)
+        except WarehouseError as exc:
+            return BatchOutcome(failure=str(exc))
+
+    def _decode(self, batch: DataFrame) -> tuple[DataFrame, BatchSummary, list[TableEvent]]:
+        decoded = decode_batch(batch, self.executor_config(), self.writer.load_starts())
+        decoded = decoded.persist(StorageLevel.MEMORY_AND_DISK)
+        summary = summarize(decoded)
+        return decoded, summary, (table_events(decoded) if summary.events else [])
+
+    def _process(self, batch: DataFrame, batch_id: int) -> BatchOutcome:
+        decoded, summary, events = self._decode(batch)
+        try:
+            if any(e.kind == ADD_COLUMNS for e in events) and self.writer.add_columns(events):
+                decoded.unpersist()  # decode again with the new columns (a new broadcast)
+                decoded, summary, events = self._decode(batch)
             outcome = BatchOutcome(
                 records_in=summary.records_in, rejected=summary.rejected,
                 skipped=summary.skipped, reject_reasons=summary.reject_reasons,
                 newest_commit_timestamp=summary.newest_commit_timestamp,
+                table_events=Counter(f"{e.kind}:{e.table}" for e in events),
             )
             if summary.records_in == 0:
                 return outcome
-            if summary.changes_in:
+            if summary.changes_in or events:
                 try:
-                    outcome.write_report = self._stage_and_merge(decoded, config, batch_id)
+                    outcome.write_report = self._stage_and_merge(
+                        decoded, self.executor_config(), batch_id, events)
                 except WarehouseError as exc:
                     outcome.failure = str(exc)
                     return outcome
                 outcome.changes_applied = sum(outcome.write_report.changes.values())
             if summary.rejected:
-                error = self._send_rejects(decoded, config)
+                error = self._send_rejects(decoded, self.executor_config())
                 if error:
                     outcome.failure = error
             return outcome
@@ -475,18 +581,21 @@ class GlueBatchJob:
             raise BatchFailed(outcome.failure)
 
     def _stage_and_merge(
-        self, decoded: DataFrame, config: Broadcast[ExecutorConfig], batch_id: int
+        self, decoded: DataFrame, config: Broadcast[ExecutorConfig], batch_id: int,
+        events: Sequence[TableEvent],
     ) -> WriteReport:
         prefix = self.settings.staging_prefix.strip("/")
         run_prefix = f"{prefix}/glue-{batch_id}-{uuid.uuid4().hex}/".lstrip("/")
-        staged = newest_changes(decoded).mapInPandas(
+        keep = {name: t.keep_when_null for name, t in self.writer.spec.tables.items()}
+        staged = newest_changes(decoded, keep).mapInPandas(
             partial(stage_partition, config, run_prefix), STAGED_SCHEMA).collect()
         keys = [row["object_key"] for row in staged]
         counts: Counter[str] = Counter()
         for row in staged:
             counts[row["table"]] += int(row["rows"])
         try:
-            return self.writer.merge_staged({t: f"{run_prefix}{t}/" for t in counts}, counts)
+            return self.writer.merge_staged({t: f"{run_prefix}{t}/" for t in counts}, counts,
+                                            events)
         finally:
             for start in range(0, len(keys), DELETE_BATCH):
                 self.stager.delete(keys[start : start + DELETE_BATCH])

@@ -1,8 +1,9 @@
 """Create and migrate the warehouse schema from the spec, idempotently.
 
-Reads what exists (information_schema), then creates missing schemas and tables, adds missing
-columns, widens VARCHARs that the spec made longer, and recomputes a wide table from the
-replicas when it was created or changed. Running it twice changes nothing the second time.
+Reads what exists (information_schema), then creates missing schemas and tables (the spec's,
+and the pipeline's own ``_cdc_tables`` and ``_cdc_columns``), adds missing columns, widens
+VARCHARs that the spec made longer, and recomputes a wide table from the replicas when it was
+created or changed. Running it twice changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def plan_migration(
     for table in spec.tables.values():
         wanted.append((spec.replica_schema, table.name, sql.create_replica_statement(spec, table),
                        sql.replica_columns(table), None))
+    wanted.append((spec.replica_schema, sql.TABLE_STATE,
+                   sql.create_pipeline_table_statement(spec, sql.TABLE_STATE),
+                   sql.table_state_columns(), None))
+    wanted.append((spec.replica_schema, sql.ADDED_COLUMNS,
+                   sql.create_pipeline_table_statement(spec, sql.ADDED_COLUMNS),
+                   sql.added_columns_columns(), None))
     for target in spec.targets.values():
         wanted.append((spec.target_schema, target.name, sql.create_target_statement(spec, target),
                        sql.target_columns(spec, target), target.name))

@@ -65,6 +65,25 @@ class Reject:
     table: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TableEvent:
+    """A DMS control record that changes a spec table as a whole (not one row).
+
+    ``kind`` is ``TRUNCATE`` (every row of the table older than ``order_key`` is gone) or
+    ``ADD_COLUMNS`` (``columns``: (name, spec type) of source columns the spec does not have,
+    from the record's ``table-def``).
+    """
+
+    table: str
+    kind: str
+    order_key: str
+    sequence_number: str
+    columns: tuple[tuple[str, str], ...] = ()
+
+
+TRUNCATE, ADD_COLUMNS = "TRUNCATE", "ADD_COLUMNS"
+
+
 @dataclass(slots=True)
 class TransformResult:
     """The outcome of the core for one batch of stream records."""
@@ -75,6 +94,7 @@ class TransformResult:
     records_in: int = 0
     changes_in: int = 0  # valid changes before the reduction to one per key
     newest_commit_timestamp: str | None = None
+    table_events: list[TableEvent] = field(default_factory=list)  # in stream order
 
     @property
     def change_count(self) -> int:

@@ -9,13 +9,14 @@ the retry).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared import warehouse_sql as sql
-from shared.data_api import RedshiftDataApi
-from shared.records import Change
+from shared.data_api import RedshiftDataApi, StatementFailed
+from shared.records import ADD_COLUMNS, Change, TableEvent
+from shared.schema_evolution import evolved_spec
 from shared.spec import PipelineSpec
 from shared.stage_plan import CopyLoad, InlineLoad, plan_stage_loads
 from shared.staging import staging_columns
@@ -65,22 +66,113 @@ class WriteReport:
         self.staged_through_s3.extend(other.staged_through_s3)
 
 
+class AddedColumnsChanged(Exception):
+    """Another consumer added source columns since this writer read them: reload, decode
+    the batch again and write it again (nothing of it was applied)."""
+
+
+AddedColumns = dict[str, list[tuple[str, str]]]
+
+
 class RedshiftWriter:
+    """Writes batches for one spec; ``spec`` is the spec plus the source columns schema
+    evolution added (``load_added_columns``)."""
+
     def __init__(
         self, spec: PipelineSpec, api: RedshiftDataApi, stager: S3Stager | None = None
     ) -> None:
+        self.base_spec = spec
         self.spec = spec
         self.api = api
         self.stager = stager
+        self.added_columns: AddedColumns | None = None  # None: not read yet
 
-    def stage_and_merge(self, changes: Mapping[str, list[Change]]) -> WriteReport:
-        """Apply the newest-per-key changes of one batch; idempotent and order-guarded."""
+    # -- the warehouse's pipeline state --
+
+    def load_added_columns(self) -> PipelineSpec:
+        """Read the columns schema evolution added; return (and use) the evolved spec."""
+        if self.base_spec.evolve == "off":
+            self.added_columns = {}
+            return self.spec
+        added: AddedColumns = {}
+        rows = self.api.query(
+            f"SELECT table_name, column_name, column_type FROM "
+            f"{sql.replica_table(self.base_spec, sql.ADDED_COLUMNS)} "
+            "ORDER BY table_name, added_key, column_name")
+        for row in rows:
+            added.setdefault(str(row["table_name"]), []).append(
+                (str(row["column_name"]), str(row["column_type"])))
+        self.added_columns = added
+        self.spec = evolved_spec(self.base_spec, added)
+        return self.spec
+
+    def load_starts(self) -> dict[str, str]:
+        """The recorded load start of every table being reloaded (``tools.table_reload``)."""
+        rows = self.api.query(
+            f"SELECT table_name, load_started FROM "
+            f"{sql.replica_table(self.base_spec, sql.TABLE_STATE)} WHERE load_started IS NOT NULL")
+        return {str(r["table_name"]): str(r["load_started"]) for r in rows}
+
+    def add_columns(self, events: Sequence[TableEvent]) -> list[tuple[str, str, str]]:
+        """Add the new source columns of ``ADD_COLUMNS`` events to their replicas (one ALTER
+        per column, Redshift's rule) and record them; return (table, column, type) added.
+        Columns another consumer added first are skipped."""
+        if self.added_columns is None:
+            self.load_added_columns()
+        assert self.added_columns is not None
+        done: list[tuple[str, str, str]] = []
+        for event in events:
+            if event.kind != ADD_COLUMNS or event.table not in self.base_spec.tables:
+                continue
+            known = {c for c, _ in self.added_columns.get(event.table, [])}
+            known |= set(self.base_spec.tables[event.table].column_names)
+            for column, spec_type in event.columns:
+                if column in known:
+                    continue
+                statements = sql.add_replica_column_statements(
+                    self.base_spec, event.table, column, spec_type, event.order_key)
+                try:
+                    self.api.run_transaction(statements)
+                except StatementFailed:
+                    self.load_added_columns()  # added by another consumer meanwhile?
+                    if column not in {c for c, _ in self.added_columns.get(event.table, [])}:
+                        raise
+                    continue
+                self.added_columns.setdefault(event.table, []).append((column, spec_type))
+                known.add(column)
+                done.append((event.table, column, spec_type))
+        if done:
+            self.spec = evolved_spec(self.base_spec, self.added_columns)
+        return done
+
+    def _added_known(self) -> int | None:
+        if self.base_spec.evolve == "off" or self.added_columns is None:
+            return None
+        return sum(len(cols) for cols in self.added_columns.values())
+
+    def _run(self, statements: list[str]) -> None:
+        try:
+            self.api.run_transaction(statements)
+        except StatementFailed as exc:
+            text = str(exc).lower()
+            if self._added_known() is not None and text.startswith("statement 2 of") and (
+                    "by zero" in text):
+                raise AddedColumnsChanged(str(exc)) from None
+            raise
+
+    # -- batches --
+
+    def stage_and_merge(self, changes: Mapping[str, list[Change]],
+                        events: Sequence[TableEvent] = ()) -> WriteReport:
+        """Apply the newest-per-key changes of one batch, after its truncates; idempotent and
+        order-guarded."""
         batch = {t: changes[t] for t in self.spec.tables if changes.get(t)}
-        if not batch:
+        if not batch and not events:
             return WriteReport()
-        loads = plan_stage_loads(self.spec, batch, copy_available=self.stager is not None)
+        loads = plan_stage_loads(self.spec, batch, copy_available=self.stager is not None,
+                                 events=events, added_columns_known=self._added_known())
         if loads is None:
-            return self._split(batch)
+            return self._split(batch, events)
         batch_id = uuid.uuid4().hex
         statements: dict[str, list[str]] = {}
         uploaded: list[str] = []
@@ -96,8 +188,9 @@ class RedshiftWriter:
                 statements[name] = [
                     self.stager.copy_statement(sql.stage_table(name), staging_columns(table), key)
                 ]
-            transaction = sql.batch_statements(self.spec, statements)
-            self.api.run_transaction(transaction)
+            transaction = sql.batch_statements(self.spec, statements, events,
+                                               self._added_known())
+            self._run(transaction)
         finally:
             if self.stager is not None:
                 self.stager.delete(uploaded)
@@ -108,7 +201,8 @@ class RedshiftWriter:
             staged_through_s3=sorted(n for n, load in loads.items() if isinstance(load, CopyLoad)),
         )
 
-    def merge_staged(self, staged: Mapping[str, str], changes: Mapping[str, int]) -> WriteReport:
+    def merge_staged(self, staged: Mapping[str, str], changes: Mapping[str, int],
+                     events: Sequence[TableEvent] = ()) -> WriteReport:
         """Apply tables already staged in S3 (``staged``: table -> object key or key prefix, as
         the Glue job's executors wrote them) in the same one transaction: one COPY per table,
         then the statements ``stage_and_merge`` runs. ``changes`` counts the staged rows."""
@@ -120,10 +214,10 @@ class RedshiftWriter:
                                               staged[name])]
             for name in self.spec.tables if staged.get(name)
         }
-        if not statements:
+        if not statements and not events:
             return WriteReport()
-        transaction = sql.batch_statements(self.spec, statements)
-        self.api.run_transaction(transaction)
+        transaction = sql.batch_statements(self.spec, statements, events, self._added_known())
+        self._run(transaction)
         return WriteReport(
             changes={t: changes.get(t, 0) for t in statements},
             transactions=1,
@@ -131,9 +225,9 @@ class RedshiftWriter:
             staged_through_s3=sorted(statements),
         )
 
-    def _split(self, batch: dict[str, list[Change]]) -> WriteReport:
+    def _split(self, batch: dict[str, list[Change]], events: Sequence[TableEvent]) -> WriteReport:
         first = {t: rows[: len(rows) // 2] for t, rows in batch.items()}
         second = {t: rows[len(rows) // 2 :] for t, rows in batch.items()}
-        report = self.stage_and_merge(first)
+        report = self.stage_and_merge(first, events)  # truncates first: the guard needs them
         report.add(self.stage_and_merge(second))
         return report

@@ -24,6 +24,7 @@ _RESERVED_PREFIX = "_cdc_"
 PII_RULES = ("tokenize", "mask", "redact", "sha256")
 DELETE_MODES = ("tombstone", "hard")
 SOURCE_NAME_MODES = ("case-insensitive", "exact")
+EVOLVE_MODES = ("add-columns", "off")
 
 
 class SpecError(ValueError):
@@ -117,6 +118,10 @@ class Table:
     name: str
     key: tuple[str, ...]
     columns: tuple[Column, ...]
+    # Columns whose null in an update means "unchanged", not "now null": large values a
+    # PostgreSQL source does not resend when an update leaves them alone (TOAST), unless the
+    # table has REPLICA IDENTITY FULL. See docs/source-engines.md.
+    keep_when_null: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -184,6 +189,8 @@ class PipelineSpec:
     # How DMS's schema, table and column names find the spec's lower-case names: Oracle and Db2
     # send upper case (``TICKET.TICKET_ID``) unless a DMS transformation rule lowers them.
     source_names: str = "case-insensitive"
+    # ``add-columns``: a source column added later (DMS ``add-column``) reaches the replica.
+    evolve: str = "add-columns"
 
     def table(self, name: str) -> Table:
         return self.tables[name]
@@ -227,7 +234,7 @@ def _table_of(raw: Any, name: str, pii: dict[tuple[str, str], str]) -> Table:
     where = f"tables.{name}"
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: must be a table with 'key' and 'columns'")
-    unknown = set(raw) - {"key", "columns"}
+    unknown = set(raw) - {"key", "columns", "keep_when_null"}
     if unknown:
         raise SpecError(f"{where}: unknown setting(s) {sorted(unknown)}")
     columns_raw = raw.get("columns")
@@ -251,7 +258,15 @@ def _table_of(raw: Any, name: str, pii: dict[tuple[str, str], str]) -> Table:
             raise SpecError(f"{where}: key column {col!r} is not one of its columns")
     if len(set(key)) != len(key):
         raise SpecError(f"{where}: key lists a column twice")
-    return Table(name=name, key=tuple(key), columns=columns)
+    keep = raw.get("keep_when_null", [])
+    if not isinstance(keep, list) or not all(isinstance(c, str) for c in keep):
+        raise SpecError(f"{where}.keep_when_null: must be a list of column names")
+    for col in keep:
+        if col not in columns_raw:
+            raise SpecError(f"{where}.keep_when_null: {col!r} is not one of its columns")
+        if col in key:
+            raise SpecError(f"{where}.keep_when_null: key column {col!r} always arrives")
+    return Table(name=name, key=tuple(key), columns=columns, keep_when_null=tuple(keep))
 
 
 def _pii_rules(raw: Any, allow_sha256: bool) -> dict[tuple[str, str], str]:
@@ -388,6 +403,9 @@ def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
     if source_names not in SOURCE_NAME_MODES:
         raise SpecError(
             f"pipeline.source_names: {source_names!r} is not one of {SOURCE_NAME_MODES}")
+    evolve = pipeline.get("evolve", "add-columns")
+    if evolve not in EVOLVE_MODES:
+        raise SpecError(f"pipeline.evolve: {evolve!r} is not one of {EVOLVE_MODES}")
     replica_schema = _identifier(pipeline.get("replica_schema", "cdc_replica"), "replica_schema")
     target_schema = _identifier(pipeline.get("target_schema", "public"), "target_schema")
     if replica_schema == target_schema and set(targets) & set(tables):
@@ -404,4 +422,5 @@ def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
         targets=targets,
         allow_unkeyed_sha256=allow_sha256,
         source_names=source_names,
+        evolve=evolve,
     )

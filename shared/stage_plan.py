@@ -10,11 +10,11 @@ fit is reported as such so the writer splits it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shared import warehouse_sql as sql
-from shared.records import Change
+from shared.records import Change, TableEvent
 from shared.spec import PipelineSpec
 from shared.staging import insert_statements, json_lines
 
@@ -37,13 +37,15 @@ StageLoad = InlineLoad | CopyLoad
 
 
 def plan_stage_loads(
-    spec: PipelineSpec, batch: Mapping[str, list[Change]], copy_available: bool
+    spec: PipelineSpec, batch: Mapping[str, list[Change]], copy_available: bool,
+    events: Sequence[TableEvent] = (), added_columns_known: int | None = None,
 ) -> dict[str, StageLoad] | None:
     """How to fill each staging table, or None when the batch must be split."""
     tables = sorted((t for t in spec.tables if batch.get(t)), key=lambda t: len(batch[t]))
     if copy_available and sum(len(batch[t]) for t in tables) > INLINE_ROWS_MAX:
         return {name: CopyLoad(json_lines(batch[name])) for name in tables}
-    budget = MAX_STATEMENTS - sql.fixed_statement_count(spec, tables)
+    budget = MAX_STATEMENTS - sql.fixed_statement_count(spec, tables, events,
+                                                        added_columns_known)
     loads: dict[str, StageLoad] = {}
     for position, name in enumerate(tables):
         still_to_place = len(tables) - position - 1  # each needs at least one statement

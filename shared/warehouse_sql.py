@@ -18,9 +18,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from shared.order_key import ORDER_KEY_MAX_LENGTH
-from shared.spec import PipelineSpec, Table, Target
-from shared.staging import DELETED, ORDER_KEY, staging_columns
+from shared.order_key import (
+    CLASS_LOAD,
+    LOAD_TIME_UNKNOWN,
+    ORDER_KEY_MAX_LENGTH,
+    POSITION_LENGTH,
+    RECORD_LENGTH,
+    TIME_LENGTH,
+    TIME_START,
+    newer_sql,
+    with_load_time,
+)
+from shared.records import TRUNCATE, TableEvent
+from shared.spec import PipelineSpec, Table, Target, parse_column_type
+from shared.staging import DELETED, ORDER_KEY, sql_literal, staging_columns
+
+# The pipeline's own tables in the replica schema (spec names cannot start with ``_cdc_``):
+# per source table, the newest truncate and the recorded load start; and the source columns
+# that schema evolution added to the replicas.
+TABLE_STATE = "_cdc_tables"
+# A full-load key read at no particular time: the reload sweep's tombstones take the load start.
+LOAD_KEY_UNKNOWN_TIME = CLASS_LOAD + LOAD_TIME_UNKNOWN + "0" * (POSITION_LENGTH + RECORD_LENGTH)
+ADDED_COLUMNS = "_cdc_columns"
 
 
 def ident(name: str) -> str:
@@ -82,6 +101,25 @@ def _create_table(name: str, columns: list[tuple[str, str]], key: tuple[str, ...
     )
 
 
+def table_state_columns() -> list[tuple[str, str]]:
+    return [("table_name", "VARCHAR(127)"), ("truncated_key", f"VARCHAR({ORDER_KEY_MAX_LENGTH})"),
+            ("load_started", f"CHAR({TIME_LENGTH})")]
+
+
+def added_columns_columns() -> list[tuple[str, str]]:
+    return [("table_name", "VARCHAR(127)"), ("column_name", "VARCHAR(127)"),
+            ("column_type", "VARCHAR(64)"), ("added_key", f"VARCHAR({ORDER_KEY_MAX_LENGTH})")]
+
+
+def create_pipeline_table_statement(spec: PipelineSpec, name: str) -> str:
+    """``CREATE TABLE`` of ``TABLE_STATE`` or ``ADDED_COLUMNS``."""
+    columns = table_state_columns() if name == TABLE_STATE else added_columns_columns()
+    key = ("table_name",) if name == TABLE_STATE else ("table_name", "column_name")
+    body = ", ".join(f"{ident(c)} {t}{' NOT NULL' if c in key else ''}" for c, t in columns)
+    return (f"CREATE TABLE IF NOT EXISTS {replica_table(spec, name)} ({body}, "
+            f"PRIMARY KEY ({', '.join(ident(k) for k in key)}))")
+
+
 def create_schema_statements(spec: PipelineSpec) -> list[str]:
     schemas = dict.fromkeys([spec.replica_schema, spec.target_schema])
     return [f"CREATE SCHEMA IF NOT EXISTS {ident(s)}" for s in schemas]
@@ -99,6 +137,19 @@ def create_target_statement(spec: PipelineSpec, target: Target) -> str:
 
 def add_column_statement(table_name: str, column: str, sql_type: str) -> str:
     return f"ALTER TABLE {table_name} ADD COLUMN {ident(column)} {sql_type}"
+
+
+def add_replica_column_statements(spec: PipelineSpec, table: str, column: str,
+                                  spec_type: str, order_key: str) -> list[str]:
+    """Schema evolution: add a source column to its replica and record it (one transaction)."""
+    sql_type = parse_column_type(spec_type, f"{table}.{column}").sql
+    return [
+        add_column_statement(replica_table(spec, table), column, sql_type),
+        f"INSERT INTO {replica_table(spec, ADDED_COLUMNS)} "
+        "(table_name, column_name, column_type, added_key) VALUES ("
+        f"{sql_literal(table)}, {sql_literal(column)}, {sql_literal(spec_type)}, "
+        f"{sql_literal(order_key)})",
+    ]
 
 
 def widen_varchar_statement(table_name: str, column: str, sql_type: str) -> str:
@@ -119,20 +170,105 @@ def create_stage_statement(spec: PipelineSpec, table: str) -> str:
 
 
 def order_guard_statement(spec: PipelineSpec, table: Table) -> str:
-    """Drop staged changes that are not newer than what the replica already holds."""
+    """Drop staged changes that are not newer than what the replica already holds
+    (``shared.order_key.newer_sql``: the log position decides where both have one)."""
     stage, replica = stage_table(table.name), replica_table(spec, table.name)
     match = _key_match(stage, "r", table.key, table.key)
+    newer = newer_sql(f"{stage}.{ident(ORDER_KEY)}", f"r.{ident(ORDER_KEY)}")
+    return f"DELETE FROM {stage} USING {replica} r WHERE {match} AND NOT {newer}"
+
+
+def truncate_guard_statement(spec: PipelineSpec, table: Table) -> str:
+    """Drop staged changes that a truncate of the table, applied earlier, made obsolete."""
+    stage = stage_table(table.name)
+    newer = newer_sql(f"{stage}.{ident(ORDER_KEY)}", "t.truncated_key")
     return (
-        f"DELETE FROM {stage} USING {replica} r WHERE {match} "
-        f"AND {stage}.{ident(ORDER_KEY)} <= r.{ident(ORDER_KEY)}"
+        f"DELETE FROM {stage} USING {replica_table(spec, TABLE_STATE)} t "
+        f"WHERE t.table_name = {sql_literal(table.name)} AND NOT {newer}"
     )
 
 
+def truncate_statements(spec: PipelineSpec, table: Table, order_key: str) -> list[str]:
+    """A source ``TRUNCATE`` as of ``order_key``: record it (the newest wins) and delete every
+    replica row not newer than it (a tombstone, or the row itself in hard-delete mode)."""
+    state, replica = replica_table(spec, TABLE_STATE), replica_table(spec, table.name)
+    name, key = sql_literal(table.name), sql_literal(order_key)
+    statements = [
+        f"UPDATE {state} SET truncated_key = {key} WHERE table_name = {name} "
+        f"AND (truncated_key IS NULL OR {newer_sql(key, 'truncated_key')})",
+        f"INSERT INTO {state} (table_name, truncated_key) SELECT {name}, {key} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {state} WHERE table_name = {name})",
+    ]
+    older = f"NOT {newer_sql(f'{replica}.{ident(ORDER_KEY)}', key)}"
+    if spec.delete_mode == "hard":
+        statements.append(f"DELETE FROM {replica} WHERE {older}")
+        return statements
+    emptied = ", ".join(f"{ident(c)} = NULL" for c in table.column_names if c not in table.key)
+    statements.append(
+        f"UPDATE {replica} SET {emptied + ', ' if emptied else ''}{ident(DELETED)} = TRUE, "
+        f"{ident(ORDER_KEY)} = {key} WHERE NOT {replica}.{ident(DELETED)} AND {older}"
+    )
+    return statements
+
+
+def reload_start_statements(spec: PipelineSpec, table: str, started: str) -> list[str]:
+    """Record that a reload of ``table`` starts at ``started`` (27-char UTC): full-load rows
+    read from then on beat the CDC changes committed before it (``shared.order_key``)."""
+    state, name = replica_table(spec, TABLE_STATE), sql_literal(table)
+    return [
+        f"UPDATE {state} SET load_started = {sql_literal(started)} WHERE table_name = {name}",
+        f"INSERT INTO {state} (table_name, load_started) SELECT {name}, {sql_literal(started)} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {state} WHERE table_name = {name})",
+    ]
+
+
+def reload_sweep_statements(spec: PipelineSpec, table: Table, started: str) -> list[str]:
+    """After a reload that started at ``started`` was applied: delete every replica row that
+    neither the reload read nor a change committed since touched (its time is older), then
+    recompute the wide tables that join the table. The tombstone's key is the load start, so
+    a late row of the same reload still beats it."""
+    replica = replica_table(spec, table.name)
+    stale = (f"NOT {replica}.{ident(DELETED)} AND SUBSTRING({replica}.{ident(ORDER_KEY)}, "
+             f"{TIME_START + 1}, {TIME_LENGTH}) < {sql_literal(started)}")
+    statements = [lock_statement(spec)]
+    if spec.delete_mode == "hard":
+        statements.append(f"DELETE FROM {replica} WHERE {stale}")
+    else:
+        tombstone = sql_literal(with_load_time(LOAD_KEY_UNKNOWN_TIME, started))
+        emptied = ", ".join(f"{ident(c)} = NULL" for c in table.column_names
+                            if c not in table.key)
+        statements.append(
+            f"UPDATE {replica} SET {emptied + ', ' if emptied else ''}{ident(DELETED)} = TRUE, "
+            f"{ident(ORDER_KEY)} = {tombstone} WHERE {stale}")
+    for target in spec.targets.values():
+        if table.name in {target.fact, *(j.table for j in target.joins)}:
+            statements.append(merge_target_statement(spec, target, restrict_to_affected=False))
+            statements.append(
+                delete_gone_facts_statement(spec, target, restrict_to_affected=False))
+    return statements
+
+
+def added_columns_check_statement(spec: PipelineSpec, known: int) -> str:
+    """Fails (division by zero) when another consumer added source columns this one does not
+    know yet, so it reloads them and decodes the batch again instead of writing without them."""
+    return (f"SELECT 1 / (CASE WHEN COUNT(*) = {int(known)} THEN 1 ELSE 0 END) "
+            f"FROM {replica_table(spec, ADDED_COLUMNS)}")
+
+
 def _upsert_statement(target: str, source: str, key: Sequence[str],
-                      columns: Sequence[str]) -> str:
+                      columns: Sequence[str], keep_when_null: Sequence[str] = ()) -> str:
     """MERGE in Redshift's grammar: one WHEN MATCHED (update every non-key column from the
-    source row ``s``) and one WHEN NOT MATCHED (insert it), no conditions."""
-    updates = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in columns if c not in key)
+    source row ``s``) and one WHEN NOT MATCHED (insert it), no conditions.
+
+    A ``keep_when_null`` column keeps the target's value when the change carries none (an
+    unchanged PostgreSQL TOAST value arrives as null), except on a delete's tombstone.
+    """
+    updates = ", ".join(
+        f"{ident(c)} = CASE WHEN s.{ident(DELETED)} THEN NULL "
+        f"ELSE COALESCE(s.{ident(c)}, {target}.{ident(c)}) END"
+        if c in keep_when_null else f"{ident(c)} = s.{ident(c)}"
+        for c in columns if c not in key
+    )
     return (
         f"MERGE INTO {target} USING {source} s "
         f"ON {_key_match(target, 's', key, key)} "
@@ -144,7 +280,7 @@ def _upsert_statement(target: str, source: str, key: Sequence[str],
 
 def merge_replica_statement(spec: PipelineSpec, table: Table) -> str:
     return _upsert_statement(replica_table(spec, table.name), stage_table(table.name),
-                             table.key, staging_columns(table))
+                             table.key, staging_columns(table), table.keep_when_null)
 
 
 def hard_delete_statement(spec: PipelineSpec, table: Table) -> str:
@@ -251,23 +387,42 @@ def delete_gone_facts_statement(
     return f"DELETE FROM {name} WHERE NOT EXISTS ({live})"
 
 
-def batch_statements(spec: PipelineSpec, stage_loads: Mapping[str, list[str]]) -> list[str]:
+def batch_statements(spec: PipelineSpec, stage_loads: Mapping[str, list[str]],
+                     events: Sequence[TableEvent] = (),
+                     added_columns_known: int | None = None) -> list[str]:
     """Every statement of one stage-and-merge transaction.
 
     ``stage_loads`` maps each source table in the batch to the statements that fill its stage
-    table (INSERTs, or one COPY), in the order the tables appear in the spec.
+    table (INSERTs, or one COPY), in the order the tables appear in the spec. ``events``: the
+    batch's truncates, applied first. ``added_columns_known``: how many added source columns
+    the writer decoded with (``added_columns_check_statement``); None when evolution is off.
     """
     statements = [lock_statement(spec)]
+    if added_columns_known is not None:
+        statements.append(added_columns_check_statement(spec, added_columns_known))
+    truncated = []
+    for event in events:
+        if event.kind == TRUNCATE and event.table in spec.tables:
+            statements.extend(truncate_statements(spec, spec.tables[event.table],
+                                                  event.order_key))
+            truncated.append(event.table)
     staged = [name for name in spec.tables if stage_loads.get(name)]
     for name in staged:
         table = spec.tables[name]
         statements.append(create_stage_statement(spec, name))
         statements.extend(stage_loads[name])
         statements.append(order_guard_statement(spec, table))
+        statements.append(truncate_guard_statement(spec, table))
         statements.append(merge_replica_statement(spec, table))
         if spec.delete_mode == "hard":
             statements.append(hard_delete_statement(spec, table))
     for target in spec.targets.values():
+        if {target.fact, *(j.table for j in target.joins)} & set(truncated):
+            # A truncate touches rows the batch did not stage: recompute the whole table.
+            statements.append(merge_target_statement(spec, target, restrict_to_affected=False))
+            statements.append(
+                delete_gone_facts_statement(spec, target, restrict_to_affected=False))
+            continue
         affected = affected_keys_statement(spec, target, staged)
         if affected is None:
             continue
@@ -277,15 +432,14 @@ def batch_statements(spec: PipelineSpec, stage_loads: Mapping[str, list[str]]) -
     return statements
 
 
-def fixed_statement_count(spec: PipelineSpec, staged_tables: Iterable[str]) -> int:
-    """Statements of a batch besides the stage-filling ones."""
+def fixed_statement_count(spec: PipelineSpec, staged_tables: Iterable[str],
+                          events: Sequence[TableEvent] = (),
+                          added_columns_known: int | None = None) -> int:
+    """Statements of a batch besides the stage-filling ones (derived from
+    ``batch_statements`` itself, with one placeholder load per staged table)."""
     staged = [t for t in spec.tables if t in set(staged_tables)]
-    per_table = 4 if spec.delete_mode == "hard" else 3
-    count = 1 + per_table * len(staged)
-    for target in spec.targets.values():
-        if affected_keys_statement(spec, target, staged) is not None:
-            count += 3
-    return count
+    placeholder = {t: ["-"] for t in staged}
+    return len(batch_statements(spec, placeholder, events, added_columns_known)) - len(staged)
 
 
 def rebuild_target_statements(spec: PipelineSpec, target: Target) -> list[str]:

@@ -68,12 +68,12 @@ def replay(
                 records[message["MessageId"]] = (_record(json.loads(message["Body"]), s3), message)
             except (ValueError, KeyError):
                 report.unreadable += 1
-        result = processor.transformer.transform([r for r, _ in records.values()])
+        result = processor.transform([r for r, _ in records.values()])
         rejected = {r.sequence_number: r.reason for r in result.rejects}
         report.still_rejected.update(rejected.values())
         fixable = [m for r, m in records.values() if r.sequence_number not in rejected]
         if not dry_run and fixable:
-            processor.writer.stage_and_merge(result.changes)
+            processor.writer.stage_and_merge(result.changes, result.table_events)
             sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(fixable)])
         report.replayed += len(fixable)

@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.consumer import BatchOutcome, BatchProcessor, build_processor
+from shared.decode import DROP_TABLE_REASON
 from shared.records import StreamRecord
 from shared.settings import PipelineSettings, hmac_key_from_secret
 from shared.spec import PipelineSpec, load_spec
@@ -96,6 +97,18 @@ def record_metrics(outcome: BatchOutcome, started: float) -> None:
                            _milliseconds_since(outcome.newest_commit_timestamp))
     if outcome.failed_from is not None:
         metrics.add_metric("BatchRetries", MetricUnit.Count, 1)
+    dropped = dropped_tables(outcome)
+    if dropped:
+        metrics.add_metric("SourceTablesDropped", MetricUnit.Count, len(dropped))
+    if outcome.table_events:
+        metrics.add_metric("TableEventsApplied", MetricUnit.Count,
+                           sum(outcome.table_events.values()))
+
+
+def dropped_tables(outcome: BatchOutcome) -> list[str]:
+    """Spec tables the source dropped in this batch (their records are on the DLQ)."""
+    return sorted(reason.split(":", 1)[0] for reason in outcome.reject_reasons
+                  if reason.endswith(DROP_TABLE_REASON))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -118,9 +131,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "rejected": outcome.rejected,
         "reject_reasons": dict(outcome.reject_reasons),
         "skipped": dict(outcome.skipped),
+        "table_events": dict(outcome.table_events),
         "transactions": report.transactions if report else 0,
         "staged_through_s3": report.staged_through_s3 if report else [],
     })
+    for table in dropped_tables(outcome):
+        logger.error("the source dropped a spec table; the warehouse keeps it",
+                     extra={"table": table})
     if outcome.failed_from is None:
         return {"batchItemFailures": []}
     logger.warning("batch will be retried", extra={"failed_from": outcome.failed_from,

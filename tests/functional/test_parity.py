@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +28,31 @@ from pyspark.sql import SparkSession
 from glue_job.kinesis_source import LocalKinesisSource, ShardCheckpoint
 from glue_job.local_runner import run
 from glue_job.local_spark import local_spark
-from local.dms_records import DmsStream, activity, customer, lambda_event, sport_event, ticket
+from local.dms_records import (
+    BASE_TIME,
+    DmsStream,
+    activity,
+    customer,
+    iso,
+    lambda_event,
+    sport_event,
+    ticket,
+)
 from local.postgres import PostgresServer
 from shared.glue_batch import GlueBatchJob, StreamSettings
 from shared.records import StreamRecord
 from shared.spec import load_spec
 from tests.conftest import REGION, _fresh_database
-from tests.functional.conftest import Consumer
+from tests.functional.conftest import Consumer, data_api
 from tests.functional.test_glue_batch import glue_target, put_records
+from tools import table_reload
 
 # PySpark 3.5 calls pandas APIs that pandas 2 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pyspark")
 
 LAMBDA_BATCH = 5
 GLUE_FETCH_PER_SHARD = 7
+RELOAD_START = BASE_TIME + timedelta(minutes=5)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +112,27 @@ def change_stream() -> list[StreamRecord]:
     s.add("customer", "update", customer(1, "Customer One Final", "final@example.com"))
     s.add("ticket_activity", "update", activity(4, 7, "2021-08-15 11:05:00",
                                                  "2021-08-15 13:00:00"))
+    # DMS's own renderings: a zoned date-time, upper-case (Oracle) identifiers.
+    s.add("ticket_activity", "update", activity(5, 3, "2020-01-09T04:13:38Z",
+                                                 "2020-01-09T04:13:38.123456789Z"))
+    upper = s.message("customer", "insert", {k.upper(): v for k, v in customer(9).items()})
+    upper["metadata"].update({"schema-name": "PUBLIC", "table-name": "CUSTOMER"})
+    s.add_raw(upper)
+    # A source column added (DMS add-column with its table definition), then filled. On the
+    # same shard as the row that fills it: across shards, a consumer can read the row first
+    # (docs/source-engines.md, "Added columns").
+    s.control("add-column", "ticket", details=True, columns={
+        "ticket_id": {"type": "INT64"}, "section": {"type": "STRING", "length": 16}},
+        partition_key_value="public.ticket.4")
+    s.add("ticket", "update", ticket(4, 1, "Standard", "S-4") | {"section": "North"})
+    # A truncate of a dimension, then one row inserted again.
+    s.control("truncate-table", "sport_event", details=True)
+    s.add("sport_event", "insert", sport_event(2, "Football", "2021-10-01", "Rebuilt"))
+    # A reload of ticket (started at RELOAD_START on both warehouses): ticket 6 drifted.
+    s.clock = RELOAD_START + timedelta(milliseconds=1)
+    for ticket_id in (1, 2, 4, 5, 7):
+        s.add("ticket", "load", ticket(ticket_id, 1 + ticket_id % 3, "Reloaded", f"R-{ticket_id}"))
+    s.add("ticket", "update", ticket(5, 1, "After reload", "A-5") | {"section": "East"})
     history = s.take()
     # Replays: the full load again (older than the CDC changes by now), a run of CDC records
     # and a poison record, as DMS task restarts and Kinesis retries deliver them.
@@ -174,6 +207,9 @@ def test_lambda_and_glue_paths_end_in_the_same_state(
     put_records(kinesis, stream_arn, records)
 
     # The Lambda path: the handler, batch after batch, per shard.
+    spec = load_spec()
+    lambda_api = data_api(redshift_data, warehouse_db)
+    table_reload.start(lambda_api, spec, "ticket", iso(RELOAD_START))
     shards = read_shards(kinesis, stream_name)
     assert sum(len(r) for r in shards.values()) == len(records)
     assert all(shards.values()), "both shards carry records"
@@ -191,8 +227,12 @@ def test_lambda_and_glue_paths_end_in_the_same_state(
     args = {**target.args, "STREAM_ARN": stream_arn,
             "MAX_FETCH_RECORDS_PER_SHARD": str(GLUE_FETCH_PER_SHARD)}
     job = GlueBatchJob.from_arguments(args, spark)
+    glue_api = data_api(redshift_data, glue_db)
+    table_reload.start(glue_api, spec, "ticket", iso(RELOAD_START))
     source = LocalKinesisSource(kinesis, StreamSettings.from_mapping(args))
     outcomes = run(job, source, ShardCheckpoint(tmp_path), once=True)
+    assert table_reload.finish(lambda_api, spec, "ticket") == 2  # tickets 3 and 6
+    assert table_reload.finish(glue_api, spec, "ticket") == 2
     assert sum(o.records_in for o in outcomes) == len(records)
     assert len(outcomes) > 1 and invocations > len(outcomes)  # different batch boundaries
 
@@ -205,7 +245,10 @@ def test_lambda_and_glue_paths_end_in_the_same_state(
     wide = {row[0]: dict(zip(lambda_state["public.sport_event_activity"][0], row, strict=True))
             for row in lambda_state["public.sport_event_activity"][1:]}
     assert sorted(wide) == [1, 4, 5, 7]
-    assert wide[7]["name"] == "Late Customer" and wide[7]["location"] == "Late Arena"
+    assert wide[7]["name"] == "Late Customer" and wide[7]["location"] == "Rebuilt"
+    assert wide[4]["location"] == "Rebuilt" and wide[1]["seat_level"] == "Reloaded"
+    assert wide[5]["seat_level"] == "After reload"
+    assert str(wide[5]["created_at"]) == "2020-01-09 04:13:38"
     assert wide[4]["name"] == "Late Customer"
     assert wide[5]["name"] is None  # customer 3 deleted: its columns are empty
     assert len(wide[1]["email_address"]) == 64 and "@" not in wide[1]["email_address"]
@@ -215,8 +258,8 @@ def test_lambda_and_glue_paths_end_in_the_same_state(
 
     lambda_letters, glue_letters = consumer.dead_letters(), target.dead_letters()
     assert letters(glue_letters) == letters(lambda_letters)
-    assert len(lambda_letters) == 8  # seven poison records, one of them replayed
-    assert len({m["payload"] for m in lambda_letters}) == 7
+    assert len(lambda_letters) == 9  # seven poison records (one replayed), one drop-table
+    assert len({m["payload"] for m in lambda_letters}) == 8
     # The one field that differs: the Glue Kinesis source does not say which shard a record
     # came from, so Glue's dead letters carry an empty shardId.
     assert {m["shardId"] for m in lambda_letters} <= set(shards)

@@ -150,12 +150,13 @@ def test_before_image_without_a_key_change_is_just_an_update(
     assert [(c.key, c.deleted) for c in changes] == [((45,), False)]
 
 
-def test_control_records_and_foreign_tables_are_skipped_and_counted(
+def test_control_records_and_foreign_tables_are_skipped_and_counted_by_name(
     core: Transformer, stream: DmsStream
 ) -> None:
     stream.control("create-table")
-    stream.control("drop-table")
+    stream.control("drop-column")
     stream.control("some-future-operation")
+    stream.control("create-table", table="audit_log")
     stream.add("awsdms_apply_exceptions", "insert", {"TASK_NAME": "x"})
     stream.add("audit_log", "insert", {"id": 1})
     other_schema = DmsStream(schema="sales")
@@ -163,14 +164,73 @@ def test_control_records_and_foreign_tables_are_skipped_and_counted(
     stream.add("customer", "insert", customer(9))
     result = core.transform(stream.take())
     assert result.skipped == {
+        "control:create-table:ticket_activity": 1,
+        "control:drop-column:ticket_activity": 1,
+        "control:some-future-operation:ticket_activity": 1,
         "control:create-table": 1,
-        "control:drop-table": 1,
-        "control:some-future-operation": 1,
         "dms-internal-table": 1,
         "table-not-in-spec:public.audit_log": 1,
         "table-not-in-spec:sales.customer": 1,
     }
     assert [c.key for c in result.changes["customer"]] == [(9,)] and result.rejects == []
+    assert result.table_events == []
+
+
+def test_a_dropped_spec_table_is_a_reject_that_says_the_warehouse_kept_it(
+    core: Transformer, stream: DmsStream
+) -> None:
+    record = stream.control("drop-table", table="ticket")
+    (reject,) = core.transform(stream.take()).rejects
+    assert reject.table == "ticket" and reject.payload == record.data
+    assert reject.reason == (
+        "ticket: the source dropped the table (drop-table); the warehouse keeps its replica and "
+        "wide rows: drop or archive them by hand, or restore the table")
+
+
+def test_a_truncate_is_an_event_for_the_writer(
+    core: Transformer, stream: DmsStream
+) -> None:
+    stream.add("ticket", "insert", ticket(1, 1))
+    stream.add("ticket", "insert", ticket(2, 1))
+    truncate = stream.control("truncate-table", table="ticket", details=True)
+    stream.add("ticket", "insert", ticket(2, 1, seat_level="After"))
+    stream.add("customer", "insert", customer(5))
+    result = core.transform(stream.take())
+    (event,) = result.table_events
+    assert (event.table, event.kind, event.sequence_number) == (
+        "ticket", "TRUNCATE", truncate.sequence_number)
+    assert {c.key for c in result.changes["ticket"]} == {(1,), (2,)}  # the guard decides
+    assert [c.key for c in result.changes["customer"]] == [(5,)]
+
+
+def test_an_added_source_column_is_an_event_with_its_warehouse_type(
+    core: Transformer, stream: DmsStream
+) -> None:
+    stream.control("add-column", table="ticket", details=True, columns={
+        "ticket_id": {"type": "INT64", "nullable": False},
+        "section": {"type": "STRING", "length": 16, "nullable": True},
+        "discount": {"type": "NUMERIC", "precision": 5, "scale": 2},
+    })
+    (event,) = core.transform(stream.take()).table_events
+    assert (event.table, event.kind) == ("ticket", "ADD_COLUMNS")
+    assert event.columns == (("section", "varchar(64)"), ("discount", "decimal(5,2)"))
+
+
+def test_a_reload_row_read_after_the_recorded_load_start_beats_older_cdc_changes(
+    core: Transformer, stream: DmsStream
+) -> None:
+    stream.add("ticket", "update", ticket(1, 1, seat_level="Before reload"))
+    stream.add("ticket", "load", ticket(1, 1, seat_level="Reloaded"))
+    stream.add("ticket", "load", ticket(2, 1, seat_level="Loaded"))
+    records = stream.take()
+    initial = core.transform(records).changes["ticket"]
+    assert {c.key: c.values["seat_level"] for c in initial} == {
+        (1,): "Before reload", (2,): "Loaded"}  # no load start: a load row loses to CDC
+    reloaded = core.transform(records, load_starts={"ticket": "2021-08-15T10:00:00.015000Z"})
+    by_key = {c.key: c for c in reloaded.changes["ticket"]}
+    assert by_key[(1,)].values["seat_level"] == "Reloaded"
+    assert by_key[(1,)].order_key[1:28] == "2021-08-15T10:00:00.015000Z"
+    assert by_key[(1,)].row.cdc_order_key == by_key[(1,)].order_key
 
 
 def _bad_records(stream: DmsStream) -> list[tuple[StreamRecord, str]]:
