@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the deployment tool chain (AWS SAM CLI and cfn-lint) into its own virtualenv,
-# .venv-tools/, so that their pinned dependencies never fight the project's .venv.
+# .venv-tools/, so that their pinned dependencies never fight the project's .venv; checkov
+# gets a virtualenv of its own inside it, .venv-tools/checkov/ (its pins would downgrade
+# boto3 under SAM).
 # Idempotent: it re-installs only when this file's pins change.
 #
 #   bash scripts/install_tools.sh        # creates/updates .venv-tools/
@@ -28,5 +30,16 @@ if [ ! -f "$stamp" ] || [ ! -x "$TOOLS_VENV/bin/sam" ] || [ ! -x "$TOOLS_VENV/bi
     rm -f "$TOOLS_VENV"/.installed-*
     touch "$stamp"
 fi
+CHECKOV_VENV="$TOOLS_VENV/checkov"
+CHECKOV=("checkov>=3.2,<4")
+checkov_stamp="$CHECKOV_VENV/.installed-$(printf '%s\n' "${CHECKOV[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$checkov_stamp" ] || [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+    echo "install_tools: installing ${CHECKOV[*]} into $CHECKOV_VENV"
+    [ -x "$CHECKOV_VENV/bin/python" ] || "$TOOLS_PYTHON" -m venv "$CHECKOV_VENV"
+    "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "${CHECKOV[@]}"
+    rm -f "$CHECKOV_VENV"/.installed-*
+    touch "$checkov_stamp"
+fi
 "$TOOLS_VENV/bin/sam" --version
 "$TOOLS_VENV/bin/cfn-lint" --version
+"$CHECKOV_VENV/bin/checkov" --version

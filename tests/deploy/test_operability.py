@@ -629,11 +629,21 @@ def test_dms_security_group_egress_is_limited(translated: dict[str, Any]) -> Non
 # --- data that must survive -------------------------------------------------------------------
 
 
-def test_secrets_key_and_namespace_are_retained(translated: dict[str, Any]) -> None:
+def test_secrets_key_namespace_and_dead_letters_are_retained(translated: dict[str, Any]) -> None:
     resources = _resources(translated, RedshiftMode="CreateServerless")
-    for name in ("HmacKeySecret", "DataKey", "RedshiftNamespace", "RedshiftAdminSecret"):
+    for name in (
+        "HmacKeySecret",
+        "DataKey",
+        "RedshiftNamespace",
+        "RedshiftAdminSecret",
+        "DeadLetterQueue",
+    ):
         assert resources[name]["DeletionPolicy"] == "Retain", name
         assert resources[name]["UpdateReplacePolicy"] == "Retain", name
+    # Every other stateful resource says what happens to it (cfn-lint I3011, in
+    # test_static_analysis.py); the Lambda log groups are encrypted with the stack's key.
+    for name in ("KinesisConsumerLogGroup", "SchemaMigratorLogGroup", "DeployHelperLogGroup"):
+        assert _props(resources, name)["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
 
 
 def test_base_capacity_only_takes_values_serverless_accepts(translated: dict[str, Any]) -> None:
