@@ -26,7 +26,7 @@ from shared.dms_table_mappings import (
     table_mappings_json,
 )
 from shared.spec import PipelineSpec, load_spec, parse_spec
-from tests.deploy.cfn_model import ACCOUNT, REGION, Evaluator
+from tests.deploy.cfn_model import ACCOUNT, REGION, REPO, Evaluator, load_template
 from tests.deploy.conftest import Build
 from tools.dms_table_mappings import TEMPLATE_MAX_BYTES, main
 
@@ -654,3 +654,18 @@ def test_base_capacity_only_takes_values_serverless_accepts(translated: dict[str
     assert {int(v) for v in param["AllowedValues"]} == accepted
     assert int(param["Default"]) in accepted
     assert not {12, 520, 1000, 2048} & {int(v) for v in param["AllowedValues"]}
+
+
+def test_first_week_guide_explains_every_alarm() -> None:
+    doc = (REPO / "docs/deploy.md").read_text()
+    assert "### First week" in doc
+    section = doc.split("### First week", 1)[1].split("\n## ", 1)[0]
+    alarms = [
+        name
+        for name, res in load_template()["Resources"].items()
+        if res["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    assert len(alarms) >= 9
+    for name in alarms:
+        row = re.search(rf"^\| `{name}`.*\| (.+) \| (.+) \|$", section, re.MULTILINE)
+        assert row, f"{name}: no row in docs/deploy.md 'First week'"
