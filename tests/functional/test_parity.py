@@ -53,6 +53,32 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pyspark")
 LAMBDA_BATCH = 5
 GLUE_FETCH_PER_SHARD = 7
 RELOAD_START = BASE_TIME + timedelta(minutes=5)
+# (customer, older change, newer change) as (stream-position, commit-timestamp,
+# transaction-record-id): the forms of ../shared/reference/dms-kinesis-records.md, where a
+# naive reading misorders them (docs/source-engines.md, "Per engine").
+ENGINE_CORPUS = [
+    # MySQL: binlog rollover within one second (commit times have one-second precision).
+    (20, ("mysql-bin-changelog.000099:36912271:0:36912333:9324410911751:"
+          "mysql-bin-changelog.000099:36912209", "2021-08-15T10:10:05Z", 1),
+         ("mysql-bin-changelog.000100:4:0:120:9324410911752:mysql-bin-changelog.000100:4",
+          "2021-08-15T10:10:05Z", 1)),
+    # A binlog base name with digits, then the row index (-1 before 0).
+    (21, ("ip-10-0-1-23-bin.000042:2345:-1:2400:1:ip-10-0-1-23-bin.000042:2300",
+          "2021-08-15T10:10:06Z", 1),
+         ("ip-10-0-1-23-bin.000042:2345:0:2400:1:ip-10-0-1-23-bin.000042:2300",
+          "2021-08-15T10:10:06Z", 1)),
+    # SQL Server: hexadecimal LSNs (0x0f < 0x10; read as decimal digits they would not be).
+    (22, ("0000002a:0000000f:0003", "2021-08-15T10:10:07Z", 1),
+         ("0000002a:00000010:0001", "2021-08-15T10:10:07Z", 1)),
+    # Oracle SCNs, the newer committed by a clock that stepped back.
+    (23, ("6488359", "2021-08-15T10:10:09Z", 1), ("6488360", "2021-08-15T10:10:08Z", 1)),
+    # PostgreSQL: the clock stepped back a few milliseconds; the LSN still orders.
+    (24, ("00000002/7C007178.3.00000002/7C007178", "2021-08-15T10:10:10.005Z", 1),
+         ("00000002/7C007300.2.00000002/7C007300", "2021-08-15T10:10:10.001Z", 1)),
+    # PostgreSQL: an insert (counter 3) then an update (counter 2) in one transaction.
+    (25, ("00000002/7C008000.3.00000002/7C008000", "2021-08-15T10:10:11Z", 1),
+         ("00000002/7C008000.2.00000002/7C008000", "2021-08-15T10:10:11Z", 2)),
+]
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +159,13 @@ def change_stream() -> list[StreamRecord]:
     for ticket_id in (1, 2, 4, 5, 7):
         s.add("ticket", "load", ticket(ticket_id, 1 + ticket_id % 3, "Reloaded", f"R-{ticket_id}"))
     s.add("ticket", "update", ticket(5, 1, "After reload", "A-5") | {"section": "East"})
+    # Other engines' log positions, each pair delivered newer first (ENGINE_CORPUS).
+    for customer_id, older, newer in ENGINE_CORPUS:
+        for name, (position, commit, record_id) in (("newer", newer), ("older", older)):
+            message = s.message("customer", "update", customer(customer_id, f"{name}"))
+            message["metadata"].update({"stream-position": position, "commit-timestamp": commit,
+                                        "transaction-record-id": record_id})
+            s.add_raw(message)
     history = s.take()
     # Replays: the full load again (older than the CDC changes by now), a run of CDC records
     # and a poison record, as DMS task restarts and Kinesis retries deliver them.
@@ -249,6 +282,8 @@ def test_lambda_and_glue_paths_end_in_the_same_state(
     assert wide[4]["location"] == "Rebuilt" and wide[1]["seat_level"] == "Reloaded"
     assert wide[5]["seat_level"] == "After reload"
     assert str(wide[5]["created_at"]) == "2020-01-09 04:13:38"
+    names = {row[0]: row[1] for row in lambda_state["cdc_replica.customer"][1:]}
+    assert {c: names[c] for c, _, _ in ENGINE_CORPUS} == {c: "newer" for c, _, _ in ENGINE_CORPUS}
     assert wide[4]["name"] == "Late Customer"
     assert wide[5]["name"] is None  # customer 3 deleted: its columns are empty
     assert len(wide[1]["email_address"]) == 64 and "@" not in wide[1]["email_address"]
