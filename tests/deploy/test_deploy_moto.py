@@ -47,6 +47,7 @@ from moto.cloudformation.parsing import get_model_map
 from tests.deploy.cfn_model import (
     REGION,
     Evaluator,
+    placeholder,
     resolve_optional_list_items,
     strip_for_moto,
 )
@@ -392,18 +393,28 @@ def test_existing_cluster_without_dms(deploy: Callable[..., Stack], moto_endpoin
         FunctionName=outputs["KinesisConsumerFunctionName"]
     )["Environment"]["Variables"]
     assert (env["REDSHIFT_CLUSTER_IDENTIFIER"], env["REDSHIFT_WORKGROUP_NAME"]) == ("analytics", "")
-    assert (env["REDSHIFT_DB_USER"], env["REDSHIFT_SECRET_ARN"]) == ("cdc_writer", "")
+    # The consumers authenticate as their own user (the stack's secret), not as cdc_writer.
+    assert env["REDSHIFT_DB_USER"] == ""
+    # (moto cannot create secrets: the stripped secret's placeholder ARN stands in for it)
+    assert env["REDSHIFT_SECRET_ARN"] == placeholder("RedshiftConsumerSecret")
     iam = _client("iam", moto_endpoint)
-    arn = stack.resources["RedshiftDataAccessPolicy"]
-    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-    document = _document(
-        iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
-    )
-    statements = {s["Sid"]: s for s in document["Statement"]}
+
+    def statements_of(policy: str) -> dict[str, Any]:
+        arn = stack.resources[policy]
+        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+        document = _document(
+            iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+        )
+        return {s["Sid"]: s for s in document["Statement"]}
+
+    shared = statements_of("RedshiftDataAccessPolicy")
     assert (
-        statements["RunStatementsOnThisWarehouse"]["Resource"]
+        shared["RunStatementsOnThisWarehouse"]["Resource"]
         == "arn:aws:redshift:us-east-1:123456789012:cluster:analytics"
     )
+    assert shared["ReadConsumerUserSecret"]["Resource"] == env["REDSHIFT_SECRET_ARN"]
+    # The migrator alone gets temporary credentials for the cluster's DbUser.
+    statements = statements_of("RedshiftMigratorAuthPolicy")
     assert statements["ClusterTemporaryCredentialsForDbUser"]["Resource"] == [
         "arn:aws:redshift:us-east-1:123456789012:dbuser:analytics/cdc_writer",
         "arn:aws:redshift:us-east-1:123456789012:dbname:analytics/dev",
