@@ -18,6 +18,7 @@ touched:
   them, so duplicates must be possible here too;
 - ``IDENTITY(seed, step)`` -> a PostgreSQL identity column (``GENERATED ALWAYS``, because
   Redshift refuses explicit values for an IDENTITY column too);
+- ``SUPER`` is ``jsonb`` and ``JSON_PARSE(x)`` a cast to it (reported as ``super``);
 - functions: ``GETDATE()`` (statement time, whole seconds, ``timestamp``), ``SYSDATE``
   (transaction start, ``timestamp``), ``NVL(`` -> ``COALESCE(``, ``LEN(`` -> ``LENGTH(``,
   ``QUOTE_LITERAL(x)`` (Redshift's never returns PostgreSQL's ``E'...'`` form);
@@ -303,6 +304,14 @@ def _rewrite_types_and_functions(tokens: list[Token], ddl: bool, domains: bool =
             out.append(_QUOTE_LITERAL.format(arg=arg))
             i = close + 1
             continue
+        elif word == "JSON_PARSE" and nxt is not None and nxt.is_op("(") and j is not None:
+            close = matching_paren(tokens, j)
+            arg = _rewrite_types_and_functions(tokens[j + 1:close], ddl, domains)
+            out.append(f"CAST(({arg}) AS jsonb)")
+            i = close + 1
+            continue
+        elif word == "SUPER" and typed and not after_dot:
+            out.append("jsonb")
         elif word == "SYSDATE" and not after_dot and not (nxt is not None and nxt.is_op("(")):
             out.append("LOCALTIMESTAMP")
         elif word == "NVL" and nxt is not None and nxt.is_op("(") and not after_dot:

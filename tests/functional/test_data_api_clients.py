@@ -121,9 +121,22 @@ def test_the_aws_cli(stand_in: str, secret_arn: str, tool_db: str,
     assert tool_db in databases
     listed = json.loads(aws(stand_in, "list-statements", "--status", "ALL",
                             "--database", tool_db).stdout)["Statements"]
-    assert [s["Id"] for s in listed] == [batch["Id"]]
+    assert [s["Id"] for s in listed] == [batch["Id"]]  # before the statements below
     sessions = json.loads(aws(stand_in, "list-sessions", "--database", tool_db).stdout)
     assert sessions["Sessions"] == []
+    as_csv = json.loads(aws(stand_in, "execute-statement", *target, "--result-format", "CSV",
+                            "--wait-time-seconds", "10", "--sql",
+                            "SELECT name FROM cli_t WHERE id < 4 ORDER BY id").stdout)
+    csv_pages = json.loads(aws(stand_in, "get-statement-result-v2", "--id",
+                               as_csv["Id"]).stdout)
+    assert [r["CSVRecords"] for r in csv_pages["Records"]] == ["name\nn1\nn2\n", "n3\n"]
+    slow = json.loads(aws(stand_in, "execute-statement", *target, "--sql",
+                          "SELECT pg_sleep(20)").stdout)
+    assert json.loads(aws(stand_in, "cancel-statement", "--id", slow["Id"]).stdout) == {
+        "Status": True}
+    cancelled = json.loads(aws(stand_in, "describe-statement", "--id", slow["Id"],
+                               "--wait-time-seconds", "10").stdout)
+    assert cancelled["Status"] == "ABORTED" and "cancelled" in cancelled["Error"]
     failed = aws(stand_in, "execute-statement", "--workgroup-name", "No_Such",
                  "--database", tool_db, "--sql", "SELECT 1", check=False)
     assert failed.returncode == 255  # AWS CLI v1: the service refused the request

@@ -138,12 +138,14 @@ def test_every_operation_answers_with_the_models_shapes(
         return call("DescribeStatement", Id=statement_id, WaitTimeSeconds=10)
 
     ddl = call("ExecuteStatement", Sql="CREATE TABLE shapes (id INT NOT NULL, name VARCHAR(12) "
-               "DEFAULT 'x', amount DECIMAL(10,2), at TIMESTAMP, ok BOOLEAN, code CHAR(3))",
+               "DEFAULT 'x', amount DECIMAL(10,2), at TIMESTAMP, ok BOOLEAN, code CHAR(3), "
+               "doc SUPER)",
                **target)
     assert finished(ddl["Id"])["Status"] == "FINISHED"
     batch = call("BatchExecuteStatement", Sqls=[
-        "INSERT INTO shapes VALUES (1, 'a', 1.50, '2024-01-01 10:00:00', true, 'abc'), "
-        "(2, NULL, NULL, NULL, NULL, NULL), (3, 'ccc', 3, '2024-01-03', false, 'x')",
+        "INSERT INTO shapes VALUES (1, 'a', 1.50, '2024-01-01 10:00:00', true, 'abc', "
+        """JSON_PARSE('{"k": [1, 2]}')), (2, NULL, NULL, NULL, NULL, NULL, NULL), """
+        "(3, 'ccc', 3, '2024-01-03', false, 'x', NULL)",
         "SELECT * FROM shapes ORDER BY id"], SessionKeepAliveSeconds=60,
         StatementName="conformance", **target)
     described = finished(batch["Id"])
@@ -158,7 +160,9 @@ def test_every_operation_answers_with_the_models_shapes(
     meta = {m["name"]: m for m in first["ColumnMetadata"]}
     assert {n: (m["typeName"], m["precision"], m["scale"]) for n, m in meta.items()} == {
         "id": ("int4", 10, 0), "name": ("varchar", 12, 0), "amount": ("numeric", 10, 2),
-        "at": ("timestamp", 29, 0), "ok": ("bool", 1, 0), "code": ("bpchar", 3, 0)}
+        "at": ("timestamp", 29, 0), "ok": ("bool", 1, 0), "code": ("bpchar", 3, 0),
+        "doc": ("super", 0, 0)}
+    assert first["Records"][0][-1] == {"stringValue": '{"k": [1, 2]}'}
     # Through the session: the statement keeps the session's target.
     in_session = call("ExecuteStatement", Sql="SELECT 'abc' AS literal, NULL AS nothing, "
                       "1.25 AS num", SessionId=batch["SessionId"], ResultFormat="CSV")
@@ -194,7 +198,8 @@ def test_every_operation_answers_with_the_models_shapes(
         Schema="public", Table="shapes", **target) for c in page["ColumnList"]]
     assert [(c["name"], c["typeName"], c["length"], c["nullable"]) for c in columns] == [
         ("id", "int4", 0, 0), ("name", "varchar", 12, 1), ("amount", "numeric", 0, 1),
-        ("at", "timestamp", 0, 1), ("ok", "bool", 0, 1), ("code", "bpchar", 3, 1)]
+        ("at", "timestamp", 0, 1), ("ok", "bool", 0, 1), ("code", "bpchar", 3, 1),
+        ("doc", "super", 0, 1)]
     assert columns[1]["columnDefault"].startswith("'x'")
     assert set(MODEL.operation_names) == call.operations
 
