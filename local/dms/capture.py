@@ -257,25 +257,32 @@ class LocalDms:
         return conn
 
     def _ensure_ddl_capture(self, conn: psycopg.Connection[Any]) -> None:
-        """DMS's DDL capture objects, as the DMS User Guide lists them (created if missing)."""
+        """DMS's DDL capture objects, as the DMS User Guide lists them, created if missing
+        (only then: a CREATE TABLE IF NOT EXISTS would itself pass the event trigger and
+        leave an audit row in the slot)."""
         schema = sql.Identifier(self.ddl_schema)
         table = sql.SQL("{}.{}").format(schema, sql.Identifier(DDL_AUDIT_TABLE))
         function = sql.SQL("{}.{}").format(schema, sql.Identifier(DDL_FUNCTION))
-        conn.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (c_key bigserial primary key, c_time timestamp, "
-            "c_user varchar(64), c_txn varchar(16), c_tag varchar(24), c_oid integer, "
-            "c_name varchar(64), c_schema varchar(64), c_ddlqry text)").format(table))
-        conn.execute(sql.SQL(
-            "CREATE OR REPLACE FUNCTION {}() RETURNS event_trigger LANGUAGE plpgsql "
-            "SECURITY DEFINER AS $$ declare _qry text; BEGIN "
-            "if (tg_tag='CREATE TABLE' or tg_tag='ALTER TABLE' or tg_tag='DROP TABLE') then "
-            "SELECT current_query() into _qry; "
-            "insert into {} values (default,current_timestamp,current_user,"
-            "cast(TXID_CURRENT()as varchar(16)),tg_tag,0,'',current_schema,_qry); "
-            "delete from {}; end if; END; $$").format(function, table, table))
-        exists = conn.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = %s",
-                              (DDL_FUNCTION,)).fetchone()
-        if exists is None:
+        found = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL, to_regprocedure(%s) IS NOT NULL, "
+            "EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %s)",
+            (table.as_string(conn), f"{function.as_string(conn)}()", DDL_FUNCTION)).fetchone()
+        has_table, has_function, has_trigger = found if found else (False, False, False)
+        if not has_table:
+            conn.execute(sql.SQL(
+                "CREATE TABLE {} (c_key bigserial primary key, c_time timestamp, "
+                "c_user varchar(64), c_txn varchar(16), c_tag varchar(24), c_oid integer, "
+                "c_name varchar(64), c_schema varchar(64), c_ddlqry text)").format(table))
+        if not has_function:
+            conn.execute(sql.SQL(
+                "CREATE FUNCTION {}() RETURNS event_trigger LANGUAGE plpgsql "
+                "SECURITY DEFINER AS $$ declare _qry text; BEGIN "
+                "if (tg_tag='CREATE TABLE' or tg_tag='ALTER TABLE' or tg_tag='DROP TABLE') then "
+                "SELECT current_query() into _qry; "
+                "insert into {} values (default,current_timestamp,current_user,"
+                "cast(TXID_CURRENT()as varchar(16)),tg_tag,0,'',current_schema,_qry); "
+                "delete from {}; end if; END; $$").format(function, table, table))
+        if not has_trigger:
             conn.execute(sql.SQL(
                 "CREATE EVENT TRIGGER {} ON ddl_command_end EXECUTE PROCEDURE {}()").format(
                     sql.Identifier(DDL_FUNCTION), function))
