@@ -8,11 +8,13 @@ never meet the project's. If it is missing, the `tools` fixture runs the install
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -299,3 +301,62 @@ def local_stack() -> Iterator[StackInfo]:
     """One local stack for the deploy tests that run the artifacts against it."""
     with running_local_stack("cdc-deploy-stack-") as info:
         yield info
+
+
+# --- the AWS API actions the deployed code performs (tests/deploy/api_recorder) ---------------
+
+API_RECORDER_DIR = REPO / "tests/deploy/api_recorder"
+RECORDED_CALLS_TEST = "test_recorded_api_calls_are_allowed_to_their_roles"
+
+
+def _start_api_recording() -> Path:
+    """Record this session's calls, in-process and in Python subprocesses (PYTHONPATH)."""
+    if not os.environ.get("CDC_API_CALLS_FILE"):
+        handle, name = tempfile.mkstemp(prefix="cdc-api-calls-", suffix=".jsonl")
+        os.close(handle)
+        os.environ["CDC_API_CALLS_FILE"] = name
+        atexit.register(Path(name).unlink, missing_ok=True)
+    paths = [str(API_RECORDER_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
+    os.environ["PYTHONPATH"] = ":".join(dict.fromkeys(paths))
+    spec = importlib.util.spec_from_file_location(
+        "cdc_api_recorder", API_RECORDER_DIR / "sitecustomize.py")
+    assert spec and spec.loader
+    recorder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recorder)
+    recorder.install()
+    return Path(os.environ["CDC_API_CALLS_FILE"])
+
+
+API_CALLS_FILE = _start_api_recording()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The recorded-calls check runs last: after the functional and end-to-end tests."""
+    last = [item for item in items if item.name == RECORDED_CALLS_TEST]
+    if last:
+        items[:] = [item for item in items if item.name != RECORDED_CALLS_TEST] + last
+
+
+@pytest.fixture(scope="session")
+def recorded_api_calls(request: pytest.FixtureRequest) -> Path:
+    """The session's recording, or, when no functional or end-to-end test ran in this session
+    (``pytest tests/deploy``), a recording of the functional tests of the deployed entry points,
+    made now in a pytest subprocess."""
+    session_items = request.session.items
+    ran_code_tests = any("/functional/" in item.nodeid or "/e2e/" in item.nodeid
+                         or item.nodeid.startswith(("tests/functional", "tests/e2e"))
+                         for item in session_items)
+    if ran_code_tests:
+        return API_CALLS_FILE
+    handle, name = tempfile.mkstemp(prefix="cdc-api-calls-sub-", suffix=".jsonl")
+    os.close(handle)
+    atexit.register(Path(name).unlink, missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/functional/test_kinesis_consumer.py", "tests/functional/test_schema_migrator.py",
+         "tests/functional/test_glue_batch.py"],
+        cwd=REPO, env={**os.environ, "CDC_API_CALLS_FILE": name},
+        capture_output=True, text=True, timeout=1800, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-5000:]
+    return Path(name)
