@@ -42,4 +42,7 @@ if [ ! -f "$checkov_stamp" ] || [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
 fi
 "$TOOLS_VENV/bin/sam" --version
 "$TOOLS_VENV/bin/cfn-lint" --version
+# `sam local invoke` (make sam-invoke) needs a container engine and debootstrap for its image:
+# the Debian packages docker.io and debootstrap, installed if missing (scripts/lambda_docker.sh).
+bash scripts/lambda_docker.sh install
 "$CHECKOV_VENV/bin/checkov" --version

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The container engine and the Lambda base image that `sam local invoke` needs, from local parts.
 #
-#   bash scripts/lambda_docker.sh start   # install docker.io if missing, start the project's dockerd
+#   bash scripts/lambda_docker.sh install # the Debian packages docker.io and debootstrap, if missing
+#   bash scripts/lambda_docker.sh start   # install + start the project's dockerd
 #   bash scripts/lambda_docker.sh image   # start + build the python3.12 x86_64 base image if missing
 #   bash scripts/lambda_docker.sh env     # print `export DOCKER_HOST=...` for this dockerd
 #   bash scripts/lambda_docker.sh stop    # stop the project's dockerd (images stay cached)
@@ -188,9 +189,10 @@ EOF
 }
 
 case "${1:-}" in
+    install) install_packages ;;
     start) start_engine ;;
     image) build_image ;;
     env) echo "export DOCKER_HOST=$DOCKER_HOST" ;;
     stop) stop_engine ;;
-    *) echo "usage: $0 start|image|env|stop" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|image|env|stop" >&2; exit 2 ;;
 esac
