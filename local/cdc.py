@@ -41,9 +41,11 @@ from local.workload import Workload
 from shared.data_api import DataApiTarget, RedshiftDataApi
 from shared.settings import hmac_key_from_secret
 from shared.spec import PipelineSpec, load_spec
-from tools.reconcile import Reconciliation, read_source, reconcile
+from tools import table_reload
+from tools.reconcile import Reconciliation, reconcile_source
 
 SOURCE_DATABASE = "source"
+RELOADED_TABLE = "ticket_activity"  # the demo's table reload (workload.lose_purchases_and_reload)
 ON_FAILURE_QUEUE = "cdc-on-failure"
 log = logging.getLogger("local.cdc")
 
@@ -114,7 +116,8 @@ class LocalPipeline:
 
     def api(self) -> RedshiftDataApi:
         return RedshiftDataApi(boto3.client("redshift-data"), DataApiTarget(
-            database=self.stack.database, workgroup_name=self.stack.workgroup_name))
+            database=self.stack.database, workgroup_name=self.stack.workgroup_name,
+            secret_arn=self.stack.resources.consumer_secret_arn))
 
     def hmac_key(self) -> bytes:
         secret = boto3.client("secretsmanager").get_secret_value(
@@ -122,8 +125,7 @@ class LocalPipeline:
         return hmac_key_from_secret(secret)
 
     def reconcile(self) -> Reconciliation:
-        return reconcile(self.spec, read_source(self.source_dsn, self.spec), self.hmac_key(),
-                         self.api())
+        return reconcile_source(self.source_dsn, self.spec, self.hmac_key(), self.api())
 
     def rejected(self) -> int:
         """Records on the dead-letter queue (SQS's approximate count)."""
@@ -253,6 +255,10 @@ def demo(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"the Glue runner failed: see {state_dir}/glue-drain.log")
         else:
             catch_up(dms, consumer)
+        if args.table_events and not events:  # the reload was requested and has landed
+            swept = table_reload.finish(pipeline.api(), pipeline.spec, RELOADED_TABLE)
+            print(f"\nreload of {RELOADED_TABLE} finished: {swept} rows the source no longer has "
+                  "deleted")
         print(progress_line(args.duration, args.duration, workload, dms, consumer,
                             pipeline.rejected()))
         show_results(pipeline, workload, dms, consumer, args.rows)
@@ -274,9 +280,14 @@ def table_events(pipeline: LocalPipeline, workload: Workload
     added column, and a reload of ticket_activity after deletes the stream never saw (the
     local DMS's test device) to show the reload repairing the warehouse."""
     dms_state = pipeline.state_dir / "dms"
-    return [(0.25, workload.truncate_and_reinsert),
-            (0.5, workload.add_column),
-            (0.75, lambda: workload.lose_purchases_and_reload(dms_state, DEFAULT_SLOT))]
+
+    def reload() -> None:
+        # As a user would: record the load start, then ask DMS for the reload
+        # (tools.table_reload); ``finish`` runs once the pipeline has caught up.
+        table_reload.start(pipeline.api(), pipeline.spec, RELOADED_TABLE)
+        workload.lose_purchases_and_reload(dms_state, DEFAULT_SLOT)
+
+    return [(0.25, workload.truncate_and_reinsert), (0.5, workload.add_column), (0.75, reload)]
 
 
 def _spawn(module_args: list[str], log_path: Path) -> subprocess.Popen[bytes]:

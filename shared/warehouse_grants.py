@@ -12,8 +12,12 @@ created, and nothing else:
   to the pipeline) - the writer LOCKs, stages with ``LIKE``, MERGEs and DELETEs;
 - TEMP on the database, for the staging tables.
 
-No CREATE, no ownership: the consumer cannot create, alter or drop tables. The grants are
-re-issued on every migration, so tables added later are covered.
+No CREATE: the consumer cannot create tables, nor alter or drop the wide tables analysts
+read. One exception, only with schema evolution on (``pipeline.evolve = "add-columns"``): the
+consumer owns the replicas, because an ``add-column`` from the source becomes an ``ALTER TABLE
+... ADD COLUMN`` on its replica and Redshift lets only a table's owner alter it (GRANT has no
+ALTER privilege for tables). The grants are re-issued on every migration, so tables added
+later are covered.
 Redshift syntax: https://docs.aws.amazon.com/redshift/latest/dg/r_GRANT.html and
 https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_USER.html.
 """
@@ -24,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from shared.spec import PipelineSpec
-from shared.warehouse_sql import ident, replica_table, target_table
+from shared.warehouse_sql import ADDED_COLUMNS, TABLE_STATE, ident, replica_table, target_table
 
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # Redshift user names: up to 127 bytes, letters, digits and a few punctuation characters;
@@ -69,9 +73,11 @@ def create_user_statement(login: ConsumerLogin) -> str:
 
 
 def consumer_tables(spec: PipelineSpec) -> list[str]:
-    """The qualified tables the consumers write: every replica and every wide table."""
+    """The qualified tables the consumers write: every replica, every wide table and the
+    pipeline's own tables (truncates, load starts, added columns)."""
     return ([replica_table(spec, name) for name in spec.tables]
-            + [target_table(spec, name) for name in spec.targets])
+            + [target_table(spec, name) for name in spec.targets]
+            + [replica_table(spec, TABLE_STATE), replica_table(spec, ADDED_COLUMNS)])
 
 
 def pipeline_owns_replica_schema(spec: PipelineSpec) -> bool:
@@ -96,6 +102,9 @@ def grant_statements(spec: PipelineSpec, username: str, database: str) -> list[s
         statements.append(f"GRANT {privileges} ON ALL TABLES IN SCHEMA "
                           f"{ident(spec.replica_schema)} TO {user}")
     statements.append(f"GRANT TEMP ON DATABASE {ident(database)} TO {user}")
+    if spec.evolve == "add-columns":
+        statements += [f"ALTER TABLE {replica_table(spec, name)} OWNER TO {user}"
+                       for name in spec.tables]
     return statements
 
 

@@ -26,6 +26,7 @@ import msgspec
 
 from shared.data_api import RedshiftDataApi
 from shared.records import StreamRecord
+from shared.redshift_writer import RedshiftWriter
 from shared.spec import ColumnType, PipelineSpec, Table, Target
 from shared.staging import DELETED
 from shared.transform import Transformer
@@ -201,6 +202,14 @@ def reconcile(spec: PipelineSpec, source: Mapping[str, Iterable[Row]], hmac_key:
     return Reconciliation(report, rejected)
 
 
+def reconcile_source(dsn: str, spec: PipelineSpec, hmac_key: bytes,
+                     api: RedshiftDataApi) -> Reconciliation:
+    """``reconcile`` a PostgreSQL source, with the columns schema evolution added to the
+    replicas (``_cdc_columns``) compared too."""
+    evolved = RedshiftWriter(spec, api).load_added_columns()
+    return reconcile(evolved, read_source(dsn, evolved), hmac_key, api)
+
+
 def read_source(dsn: str, spec: PipelineSpec) -> dict[str, list[Row]]:
     """Every spec table's rows from a PostgreSQL source (psycopg)."""
     import psycopg
@@ -230,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     secret = boto3.client("secretsmanager").get_secret_value(
         SecretId=settings.hmac_key_secret_arn)["SecretString"]
     api = RedshiftDataApi(boto3.client("redshift-data"), settings.target)
-    report = reconcile(spec, read_source(args.source_dsn, spec),
-                       hmac_key_from_secret(secret), api)
+    report = reconcile_source(args.source_dsn, spec, hmac_key_from_secret(secret), api)
     for table in report.tables:
         print(table.summary())
     for reason, count in report.rejected_source_rows.most_common():

@@ -21,15 +21,22 @@ def test_statements_pass_redshifts_grammar_and_grant_only_what_consumers_need() 
         'GRANT USAGE ON SCHEMA "public" TO "cdc_consumer"',
         'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "cdc_replica"."sport_event", '
         '"cdc_replica"."ticket", "cdc_replica"."customer", "cdc_replica"."ticket_activity", '
-        '"public"."sport_event_activity" TO "cdc_consumer"',
+        '"public"."sport_event_activity", "cdc_replica"."_cdc_tables", '
+        '"cdc_replica"."_cdc_columns" TO "cdc_consumer"',
         'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "cdc_replica" '
         'TO "cdc_consumer"',
         'GRANT TEMP ON DATABASE "warehouse" TO "cdc_consumer"',
+        # Schema evolution: only an owner may ALTER TABLE ... ADD COLUMN on Redshift.
+        'ALTER TABLE "cdc_replica"."sport_event" OWNER TO "cdc_consumer"',
+        'ALTER TABLE "cdc_replica"."ticket" OWNER TO "cdc_consumer"',
+        'ALTER TABLE "cdc_replica"."customer" OWNER TO "cdc_consumer"',
+        'ALTER TABLE "cdc_replica"."ticket_activity" OWNER TO "cdc_consumer"',
     ]
     again = grants.consumer_access_statements(spec, login, "warehouse", user_exists=True)
     assert again == statements[1:]
     assert not any(word in " ".join(statements) for word in ("CREATE ON", "ALL PRIVILEGES",
-                                                             "OWNER", "SUPERUSER"))
+                                                             "SUPERUSER"))
+    assert not any("OWNER" in s and '"public"' in s for s in statements)  # wide tables: no
 
 
 def test_bad_logins_are_refused_and_never_shown() -> None:
