@@ -43,7 +43,8 @@ What DMS does besides rows, as the stand-in renders it (shapes: ``local.dms.reco
   the reloading table from transactions the snapshot does not see are held back and sent
   after its last ``load`` record, as DMS caches them; the slot is not confirmed past the
   first held-back transaction until they are sent, so a crash loses nothing (the reload
-  starts over: its request file is removed only when it is done).
+  starts over: its request file is removed only when it is done). The snapshot read holds
+  the table's ACCESS SHARE lock, so DDL on that table waits until its load is read.
 - ``local.dms.requests.request_skip`` is a TEST DEVICE, not DMS behaviour: the named source
   transaction is left out of the stream, to make the warehouse drift the way a lost change
   does.
@@ -217,6 +218,9 @@ class LocalDms:
         # changes back); None: the slot's confirmed position.
         self._processed_lsn: int | None = None
         self._holding = False
+        # Columns as the records sent so far describe them; saved to the state only up to
+        # the confirmed position (a held-back DDL record must be found again after a crash).
+        self._sent_columns: dict[str, ColumnList] | None = None
         self._skipped: list[tuple[int, Path]] = []  # (end LSN, request) until confirmed
         schema = spec.source_schema
         self._spec_keys = {t.name: t.key for t in spec.tables.values()}
@@ -486,6 +490,9 @@ class LocalDms:
         self.counters.records_captured += len(reload.held_back)
         reload.conn.close()
         self._reload = None
+        if self._sent_columns is not None:
+            self.state.table_columns = self._sent_columns
+            self._sent_columns = None
         self.state.table_columns[reload.table.name] = _columns(reload.table)
         if self._holding and self._processed_lsn is not None:
             self._confirm(self._connection(), self._processed_lsn)
@@ -504,6 +511,7 @@ class LocalDms:
             self._reload = None
         if self._holding:
             self._processed_lsn = None
+            self._sent_columns = None
             self._holding = False
 
     # -- CDC -----------------------------------------------------------------------------
@@ -568,7 +576,8 @@ class LocalDms:
         skips = requests.pending(self.state_dir, self.slot_name, requests.SKIP)
         previous = TransactionCursor(self.state.prev_transaction_id,
                                      self.state.prev_transaction_record_id)
-        known = {name: list(columns) for name, columns in self.state.table_columns.items()}
+        described = self._sent_columns or self.state.table_columns
+        known = {name: list(columns) for name, columns in described.items()}
         reload = self._reload
         entries: list[KinesisEntry] = []
         held: list[KinesisEntry] = []
@@ -601,7 +610,10 @@ class LocalDms:
             self._confirm(conn, confirm_to)
         self.state.prev_transaction_id = previous.transaction_id
         self.state.prev_transaction_record_id = previous.record_id
-        self.state.table_columns = known
+        if self._holding:
+            self._sent_columns = known
+        else:
+            self.state.table_columns = known
         self.state.last_lsn = format_lsn(last.end_lsn)
         self.state.last_commit_time = last.commit_time
         save_state(self.state_path, self.state)

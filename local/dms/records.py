@@ -44,7 +44,7 @@ the transaction's commit LSN, shared by its changes) and a small number that is 
 sequence: 3 for an insert, 2 for an update or a delete. No capture shows a control record's
 position; the stand-in uses 2. ``transaction-record-id`` is the record's place in its
 transaction, ``transaction-id`` the source's transaction id as a JSON number, and
-``prev-transaction-*`` name the record emitted before it (absent on the first, as in [C1]).
+``prev-transaction-*`` name the record built before it (absent on the first, as in [C1]).
 """
 
 from __future__ import annotations
