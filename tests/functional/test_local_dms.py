@@ -581,3 +581,4 @@ def test_a_reload_sends_the_table_again_and_holds_its_changes_until_the_load_is_
                                     ("update", 1, "Lost?", interrupted),
                                     ("create-table", None, None, None),
                                     ("load", 1, "Lost?", None)]
+
