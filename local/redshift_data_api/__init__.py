@@ -6,7 +6,9 @@ configured like Redshift sessions, after a Redshift grammar check (:mod:`.dialec
 translation of Redshift-only syntax; ``COPY`` loads from an S3-compatible endpoint.
 
 Modules: ``server`` (HTTP), ``operations`` (request/response shapes), ``statements``
-(lifecycle, workers, sessions), ``executor`` (PostgreSQL execution and result typing),
+(lifecycle, workers, sessions), ``auth`` (SecretArn / DbUser / IAM identity to a database
+user), ``catalog`` (ListDatabases, ListSchemas, ListTables, DescribeTable), ``executor``
+(PostgreSQL execution and result typing),
 ``dialect`` / ``translate`` / ``lexer`` (SQL), ``parameters``, ``s3_copy`` / ``copy_parse``
 / ``copy_formats`` (COPY), ``__main__`` (command line).
 """
