@@ -46,11 +46,14 @@ from glue_job.local_spark import local_spark
 from local.dms_records import lambda_event
 from local.stack import StackInfo, ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
+from local.stack.provision import warehouse_passwords
+from local.stack.state import CONSUMER_USER
 from shared.data_api import DataApiTarget, RedshiftDataApi
 from shared.glue_batch import GlueBatchJob
 from shared.migrations import migrate
 from shared.records import StreamRecord
 from shared.spec import load_spec
+from shared.warehouse_grants import ConsumerLogin
 
 LAMBDA_BATCH = 10_000
 
@@ -66,12 +69,14 @@ def fresh_databases(info: StackInfo, *names: str) -> Iterator[list[str]]:
     with psycopg.connect(admin, autocommit=True) as conn:
         for database in databases:
             conn.execute(f'CREATE DATABASE "{database}"')
+    consumer = ConsumerLogin(CONSUMER_USER, warehouse_passwords(info.state_dir)[CONSUMER_USER])
     try:
         for database in databases:
-            api = RedshiftDataApi(client, DataApiTarget(database=database,
-                                                        workgroup_name=info.workgroup_name),
-                                  poll_interval=(0.005, 0.1))
-            migrate(api, load_spec())
+            # As the stack's migrator does: the admin migrates, the consumer gets its grants.
+            api = RedshiftDataApi(client, DataApiTarget(
+                database=database, workgroup_name=info.workgroup_name,
+                secret_arn=info.resources.admin_secret_arn), poll_interval=(0.005, 0.1))
+            migrate(api, load_spec(), consumer)
         yield databases
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
