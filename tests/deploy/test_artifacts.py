@@ -372,6 +372,9 @@ def test_glue_job_as_deployed_applies_the_stream(
         "--CHECKPOINT_LOCATION": str(tmp_path / "checkpoint"),
         "--TempDir": str(tmp_path / "temp"),
         "--extra-py-files": str(published_glue_library),
+        # Glue installs these wheels (the deploy helper's S3 copies) before the script runs;
+        # the test's Python already has them (glue_python).
+        "--additional-python-modules": "msgspec",
     }
     argv: list[str] = []
     for name, value in arguments.items():

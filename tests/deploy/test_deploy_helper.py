@@ -307,3 +307,19 @@ def test_a_deploy_with_a_new_definition_restarts_through_the_run_state_resource(
     )
     assert response["Status"] == "SUCCESS"
     assert [r["JobRunState"] for r in h.glue.runs] == ["STOPPED", "RUNNING"]
+
+
+def test_publishes_the_glue_wheels_next_to_the_library(
+    monkeypatch: pytest.MonkeyPatch, layer_root: Path
+) -> None:
+    # The layer's glue-wheels/ (layers/shared/Makefile, from runtime.lock) sits beside python/.
+    wheels = layer_root.parent / "glue-wheels"
+    wheels.mkdir()
+    name = "msgspec-0.23.0-cp311-cp311-manylinux2014_x86_64.whl"
+    (wheels / name).write_bytes(b"PK\x03\x04 wheel")
+    h = Harness(monkeypatch, layer_root, FakeGlue([]))
+    response = h.invoke("Create", LIB_PROPS)
+    assert response["Status"] == "SUCCESS"
+    assert response["Data"]["Modules"] == f"s3://assets/lib/{name}"
+    assert h.s3.objects[("assets", f"lib/{name}")] == b"PK\x03\x04 wheel"
+    assert response["Data"]["S3Uri"].startswith("s3://assets/lib/shared-")

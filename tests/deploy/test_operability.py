@@ -12,6 +12,8 @@ selects, whether CloudWatch may publish, which events start the helper.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from shared.dms_table_mappings import (
     DMS_TABLE_MAPPINGS_MAX_BYTES,
@@ -27,7 +30,7 @@ from shared.dms_table_mappings import (
 )
 from shared.spec import PipelineSpec, load_spec, parse_spec
 from tests.deploy.cfn_model import ACCOUNT, REGION, REPO, Evaluator, load_template
-from tests.deploy.conftest import Build
+from tests.deploy.conftest import Build, layer_requirements
 from tools.dms_table_mappings import TEMPLATE_MAX_BYTES, main
 
 DMS_ON = {
@@ -669,3 +672,67 @@ def test_first_week_guide_explains_every_alarm() -> None:
     for name in alarms:
         row = re.search(rf"^\| `{name}`.*\| (.+) \| (.+) \|$", section, re.MULTILINE)
         assert row, f"{name}: no row in docs/deploy.md 'First week'"
+
+
+# --- pinned, hashed runtime dependencies -----------------------------------------------------
+
+
+def _lock_module() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "lock_runtime", REPO / "layers/shared/lock_runtime.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_runtime_lock_pins_and_hashes_every_dependency() -> None:
+    lock = _lock_module()
+    entries = lock.parse_lock((REPO / "layers/shared/runtime.lock").read_text())
+    requirements = layer_requirements(REPO / "pyproject.toml")
+    for requirement in requirements:
+        wanted = Requirement(requirement)
+        name = lock.normalized(wanted.name)
+        assert name in entries, f"{name} is not in runtime.lock: regenerate it"
+        assert lock.key(requirement) in entries[name].via, f"{requirement}: regenerate the lock"
+        version = entries[name].version
+        assert wanted.specifier.contains(version), f"{name}=={version} breaks {requirement}"
+    for name, entry in entries.items():
+        assert entry.hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in entry.hashes), name
+        assert entry.via, name
+    assert set(lock.selected(entries, requirements)) == set(entries)  # nothing stale
+    # The Glue job's packages carry a wheel hash for CPython 3.11 x86_64 as well.
+    glue = lock.selected(entries, lock.glue_requirements())
+    assert set(glue) == {"msgspec"}
+    assert len(entries["msgspec"].hashes) == 3  # Lambda arm64, Lambda x86_64, Glue 5.0
+    # A pyproject that drops the tracer extra selects what powertools alone brings.
+    base = lock.selected(entries, ["msgspec>=0.18", "aws-lambda-powertools>=3.0"])
+    assert "aws-xray-sdk" not in base and "aws-lambda-powertools" in base
+
+
+def test_layer_and_glue_install_exactly_the_lock(built_app: Build) -> None:
+    lock = _lock_module()
+    entries = lock.parse_lock((REPO / "layers/shared/runtime.lock").read_text())
+    layer = built_app.build_dir / "SharedLayer"
+    installed = {}
+    for dist_info in (layer / "python").glob("*.dist-info"):
+        name, version = dist_info.name.removesuffix(".dist-info").rsplit("-", 1)
+        installed[lock.normalized(name)] = version
+    assert installed == {name: entry.version for name, entry in entries.items()}
+    wheels = sorted((layer / "glue-wheels").glob("*.whl"))
+    glue = lock.selected(entries, lock.glue_requirements())
+    assert {lock.normalized(w.name.split("-")[0]) for w in wheels} == set(glue)
+    for wheel in wheels:
+        name = lock.normalized(wheel.name.split("-")[0])
+        assert "cp311" in wheel.name and "x86_64" in wheel.name, wheel.name
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() in entries[name].hashes
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_glue_job_installs_its_wheels_from_the_stack(translated: dict[str, Any], path: str) -> None:
+    resources = _resources(translated, ProcessingPath=path)
+    args = _props(resources, "GlueStreamingJob")["DefaultArguments"]
+    assert args["--additional-python-modules"] == {"Fn::GetAtt": ["GlueSharedLibrary", "Modules"]}
+    assert args["--python-modules-installer-option"] == "--no-index"
+    assert "GlueAdditionalPythonModules" not in translated["Parameters"]

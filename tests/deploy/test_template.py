@@ -530,9 +530,8 @@ def test_layer_and_glue_get_the_runtime_dependencies(template: dict[str, Any]) -
         re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in project["dependencies"]
     } - {"boto3", "botocore"}
     assert runtime <= set(names)
-    # The Glue job installs the same runtime dependencies at start.
-    glue_modules = template["Parameters"]["GlueAdditionalPythonModules"]["Default"]
-    glue_names = {
-        re.split(r"[\s\[<>=!~;]", m, maxsplit=1)[0].lower() for m in glue_modules.split(",")
-    }
-    assert runtime <= glue_names
+    # The Glue job installs the same runtime dependencies, pinned and hashed, from the wheels
+    # the deploy helper publishes (tests/deploy/test_operability.py checks the lock).
+    args = template["Resources"]["GlueStreamingJob"]["Properties"]["DefaultArguments"]
+    assert args["--additional-python-modules"] == {"Fn::GetAtt": ["GlueSharedLibrary", "Modules"]}
+    assert args["--python-modules-installer-option"] == "--no-index"
