@@ -9,9 +9,9 @@ in one transaction:
    not newer than the replica row (order guard), MERGE the rest into the replica (deletes are
    tombstones: key + order key + ``_cdc_deleted``), and in hard-delete mode remove tombstones;
 3. per wide table: collect the fact keys the batch touched (the facts themselves, and facts
-   whose joined dimension rows changed), MERGE their recomputed rows from the replicas (LEFT
-   JOINs, so a fact without its dimension is written and completed later) and delete the wide
-   rows whose fact is gone.
+   whose joined dimension rows changed), collect their recomputed rows from the replicas in a
+   temp table (LEFT JOINs, so a fact without its dimension is written and completed later;
+   a MERGE source must be a table), MERGE them and delete the wide rows whose fact is gone.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def reload_sweep_statements(spec: PipelineSpec, table: Table, started: str) -> l
             f"{ident(ORDER_KEY)} = {tombstone} WHERE {stale}")
     for target in spec.targets.values():
         if table.name in {target.fact, *(j.table for j in target.joins)}:
-            statements.append(merge_target_statement(spec, target, restrict_to_affected=False))
+            statements.extend(merge_target_statements(spec, target, restrict_to_affected=False))
             statements.append(
                 delete_gone_facts_statement(spec, target, restrict_to_affected=False))
     return statements
@@ -361,11 +361,25 @@ def _wide_select(spec: PipelineSpec, target: Target, restrict_to_affected: bool)
     return f"SELECT {cols} FROM {source} {joins} WHERE NOT {fact_alias}.{ident(DELETED)}"
 
 
-def merge_target_statement(spec: PipelineSpec, target: Target, restrict_to_affected: bool) -> str:
-    """MERGE the recomputed wide rows (of the affected facts, or of all facts on a rebuild)."""
-    return _upsert_statement(target_table(spec, target.name),
-                             f"({_wide_select(spec, target, restrict_to_affected)})",
-                             target.key, [c.name for c in target.columns])
+def wide_rows_table(target: str) -> str:
+    return ident(f"wide_rows_{target}")
+
+
+def merge_target_statements(spec: PipelineSpec, target: Target,
+                            restrict_to_affected: bool) -> list[str]:
+    """MERGE the recomputed wide rows (of the affected facts, or of all facts on a rebuild).
+
+    The rows are first collected in a temp table, because a Redshift MERGE source is a table:
+    the MERGE page (https://docs.aws.amazon.com/redshift/latest/dg/r_MERGE.html) defines
+    ``source_table`` as "the temporary or permanent table supplying the rows", and AWS re:Post
+    ("merge statement with filter") says a view, subquery or CTE source is not allowed.
+    """
+    rows = wide_rows_table(target.name)
+    return [
+        f"CREATE TEMP TABLE {rows} AS {_wide_select(spec, target, restrict_to_affected)}",
+        _upsert_statement(target_table(spec, target.name), rows,
+                          target.key, [c.name for c in target.columns]),
+    ]
 
 
 def delete_gone_facts_statement(
@@ -419,7 +433,7 @@ def batch_statements(spec: PipelineSpec, stage_loads: Mapping[str, list[str]],
     for target in spec.targets.values():
         if {target.fact, *(j.table for j in target.joins)} & set(truncated):
             # A truncate touches rows the batch did not stage: recompute the whole table.
-            statements.append(merge_target_statement(spec, target, restrict_to_affected=False))
+            statements.extend(merge_target_statements(spec, target, restrict_to_affected=False))
             statements.append(
                 delete_gone_facts_statement(spec, target, restrict_to_affected=False))
             continue
@@ -427,7 +441,7 @@ def batch_statements(spec: PipelineSpec, stage_loads: Mapping[str, list[str]],
         if affected is None:
             continue
         statements.append(affected)
-        statements.append(merge_target_statement(spec, target, restrict_to_affected=True))
+        statements.extend(merge_target_statements(spec, target, restrict_to_affected=True))
         statements.append(delete_gone_facts_statement(spec, target, restrict_to_affected=True))
     return statements
 
@@ -446,6 +460,6 @@ def rebuild_target_statements(spec: PipelineSpec, target: Target) -> list[str]:
     """Recompute a whole wide table from the replicas (after a migration changed it)."""
     return [
         lock_statement(spec),
-        merge_target_statement(spec, target, restrict_to_affected=False),
+        *merge_target_statements(spec, target, restrict_to_affected=False),
         delete_gone_facts_statement(spec, target, restrict_to_affected=False),
     ]

@@ -96,6 +96,8 @@ def check_redshift_sql(sql: str) -> None:
         parsed = _parse(tokens)
         if isinstance(parsed, exp.Create | exp.Alter):
             _check_column_types(parsed)
+        if isinstance(parsed, exp.Alter):
+            _check_one_added_column(parsed)
 
 
 def _alter_column_type(sig: list[Token]) -> int | None:
@@ -199,6 +201,28 @@ def _check_column_types(parsed: exp.Expression) -> None:
             )
 
 
+def _check_one_added_column(alter: exp.Alter) -> None:
+    """Redshift's ALTER TABLE takes one ADD [COLUMN] per statement (the ALTER TABLE page,
+    https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html: "ADD [ COLUMN ]
+    column_name column_type ..." with no list form), PostgreSQL a comma-separated list."""
+    added = [a for a in alter.args.get("actions") or [] if isinstance(a, exp.ColumnDef)]
+    if len(added) > 1:
+        raise syntax_error(",", "ALTER TABLE adds one column per statement")
+
+
+def _check_merge_source_and_target(merge: exp.Merge) -> None:
+    """The MERGE page (https://docs.aws.amazon.com/redshift/latest/dg/r_MERGE.html):
+    ``MERGE INTO target_table USING source_table [ [ AS ] alias ]``: the source is a
+    temporary or permanent table (AWS re:Post "merge statement with filter": not a view,
+    subquery or CTE), and only the source takes an alias."""
+    using = merge.args.get("using")
+    if isinstance(using, exp.Subquery | exp.Select | exp.Union):
+        raise syntax_error("(", "the source of a MERGE must be a table, not a subquery")
+    target = merge.this
+    if isinstance(target, exp.Table) and target.alias:
+        raise syntax_error(target.alias, "a MERGE target table takes no alias")
+
+
 def _check_merge(tokens: list[Token], sig: list[Token]) -> None:
     if sig[0].is_word("WITH"):
         raise syntax_error("MERGE", "a WITH clause cannot precede MERGE")
@@ -230,6 +254,7 @@ def _check_merge(tokens: list[Token], sig: list[Token]) -> None:
         raise syntax_error("WHEN" if len(shape) > 1 else None, _MERGE_HINT)
     if shape[0][1] not in ("UPDATE", "DELETE") or shape[1][1] != "INSERT":
         raise syntax_error("THEN", _MERGE_HINT)
+    _check_merge_source_and_target(parsed)
     _check_source_not_target(parsed)
 
 

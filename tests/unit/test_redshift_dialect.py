@@ -32,9 +32,10 @@ VALID_REDSHIFT = [
     "UPDATE t SET v = s.v FROM s WHERE t.id = s.id",
     "MERGE INTO public.t USING stage s ON t.id = s.id WHEN MATCHED THEN UPDATE SET v = s.v "
     "WHEN NOT MATCHED THEN INSERT (id, v) VALUES (s.id, s.v)",
-    "MERGE INTO t USING (SELECT id, max(v) AS v FROM stage GROUP BY id) AS src "
+    "MERGE INTO t USING stage AS src "
     "ON t.id = src.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES "
     "(src.id, src.v)",
+    "ALTER TABLE t ADD c INT",
     "MERGE INTO t USING stage ON t.id = stage.id REMOVE DUPLICATES",
     "LOCK a, b",
     "LOCK TABLE public.a",
@@ -88,9 +89,18 @@ REJECTED = [
      "UPDATE SET v = 1 WHEN NOT MATCHED THEN INSERT VALUES (s.id)", 'near "WHEN"'),
     ("MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id) "
      "WHEN MATCHED THEN DELETE", 'near "WHEN"'),
+    # The MERGE page (https://docs.aws.amazon.com/redshift/latest/dg/r_MERGE.html): the
+    # source is a table, only the source takes an alias.
     ("MERGE INTO t USING (SELECT s.* FROM s JOIN t ON s.id = t.id) x ON t.id = x.id "
      "WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (x.id)",
-     'Target table "t" cannot be referenced'),
+     "must be a table, not a subquery"),
+    ("MERGE INTO t USING (SELECT id, max(v) AS v FROM stage GROUP BY id) AS src "
+     "ON t.id = src.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES "
+     "(src.id, src.v)", 'near "("'),
+    ("MERGE INTO public.t AS x USING s ON x.id = s.id WHEN MATCHED THEN DELETE "
+     "WHEN NOT MATCHED THEN INSERT VALUES (s.id)", "target table takes no alias"),
+    ("MERGE INTO t x USING s ON x.id = s.id WHEN MATCHED THEN DELETE "
+     "WHEN NOT MATCHED THEN INSERT VALUES (s.id)", 'near "x"'),
     ("MERGE INTO public.t USING t ON 1 = 1 REMOVE DUPLICATES",
      'Target table "t" cannot be referenced'),
     ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE REMOVE DUPLICATES",
@@ -101,6 +111,10 @@ REJECTED = [
     ("UPDATE t SET a = 1 RETURNING *", 'near "RETURNING"'),
     ("SELECT E'tab\\there'", "syntax error"),
     ("ALTER TABLE t ADD COLUMN IF NOT EXISTS c INT", 'near "NOT"'),
+    # The ALTER TABLE page (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html):
+    # one ADD [COLUMN] per statement.
+    ("ALTER TABLE t ADD COLUMN a INT, ADD COLUMN b INT", "one column per statement"),
+    ("ALTER TABLE s.t ADD a INT, ADD b VARCHAR(3)", 'near ","'),
     ("SELECT * FROM t WHERE id = $1", "there is no parameter $1"),
     ("SELECT $$dollar quoted$$", "syntax error"),
     ("SELECT $tag$x$tag$", "syntax error"),

@@ -49,6 +49,8 @@ def _all_statements(spec: PipelineSpec) -> list[str]:
     ]
     for target in spec.targets.values():
         statements += sql.rebuild_target_statements(spec, target)
+    statements += sql.reload_sweep_statements(spec, spec.tables["customer"],
+                                              "2024-01-01T00:00:00.000000Z")
     return statements
 
 
@@ -83,3 +85,26 @@ def test_merges_have_exactly_one_clause_of_each_kind() -> None:
         if statement.startswith("MERGE"):
             assert statement.count("WHEN MATCHED THEN") == 1
             assert statement.count("WHEN NOT MATCHED THEN INSERT") == 1
+
+
+def test_every_wide_merge_reads_a_temp_table_made_in_the_same_transaction() -> None:
+    """A Redshift MERGE source is a table (r_MERGE: "source_table: the temporary or permanent
+    table supplying the rows"), so the recomputed wide rows go to a temp table first, on the
+    batch path, the rebuild and the reload sweep alike."""
+    spec = load_spec()
+    target = spec.targets["sport_event_activity"]
+    rows = sql.wide_rows_table(target.name)
+    batch = sql.batch_statements(spec, {"customer": ["-"]})
+    rebuild = sql.rebuild_target_statements(spec, target)
+    sweep = sql.reload_sweep_statements(spec, spec.tables["customer"],
+                                        "2024-01-01T00:00:00.000000Z")
+    for statements in (batch, rebuild, sweep):
+        create = next(k for k, s in enumerate(statements)
+                      if s.startswith(f"CREATE TEMP TABLE {rows} AS SELECT "))
+        merge = next(k for k, s in enumerate(statements)
+                     if s.startswith('MERGE INTO "public"."sport_event_activity"'))
+        assert create < merge
+        assert statements[merge].startswith(
+            f'MERGE INTO "public"."sport_event_activity" USING {rows} s ON ')
+    merges = [s for s in _all_statements(spec) if s.startswith("MERGE INTO")]
+    assert merges and all(" USING (" not in s for s in merges)
