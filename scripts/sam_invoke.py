@@ -1,7 +1,7 @@
 """``make sam-invoke EVENT=events/<name>.json``: the built Kinesis consumer in the Lambda container.
 
     python scripts/sam_invoke.py events/inserts.json [--state-dir DIR] [--app-dir DIR]
-                                 [--function KinesisConsumerFunction]
+                                 [--function KinesisConsumerFunction] [--skip-build]
 
 1. starts the local stack if it does not run (as ``make invoke`` does);
 2. starts the project's dockerd and builds the python3.12 base image if missing
@@ -64,15 +64,16 @@ def failed(response: Any) -> bool:
     return isinstance(response, dict) and "errorType" in response
 
 
-def run(event: Path, state_dir: Path, app_dir: Path, function: str) -> int:
+def run(event: Path, state_dir: Path, app_dir: Path, function: str, build: bool = True) -> int:
     stack_env = handler_environment(ensure_stack(state_dir))
     subprocess.run(["bash", str(REPO / "scripts/lambda_docker.sh"), "image"], check=True)
     build_dir = app_dir / BUILD_DIR
-    subprocess.run(
-        ["bash", str(REPO / "scripts/sam_build.sh"), "--build-dir", str(build_dir)],
-        check=True, stdout=sys.stderr,
-        env={**os.environ, "APP_DIR": str(app_dir), "LAMBDA_ARCHITECTURE": ARCHITECTURE},
-    )
+    if build:
+        subprocess.run(
+            ["bash", str(REPO / "scripts/sam_build.sh"), "--build-dir", str(build_dir)],
+            check=True, stdout=sys.stderr,
+            env={**os.environ, "APP_DIR": str(app_dir), "LAMBDA_ARCHITECTURE": ARCHITECTURE},
+        )
     env = {name: value for name, value in os.environ.items() if name not in CONFLICTING_VARIABLES}
     env.update({
         # SAM hands its own credentials and region to the container: the stack's dummy ones.
@@ -114,10 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-dir", type=Path, default=REPO,
                         help="the application to build (default: this checkout)")
     parser.add_argument("--function", default="KinesisConsumerFunction")
+    parser.add_argument("--skip-build", action="store_true",
+                        help=f"invoke the existing build in APP_DIR/{BUILD_DIR}")
     args = parser.parse_args(argv)
     if not args.event.strip():
         parser.error("no event; use make sam-invoke EVENT=events/<name>.json")
-    return run(Path(args.event), args.state_dir, args.app_dir.resolve(), args.function)
+    return run(Path(args.event), args.state_dir, args.app_dir.resolve(), args.function,
+               build=not args.skip_build)
 
 
 if __name__ == "__main__":

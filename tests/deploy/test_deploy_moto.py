@@ -240,9 +240,11 @@ def test_translation_keeps_runtime_arch_and_layer(translated: dict[str, Any]) ->
     for name in ("KinesisConsumerFunction", "SchemaMigratorFunction", "DeployHelperFunction"):
         props = resources[name]["Properties"]
         assert props["Runtime"] == "python3.12"
-        assert props["Architectures"] == ["arm64"]
+        assert props["Architectures"] == [{"Ref": "LambdaArchitecture"}]  # default arm64
         assert props["Layers"] == [{"Ref": layer}]
-    assert resources[layer]["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert resources[layer]["Properties"]["CompatibleArchitectures"] == [
+        {"Ref": "LambdaArchitecture"}]
+    assert translated["Parameters"]["LambdaArchitecture"]["Default"] == "arm64"
     # No auto-generated SAM roles with AWS managed policies: every function has its own role.
     assert not [
         n

@@ -5,7 +5,8 @@ built python3.12 base image (scripts/lambda_docker.sh: installs docker.io and de
 missing; the root file system and the image are cached, so only a machine's first run pays for
 them). The function is pointed at the local stack through the endpoint variables the template
 declares; the changes must land in the warehouse. `sam` exits 0 when the function fails, so the
-script reads the response: a build with a missing module must make it fail.
+script reads the response: a build whose layer misses a module (aws_xray_sdk, the issue's
+failure) must make it fail.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import psycopg
 
 from local.stack import StackInfo
 from tests.deploy.cfn_model import REPO
-from tests.deploy.conftest import AppCopy, Tools
+from tests.deploy.conftest import AppCopy, Tools, sam_build
 
 
-def sam_invoke(app: Path, stack: StackInfo, event: str) -> subprocess.CompletedProcess[str]:
+def sam_invoke(app: Path, stack: StackInfo, event: str,
+               *options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, REPO / "scripts/sam_invoke.py", REPO / "events" / event,
-         "--state-dir", stack.state_dir, "--app-dir", app],
+         "--state-dir", stack.state_dir, "--app-dir", app, *options],
         cwd=REPO, capture_output=True, text=True, timeout=1500, check=False,
     )
 
@@ -47,13 +49,16 @@ def test_sam_local_invoke_applies_a_sample_event(
 def test_sam_local_invoke_fails_when_the_build_misses_a_module(
     tools: Tools, app_copy: AppCopy, local_stack: StackInfo, tmp_path: Path,
 ) -> None:
+    """The issue's failure reintroduced: a layer built without aws_xray_sdk."""
     broken = tmp_path / "app"
     shutil.copytree(app_copy.root, broken, ignore=shutil.ignore_patterns(".aws-sam"))
-    pyproject = broken / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace("aws-lambda-powertools[tracer]",
-                                                       "aws-lambda-powertools"))
-    done = sam_invoke(broken, local_stack, "inserts.json")
+    done = sam_build(tools, broken, broken / ".aws-sam/local-x86_64", "x86_64")
+    assert done.returncode == 0, done.stdout + done.stderr
+    layer = broken / ".aws-sam/local-x86_64/SharedLayer/python"
+    for path in layer.glob("aws_xray_sdk*"):
+        shutil.rmtree(path)
+    done = sam_invoke(broken, local_stack, "inserts.json", "--skip-build")
     assert done.returncode == 1, done.stderr[-6000:]
     response = json.loads(done.stdout)
     assert response["errorType"] == "Runtime.ImportModuleError"
-    assert "aws_xray_sdk" in response["errorMessage"]
+    assert "No module named 'aws_xray_sdk'" in response["errorMessage"]
