@@ -18,7 +18,7 @@ from shared.data_api import RedshiftDataApi, StatementFailed
 from shared.records import ADD_COLUMNS, Change, TableEvent
 from shared.schema_evolution import evolved_spec
 from shared.spec import PipelineSpec
-from shared.stage_plan import CopyLoad, InlineLoad, plan_stage_loads
+from shared.stage_plan import MAX_STATEMENTS, CopyLoad, InlineLoad, plan_stage_loads
 from shared.staging import staging_columns
 
 
@@ -226,8 +226,29 @@ class RedshiftWriter:
         )
 
     def _split(self, batch: dict[str, list[Change]], events: Sequence[TableEvent]) -> WriteReport:
-        first = {t: rows[: len(rows) // 2] for t, rows in batch.items()}
-        second = {t: rows[len(rows) // 2 :] for t, rows in batch.items()}
-        report = self.stage_and_merge(first, events)  # truncates first: the guard needs them
+        """Write a batch that does not fit one BatchExecuteStatement (no staging bucket) as two
+        transactions, each idempotent and order-guarded, so a crash between them is repaired
+        by the retry of the whole batch. The batch's truncates go with the first part only:
+        the truncate guard of the later parts reads what the first one recorded.
+
+        Rows are halved while that can help (the fixed statements of the batch's tables fit the
+        budget); otherwise the tables are divided, which always shrinks the batch. Between the
+        parts an analyst may see a wide row built from the first part only."""
+        tables = [t for t in self.spec.tables if batch.get(t)]
+        fixed = sql.fixed_statement_count(self.spec, tables, events, self._added_known())
+        rows_can_shrink = any(len(batch[t]) > 1 for t in tables)
+        if rows_can_shrink and fixed + len(tables) <= MAX_STATEMENTS:
+            first = {t: batch[t][: len(batch[t]) // 2] for t in tables}
+            second = {t: batch[t][len(batch[t]) // 2 :] for t in tables}
+        elif len(tables) > 1:
+            half = len(tables) // 2
+            first = {t: batch[t] for t in tables[:half]}
+            second = {t: batch[t] for t in tables[half:]}
+        else:
+            raise ValueError(
+                f"a batch of {sum(len(batch[t]) for t in tables)} change(s) to {tables} and "
+                f"{len(events)} table event(s) needs more than {MAX_STATEMENTS} statements in "
+                "one transaction; configure a staging bucket")
+        report = self.stage_and_merge(first, events)
         report.add(self.stage_and_merge(second))
         return report

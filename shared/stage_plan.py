@@ -1,11 +1,12 @@
 """Decide how each table of a batch reaches its staging table: inline INSERTs or S3 + COPY.
 
-A BatchExecuteStatement holds at most 40 statements of at most 100 KB each. When a staging
+A BatchExecuteStatement holds at most 40 statements of at most 100,000 bytes each. When a staging
 bucket exists, a batch of more than ``INLINE_ROWS_MAX`` changes goes through S3 entirely (gzip
 JSON lines, one COPY per table: the load Redshift is built for, and cheaper to encode than SQL
 literals). Otherwise tables are encoded inline smallest first while they fit the statement
-budget, and a table that does not fit goes through S3; without a bucket, a batch that cannot
-fit is reported as such so the writer splits it.
+budget, and a table that does not fit goes through S3. A batch that cannot fit (without a
+bucket, or with too many tables for one transaction even at one COPY each) is reported as
+such so the writer splits it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from shared.spec import PipelineSpec
 from shared.staging import insert_statements, json_lines
 
 MAX_STATEMENTS = 40
-MAX_SQL_BYTES = 100 * 1024 - 512  # the Data API's limit, with room to spare
+# The Data API refuses a statement over 100 KB ("Cannot process query string larger than
+# 100kB", a ValidationException): taken as 100,000 bytes of UTF-8, with a margin.
+DATA_API_MAX_SQL_BYTES = 100_000
+MAX_SQL_BYTES = DATA_API_MAX_SQL_BYTES - 1_000
 INLINE_ROWS_MAX = 2000
 
 
@@ -42,10 +46,12 @@ def plan_stage_loads(
 ) -> dict[str, StageLoad] | None:
     """How to fill each staging table, or None when the batch must be split."""
     tables = sorted((t for t in spec.tables if batch.get(t)), key=lambda t: len(batch[t]))
-    if copy_available and sum(len(batch[t]) for t in tables) > INLINE_ROWS_MAX:
-        return {name: CopyLoad(json_lines(batch[name])) for name in tables}
     budget = MAX_STATEMENTS - sql.fixed_statement_count(spec, tables, events,
                                                         added_columns_known)
+    if tables and budget < len(tables):
+        return None  # too many tables for one transaction, even with one COPY each
+    if copy_available and sum(len(batch[t]) for t in tables) > INLINE_ROWS_MAX:
+        return {name: CopyLoad(json_lines(batch[name])) for name in tables}
     loads: dict[str, StageLoad] = {}
     for position, name in enumerate(tables):
         still_to_place = len(tables) - position - 1  # each needs at least one statement

@@ -19,7 +19,13 @@ from shared.records import Change
 from shared.spec import Table
 
 astuple = msgspec.structs.astuple
-_JSON_ROW = msgspec.json.Encoder(decimal_format="number")
+# Decimals as JSON strings: the "COPY from JSON format" usage notes warn that numbers in JSON
+# may lose precision on load and suggest quoting them
+# (https://docs.aws.amazon.com/redshift/latest/dg/copy-usage_notes-copy-from-json.html); COPY
+# converts a source string to the target column's type ("Data conversion parameters":
+# https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-conversion.html), so a
+# quoted decimal loads exactly into a DECIMAL column.
+_JSON_ROW = msgspec.json.Encoder(decimal_format="string")
 ORDER_KEY = "_cdc_order_key"
 DELETED = "_cdc_deleted"
 
@@ -102,8 +108,9 @@ def insert_statements(
 def json_lines(changes: Iterable[Change], compress: bool = False) -> bytes:
     """Newline-delimited JSON objects for ``COPY ... FORMAT AS JSON 'auto'`` (optionally gzip).
 
-    A row holds exactly the table's columns and the CDC metadata; decimals are exact JSON
-    numbers. Uncompressed by default: encoding is the hot path and S3 charges per request.
+    A row holds exactly the table's columns and the CDC metadata; decimals are JSON strings
+    (exact: a JSON number would be read as a float). Uncompressed by default: encoding is the
+    hot path and S3 charges per request.
     """
     body = _JSON_ROW.encode_lines([change.row for change in changes])
     return gzip.compress(body, compresslevel=1) if compress else body

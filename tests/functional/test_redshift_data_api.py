@@ -316,7 +316,7 @@ def test_limits(redshift_data: Any, warehouse_db: str) -> None:
         redshift_data.batch_execute_statement(Sqls=["SELECT 1"] * 41, WorkgroupName=WG,
                                               Database=warehouse_db)
     assert batch(redshift_data, warehouse_db, ["SELECT 1"] * 40)["Status"] == "FINISHED"
-    limit = 100 * 1024
+    limit = 100_000  # "100 KB" read strictly: 100,000 bytes of UTF-8
     at_limit = "SELECT 1 --" + "x" * (limit - len("SELECT 1 --"))
     assert ok(redshift_data, warehouse_db, at_limit)["Status"] == "FINISHED"
     with pytest.raises(errors.ValidationException, match="larger than 100kB"):
