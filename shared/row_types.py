@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -210,6 +210,9 @@ class RowType:
     fixers: tuple[tuple[str, Callable[[Any], Any]], ...]  # decimals, floats, time zones
     strings: tuple[tuple[str, int], ...]  # (column, byte limit) of char/varchar columns
     normalizers: tuple[tuple[str, Callable[[str, Any], Any]], ...]  # the lenient path's
+    # char(n) columns: Redshift's CHAR holds single-byte characters only, so a non-ASCII value
+    # is a reject (a dead letter with a reason), never a batch that fails on every retry.
+    chars: tuple[str, ...] = ()
 
     def decode(self, data: bytes, names_as_spec: bool = True) -> Any:
         """Parse and validate a ``data`` object; raises ``BadRow``.
@@ -235,6 +238,7 @@ class RowType:
             # msgspec checked every string's length in characters; in pure ASCII JSON without
             # \u escapes a character is a byte, so only other JSON needs the byte check.
             if not blob.isascii() or b"\\u" in blob:
+                self._check_chars(row, self.chars)
                 has_nul = b"\\u0000" in blob
                 if has_nul or len(blob) > self.strings[0][1]:
                     self._check_strings(row, len(blob), has_nul)
@@ -253,6 +257,7 @@ class RowType:
                 raise BadRow("the key is not a JSON object") from None
         else:
             key_only = self._lenient_row(data, self.key_struct, normalizers, names_as_spec)
+        self._check_chars(key_only, [c for c in self.chars if c in key_names])
         row = self.struct(**msgspec.structs.asdict(key_only))
         for name, fix in self.fixers:
             value = getattr(row, name)
@@ -284,6 +289,14 @@ class RowType:
             return msgspec.convert(raw, struct, strict=False)
         except msgspec.ValidationError as exc:
             raise BadRow(_reason(str(exc))) from None
+
+    @staticmethod
+    def _check_chars(row: Any, columns: Iterable[str]) -> None:
+        for name in columns:
+            value = getattr(row, name)
+            if value is not None and not value.isascii():
+                raise BadRow(f"column {name!r}: char(n) holds single-byte (ASCII) characters "
+                             "only; declare the column varchar(n) in the spec")
 
     def _check_strings(self, row: Any, data_size: int, has_nul: bool) -> None:
         """A value's UTF-8 size is at most the size of the JSON it came from, so only columns
@@ -353,4 +366,5 @@ def row_type(table: Table) -> RowType:
         fixers=tuple(fixers),
         strings=tuple(strings),
         normalizers=normalizers,
+        chars=tuple(c.name for c in table.columns if c.type.kind == "char"),
     )
