@@ -54,25 +54,51 @@ def _varchar_length(sql_type: str) -> int | None:
     return None
 
 
+def _type_change(schema: str, table: str, column: str, current: str, wanted: str,
+                 is_key: bool) -> str | None:
+    """The type to widen a column to, None to keep it, or a MigrationError.
+
+    Redshift's ``ALTER COLUMN ... TYPE`` only changes the size of a VARCHAR, not of a key
+    (PRIMARY KEY) column, and not inside a transaction block (ALTER TABLE,
+    https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html): ``migrate`` runs each
+    statement on its own. A spec VARCHAR shorter than the warehouse's keeps the wider column.
+    """
+    old_len, new_len = _varchar_length(current), _varchar_length(wanted)
+    where = f"{schema}.{table}.{column}"
+    if old_len is not None and new_len is not None:
+        if new_len <= old_len:
+            return None
+        if is_key:
+            raise MigrationError(
+                f"{where} is a key column: Redshift cannot widen it from {current} to {wanted} "
+                "in place; create a new table with the wider key, copy the rows into it "
+                "(INSERT ... SELECT) and swap the names, or keep the old length in the spec")
+        return wanted
+    raise MigrationError(
+        f"{where} is {current} in the warehouse but {wanted} in the spec; Redshift changes a "
+        "column's type in place only to widen a VARCHAR: add a new column (or rebuild the "
+        "table) with the new type and copy the values, or keep the old type in the spec")
+
+
 def plan_migration(
     spec: PipelineSpec, existing: dict[tuple[str, str], dict[str, str]]
 ) -> MigrationPlan:
     """What to run, given ``existing[(schema, table)] = {column: SQL type}``."""
     plan = MigrationPlan(statements=sql.create_schema_statements(spec))
-    wanted: list[tuple[str, str, str, list[tuple[str, str]], str | None]] = []
+    wanted: list[tuple[str, str, str, list[tuple[str, str]], str | None, tuple[str, ...]]] = []
     for table in spec.tables.values():
         wanted.append((spec.replica_schema, table.name, sql.create_replica_statement(spec, table),
-                       sql.replica_columns(table), None))
+                       sql.replica_columns(table), None, table.key))
     wanted.append((spec.replica_schema, sql.TABLE_STATE,
                    sql.create_pipeline_table_statement(spec, sql.TABLE_STATE),
-                   sql.table_state_columns(), None))
+                   sql.table_state_columns(), None, ("table_name",)))
     wanted.append((spec.replica_schema, sql.ADDED_COLUMNS,
                    sql.create_pipeline_table_statement(spec, sql.ADDED_COLUMNS),
-                   sql.added_columns_columns(), None))
+                   sql.added_columns_columns(), None, ("table_name", "column_name")))
     for target in spec.targets.values():
         wanted.append((spec.target_schema, target.name, sql.create_target_statement(spec, target),
-                       sql.target_columns(spec, target), target.name))
-    for schema, name, create, columns, target_name in wanted:
+                       sql.target_columns(spec, target), target.name, target.key))
+    for schema, name, create, columns, target_name, key in wanted:
         have = existing.get((schema, name))
         qualified = f"{sql.ident(schema)}.{sql.ident(name)}"
         if have is None:
@@ -87,16 +113,9 @@ def plan_migration(
                 plan.statements.append(sql.add_column_statement(qualified, column, sql_type))
                 changed = True
             elif current != sql_type:
-                old_len, new_len = _varchar_length(current), _varchar_length(sql_type)
-                if old_len is not None and new_len is not None and new_len > old_len:
-                    plan.statements.append(
-                        sql.widen_varchar_statement(qualified, column, sql_type)
-                    )
-                elif not (old_len and new_len):
-                    raise MigrationError(
-                        f"{schema}.{name}.{column} is {current} in the warehouse but {sql_type} "
-                        "in the spec; migrate this column by hand"
-                    )
+                widen = _type_change(schema, name, column, current, sql_type, column in key)
+                if widen is not None:
+                    plan.statements.append(sql.widen_varchar_statement(qualified, column, widen))
         if changed and target_name:
             plan.rebuild_targets.append(target_name)
     return plan
