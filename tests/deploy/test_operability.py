@@ -370,6 +370,20 @@ def test_alarms_cover_the_whole_path(translated: dict[str, Any], path: str, mode
         assert "ConsumerIteratorAgeAlarm" not in alarms
         assert alarms["GlueJobFailureAlarm"]["MetricName"] == "TriggeredRules"
 
+    assert "RedshiftRpuHoursAlarm" not in alarms  # optional: RedshiftRpuHoursPerDayAlarm > 0
+    with_limit = _alarms(_resources(translated, RedshiftRpuHoursPerDayAlarm="24", **params))
+    rpu = with_limit["RedshiftRpuHoursAlarm"]
+    seconds, hours = rpu["Metrics"]
+    assert seconds["MetricStat"]["Metric"]["MetricName"] == "ComputeSeconds"
+    assert seconds["MetricStat"]["Metric"]["Dimensions"] == [
+        {"Name": "Workgroup", "Value": "cdc-upserts"}
+    ]
+    assert (hours["Expression"], rpu["Threshold"]) == ("seconds / 3600", "24")
+    cluster = {**params, "RedshiftMode": "ExistingCluster", "RedshiftClusterIdentifier": "c1"}
+    assert "RedshiftRpuHoursAlarm" not in _alarms(
+        _resources(translated, RedshiftRpuHoursPerDayAlarm="24", **cluster)
+    )
+
     dms_alarms = {"DmsCdcLatencySourceAlarm", "DmsCdcLatencyTargetAlarm", "DmsFailureAlarm"}
     if mode == "None":
         assert not dms_alarms & set(alarms)
