@@ -40,8 +40,8 @@ def fifteen_table_spec() -> PipelineSpec:
     return parse_spec(tomllib.loads("\n".join(lines)))
 
 
-def one_row_per_table() -> DmsStream:
-    stream = DmsStream()
+def one_row_per_table(stream: DmsStream | None = None) -> DmsStream:
+    stream = stream or DmsStream()
     for n, dim in enumerate(DIMENSIONS, start=1):
         stream.add(dim, "insert", {"id": n, "label": f"{dim} 'label' \u00e9", "price": f"{n}.25"})
     stream.add("orders", "insert", {"order_id": 1, "amount": "123456789012345678.0123456789",
@@ -91,3 +91,26 @@ def test_a_batch_touching_fifteen_tables_lands_with_a_bucket(
     assert "orders" in report.staged_through_s3
     print(f"15-table batch with a bucket: {report.transactions} transactions, "
           f"{report.statements} statements")
+
+
+def test_a_split_batch_applies_its_truncate_first_and_once(make_pipeline: Any) -> None:
+    """Without a bucket the 15-table batch is split; the truncate goes with the first part and
+    the later parts' changes are guarded by it: rows older than the truncate stay deleted."""
+    pipeline = make_pipeline(spec=fifteen_table_spec())
+    stream = one_row_per_table()
+    pipeline.apply(stream.take())
+    one_row_per_table(stream)
+    stream.control("truncate-table", table="dim_14", details=True)
+    stream.add("dim_14", "insert", {"id": 7, "label": "after", "price": "7.00"})
+    stream.add("orders", "update", {"order_id": 1, "amount": "2.5",
+                                    **{f"{d}_id": n for n, d in enumerate(DIMENSIONS, start=1)},
+                                    "dim_14_id": 7})
+    result = pipeline.core.transform(stream.take())
+    report = pipeline.writer.stage_and_merge(result.changes, result.table_events)
+
+    assert report.transactions > 1
+    live = pipeline.sql('SELECT id, label FROM "cdc_replica"."dim_14" WHERE NOT _cdc_deleted')
+    assert live == [{"id": 7, "label": "after"}]
+    [wide] = pipeline.sql('SELECT amount, dim_01_label, dim_14_label FROM "public"."order_wide"')
+    assert wide == {"amount": Decimal("2.5"), "dim_01_label": "dim_01 'label' \u00e9",
+                    "dim_14_label": "after"}
