@@ -20,6 +20,7 @@ The template in the repository carries the mappings of the default spec, so a pl
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ import yaml  # type: ignore[import-untyped]
 from shared.dms_table_mappings import table_mappings, table_mappings_json
 from shared.spec import load_spec
 
-# The resources whose TableMappings come from the spec, one per DmsMode.
+# The resources whose TableMappings come from the spec, one per DmsMode, and the custom
+# resource that compares their digest with the spec the stack runs with at deploy time.
 DMS_RESOURCES = ("DmsReplicationTask", "DmsReplicationConfig")
+CHECK_RESOURCE = "DmsTableMappingsCheck"
 TEMPLATE_MAX_BYTES = 1024 * 1024
 
 
@@ -41,12 +44,13 @@ class TemplateTooLarge(ValueError):
 def with_table_mappings(template: dict[str, Any], mappings_text: str) -> dict[str, Any]:
     """A copy of ``template`` whose DMS resources select what ``mappings_text`` selects."""
     resources = dict(template["Resources"])
-    for name in DMS_RESOURCES:
+    digest = hashlib.sha256(mappings_text.encode("utf-8")).hexdigest()
+    for name, prop, value in (
+        *((n, "TableMappings", mappings_text) for n in DMS_RESOURCES),
+        (CHECK_RESOURCE, "TableMappingsSha256", digest),
+    ):
         resource = resources[name]
-        resources[name] = {
-            **resource,
-            "Properties": {**resource["Properties"], "TableMappings": mappings_text},
-        }
+        resources[name] = {**resource, "Properties": {**resource["Properties"], prop: value}}
     return {**template, "Resources": resources}
 
 

@@ -9,6 +9,7 @@ stops it on the Lambda path or on delete. The code runs here as Lambda would run
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import sys
@@ -323,3 +324,32 @@ def test_publishes_the_glue_wheels_next_to_the_library(
     assert response["Data"]["Modules"] == f"s3://assets/lib/{name}"
     assert h.s3.objects[("assets", f"lib/{name}")] == b"PK\x03\x04 wheel"
     assert response["Data"]["S3Uri"].startswith("s3://assets/lib/shared-")
+
+
+def test_deploy_fails_when_the_mappings_were_built_for_another_spec(
+    monkeypatch: pytest.MonkeyPatch, layer_root: Path, tmp_path: Path
+) -> None:
+    from shared.dms_table_mappings import table_mappings, table_mappings_json
+    from shared.spec import load_spec
+
+    built = table_mappings_json(table_mappings(load_spec())).encode()
+    props = {
+        "Action": "CheckDmsTableMappings",
+        "PipelineSpecPath": "",
+        "TableMappingsSha256": hashlib.sha256(built).hexdigest(),
+    }
+    h = Harness(monkeypatch, layer_root, FakeGlue([]))
+    assert h.invoke("Create", props)["Status"] == "SUCCESS"
+
+    # PipelineSpecPath names a spec with one more table, the build used the default spec.
+    other = tmp_path / "mine.toml"
+    other.write_text(
+        (REPO / "shared/specs/sports_ticketing.toml").read_text()
+        + '\n[tables.refund]\nkey = ["refund_id"]\ncolumns = { refund_id = "bigint" }\n'
+    )
+    failed = h.invoke("Update", {**props, "PipelineSpecPath": str(other)}, pid="p")
+    assert failed["Status"] == "FAILED"
+    assert "PipelineSpecPath" in failed["Reason"] and "PIPELINE_SPEC" in failed["Reason"]
+    # A stack deletion is never blocked by the check.
+    deleted = h.invoke("Delete", {**props, "PipelineSpecPath": str(other)}, pid="p")
+    assert deleted["Status"] == "SUCCESS"

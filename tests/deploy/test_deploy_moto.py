@@ -73,6 +73,7 @@ MOTO_CANNOT_CREATE = {
     "Custom::SchemaMigration",
     "Custom::GlueSharedLibrary",
     "Custom::GlueJobRunState",
+    "Custom::DmsTableMappingsCheck",
 }
 SOURCE_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:source-db-AbCdEf"
 _names = itertools.count()

@@ -200,6 +200,14 @@ def test_dms_replicates_exactly_the_spec_tables(translated: dict[str, Any], mode
     resources = _resources(translated, DmsMode=mode, **DMS_ON)
     mappings = _mappings_of(resources, mode)
     assert mappings == table_mappings(spec)  # the committed mappings are the generated ones
+    # The deploy-time check compares the spec's mappings with this digest (test_deploy_helper).
+    check = _props(resources, "DmsTableMappingsCheck")
+    name = "DmsReplicationTask" if mode == "Instance" else "DmsReplicationConfig"
+    text = _props(resources, name)["TableMappings"]
+    assert check["TableMappingsSha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert text == table_mappings_json(table_mappings(spec))
+    assert check["PipelineSpecPath"] == ""  # the parameter's default
+    assert resources[name]["DependsOn"] == "DmsTableMappingsCheck"
     assert all(r["rule-action"] == "include" for r in mappings["rules"])
     assert len(mappings["rules"]) == len(spec.tables)
     for table in spec.tables:
@@ -264,6 +272,8 @@ def test_generated_mappings_for_one_to_hundreds_of_tables(
     again = yaml.safe_load(rewritten.read_text())
     for name in ("DmsReplicationTask", "DmsReplicationConfig"):
         assert json.loads(again["Resources"][name]["Properties"]["TableMappings"]) == mappings
+    check = again["Resources"]["DmsTableMappingsCheck"]["Properties"]
+    assert check["TableMappingsSha256"] == hashlib.sha256(text.encode()).hexdigest()
     assert again["Resources"].keys() == built["Resources"].keys()
     # The build itself wrote the default spec's mappings.
     assert f"dms_table_mappings: {len(load_spec().tables)} tables" in built_app.output
