@@ -143,7 +143,11 @@ class RecordDecoder:
             if metadata.record_type == "control" or message.control:
                 self._control(metadata, message.control, record)
             raise Rejected("not a DMS record: record-type is neither 'data' nor 'control'")
-        plan, names_as_spec = self._plan_of(metadata)
+        plan = self._plans.get(metadata.table_name)
+        if plan is not None and metadata.schema_name == self._schema:
+            names_as_spec = True  # the common case, without a call
+        else:
+            plan, names_as_spec = self._plan_of(metadata)
         operation = metadata.operation
         if operation not in DATA_OPERATIONS:
             raise Rejected(f"{plan.name}: unknown data operation", plan.name)
