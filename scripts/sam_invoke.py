@@ -120,8 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.event.strip():
         parser.error("no event; use make sam-invoke EVENT=events/<name>.json")
-    return run(Path(args.event), args.state_dir, args.app_dir.resolve(), args.function,
-               build=not args.skip_build)
+    try:
+        return run(Path(args.event), args.state_dir, args.app_dir.resolve(), args.function,
+                   build=not args.skip_build)
+    except subprocess.CalledProcessError as exc:
+        print(f"sam_invoke: {' '.join(map(str, exc.cmd))} failed with exit status "
+              f"{exc.returncode}", file=sys.stderr)
+        return exc.returncode or 1
 
 
 if __name__ == "__main__":
