@@ -450,9 +450,12 @@ def test_merge_forms(redshift_data: Any, warehouse_db: str, warehouse_sql: Any) 
               "WHEN NOT MATCHED THEN INSERT VALUES (src.id, src.v)",
         "end of input": "MERGE INTO tgt USING src ON tgt.id = src.id WHEN MATCHED THEN "
                         "UPDATE SET v = src.v",
-        "Target table": "MERGE INTO tgt USING (SELECT src.* FROM src JOIN tgt ON "
-                        "src.id = tgt.id) s ON tgt.id = s.id WHEN MATCHED THEN DELETE "
-                        "WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.v)",
+        "not a subquery": "MERGE INTO tgt USING (SELECT src.* FROM src JOIN tgt ON "
+                          "src.id = tgt.id) s ON tgt.id = s.id WHEN MATCHED THEN DELETE "
+                          "WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.v)",
+        "takes no alias": "MERGE INTO tgt AS t USING src ON t.id = src.id WHEN MATCHED THEN "
+                          "DELETE WHEN NOT MATCHED THEN INSERT VALUES (src.id, src.v)",
+        "Target table": "MERGE INTO tgt USING tgt ON 1 = 1 REMOVE DUPLICATES",
     }
     for near, sql in rejected.items():
         desc = run(redshift_data, warehouse_db, sql)
@@ -461,7 +464,7 @@ def test_merge_forms(redshift_data: Any, warehouse_db: str, warehouse_sql: Any) 
     assert warehouse_sql("SELECT id, v FROM tgt ORDER BY id") == [
         {"id": 1, "v": "old"}, {"id": 2, "v": "old"}]
     ok(redshift_data, warehouse_db,
-       "MERGE INTO tgt USING (SELECT id, v FROM src) AS s ON tgt.id = s.id "
+       "MERGE INTO tgt USING src AS s ON tgt.id = s.id "
        "WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT (id, v) "
        "VALUES (s.id, s.v)")
     assert warehouse_sql("SELECT id, v FROM tgt ORDER BY id") == [
@@ -610,7 +613,8 @@ def test_serialization_failure_is_error_1023(redshift_data: Any, warehouse_db: s
 
 
 def _merge_writer(client: Any, db: str, key: int, lock: bool) -> str:
-    sqls = [f"MERGE INTO m USING (SELECT {key} AS id, 'v' AS v) s ON m.id = s.id "
+    sqls = [f"CREATE TEMP TABLE s AS SELECT {key} AS id, 'v' AS v",
+            "MERGE INTO m USING s ON m.id = s.id "
             "WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT VALUES "
             "(s.id, s.v)", "SELECT pg_sleep(0.4)"]
     submitted = client.batch_execute_statement(Sqls=["LOCK m", *sqls] if lock else sqls,
