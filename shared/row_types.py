@@ -37,7 +37,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import msgspec
@@ -74,6 +74,10 @@ def python_type(column_type: ColumnType) -> Any:
     raise ValueError(f"no Python type for {kind}")
 
 
+# DECIMAL(38, s) values have up to 38 digits: the default context's 28 would refuse them.
+_DECIMAL_CONTEXT = Context(prec=80, rounding=ROUND_HALF_UP)
+
+
 def _decimal_fixer(name: str, precision: int, scale: int) -> Callable[[Any], Any]:
     quantum = Decimal(1).scaleb(-scale)
     max_integer_digits = precision - scale
@@ -81,7 +85,11 @@ def _decimal_fixer(name: str, precision: int, scale: int) -> Callable[[Any], Any
     def fix(value: Decimal) -> Decimal:
         if not value.is_finite():
             raise BadRow(f"column {name!r}: expected decimal({precision},{scale}), got non-finite")
-        rounded = value.quantize(quantum, rounding=ROUND_HALF_UP)
+        try:
+            rounded = value.quantize(quantum, context=_DECIMAL_CONTEXT)
+        except InvalidOperation:  # more digits than any Redshift DECIMAL holds
+            raise BadRow(
+                f"column {name!r}: value does not fit decimal({precision},{scale})") from None
         if rounded and rounded.adjusted() + 1 > max_integer_digits:
             raise BadRow(f"column {name!r}: value does not fit decimal({precision},{scale})")
         return rounded

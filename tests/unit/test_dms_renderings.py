@@ -36,6 +36,11 @@ day = "date"
 ratio = "double"
 """))
 KEY = b"unit-test-hmac-key-0123456789abcdef"
+WIDE_SPEC = parse_spec(tomllib.loads("""
+[tables.wide]
+key = ["wide_id"]
+columns = { wide_id = "bigint", amount = "decimal(38,10)" }
+"""))
 
 
 def decode_one(column: str, rendering: Any, table: str = "reading",
@@ -151,6 +156,24 @@ def test_decimals_arrive_as_numbers_strings_or_exponent_notation(
 ) -> None:
     row, reason = decode_one("price", rendering)
     assert reason is None and row is not None and row["price"] == value
+
+
+@pytest.mark.parametrize(("rendering", "value"), [
+    ("1234567890123456789012345678.0123456789", Decimal("1234567890123456789012345678.0123456789")),
+    ("-0.00000000005", Decimal("-0.0000000001")),
+])
+def test_decimals_of_38_digits_stay_exact(rendering: str, value: Decimal) -> None:
+    stream = DmsStream()
+    stream.add("wide", "insert", {"wide_id": 1, "amount": rendering})
+    (change,) = Transformer(WIDE_SPEC, KEY).transform(stream.take()).changes["wide"]
+    assert change.values["amount"] == value
+
+
+def test_a_decimal_beyond_any_redshift_precision_is_rejected() -> None:
+    stream = DmsStream()
+    stream.add("wide", "insert", {"wide_id": 1, "amount": "1e100"})
+    (reject,) = Transformer(WIDE_SPEC, KEY).transform(stream.take()).rejects
+    assert reject.reason == "wide: column 'amount': value does not fit decimal(38,10)"
 
 
 @pytest.mark.parametrize(("rendering", "value"), [
