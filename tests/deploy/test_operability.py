@@ -480,23 +480,25 @@ def test_dashboard_shows_dms_stream_consumer_freshness_and_dead_letters(
 @pytest.mark.parametrize("path", PATHS)
 def test_glue_restart_never_races_a_running_job(translated: dict[str, Any], path: str) -> None:
     resources = _resources(translated, ProcessingPath=path)
-    # No Glue SCHEDULED trigger: it would start the job while a run is active.
+    # No Glue SCHEDULED trigger: it would start the job while a run is active. The rule has a
+    # logical id of its own: CloudFormation refuses to change the type of an existing one.
     assert not [n for n, r in resources.items() if r["Type"] == "AWS::Glue::Trigger"]
+    assert "GlueRestartTrigger" not in translated["Resources"]
     restart_parts = {
-        "GlueRestartTrigger",
+        "GlueRestartRule",
         "GlueJobUpdatedRule",
-        "GlueRestartTriggerPermission",
+        "GlueRestartRulePermission",
         "GlueJobUpdatedRulePermission",
     }
     if path == "Lambda":
         assert not restart_parts & set(resources)
         return
     assert restart_parts <= set(resources)
-    schedule = _props(resources, "GlueRestartTrigger")
+    schedule = _props(resources, "GlueRestartRule")
     assert schedule["ScheduleExpression"] == "cron(0/10 * * * ? *)"
     updated = _props(resources, "GlueJobUpdatedRule")
     for rule, permission in (
-        (schedule, "GlueRestartTriggerPermission"),
+        (schedule, "GlueRestartRulePermission"),
         (updated, "GlueJobUpdatedRulePermission"),
     ):
         (target,) = rule["Targets"]
@@ -505,8 +507,8 @@ def test_glue_restart_never_races_a_running_job(translated: dict[str, Any], path
         allow = _props(resources, permission)
         assert allow["Principal"] == "events.amazonaws.com"
         assert allow["FunctionName"] == {"Ref": "DeployHelperFunction"}
-    assert _props(resources, "GlueRestartTriggerPermission")["SourceArn"] == {
-        "Fn::GetAtt": ["GlueRestartTrigger", "Arn"]
+    assert _props(resources, "GlueRestartRulePermission")["SourceArn"] == {
+        "Fn::GetAtt": ["GlueRestartRule", "Arn"]
     }
 
     # A deploy that changes the job definition: CloudFormation's resource event for the job.

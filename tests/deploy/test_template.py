@@ -163,7 +163,7 @@ def test_processing_path_toggle(template: dict[str, Any], path: str) -> None:
     resources = ev.resources()
     esm = resources["KinesisEventSourceMapping"]["Properties"]
     assert esm["Enabled"] is (path == "Lambda")
-    assert ("GlueRestartTrigger" in resources) is (path == "Glue")
+    assert ("GlueRestartRule" in resources) is (path == "Glue")
     run_state = resources["GlueJobRunState"]["Properties"]
     assert run_state["Desired"] == ("RUNNING" if path == "Glue" else "STOPPED")
     # Both consumers stay defined, so a switch keeps each one's checkpoints.
