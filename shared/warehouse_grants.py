@@ -110,7 +110,10 @@ def grant_statements(spec: PipelineSpec, username: str, database: str) -> list[s
 
 def consumer_access_statements(spec: PipelineSpec, login: ConsumerLogin, database: str,
                                user_exists: bool) -> list[str]:
-    """The consumer user (created when missing, with the secret's password) and its grants,
-    as one transaction's statements."""
-    create = [] if user_exists else [create_user_statement(login)]
-    return create + grant_statements(spec, login.username, database)
+    """The consumer user (created when missing, its password set from the secret otherwise)
+    and its grants, as one transaction's statements."""
+    # An existing user takes the secret's password: a new stack against an existing warehouse
+    # generates a new consumer secret, and its consumers must be able to log in.
+    login_statement = (f"ALTER USER {ident(login.username)} PASSWORD {_literal(login.password)}"
+                       if user_exists else create_user_statement(login))
+    return [login_statement, *grant_statements(spec, login.username, database)]
