@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ import boto3
 
 from shared.consumer import BatchProcessor, build_processor
 from shared.records import StreamRecord
-from shared.settings import PipelineSettings, hmac_key_from_secret
-from shared.spec import load_spec
+from shared.settings import hmac_key_from_secret
+from tools.cli_settings import add_spec_argument, settings_and_spec
 
 
 @dataclass
@@ -96,21 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queue-url", help="dead-letter queue (default: DEAD_LETTER_QUEUE_URL)")
-    parser.add_argument("--spec", help="pipeline spec file (default: PIPELINE_SPEC_PATH or the "
-                                       "packaged spec)")
+    add_spec_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="report only; change nothing")
     parser.add_argument("--max-messages", type=int, default=10_000)
     args = parser.parse_args(argv)
-    environment = dict(os.environ)
-    if args.queue_url:
-        environment["DEAD_LETTER_QUEUE_URL"] = args.queue_url
-    if args.spec:
-        environment["PIPELINE_SPEC_PATH"] = args.spec
-    settings = PipelineSettings.from_mapping(environment)
+    overrides = {"DEAD_LETTER_QUEUE_URL": args.queue_url} if args.queue_url else {}
+    settings, spec = settings_and_spec(args.spec, overrides)
     secret = boto3.client("secretsmanager").get_secret_value(
         SecretId=settings.hmac_key_secret_arn)["SecretString"]
-    processor = build_processor(settings, load_spec(settings.spec_path),
-                                hmac_key_from_secret(secret), boto3.client)
+    processor = build_processor(settings, spec, hmac_key_from_secret(secret), boto3.client)
     report = replay(boto3.client("sqs"), boto3.client("s3"), settings.dead_letter_queue_url,
                     processor, args.dry_run, args.max_messages)
     verb = "would replay" if args.dry_run else "replayed"

@@ -8,15 +8,14 @@ redacted until the spec gives them a PII rule.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import boto3
 
 from shared.data_api import RedshiftDataApi
 from shared.redshift_writer import RedshiftWriter
-from shared.settings import PipelineSettings
-from shared.spec import PipelineSpec, load_spec
+from shared.spec import PipelineSpec
+from tools.cli_settings import add_spec_argument, settings_and_spec
 
 
 def describe(spec: PipelineSpec, evolved: PipelineSpec) -> list[str]:
@@ -36,14 +35,9 @@ def describe(spec: PipelineSpec, evolved: PipelineSpec) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", help="pipeline spec file (default: PIPELINE_SPEC_PATH or the "
-                                       "packaged spec)")
+    add_spec_argument(parser)
     args = parser.parse_args(argv)
-    environment = dict(os.environ)
-    if args.spec:
-        environment["PIPELINE_SPEC_PATH"] = args.spec
-    settings = PipelineSettings.from_mapping(environment)
-    spec = load_spec(settings.spec_path)
+    settings, spec = settings_and_spec(args.spec)
     writer = RedshiftWriter(spec, RedshiftDataApi(boto3.client("redshift-data"), settings.target))
     print("\n".join(describe(spec, writer.load_added_columns())))
     return 0

@@ -26,7 +26,6 @@ load's (they fill missing rows but never overwrite a CDC change).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime
 
@@ -35,8 +34,8 @@ import boto3
 from shared import warehouse_sql as sql
 from shared.data_api import RedshiftDataApi
 from shared.order_key import TIME_LENGTH, TIME_START
-from shared.settings import PipelineSettings
-from shared.spec import PipelineSpec, load_spec
+from shared.spec import PipelineSpec
+from tools.cli_settings import add_spec_argument, settings_and_spec
 
 
 def now_utc() -> str:
@@ -83,15 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=("start", "finish"))
     parser.add_argument("--table", required=True, help="a table of the spec")
-    parser.add_argument("--spec", help="pipeline spec file (default: PIPELINE_SPEC_PATH or the "
-                                       "packaged spec)")
+    add_spec_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="finish: count only")
     args = parser.parse_args(argv)
-    environment = dict(os.environ)
-    if args.spec:
-        environment["PIPELINE_SPEC_PATH"] = args.spec
-    settings = PipelineSettings.from_mapping(environment)
-    spec = load_spec(settings.spec_path)
+    settings, spec = settings_and_spec(args.spec)
     if args.table not in spec.tables:
         parser.error(f"{args.table!r} is not a table of the spec")
     api = RedshiftDataApi(boto3.client("redshift-data"), settings.target)
