@@ -22,7 +22,13 @@ from typing import Any, Protocol
 from shared.data_api import RedshiftDataApi, RetryPolicy, WarehouseUnavailable
 from shared.dead_letter import DeadLetterUnavailable, SqsDeadLetterQueue
 from shared.records import ADD_COLUMNS, Reject, StreamRecord, TransformResult
-from shared.redshift_writer import AddedColumnsChanged, RedshiftWriter, S3Stager, WriteReport
+from shared.redshift_writer import (
+    AddedColumn,
+    AddedColumnsChanged,
+    RedshiftWriter,
+    S3Stager,
+    WriteReport,
+)
 from shared.settings import PipelineSettings
 from shared.spec import PipelineSpec
 from shared.transform import Transformer
@@ -44,6 +50,7 @@ class BatchOutcome:
     failed_from: str | None = None  # retry the batch from this sequence number
     failure: str | None = None  # why (no record values in it)
     table_events: Counter[str] = field(default_factory=Counter)  # "TRUNCATE:ticket": 1
+    added_columns: list[AddedColumn] = field(default_factory=list)
 
 
 def lowest_sequence_number(numbers: Sequence[str]) -> str:
@@ -66,6 +73,7 @@ class BatchProcessor:
         self.writer = writer
         self.dead_letters = dead_letters
         self.transformer = Transformer(spec, hmac_key)
+        self.added_columns: list[AddedColumn] = []  # by this processor, for the batch log
 
     def _refresh_columns(self) -> None:
         self.transformer = Transformer(self.writer.load_added_columns(), self._hmac_key)
@@ -78,6 +86,7 @@ class BatchProcessor:
         decoded = self.transformer.decode(records)
         if any(e.kind == ADD_COLUMNS for e in decoded.result.table_events):
             added = self.writer.add_columns(decoded.result.table_events)
+            self.added_columns.extend(added)
             if added:
                 self.transformer = Transformer(self.writer.spec, self._hmac_key)
                 decoded = self.transformer.decode(records)
@@ -85,6 +94,7 @@ class BatchProcessor:
         return self.transformer.reduce(decoded, load_starts)
 
     def process(self, records: Sequence[StreamRecord], source_arn: str) -> BatchOutcome:
+        self.added_columns = []
         try:
             result, report = self._transform_and_write(records)
         except WarehouseUnavailable as exc:
@@ -101,6 +111,7 @@ class BatchProcessor:
             write_report=report,
             changes_applied=result.change_count,
             table_events=Counter(f"{e.kind}:{e.table}" for e in result.table_events),
+            added_columns=list(self.added_columns),
         )
         if result.rejects:
             try:

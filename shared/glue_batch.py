@@ -544,7 +544,9 @@ class GlueBatchJob:
     def _process(self, batch: DataFrame, batch_id: int) -> BatchOutcome:
         decoded, summary, events = self._decode(batch)
         try:
-            if any(e.kind == ADD_COLUMNS for e in events) and self.writer.add_columns(events):
+            added = (self.writer.add_columns(events)
+                     if any(e.kind == ADD_COLUMNS for e in events) else [])
+            if added:
                 decoded.unpersist()  # decode again with the new columns (a new broadcast)
                 decoded, summary, events = self._decode(batch)
             outcome = BatchOutcome(
@@ -552,6 +554,7 @@ class GlueBatchJob:
                 skipped=summary.skipped, reject_reasons=summary.reject_reasons,
                 newest_commit_timestamp=summary.newest_commit_timestamp,
                 table_events=Counter(f"{e.kind}:{e.table}" for e in events),
+                added_columns=added,
             )
             if summary.records_in == 0:
                 return outcome
@@ -621,6 +624,10 @@ def batch_log(outcome: BatchOutcome, batch_id: int, started: float) -> dict[str,
         "rejected": outcome.rejected,
         "reject_reasons": dict(outcome.reject_reasons),
         "skipped": dict(outcome.skipped),
+        "table_events": dict(outcome.table_events),
+        "added_columns": [{"table": a.table, "column": a.column, "type": a.spec_type,
+                           "rows_written_without_it": a.written_without}
+                          for a in outcome.added_columns],
         "staged_through_s3": report.staged_through_s3 if report else [],
         "newest_commit_timestamp": outcome.newest_commit_timestamp,
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),

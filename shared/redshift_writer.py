@@ -74,6 +74,19 @@ class AddedColumnsChanged(Exception):
 AddedColumns = dict[str, list[tuple[str, str]]]
 
 
+@dataclass(frozen=True)
+class AddedColumn:
+    """A source column schema evolution added. ``written_without``: replica rows changed after
+    the ``add-column`` that were written before it was known (a consumer of another shard read
+    them first: DMS sends control records with their own partition key), so their value of the
+    new column is missing; reload the table (``tools.table_reload``) to fill them."""
+
+    table: str
+    column: str
+    spec_type: str
+    written_without: int
+
+
 class RedshiftWriter:
     """Writes batches for one spec; ``spec`` is the spec plus the source columns schema
     evolution added (``load_added_columns``)."""
@@ -113,14 +126,14 @@ class RedshiftWriter:
             f"{sql.replica_table(self.base_spec, sql.TABLE_STATE)} WHERE load_started IS NOT NULL")
         return {str(r["table_name"]): str(r["load_started"]) for r in rows}
 
-    def add_columns(self, events: Sequence[TableEvent]) -> list[tuple[str, str, str]]:
+    def add_columns(self, events: Sequence[TableEvent]) -> list[AddedColumn]:
         """Add the new source columns of ``ADD_COLUMNS`` events to their replicas (one ALTER
-        per column, Redshift's rule) and record them; return (table, column, type) added.
-        Columns another consumer added first are skipped."""
+        per column, Redshift's rule) and record them; return what was added. Columns another
+        consumer added first are skipped."""
         if self.added_columns is None:
             self.load_added_columns()
         assert self.added_columns is not None
-        done: list[tuple[str, str, str]] = []
+        done: list[AddedColumn] = []
         for event in events:
             if event.kind != ADD_COLUMNS or event.table not in self.base_spec.tables:
                 continue
@@ -140,7 +153,9 @@ class RedshiftWriter:
                     continue
                 self.added_columns.setdefault(event.table, []).append((column, spec_type))
                 known.add(column)
-                done.append((event.table, column, spec_type))
+                rows = self.api.query(sql.rows_newer_than_query(
+                    self.base_spec, event.table, event.order_key))
+                done.append(AddedColumn(event.table, column, spec_type, int(rows[0]["n"])))
         if done:
             self.spec = evolved_spec(self.base_spec, self.added_columns)
         return done

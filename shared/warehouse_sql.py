@@ -211,6 +211,13 @@ def truncate_statements(spec: PipelineSpec, table: Table, order_key: str) -> lis
     return statements
 
 
+def rows_newer_than_query(spec: PipelineSpec, table: str, order_key: str) -> str:
+    """How many live replica rows carry a change newer than ``order_key`` (column ``n``)."""
+    replica = replica_table(spec, table)
+    newer = newer_sql(f"{replica}.{ident(ORDER_KEY)}", sql_literal(order_key))
+    return f"SELECT COUNT(*) AS n FROM {replica} WHERE NOT {replica}.{ident(DELETED)} AND {newer}"
+
+
 def reload_start_statements(spec: PipelineSpec, table: str, started: str) -> list[str]:
     """Record that a reload of ``table`` starts at ``started`` (27-char UTC): full-load rows
     read from then on beat the CDC changes committed before it (``shared.order_key``)."""

@@ -135,6 +135,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "transactions": report.transactions if report else 0,
         "staged_through_s3": report.staged_through_s3 if report else [],
     })
+    for added in outcome.added_columns:
+        # Names only: a column name is schema, never a value.
+        extra = {"table": added.table, "column": added.column, "type": added.spec_type,
+                 "rows_written_without_it": added.written_without}
+        if added.written_without:
+            logger.warning("source column added; rows changed since were written without it: "
+                           "reload the table (tools.table_reload) to fill them", extra=extra)
+        else:
+            logger.info("source column added to the replica", extra=extra)
     for table in dropped_tables(outcome):
         logger.error("the source dropped a spec table; the warehouse keeps it",
                      extra={"table": table})

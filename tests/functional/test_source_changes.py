@@ -164,3 +164,26 @@ def test_an_unchanged_toast_value_is_kept_when_the_spec_marks_the_column(
     assert consumer.invoke(lambda_event(stream.take())) == {"batchItemFailures": []}
     (gone,) = consumer.sql("SELECT location, _cdc_deleted FROM cdc_replica.sport_event")
     assert (gone["location"], gone["_cdc_deleted"]) == (None, True)
+
+
+def test_rows_read_before_their_add_column_record_are_reported_for_a_reload(
+    consumer: Consumer, caplog: Any,
+) -> None:
+    stream = DmsStream()
+    stream.add("ticket", "insert", ticket(1, 1))
+    add_column = stream.message("ticket", "insert", ticket(0, 1))  # only for its position
+    stream.add("ticket", "update", ticket(1, 1) | {"section": "North"})
+    assert consumer.invoke(lambda_event(stream.take())) == {"batchItemFailures": []}
+    # The add-column record committed before that update, but another shard delivers it later.
+    control = {"control": {"table-def": {"columns": {"section": {"type": "STRING",
+                                                                  "length": 16}}}},
+               "metadata": {**add_column["metadata"], "record-type": "control",
+                            "operation": "add-column", "partition-key-type": "task-id"}}
+    stream.add_raw(control)
+    caplog.clear()
+    assert consumer.invoke(lambda_event(stream.take())) == {"batchItemFailures": []}
+    (warning,) = [r for r in caplog.records if getattr(r, "column", None) == "section"]
+    assert warning.levelname == "WARNING" and warning.rows_written_without_it == 1
+    assert "North" not in caplog.text
+    (row,) = consumer.sql("SELECT section FROM cdc_replica.ticket")
+    assert row["section"] is None  # the value came before the column: a reload fills it
