@@ -14,6 +14,7 @@ import pytest
 from local.redshift_data_api.dialect import RedshiftSqlError, check_redshift_sql
 from shared import warehouse_sql as sql
 from shared.migrations import plan_migration
+from shared.records import TRUNCATE, TableEvent
 from shared.redshift_writer import S3Stager
 from shared.spec import PipelineSpec, load_spec, parse_spec
 from shared.stage_plan import plan_stage_loads
@@ -51,6 +52,15 @@ def _all_statements(spec: PipelineSpec) -> list[str]:
         statements += sql.rebuild_target_statements(spec, target)
     statements += sql.reload_sweep_statements(spec, spec.tables["customer"],
                                               "2024-01-01T00:00:00.000000Z")
+    # Control records and schema evolution (shared.records.TableEvent).
+    key = changes["ticket"][0].order_key
+    statements += sql.batch_statements(
+        spec, {t: load.statements for t, load in loads.items()},  # type: ignore[union-attr]
+        [TableEvent("sport_event", TRUNCATE, key, "1")], added_columns_known=2)
+    statements += sql.reload_start_statements(spec, "ticket", "2024-01-01T00:00:00.000000Z")
+    statements += sql.add_replica_column_statements(spec, "ticket", "section", "varchar(64)",
+                                                    key)
+    statements.append(sql.rows_newer_than_query(spec, "ticket", key))
     return statements
 
 
