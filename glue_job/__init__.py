@@ -1,3 +1,8 @@
-"""The Glue streaming consumer: the job script (``cdc_streaming_job.py``, the only file that
-imports ``awsglue``) and, for local runs, a Kinesis reader and runner. The batch logic is
-``shared.glue_batch`` (it ships to Glue in the ``shared`` zip)."""
+"""The Glue streaming consumer. The batch logic is ``shared.glue_batch`` (it ships to Glue in
+the ``shared`` zip).
+
+Modules: ``cdc_streaming_job`` (the job script, the only file that imports ``awsglue``) and,
+for local runs, ``kinesis_source`` (a Kinesis reader with per-shard checkpoints standing in
+for Glue's Kinesis source), ``local_spark`` (a SparkSession shaped like the job's) and
+``local_runner`` (the batch function on local Spark against the local stack).
+"""

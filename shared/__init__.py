@@ -1,7 +1,31 @@
 """The shared CDC core: one import used by the Lambda consumer and the Glue job.
 
-Pure modules (plain data in, plain data out): ``spec`` (pipeline spec), ``decode`` (DMS
-Kinesis records), ``pii``, ``order_key``, ``reduce``, ``transform`` (the whole core),
-``staging`` and ``warehouse_sql`` (SQL text). The only module that talks to AWS is
-``redshift_writer`` (Redshift Data API + S3).
+Pure modules (plain data in, plain data out, no I/O):
+
+- ``spec``: the pipeline spec (TOML) loaded into typed, validated objects (format:
+  ``docs/spec.md``); ``specs/`` holds the shipped spec.
+- ``records``: the plain data types that flow through the core (changes, rejects, events).
+- ``row_types``: one msgspec Struct per source table, built from the spec.
+- ``decode``: DMS Kinesis records into typed, validated, PII-applied changes.
+- ``pii``: tokenize, mask, redact (and opt-in plain SHA-256).
+- ``order_key``: which of two changes of a row is newer (``is_newer`` in Python, ``newer_sql``
+  in Redshift).
+- ``schema_evolution``: source columns added after the spec was written.
+- ``transform``: the whole core for one batch (decode, validate, PII, newest change per key).
+- ``settings``: the consumer's configuration, validated once.
+- ``warehouse_sql``: the SQL text of the schema DDL and of the stage-and-merge transaction.
+- ``warehouse_grants``: the consumers' database user and its grants (SQL builders).
+- ``staging``: reduced changes as inline SQL ``VALUES`` or JSON lines for COPY.
+- ``stage_plan``: inline INSERTs or S3 + COPY, table by table, within the Data API's limits.
+- ``dms_table_mappings``: AWS DMS table mappings generated from the spec.
+
+Edges (they do I/O, through clients passed in):
+
+- ``data_api``: the Redshift Data API adapter (submit, wait, retry); the only caller of
+  ``redshift-data``.
+- ``redshift_writer``: one reduced batch into Redshift in one transaction (Data API + S3).
+- ``migrations``: create and migrate the warehouse schema from the spec, idempotently.
+- ``dead_letter``: rejected records, with their reason and payload, to the SQS queue.
+- ``consumer``: one consumer batch end to end (transform, write, dead-letter the rejects).
+- ``glue_batch``: the Glue streaming path, one micro-batch DataFrame on Spark's executors.
 """

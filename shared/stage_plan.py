@@ -1,12 +1,12 @@
 """Decide how each table of a batch reaches its staging table: inline INSERTs or S3 + COPY.
 
-A BatchExecuteStatement holds at most 40 statements of at most 100,000 bytes each. When a staging
-bucket exists, a batch of more than ``INLINE_ROWS_MAX`` changes goes through S3 entirely (gzip
-JSON lines, one COPY per table: the load Redshift is built for, and cheaper to encode than SQL
-literals). Otherwise tables are encoded inline smallest first while they fit the statement
-budget, and a table that does not fit goes through S3. A batch that cannot fit (without a
-bucket, or with too many tables for one transaction even at one COPY each) is reported as
-such so the writer splits it.
+A BatchExecuteStatement holds at most 40 statements of at most 100,000 bytes each. When a
+staging bucket exists, a batch of more than ``INLINE_ROWS_MAX`` changes goes through S3 entirely
+(uncompressed JSON lines, one COPY per table: the load Redshift is built for, and cheaper to
+encode than SQL literals). Otherwise tables are encoded inline smallest first while they fit
+the statement budget, and a table that does not fit goes through S3. A batch that cannot fit
+(without a bucket, or with too many tables for one transaction even at one COPY each) is
+reported as such so the writer splits it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class InlineLoad:
 
 @dataclass(frozen=True)
 class CopyLoad:
-    body: bytes  # gzip-compressed JSON lines
+    body: bytes  # uncompressed JSON lines (``shared.staging.json_lines``)
 
 
 StageLoad = InlineLoad | CopyLoad

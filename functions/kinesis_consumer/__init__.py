@@ -1,0 +1,1 @@
+"""The Kinesis consumer Lambda: ``app`` (the handler over ``shared.consumer``)."""

@@ -1,0 +1,2 @@
+"""The schema migrator Lambda: ``app`` (the CloudFormation custom resource over
+``shared.migrations``)."""

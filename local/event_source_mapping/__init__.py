@@ -6,6 +6,10 @@ server locally) and invokes a handler in this process, as Lambda's Kinesis polle
                                       on_failure=(sqs, queue_url), state_dir=Path(".state"))
     mapping.drain()              # or: mapping.poll_once(), or mapping.run(stop_event)
 
+Modules: ``mapping`` (``LocalEventSourceMapping``: polling, batching, retries), ``events``
+(the Kinesis event, the function's response, the on-failure message), ``checkpoints`` (per
+shard, in files), ``context`` (the Lambda context object).
+
 What it does, like Lambda:
 
 - Per shard, records in sequence order, one batch in flight per shard; a parent shard is

@@ -9,6 +9,7 @@ Modules: ``server`` (HTTP), ``operations`` (request/response shapes), ``statemen
 (lifecycle, workers, sessions), ``auth`` (SecretArn / DbUser / IAM identity to a database
 user), ``catalog`` (ListDatabases, ListSchemas, ListTables, DescribeTable), ``executor``
 (PostgreSQL execution and result typing),
-``dialect`` / ``translate`` / ``lexer`` (SQL), ``parameters``, ``s3_copy`` / ``copy_parse``
-/ ``copy_formats`` (COPY), ``__main__`` (command line).
+``dialect`` (the Redshift grammar check) / ``translate`` / ``lexer`` (SQL), ``parameters``,
+``s3_copy`` / ``copy_parse`` / ``copy_formats`` (COPY), ``errors`` (errors the modules
+share), ``__main__`` (command line).
 """

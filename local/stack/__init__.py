@@ -6,6 +6,11 @@ background process on a free port, provisioned for the Kinesis consumer.
 
 From Python: ``ensure_stack(state_dir)`` returns a running stack's ``StackInfo`` (starting it
 if needed) and ``handler_environment(info)`` the consumer's environment on it.
+
+Modules: ``lifecycle`` (start, stop, status), ``processes`` (the background processes),
+``provision`` (stream, queue, bucket, secrets, warehouse schema, idempotently), ``state``
+(``stack.json`` and ``StackInfo``), ``environment`` (the consumer's environment),
+``__main__`` (command line).
 """
 
 from local.stack.environment import handler_environment
