@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test bootstrap tools lint typecheck unit functional deploy-checks bench-core bench-e2e clean
+.PHONY: demo test bootstrap tools lint typecheck unit functional e2e deploy-checks bench-core bench-e2e clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -29,6 +29,9 @@ unit: bootstrap
 
 functional: bootstrap
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/functional
+
+e2e: bootstrap
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/e2e
 
 deploy-checks: tools
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/deploy
