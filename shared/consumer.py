@@ -51,6 +51,7 @@ class BatchOutcome:
     failure: str | None = None  # why (no record values in it)
     table_events: Counter[str] = field(default_factory=Counter)  # "TRUNCATE:ticket": 1
     added_columns: list[AddedColumn] = field(default_factory=list)
+    newest_commit_by_table: dict[str, str] = field(default_factory=dict)
 
 
 def lowest_sequence_number(numbers: Sequence[str]) -> str:
@@ -112,6 +113,7 @@ class BatchProcessor:
             changes_applied=result.change_count,
             table_events=Counter(f"{e.kind}:{e.table}" for e in result.table_events),
             added_columns=list(self.added_columns),
+            newest_commit_by_table=dict(result.newest_commit_by_table),
         )
         if result.rejects:
             try:

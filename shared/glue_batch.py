@@ -411,11 +411,13 @@ class BatchSummary:
     reject_reasons: Counter[str] = field(default_factory=Counter)
     newest_commit_timestamp: str | None = None
     events: int = 0
+    newest_commit_by_table: dict[str, str] = field(default_factory=dict)
 
 
 def summarize(decoded: DataFrame) -> BatchSummary:
     """Counts per kind, table and reason: a handful of rows reach the driver."""
-    rows = decoded.groupBy("kind", "detail").agg(
+    change_table = F.when(F.col("kind") == CHANGE, F.col("table")).alias("change_table")
+    rows = decoded.groupBy("kind", "detail", change_table).agg(
         F.count(F.lit(1)).alias("n"),
         F.sum(F.when(F.col("sub") == 0, 1).otherwise(0)).alias("records"),
         F.max("commit").alias("newest_commit"),
@@ -427,6 +429,8 @@ def summarize(decoded: DataFrame) -> BatchSummary:
         summary.records_in += int(row["records"])
         if row["kind"] == CHANGE:
             summary.changes_in += int(row["n"])
+            if row["newest_commit"]:
+                summary.newest_commit_by_table[row["change_table"]] = row["newest_commit"]
         elif row["kind"] == REJECT:
             summary.rejected += int(row["n"])
             summary.reject_reasons[row["detail"]] += int(row["n"])
@@ -555,6 +559,7 @@ class GlueBatchJob:
                 newest_commit_timestamp=summary.newest_commit_timestamp,
                 table_events=Counter(f"{e.kind}:{e.table}" for e in events),
                 added_columns=added,
+                newest_commit_by_table=summary.newest_commit_by_table,
             )
             if summary.records_in == 0:
                 return outcome
@@ -630,6 +635,7 @@ def batch_log(outcome: BatchOutcome, batch_id: int, started: float) -> dict[str,
                           for a in outcome.added_columns],
         "staged_through_s3": report.staged_through_s3 if report else [],
         "newest_commit_timestamp": outcome.newest_commit_timestamp,
+        "newest_commit_by_table": outcome.newest_commit_by_table,
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),
         "failure": outcome.failure,
     }

@@ -95,6 +95,8 @@ class TransformResult:
     changes_in: int = 0  # valid changes before the reduction to one per key
     newest_commit_timestamp: str | None = None
     table_events: list[TableEvent] = field(default_factory=list)  # in stream order
+    # Per source table, the newest source commit time among its changes (freshness metrics).
+    newest_commit_by_table: dict[str, str] = field(default_factory=dict)
 
     @property
     def change_count(self) -> int:

@@ -122,7 +122,7 @@ class Transformer:
         result = batch.result
         decode = self._decoder.decode
         append = batch.changes.extend
-        newest_commit = ""
+        by_table: dict[str, str] = {}
         count = 0
         for record in records:
             count += 1
@@ -143,11 +143,12 @@ class Transformer:
             append(decoded)
             for change in decoded:
                 commit = change.commit_timestamp
-                if commit is not None and commit > newest_commit:
-                    newest_commit = commit
+                if commit is not None and commit > by_table.get(change.table, ""):
+                    by_table[change.table] = commit
         result.records_in = count
         result.changes_in = len(batch.changes)
-        result.newest_commit_timestamp = newest_commit or None
+        result.newest_commit_by_table = by_table
+        result.newest_commit_timestamp = max(by_table.values(), default=None)
         return batch
 
     def reduce(self, batch: DecodedBatch, load_starts: Mapping[str, str]) -> TransformResult:

@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -95,6 +95,12 @@ def record_metrics(outcome: BatchOutcome, started: float) -> None:
     if outcome.newest_commit_timestamp and outcome.failed_from is None:
         metrics.add_metric("SourceLag", MetricUnit.Milliseconds,
                            _milliseconds_since(outcome.newest_commit_timestamp))
+        for table, commit in sorted(outcome.newest_commit_by_table.items()):
+            # Per table: source commit -> applied in Redshift, for the tables of this batch.
+            with single_metric(name="TableFreshness", unit=MetricUnit.Milliseconds,
+                               value=_milliseconds_since(commit),
+                               default_dimensions=metrics.default_dimensions) as metric:
+                metric.add_dimension(name="Table", value=table)
     if outcome.failed_from is not None:
         metrics.add_metric("BatchRetries", MetricUnit.Count, 1)
     dropped = dropped_tables(outcome)

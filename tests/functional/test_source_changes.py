@@ -11,6 +11,7 @@ collected in ../shared/reference/dms-kinesis-records.md.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -187,3 +188,21 @@ def test_rows_read_before_their_add_column_record_are_reported_for_a_reload(
     assert "North" not in caplog.text
     (row,) = consumer.sql("SELECT section FROM cdc_replica.ticket")
     assert row["section"] is None  # the value came before the column: a reload fills it
+
+
+def test_freshness_is_a_metric_per_table_of_the_batch(consumer: Consumer, capsys: Any) -> None:
+    stream = DmsStream()
+    stream.add("ticket", "insert", ticket(1, 1))
+    stream.add("customer", "update", customer(5))
+    stream.add("sport_event", "load", sport_event(2))  # a load row has no commit time
+    capsys.readouterr()
+    assert consumer.invoke(lambda_event(stream.take())) == {"batchItemFailures": []}
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+                 if line.startswith("{") and "TableFreshness" in line]
+    by_table = {d["Table"]: d for d in documents}
+    assert sorted(by_table) == ["customer", "ticket"]
+    for document in by_table.values():
+        (directive,) = document["_aws"]["CloudWatchMetrics"]
+        assert "Table" in directive["Dimensions"][0] and "service" in directive["Dimensions"][0]
+        value = document["TableFreshness"]
+        assert min(value if isinstance(value, list) else [value]) > 0  # ms since a 2021 commit
