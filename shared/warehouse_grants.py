@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 
 from shared.spec import PipelineSpec
+from shared.staging import sql_literal
 from shared.warehouse_sql import ADDED_COLUMNS, TABLE_STATE, ident, replica_table, target_table
 
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -58,18 +59,13 @@ class ConsumerLogin:
         return f"ConsumerLogin(username={self.username!r})"
 
 
-def _literal(text: str) -> str:
-    """A Redshift string literal: quotes and backslashes doubled."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 def user_exists_query(username: str) -> tuple[str, dict[str, str]]:
     """A query with a row when ``username`` exists (Data API parameters)."""
     return "SELECT usename FROM pg_user WHERE usename = :username", {"username": username}
 
 
 def create_user_statement(login: ConsumerLogin) -> str:
-    return f"CREATE USER {ident(login.username)} PASSWORD {_literal(login.password)}"
+    return f"CREATE USER {ident(login.username)} PASSWORD {sql_literal(login.password)}"
 
 
 def consumer_tables(spec: PipelineSpec) -> list[str]:
@@ -114,6 +110,6 @@ def consumer_access_statements(spec: PipelineSpec, login: ConsumerLogin, databas
     and its grants, as one transaction's statements."""
     # An existing user takes the secret's password: a new stack against an existing warehouse
     # generates a new consumer secret, and its consumers must be able to log in.
-    login_statement = (f"ALTER USER {ident(login.username)} PASSWORD {_literal(login.password)}"
+    login_statement = (f"ALTER USER {ident(login.username)} PASSWORD {sql_literal(login.password)}"
                        if user_exists else create_user_statement(login))
     return [login_statement, *grant_statements(spec, login.username, database)]
