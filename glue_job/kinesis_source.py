@@ -13,7 +13,6 @@ a restarted runner resumes after it: at-least-once, like the Glue job's Spark ch
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from botocore.exceptions import ClientError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
+from local.atomic_file import replace_text
 from shared.glue_batch import StreamSettings
 
 KINESIS_SCHEMA = StructType([
@@ -63,15 +63,12 @@ class ShardCheckpoint:
                           {str(k): str(v) for k, v in data["positions"].items()})
 
     def commit(self, checkpoint: Checkpoint) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({
+        replace_text(self.path, json.dumps({
             "stream_arn": checkpoint.stream_arn,
             "stream_created": checkpoint.stream_created,
             "next_batch_id": checkpoint.next_batch_id,
             "positions": checkpoint.positions,
         }, indent=2, sort_keys=True) + "\n")
-        tmp.replace(self.path)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ comes again (at least once). The file is replaced atomically on every checkpoint
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from local.atomic_file import replace_text
 
 FORMAT_VERSION = 1
 
@@ -81,17 +81,6 @@ class CheckpointStore:
         return MappingState.from_json(json.loads(text))
 
     def save(self, state: MappingState) -> None:
-        """Write a temporary file next to the target, fsync it, then rename it over the
-        target: a crash leaves the old or the new checkpoints, never half a file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                   suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(state.to_json(), out, indent=2)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Replace the file atomically: a crash leaves the old or the new checkpoints,
+        never half a file."""
+        replace_text(self.path, json.dumps(state.to_json(), indent=2))

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local.atomic_file import replace_text
 from local.ports import wait_for_port
 from local.redshift_data_api.operations import DEFAULT_CLUSTERS, DEFAULT_WORKGROUPS
 
@@ -102,9 +103,7 @@ def serve(args: argparse.Namespace) -> int:
     server.start()
     state = {"endpoint_url": server.endpoint_url, "pid": os.getpid(), "pg_conninfo": conninfo,
              "pg_data_dir": str(owned_pg) if owned_pg else None}
-    tmp = state_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(state_dir / STATE_FILE)
+    replace_text(state_dir / STATE_FILE, json.dumps(state, indent=2))
     print(server.endpoint_url, flush=True)
 
     stop = threading.Event()

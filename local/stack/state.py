@@ -9,10 +9,11 @@ warehouse passwords themselves (those stay in 0600 files of the state dir and in
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from local.atomic_file import replace_text
 
 DEFAULT_STATE_DIR = Path(".local-stack/stack")
 STATE_FILE = "stack.json"
@@ -123,9 +124,7 @@ def read_state(state_dir: Path) -> StackInfo | None:
 def write_state(info: StackInfo) -> None:
     """Replace the state file atomically, so readers never see half a file."""
     path = info.state_dir / STATE_FILE
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(info.to_json())
-    tmp.replace(path)
+    replace_text(path, info.to_json())
 
 
 def remove_state(state_dir: Path) -> None:
