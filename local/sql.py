@@ -4,10 +4,11 @@
 
 Starts the local stack if it does not run, then talks to the Redshift Data API stand-in with
 an unmodified boto3 ``redshift-data`` client, as the consumers' database user (the stack's
-consumer secret), as an analyst's tool would talk to Redshift:
-ExecuteStatement, DescribeStatement until it ends, GetStatementResult for every page. A result
-set is printed as CSV with a header (NULL as an empty field); any other statement prints the
-number of rows it affected. Errors go to stderr with exit status 1.
+consumer secret), as an analyst's tool would talk to Redshift: ExecuteStatement and
+DescribeStatement until it ends (``shared.data_api``, the consumers' adapter, with a timeout
+that cancels the statement), GetStatementResult for every page. A result set is printed as CSV
+with a header (NULL as an empty field); any other statement prints the number of rows it
+affected. Errors go to stderr with exit status 1.
 """
 
 from __future__ import annotations
@@ -17,19 +18,13 @@ import base64
 import csv
 import logging
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from local.stack import DEFAULT_STATE_DIR, StackInfo, ensure_stack
 from local.stack.provision import aws_client
-
-TERMINAL = frozenset({"FINISHED", "FAILED", "ABORTED"})
-
-
-class QueryFailed(Exception):
-    """The statement ended FAILED or ABORTED; the message is Redshift's error text."""
+from shared.data_api import DataApiTarget, RedshiftDataApi, WarehouseError
 
 
 def field_text(field: Mapping[str, Any]) -> str:
@@ -48,24 +43,14 @@ def field_text(field: Mapping[str, Any]) -> str:
 
 def run_statement(client: Any, info: StackInfo, sql: str,
                   timeout: float = 600.0) -> dict[str, Any]:
-    """Submit ``sql`` and wait for it; the final DescribeStatement response."""
-    submitted = client.execute_statement(Sql=sql, Database=info.database,
-                                         WorkgroupName=info.workgroup_name,
-                                         SecretArn=info.resources.consumer_secret_arn)
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        described: dict[str, Any] = client.describe_statement(Id=submitted["Id"])
-        if described["Status"] in TERMINAL:
-            break
-        if time.monotonic() > deadline:
-            client.cancel_statement(Id=submitted["Id"])
-            raise QueryFailed(f"the statement did not finish in {timeout:.0f}s; cancelled")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-    if described["Status"] != "FINISHED":
-        raise QueryFailed(str(described.get("Error") or f"the statement {described['Status']}"))
-    return described
+    """Submit ``sql`` and wait for it; the final DescribeStatement response. A statement that
+    fails, or runs longer than ``timeout`` seconds (then cancelled), raises ``WarehouseError``
+    with Redshift's error text."""
+    target = DataApiTarget(database=info.database, workgroup_name=info.workgroup_name,
+                           secret_arn=info.resources.consumer_secret_arn)
+    data_api = RedshiftDataApi(client, target, poll_interval=(0.01, 0.5),
+                               statement_timeout=timeout)
+    return data_api.execute(sql)
 
 
 def result_rows(client: Any, statement_id: str) -> Iterator[list[str]]:
@@ -109,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('no query; use make sql Q="SELECT ..."')
     try:
         run_query(ensure_stack(args.state_dir), args.query, sys.stdout)
-    except QueryFailed as exc:
+    except WarehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

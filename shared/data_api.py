@@ -103,13 +103,18 @@ class RedshiftDataApi:
         poll_interval: tuple[float, float] = (0.02, 1.0),
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        statement_timeout: float | None = None,
     ) -> None:
+        """``statement_timeout`` (seconds, None: wait as long as it runs) cancels a statement
+        still running after it and raises ``StatementFailed``; the consumers leave it None,
+        an interactive tool (``make sql``) sets one."""
         self._client = client
         self._target = target
         self._retry = retry or RetryPolicy()
         self._poll_min, self._poll_max = poll_interval
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._statement_timeout = statement_timeout
 
     # --- public -----------------------------------------------------------------------------
 
@@ -184,11 +189,16 @@ class RedshiftDataApi:
         return str(described.get("Error") or "the statement failed without an error text")
 
     def _wait(self, statement_id: str) -> dict[str, Any]:
+        timeout = self._statement_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         interval = self._poll_min
         while True:
             described = self._call("describe_statement", {"Id": statement_id})
             if described["Status"] in TERMINAL:
                 return described
+            if deadline is not None and time.monotonic() > deadline:
+                self._call("cancel_statement", {"Id": statement_id})
+                raise StatementFailed(f"the statement did not finish in {timeout:g}s; cancelled")
             self._sleep(interval)
             interval = min(self._poll_max, interval * 1.5)
 
