@@ -19,12 +19,13 @@ Pure modules (plain data in, plain data out, no I/O):
 - ``stage_plan``: inline INSERTs or S3 + COPY, table by table, within the Data API's limits.
 - ``dms_table_mappings``: AWS DMS table mappings generated from the spec.
 
-Edges (they do I/O, through clients passed in):
+Edges (they do I/O):
 
 - ``data_api``: the Redshift Data API adapter (submit, wait, retry); the only caller of
   ``redshift-data``.
 - ``redshift_writer``: one reduced batch into Redshift in one transaction (Data API + S3).
-- ``migrations``: create and migrate the warehouse schema from the spec, idempotently.
+- ``migrations``: create and migrate the warehouse schema from the spec, idempotently (the
+  plan, ``plan_migration``, is pure).
 - ``dead_letter``: rejected records, with their reason and payload, to the SQS queue.
 - ``consumer``: one consumer batch end to end (transform, write, dead-letter the rejects).
 - ``glue_batch``: the Glue streaming path, one micro-batch DataFrame on Spark's executors.
