@@ -188,27 +188,42 @@ def truncate_guard_statement(spec: PipelineSpec, table: Table) -> str:
     )
 
 
+def _record_table_state(spec: PipelineSpec, table: str, column: str, value: str,
+                        only_if: str | None = None) -> list[str]:
+    """Set ``column`` of the table's ``TABLE_STATE`` row to the SQL literal ``value`` (when
+    ``only_if`` holds), creating the row when missing."""
+    state, name = replica_table(spec, TABLE_STATE), sql_literal(table)
+    condition = f" AND ({only_if})" if only_if else ""
+    return [
+        f"UPDATE {state} SET {column} = {value} WHERE table_name = {name}{condition}",
+        f"INSERT INTO {state} (table_name, {column}) SELECT {name}, {value} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {state} WHERE table_name = {name})",
+    ]
+
+
+def _remove_rows(spec: PipelineSpec, table: Table, condition: str, key: str) -> str:
+    """Delete the live replica rows matching ``condition``: tombstones with order key ``key``
+    (an SQL literal), or the rows themselves in hard-delete mode."""
+    replica = replica_table(spec, table.name)
+    if spec.delete_mode == "hard":
+        return f"DELETE FROM {replica} WHERE {condition}"
+    emptied = ", ".join(f"{ident(c)} = NULL" for c in table.column_names if c not in table.key)
+    return (
+        f"UPDATE {replica} SET {emptied + ', ' if emptied else ''}{ident(DELETED)} = TRUE, "
+        f"{ident(ORDER_KEY)} = {key} WHERE NOT {replica}.{ident(DELETED)} AND {condition}"
+    )
+
+
 def truncate_statements(spec: PipelineSpec, table: Table, order_key: str) -> list[str]:
     """A source ``TRUNCATE`` as of ``order_key``: record it (the newest wins) and delete every
     replica row not newer than it (a tombstone, or the row itself in hard-delete mode)."""
-    state, replica = replica_table(spec, TABLE_STATE), replica_table(spec, table.name)
-    name, key = sql_literal(table.name), sql_literal(order_key)
-    statements = [
-        f"UPDATE {state} SET truncated_key = {key} WHERE table_name = {name} "
-        f"AND (truncated_key IS NULL OR {newer_sql(key, 'truncated_key')})",
-        f"INSERT INTO {state} (table_name, truncated_key) SELECT {name}, {key} "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {state} WHERE table_name = {name})",
-    ]
+    replica, key = replica_table(spec, table.name), sql_literal(order_key)
     older = f"NOT {newer_sql(f'{replica}.{ident(ORDER_KEY)}', key)}"
-    if spec.delete_mode == "hard":
-        statements.append(f"DELETE FROM {replica} WHERE {older}")
-        return statements
-    emptied = ", ".join(f"{ident(c)} = NULL" for c in table.column_names if c not in table.key)
-    statements.append(
-        f"UPDATE {replica} SET {emptied + ', ' if emptied else ''}{ident(DELETED)} = TRUE, "
-        f"{ident(ORDER_KEY)} = {key} WHERE NOT {replica}.{ident(DELETED)} AND {older}"
-    )
-    return statements
+    return [
+        *_record_table_state(spec, table.name, "truncated_key", key,
+                             f"truncated_key IS NULL OR {newer_sql(key, 'truncated_key')}"),
+        _remove_rows(spec, table, older, key),
+    ]
 
 
 def rows_newer_than_query(spec: PipelineSpec, table: str, order_key: str) -> str:
@@ -221,32 +236,34 @@ def rows_newer_than_query(spec: PipelineSpec, table: str, order_key: str) -> str
 def reload_start_statements(spec: PipelineSpec, table: str, started: str) -> list[str]:
     """Record that a reload of ``table`` starts at ``started`` (27-char UTC): full-load rows
     read from then on beat the CDC changes committed before it (``shared.order_key``)."""
-    state, name = replica_table(spec, TABLE_STATE), sql_literal(table)
-    return [
-        f"UPDATE {state} SET load_started = {sql_literal(started)} WHERE table_name = {name}",
-        f"INSERT INTO {state} (table_name, load_started) SELECT {name}, {sql_literal(started)} "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {state} WHERE table_name = {name})",
-    ]
+    return _record_table_state(spec, table, "load_started", sql_literal(started))
+
+
+def _older_than_reload(spec: PipelineSpec, table: str, started: str) -> str:
+    """Rows whose time is older than the reload's start: the reload did not read them and no
+    change committed since touched them."""
+    replica = replica_table(spec, table)
+    return (f"SUBSTRING({replica}.{ident(ORDER_KEY)}, {TIME_START + 1}, {TIME_LENGTH}) "
+            f"< {sql_literal(started)}")
+
+
+def reload_stale_rows_query(spec: PipelineSpec, table: str, started: str) -> str:
+    """How many live rows ``reload_sweep_statements`` would delete (column ``n``)."""
+    replica = replica_table(spec, table)
+    return (f"SELECT COUNT(*) AS n FROM {replica} WHERE NOT {replica}.{ident(DELETED)} AND "
+            f"{_older_than_reload(spec, table, started)}")
 
 
 def reload_sweep_statements(spec: PipelineSpec, table: Table, started: str) -> list[str]:
     """After a reload that started at ``started`` was applied: delete every replica row that
     neither the reload read nor a change committed since touched (its time is older), then
     recompute the wide tables that join the table. The tombstone's key is the load start, so
-    a late row of the same reload still beats it."""
-    replica = replica_table(spec, table.name)
-    stale = (f"NOT {replica}.{ident(DELETED)} AND SUBSTRING({replica}.{ident(ORDER_KEY)}, "
-             f"{TIME_START + 1}, {TIME_LENGTH}) < {sql_literal(started)}")
-    statements = [lock_statement(spec)]
-    if spec.delete_mode == "hard":
-        statements.append(f"DELETE FROM {replica} WHERE {stale}")
-    else:
-        tombstone = sql_literal(with_load_time(LOAD_KEY_UNKNOWN_TIME, started))
-        emptied = ", ".join(f"{ident(c)} = NULL" for c in table.column_names
-                            if c not in table.key)
-        statements.append(
-            f"UPDATE {replica} SET {emptied + ', ' if emptied else ''}{ident(DELETED)} = TRUE, "
-            f"{ident(ORDER_KEY)} = {tombstone} WHERE {stale}")
+    a late row of the same reload still beats it. (Hard-delete mode keeps no tombstones, so its
+    DELETE needs no live-row condition.)"""
+    tombstone = sql_literal(with_load_time(LOAD_KEY_UNKNOWN_TIME, started))
+    statements = [lock_statement(spec),
+                  _remove_rows(spec, table, _older_than_reload(spec, table.name, started),
+                               tombstone)]
     for target in spec.targets.values():
         if table.name in {target.fact, *(j.table for j in target.joins)}:
             statements.extend(merge_target_statements(spec, target, restrict_to_affected=False))

@@ -33,7 +33,6 @@ import boto3
 
 from shared import warehouse_sql as sql
 from shared.data_api import RedshiftDataApi
-from shared.order_key import TIME_LENGTH, TIME_START
 from shared.spec import PipelineSpec
 from tools.cli_settings import add_spec_argument, settings_and_spec
 
@@ -58,12 +57,7 @@ def recorded_start(api: RedshiftDataApi, spec: PipelineSpec, table: str) -> str 
 
 
 def stale_rows(api: RedshiftDataApi, spec: PipelineSpec, table: str, started: str) -> int:
-    replica = sql.replica_table(spec, table)
-    rows = api.query(
-        f"SELECT COUNT(*) AS n FROM {replica} WHERE NOT {sql.ident('_cdc_deleted')} AND "
-        f"SUBSTRING({sql.ident('_cdc_order_key')}, {TIME_START + 1}, {TIME_LENGTH}) "
-        "< :started", {"started": started})
-    return int(rows[0]["n"])
+    return int(api.query(sql.reload_stale_rows_query(spec, table, started))[0]["n"])
 
 
 def finish(api: RedshiftDataApi, spec: PipelineSpec, table: str, dry_run: bool = False) -> int:
