@@ -25,6 +25,15 @@ PII_RULES = ("tokenize", "mask", "redact", "sha256")
 DELETE_MODES = ("tombstone", "hard")
 SOURCE_NAME_MODES = ("case-insensitive", "exact")
 EVOLVE_MODES = ("add-columns", "off")
+LONG_TEXT_MODES = ("dead-letter", "truncate")
+# The replica column that marks a row whose text was cut to fit (tables with
+# ``long_text = "truncate"`` only); the decoder sets it, the writer stages it.
+TRUNCATED_FLAG = "_cdc_truncated"
+# Redshift limits (Amazon Redshift Database Developer Guide, "Character types": VARCHAR holds
+# at most 65,535 bytes; "VARBYTE type": 1 to 16,777,216 bytes, default 64,000).
+VARCHAR_MAX_BYTES = 65535
+VARBYTE_MAX_BYTES = 16_777_216
+VARBYTE_DEFAULT_BYTES = 64_000
 
 
 class SpecError(ValueError):
@@ -33,7 +42,11 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class ColumnType:
-    """A warehouse column type. ``kind`` is one of the names in ``_TYPE_PATTERNS``."""
+    """A column type of the spec. ``kind`` is one of the spec's type names: ``smallint``,
+    ``integer``, ``bigint``, ``decimal``, ``real``, ``double``, ``boolean``, ``char``,
+    ``varchar``, ``text``, ``date``, ``time``, ``timestamp``, ``timestamptz``, ``uuid``,
+    ``super``, ``varbyte``. ``length`` is the byte limit of char, varchar, text (65,535) and
+    varbyte columns."""
 
     kind: str
     length: int | None = None
@@ -42,11 +55,26 @@ class ColumnType:
 
     @property
     def sql(self) -> str:
-        if self.kind in ("varchar", "char"):
+        """The Redshift column type."""
+        if self.kind in ("varchar", "char", "varbyte"):
             return f"{self.kind.upper()}({self.length})"
         if self.kind == "decimal":
             return f"DECIMAL({self.precision},{self.scale})"
         return _SQL_NAMES[self.kind]
+
+    @property
+    def spec_name(self) -> str:
+        """The type as a spec writes it (``text``, ``uuid``, ``varbyte(100)``, ...)."""
+        if self.kind in ("varchar", "char", "varbyte"):
+            return f"{self.kind}({self.length})"
+        if self.kind == "decimal":
+            return f"decimal({self.precision},{self.scale})"
+        return self.kind
+
+    @property
+    def is_text(self) -> bool:
+        """Whether values are strings limited in UTF-8 bytes (char, varchar, text)."""
+        return self.kind in ("varchar", "char", "text")
 
     def __str__(self) -> str:
         return self.sql.lower()
@@ -60,37 +88,69 @@ _SQL_NAMES = {
     "double": "DOUBLE PRECISION",
     "boolean": "BOOLEAN",
     "date": "DATE",
+    "time": "TIME",
     "timestamp": "TIMESTAMP",
     "timestamptz": "TIMESTAMPTZ",
+    "text": f"VARCHAR({VARCHAR_MAX_BYTES})",
+    "uuid": "VARCHAR(36)",
+    "super": "SUPER",
 }
+# Source spellings (PostgreSQL ``format_type`` names, MySQL names) of the spec's types.
 _ALIASES = {
     "int": "integer", "int2": "smallint", "int4": "integer", "int8": "bigint",
     "float": "double", "float8": "double", "double precision": "double", "float4": "real",
     "bool": "boolean", "numeric": "decimal", "character varying": "varchar",
     "character": "char", "timestamp without time zone": "timestamp",
-    "timestamp with time zone": "timestamptz",
+    "timestamp with time zone": "timestamptz", "time without time zone": "time",
+    "json": "super", "jsonb": "super", "array": "super",
+    "bytea": "varbyte", "blob": "varbyte", "varbinary": "varbyte",
+    "binary varying": "varbyte", "citext": "text",
 }
 _PARAM_TYPE = re.compile(r"^([a-z ]+?)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)$")
+# ``timestamp(3)``, ``time(0) without time zone``: the fractional-second precision.
+_TIME_PRECISION = re.compile(r"^(time|timestamp)\s*\(\s*[0-6]\s*\)(\s+with(?:out)? time zone)?$")
 TOKEN_TYPE = ColumnType("char", length=64)
+_UNBOUNDED_VARCHAR = (
+    "{where}: type {text!r} has no length: a PostgreSQL varchar without one is unbounded; "
+    "write varchar(n) with the longest value's size in UTF-8 bytes (n up to 65535), or "
+    "'text' (VARCHAR(65535); see the table's long_text setting for longer values)"
+)
 
 
 def parse_column_type(text: str, where: str) -> ColumnType:
-    """Parse a type name such as ``bigint``, ``varchar(64)`` or ``decimal(12,2)``."""
+    """Parse a type name such as ``bigint``, ``varchar(64)``, ``decimal(12,2)``, ``text``,
+    ``super`` or a source spelling of one (``jsonb``, ``integer[]``, ``bytea``, ...)."""
     raw = " ".join(text.strip().lower().split())
+    if raw.endswith("[]"):
+        return ColumnType("super")  # PostgreSQL arrays of any element type land as SUPER
+    time_precision = _TIME_PRECISION.match(raw)
+    if time_precision:
+        raw = time_precision.group(1) + (time_precision.group(2) or "")
     match = _PARAM_TYPE.match(raw)
     base = _ALIASES.get(match.group(1) if match else raw, match.group(1) if match else raw)
     if match is None:
         if base in _SQL_NAMES:
-            return ColumnType(base)
-        if base in ("varchar", "char", "decimal"):
+            return ColumnType(base, length=VARCHAR_MAX_BYTES if base == "text" else None)
+        if base == "varbyte":
+            return ColumnType("varbyte", length=VARBYTE_DEFAULT_BYTES)
+        if base == "varchar":
+            raise SpecError(_UNBOUNDED_VARCHAR.format(where=where, text=text))
+        if base in ("char", "decimal"):
             raise SpecError(f"{where}: type {text!r} needs a size, e.g. {base}(64)")
-        raise SpecError(f"{where}: unknown type {text!r}")
+        raise SpecError(f"{where}: unknown type {text!r} (the spec's types are listed in "
+                        "docs/spec.md; an enum is varchar(n))")
     first, second = int(match.group(2)), match.group(3)
     if base in ("varchar", "char") and second is None:
-        limit = 65535 if base == "varchar" else 4096
+        limit = VARCHAR_MAX_BYTES if base == "varchar" else 4096
         if not 1 <= first <= limit:
-            raise SpecError(f"{where}: {base} length must be 1..{limit}, got {first}")
+            advice = " (use 'text' and a long_text setting)" if base == "varchar" else ""
+            raise SpecError(f"{where}: {base} length must be 1..{limit}, got {first}{advice}")
         return ColumnType(base, length=first)
+    if base == "varbyte" and second is None:
+        if not 1 <= first <= VARBYTE_MAX_BYTES:
+            raise SpecError(
+                f"{where}: varbyte length must be 1..{VARBYTE_MAX_BYTES}, got {first}")
+        return ColumnType("varbyte", length=first)
     if base == "decimal":
         scale = int(second) if second is not None else 0
         if not 1 <= first <= 38 or not 0 <= scale <= first:
@@ -122,6 +182,12 @@ class Table:
     # PostgreSQL source does not resend when an update leaves them alone (TOAST), unless the
     # table has REPLICA IDENTITY FULL. See docs/source-engines.md.
     keep_when_null: tuple[str, ...] = ()
+    # Text longer than its column (varchar(n) or text): "dead-letter" rejects the row with a
+    # reason; "truncate" cuts it at a UTF-8 character boundary and sets ``TRUNCATED_FLAG``.
+    long_text: str = "dead-letter"
+    # No key: every change is kept as its own row (a table without a primary key, for which
+    # DMS sends inserts only, or an event log). ``key`` is then empty.
+    append_only: bool = False
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -234,9 +300,15 @@ def _table_of(raw: Any, name: str, pii: dict[tuple[str, str], str]) -> Table:
     where = f"tables.{name}"
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: must be a table with 'key' and 'columns'")
-    unknown = set(raw) - {"key", "columns", "keep_when_null"}
+    unknown = set(raw) - {"key", "columns", "keep_when_null", "long_text", "append_only"}
     if unknown:
         raise SpecError(f"{where}: unknown setting(s) {sorted(unknown)}")
+    long_text = raw.get("long_text", "dead-letter")
+    if long_text not in LONG_TEXT_MODES:
+        raise SpecError(f"{where}.long_text: {long_text!r} is not one of {LONG_TEXT_MODES}")
+    append_only = raw.get("append_only", False)
+    if not isinstance(append_only, bool):
+        raise SpecError(f"{where}.append_only: must be true or false")
     columns_raw = raw.get("columns")
     if not isinstance(columns_raw, dict) or not columns_raw:
         raise SpecError(f"{where}: 'columns' must map column names to types")
@@ -251,8 +323,19 @@ def _table_of(raw: Any, name: str, pii: dict[tuple[str, str], str]) -> Table:
     key = raw.get("key")
     if isinstance(key, str):
         key = [key]
-    if not isinstance(key, list) or not key:
-        raise SpecError(f"{where}: missing key (a list of primary-key columns)")
+    if append_only:
+        if key:
+            raise SpecError(
+                f"{where}: append_only keeps every change as its own row, so it takes no key; "
+                "remove 'key' to keep every change, or 'append_only' to keep one row per key")
+        key = []
+    elif key is None or key == []:
+        raise SpecError(
+            f"{where}: missing key: list the columns that identify a row (key = [\"id\"]; "
+            "the source's primary key, or any columns unique per row), or set "
+            "append_only = true to keep every change as its own row")
+    elif not isinstance(key, list) or not all(isinstance(c, str) for c in key):
+        raise SpecError(f"{where}: key must be a list of column names")
     for col in key:
         if col not in columns_raw:
             raise SpecError(f"{where}: key column {col!r} is not one of its columns")
@@ -266,7 +349,11 @@ def _table_of(raw: Any, name: str, pii: dict[tuple[str, str], str]) -> Table:
             raise SpecError(f"{where}.keep_when_null: {col!r} is not one of its columns")
         if col in key:
             raise SpecError(f"{where}.keep_when_null: key column {col!r} always arrives")
-    return Table(name=name, key=tuple(key), columns=columns, keep_when_null=tuple(keep))
+    if keep and append_only:
+        raise SpecError(f"{where}.keep_when_null: an append_only table keeps each change as "
+                        "it arrived; remove keep_when_null")
+    return Table(name=name, key=tuple(key), columns=columns, keep_when_null=tuple(keep),
+                 long_text=long_text, append_only=append_only)
 
 
 def _pii_rules(raw: Any, allow_sha256: bool) -> dict[tuple[str, str], str]:
@@ -300,6 +387,9 @@ def _target_of(name: str, raw: Any, tables: dict[str, Table]) -> Target:
     fact = raw.get("fact")
     if fact not in tables:
         raise SpecError(f"{where}: fact {fact!r} is not a table of the spec")
+    if tables[fact].append_only:
+        raise SpecError(f"{where}: fact {fact!r} is append_only and has no key, so a target "
+                        "row cannot follow its changes; give the table a key")
     aliases: dict[str, str] = {fact: fact}
     joins: list[Join] = []
     for i, join_raw in enumerate(raw.get("joins", [])):
@@ -307,6 +397,9 @@ def _target_of(name: str, raw: Any, tables: dict[str, Table]) -> Target:
         table = join_raw.get("table")
         if table not in tables:
             raise SpecError(f"{jwhere}: table {table!r} is not a table of the spec")
+        if tables[table].append_only:
+            raise SpecError(f"{jwhere}: table {table!r} is append_only and has no key to "
+                            "join on; give it a key")
         alias = _identifier(join_raw.get("alias", table), f"{jwhere}.alias")
         if alias in aliases:
             raise SpecError(f"{jwhere}: alias {alias!r} is used twice; give the join an 'alias'")
@@ -390,8 +483,9 @@ def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
         col = tables[table].column(column)
         if col.pii == "redact" and column in tables[table].key:
             raise SpecError(f"pii.{table}.{column}: a key column cannot be redacted")
-        if col.pii == "mask" and col.type.kind not in ("varchar", "char"):
-            raise SpecError(f"pii.{table}.{column}: 'mask' needs a varchar or char column")
+        if col.pii == "mask" and not col.type.is_text:
+            raise SpecError(
+                f"pii.{table}.{column}: 'mask' needs a varchar or char column, or text")
     targets = {
         _identifier(name, "targets"): _target_of(name, body, tables)
         for name, body in raw.get("targets", {}).items()
