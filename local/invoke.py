@@ -1,13 +1,15 @@
 """``make invoke EVENT=events/<name>.json``: call the Lambda handler on an event, locally.
 
-    python -m local.invoke events/inserts.json [--state-dir DIR]
+    python -m local.invoke events/inserts.json [--state-dir DIR] [--spec FILE]
                            [--handler functions.kinesis_consumer.app:lambda_handler]
 
-Starts the local stack if it does not run, puts the consumer's environment on it into
-``os.environ`` (as Lambda would set the function's variables before the module loads),
-imports the handler and calls it with the event and a stand-in ``LambdaContext``. stdout gets
-only the handler's response as JSON; everything the handler writes (Powertools' JSON logs and
-metrics) goes to stderr. No Docker: the handler runs in this Python process.
+Starts the local stack if it does not run (with ``--spec``, migrates its warehouse to that
+pipeline spec first, and the handler reads that spec through ``PIPELINE_SPEC_PATH``), puts
+the consumer's environment on it into ``os.environ`` (as Lambda would set the function's
+variables before the module loads), imports the handler and calls it with the event and a
+stand-in ``LambdaContext``. stdout gets only the handler's response as JSON; everything the
+handler writes (Powertools' JSON logs and metrics) goes to stderr. No Docker: the handler
+runs in this Python process.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from local.event_source_mapping.context import LambdaContext
 from local.stack import DEFAULT_STATE_DIR, ensure_stack, handler_environment
 from local.stack.environment import CONFLICTING_VARIABLES
+from shared.spec import SpecError
 
 DEFAULT_HANDLER = "functions.kinesis_consumer.app:lambda_handler"
 FUNCTION_NAME = "cdc-kinesis-consumer-local"
@@ -67,12 +70,16 @@ def invoke(event: dict[str, Any], handler_spec: str = DEFAULT_HANDLER,
         return handler(event, context or lambda_context())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.invoke",
+def main(argv: list[str] | None = None, prog: str = "python -m local.invoke") -> int:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("event", help="a Kinesis event file, e.g. events/inserts.json")
     parser.add_argument("--handler", default=DEFAULT_HANDLER, help="module:function")
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                        help="the local stack's state dir (default: %(default)s)")
+    parser.add_argument("--spec", help="pipeline spec file: the warehouse is migrated to it and "
+                                       "the handler reads it (default: the one the stack "
+                                       "follows)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     if not args.event.strip():
@@ -82,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: cannot read the event {args.event}: {exc}", file=sys.stderr)
         return 2
-    apply_environment(handler_environment(ensure_stack(args.state_dir)))
+    try:
+        info = ensure_stack(args.state_dir, args.spec)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    apply_environment(handler_environment(info))
     try:
         response = invoke(event, args.handler)
     except ModuleNotFoundError as exc:

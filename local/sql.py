@@ -1,8 +1,9 @@
 """``make sql Q="select ..."``: run one statement on the local warehouse through the Data API.
 
-    python -m local.sql [--state-dir DIR] "SELECT ..."
+    python -m local.sql [--state-dir DIR] [--spec FILE] "SELECT ..."
 
-Starts the local stack if it does not run, then talks to the Redshift Data API stand-in with
+Starts the local stack if it does not run (with ``--spec``, migrates its warehouse to that
+pipeline spec first), then talks to the Redshift Data API stand-in with
 an unmodified boto3 ``redshift-data`` client, as the consumers' database user (the stack's
 consumer secret), as an analyst's tool would talk to Redshift: ExecuteStatement and
 DescribeStatement until it ends (``shared.data_api``, the consumers' adapter, with a timeout
@@ -25,6 +26,7 @@ from typing import Any, TextIO
 from local.stack import DEFAULT_STATE_DIR, StackInfo, ensure_stack
 from local.stack.provision import aws_client
 from shared.data_api import DataApiTarget, RedshiftDataApi, WarehouseError
+from shared.spec import SpecError
 
 
 def field_text(field: Mapping[str, Any]) -> str:
@@ -83,18 +85,21 @@ def run_query(info: StackInfo, sql: str, out: TextIO) -> None:
         out.write(f"{max(int(described.get('ResultRows', 0)), 0)}\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.sql",
+def main(argv: list[str] | None = None, prog: str = "python -m local.sql") -> int:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("query", help="one SQL statement (Redshift dialect)")
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                        help="the local stack's state dir (default: %(default)s)")
+    parser.add_argument("--spec", help="pipeline spec file to migrate the warehouse to first "
+                                       "(default: the one the stack follows)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     if not args.query.strip():
         parser.error('no query; use make sql Q="SELECT ..."')
     try:
-        run_query(ensure_stack(args.state_dir), args.query, sys.stdout)
-    except WarehouseError as exc:
+        run_query(ensure_stack(args.state_dir, args.spec), args.query, sys.stdout)
+    except (WarehouseError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -63,7 +63,7 @@ def handler_environment(info: StackInfo) -> dict[str, str]:
         "STAGING_PREFIX": resources.staging_prefix,
         "COPY_IAM_ROLE_ARN": resources.copy_role_arn,
         "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
-        "PIPELINE_SPEC_PATH": "",
+        "PIPELINE_SPEC_PATH": info.spec_path,
         "POWERTOOLS_SERVICE_NAME": "cdc-kinesis-consumer",
         "POWERTOOLS_METRICS_NAMESPACE": "CdcRedshiftUpserts",
         "LOG_LEVEL": "INFO",

@@ -5,6 +5,11 @@ data dir persists, so the warehouse survives restarts), then moto, then the Data
 (restarted whenever PostgreSQL's or moto's address changed, since it holds both), then
 provisions. Start and stop hold an exclusive lock on the state dir, so concurrent
 ``make sql`` / ``make invoke`` runs start one stack, not two.
+
+The warehouse follows a pipeline spec: the packaged one, or the file given to ``start`` /
+``ensure_stack`` (``spec_path``), which the stack records (``StackInfo.spec_path``: the
+consumer's ``PIPELINE_SPEC_PATH`` on it) and migrates to again on a restart. Giving a spec to
+a running stack migrates its warehouse to it (the migrations are idempotent).
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ import fcntl
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from local.postgres import create_database
+from local.postgres import PostgresServer, create_database
 from local.stack import processes as proc
 from local.stack.provision import (
     migrate_warehouse,
@@ -37,6 +42,8 @@ from local.stack.state import (
     WORKGROUP_NAME,
     StackInfo,
     read_state,
+    record_spec_path,
+    recorded_spec_path,
     remove_state,
     write_state,
 )
@@ -105,28 +112,67 @@ def stack_status(state_dir: Path = DEFAULT_STATE_DIR) -> list[ComponentStatus]:
     return [] if info is None else _components(info)
 
 
-def start_stack(state_dir: Path = DEFAULT_STATE_DIR) -> StackInfo:
-    """Start the stack (or reuse it) and return it; idempotent."""
+def _spec_file(spec_path: str | Path | None) -> str | None:
+    """The spec file as an absolute path (the consumer may run in another directory), checked
+    to load before anything starts; None for "no spec given"."""
+    if not spec_path:
+        return None
+    from shared.spec import load_spec
+
+    path = str(Path(spec_path).resolve())
+    load_spec(path)  # a bad spec fails here with its SpecError, naming the problem
+    return path
+
+
+def start_stack(state_dir: Path = DEFAULT_STATE_DIR,
+                spec_path: str | Path | None = None) -> StackInfo:
+    """Start the stack (or reuse it) and return it; idempotent. With ``spec_path``, the
+    warehouse is migrated to that spec (also when the stack already runs)."""
+    spec_file = _spec_file(spec_path)
     state_dir = _prepare(state_dir)
     with _locked(state_dir):
         info = running_stack(state_dir)
         if info is not None:
-            return info
+            return info if spec_file is None else _migrate(info, spec_file)
         try:
-            return _start(state_dir)
+            return _start(state_dir, spec_file)
         except BaseException:
             log.error("local stack: start failed; stopping what was started")
             _stop(state_dir)
             raise
 
 
-def ensure_stack(state_dir: Path = DEFAULT_STATE_DIR) -> StackInfo:
-    """The running stack in ``state_dir``, started first if it does not run."""
-    return running_stack(state_dir) or start_stack(state_dir)
+def ensure_stack(state_dir: Path = DEFAULT_STATE_DIR,
+                 spec_path: str | Path | None = None) -> StackInfo:
+    """The running stack in ``state_dir``, started first if it does not run; with
+    ``spec_path``, its warehouse migrated to that spec first."""
+    if not spec_path:
+        running = running_stack(state_dir)
+        if running is not None:
+            return running
+    return start_stack(state_dir, spec_path)
 
 
-def _start(state_dir: Path) -> StackInfo:
+def _migrate(info: StackInfo, spec_file: str) -> StackInfo:
+    """Migrate a running stack's warehouse to ``spec_file`` and record it."""
+    pg = PostgresServer(info.state_dir / PG_DIR, info.postgres_port)
+    ddl = migrate_warehouse(info.redshift_data_endpoint, info.moto_endpoint, info.region,
+                            info.database, info.workgroup_name, info.resources, pg, spec_file)
+    log.info("local stack: warehouse migrated to %s (%d DDL statements)", spec_file, ddl)
+    migrated = replace(info, spec_path=spec_file)
+    record_spec_path(info.state_dir, spec_file)
+    write_state(migrated)
+    return migrated
+
+
+def _start(state_dir: Path, spec_file: str | None = None) -> StackInfo:
     previous = read_state(state_dir)
+    # A restart keeps the spec the warehouse was last migrated to.
+    spec_path = spec_file or recorded_spec_path(state_dir)
+    if spec_path and not Path(spec_path).is_file():
+        log.warning("local stack: the spec %s it followed is gone; using the packaged spec",
+                    spec_path)
+        spec_path = ""
     logs = state_dir / LOG_DIR
     logs.mkdir(exist_ok=True)
 
@@ -158,7 +204,8 @@ def _start(state_dir: Path) -> StackInfo:
 
     resources = provision_aws(moto_endpoint, REGION, state_dir)
     ddl = migrate_warehouse(rsd_endpoint, moto_endpoint, REGION, DATABASE, WORKGROUP_NAME,
-                            resources, pg)
+                            resources, pg, spec_path)
+    record_spec_path(state_dir, spec_path)
     log.info("local stack: provisioned; %d warehouse DDL statements applied", ddl)
     info = StackInfo(
         state_dir=state_dir, region=REGION, moto_endpoint=moto_endpoint,
@@ -166,7 +213,7 @@ def _start(state_dir: Path) -> StackInfo:
         workgroup_name=WORKGROUP_NAME,
         pids={"postgres": proc.postgres_pid(pg.data_dir), "moto": moto_pid,
               "redshift_data": rsd_pid},
-        resources=resources,
+        resources=resources, spec_path=spec_path,
     )
     write_state(info)
     return info

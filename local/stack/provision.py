@@ -5,8 +5,9 @@ the two warehouse secrets (``{"username", "password"}``, as the Data API reads t
 namespace's admin user and the consumers' user.
 In the warehouse: the admin user (a superuser, like a namespace's AdminUsername), Redshift's
 defaults PostgreSQL lacks (every user may CREATE in schema ``public``), then the schema of the
-default pipeline spec through the Data API stand-in by the SchemaMigrator function's own code,
-as the admin and with ``ConsumerSecretArn``: it creates the consumer user and grants it what
+pipeline spec (the packaged one or the stack's, see ``lifecycle``) through the Data API
+stand-in by the SchemaMigrator function's own code, as the admin and with
+``ConsumerSecretArn``: it creates the consumer user and grants it what
 the consumers need. The developer's own IAM identity (moto's default caller, ``IAM:moto``),
 which tools use when they pass neither SecretArn nor DbUser, gets read access to the
 pipeline's tables, as an analyst would be granted.
@@ -175,9 +176,10 @@ def prepare_namespace(pg: PostgresServer, database: str, admin_password: str) ->
 
 def migrate_warehouse(redshift_data_endpoint: str, moto_endpoint: str, region: str,
                       database: str, workgroup_name: str, resources: Resources,
-                      pg: PostgresServer) -> int:
-    """Run the SchemaMigrator function's code as the admin, with ``ConsumerSecretArn``, then
-    give the developer's IAM identity read access; the number of DDL statements.
+                      pg: PostgresServer, spec_path: str = "") -> int:
+    """Run the SchemaMigrator function's code as the admin, with ``ConsumerSecretArn`` and
+    ``PipelineSpecPath`` (``spec_path``; "" is the packaged spec), then give the developer's
+    IAM identity read access; the number of DDL statements.
 
     The read grant goes to PostgreSQL directly: the stand-in folds quoted identifiers to lower
     case (Redshift's default) and so cannot name ``IAM:moto``, which Redshift only can with
@@ -190,9 +192,10 @@ def migrate_warehouse(redshift_data_endpoint: str, moto_endpoint: str, region: s
     client = aws_client("redshift-data", redshift_data_endpoint, region)
     done = run_migration({"Database": database, "WorkgroupName": workgroup_name,
                           "SecretArn": resources.admin_secret_arn,
-                          "ConsumerSecretArn": resources.consumer_secret_arn},
+                          "ConsumerSecretArn": resources.consumer_secret_arn,
+                          "PipelineSpecPath": spec_path},
                          client, aws_client("secretsmanager", moto_endpoint, region))
-    spec = load_spec()
+    spec = load_spec(spec_path or None)
     target = {"database": database, "workgroup_name": workgroup_name}
     # The developer's identity logs in once (the Data API creates its user, as GetCredentials
     # does), then the admin grants it read access.

@@ -49,6 +49,7 @@ LOG_DIR = "logs"
 HMAC_KEY_FILE = "hmac-key.hex"
 WAREHOUSE_PASSWORDS_FILE = "warehouse-passwords.json"
 LOCK_FILE = ".lock"
+SPEC_PATH_FILE = "spec-path"  # the spec the warehouse follows; kept across stop and start
 PID_FILES = {"moto": "moto.pid", "redshift_data": "redshift-data.pid"}
 
 
@@ -84,6 +85,9 @@ class StackInfo:
     pids: dict[str, int]
     resources: Resources
     version: int = field(default=STATE_VERSION)
+    # The pipeline spec file the warehouse was last migrated to ("": the packaged spec); the
+    # consumer's PIPELINE_SPEC_PATH on this stack.
+    spec_path: str = ""
 
     @property
     def postgres_conninfo(self) -> str:
@@ -125,6 +129,18 @@ def write_state(info: StackInfo) -> None:
     """Replace the state file atomically, so readers never see half a file."""
     path = info.state_dir / STATE_FILE
     replace_text(path, info.to_json())
+
+
+def recorded_spec_path(state_dir: Path) -> str:
+    """The spec file the stack's warehouse was last migrated to ("": the packaged spec)."""
+    try:
+        return (state_dir / SPEC_PATH_FILE).read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def record_spec_path(state_dir: Path, spec_path: str) -> None:
+    replace_text(state_dir / SPEC_PATH_FILE, spec_path + "\n")
 
 
 def remove_state(state_dir: Path) -> None:
