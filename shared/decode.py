@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from shared.order_key import BadOrderKey, order_key
+from shared.order_key import CLASS_LOAD, BadOrderKey, order_key
 from shared.pii import PiiFunction, pii_function
 from shared.records import ADD_COLUMNS, TRUNCATE, Change, StreamRecord, TableEvent
 from shared.row_types import BadRow, RowType, row_type
@@ -75,7 +75,7 @@ class Metadata(msgspec.Struct, rename="kebab", gc=False):
 class _TablePlan:
     name: str
     rows: RowType
-    key_of: Any  # attrgetter of the key columns
+    key_of: Any  # attrgetter of the key columns (None for an append-only table)
     single_key: bool
     pii: tuple[tuple[str, PiiFunction], ...]
 
@@ -118,7 +118,7 @@ class RecordDecoder:
             self._plans[table.name] = _TablePlan(
                 name=table.name,
                 rows=row_type(table),
-                key_of=attrgetter(*table.key),
+                key_of=attrgetter(*table.key) if table.key else None,
                 single_key=len(table.key) == 1,
                 pii=tuple(pii),
             )
@@ -153,9 +153,10 @@ class RecordDecoder:
             raise Rejected(f"{plan.name}: unknown data operation", plan.name)
         if not message.data:
             raise Rejected(f"{plan.name}: DMS record without a 'data' object", plan.name)
+        append_only = plan.key_of is None
         try:
             sort_key = order_key(metadata, record.sequence_number)
-            if operation == "delete":
+            if operation == "delete" and not append_only:
                 row = plan.rows.decode_key(message.data, names_as_spec)
             else:
                 row = plan.rows.decode(message.data, names_as_spec)
@@ -166,6 +167,13 @@ class RecordDecoder:
             row.cdc_deleted = True
         if plan.pii:
             self._apply_pii(plan, row)
+        if append_only:
+            # Every change is its own row, keyed by where it sits in the source log, so only a
+            # redelivery of the same change collapses into one; full-load rows carry no log
+            # position (two may share a build time), so theirs adds the Kinesis record.
+            load = record.sequence_number if sort_key[0] == CLASS_LOAD else ""
+            return [Change(plan.name, (sort_key, load), row, operation == "delete", sort_key,
+                           operation, record.sequence_number, metadata.commit_timestamp)]
         key = (plan.key_of(row),) if plan.single_key else plan.key_of(row)
         if None in key:
             self._reject_missing_key(plan, key)

@@ -24,6 +24,26 @@ than 16 digits are sent in scientific notation -- and published captures such as
 - MySQL zero dates and PostgreSQL ``infinity`` are rejected with a reason, never stored as a
   wrong date.
 
+The types DMS sends as text (AWS DMS User Guide, "Using a PostgreSQL database as an AWS DMS
+source", "Source data types for PostgreSQL": TIME is DMS ``TIME``, UUID and ENUM ``STRING``,
+TEXT, JSON, JSONB and ARRAY ``NCLOB``, BYTEA ``BLOB``):
+
+- ``time``: ``HH:MM:SS`` with 0 to 9 fractional digits, kept as ``"HH:MM:SS[.ffffff]"``
+  (rounded to the microseconds Redshift's TIME keeps; ``24:00:00`` is the end of the day).
+- ``uuid``: the canonical 8-4-4-4-12 form in lower case (upper case, braces and the form
+  without hyphens are accepted); anything else is rejected without quoting it.
+- ``super``: DMS sends json/jsonb as their JSON text (a capture in crate/commons-codec shows
+  ``"attributes": "{\"foo\": \"bar\"}"``), parsed here into the JSON value; an array
+  arrives in PostgreSQL's array text (``{1,2,3}``, ``{"a b",NULL}``: PostgreSQL manual,
+  "Arrays", "Array Value Input"), parsed into a JSON list (unquoted elements that are numbers
+  become numbers, ``NULL`` null, the rest strings). JSON text wins where both readings work,
+  so an empty array ``{}`` lands as an empty object.
+- ``varbyte(n)``: binary data as hexadecimal digits (see ``local/dms/records.py`` for why),
+  decoded to ``bytes``; more than n bytes is a reject.
+- ``text`` and ``varchar(n)``: a value longer than the column's UTF-8 byte limit is rejected
+  (``long_text = "dead-letter"``) or cut at a character boundary with the row's
+  ``_cdc_truncated`` flag set (``long_text = "truncate"``); key columns are never cut.
+
 The common renderings are parsed in C (the fast path); anything msgspec refuses is parsed
 again by ``_lenient_row`` (standard ``json`` with exact decimals) before a reason is given, and
 so are rows whose column names are not in the spec's case (Oracle and Db2 send upper case).
@@ -43,7 +63,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from shared.spec import ColumnType, Table
+from shared.spec import TRUNCATED_FLAG, ColumnType, Table
 
 _INT_BOUNDS = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 _ERROR_PATH = re.compile(r"^(.*?)(?: - at `\$\.([^`]+)`)?$")
@@ -53,14 +73,23 @@ class BadRow(ValueError):
     """A row does not fit its table's types. The message holds no part of any value."""
 
 
-def python_type(column_type: ColumnType) -> Any:
-    """The annotated Python type msgspec validates a column's values against."""
+def python_type(column_type: ColumnType, cut_to_fit: bool = False) -> Any:
+    """The annotated Python type msgspec validates a column's values against.
+
+    ``cut_to_fit``: a varchar or text column of a ``long_text = "truncate"`` table, whose
+    values are cut to fit after decoding rather than refused by length."""
     kind = column_type.kind
     if kind in _INT_BOUNDS:
         bound = _INT_BOUNDS[kind]
         return Annotated[int, Meta(ge=-bound, le=bound - 1)]
-    if kind in ("varchar", "char"):
+    if column_type.is_text:
+        if cut_to_fit and kind != "char":
+            return str
         return Annotated[str, Meta(max_length=column_type.length)]  # chars; bytes checked after
+    if kind in ("time", "uuid", "varbyte"):
+        return str  # checked and normalized by the column's fixer
+    if kind == "super":
+        return Any  # JSON text (json, jsonb, arrays) parsed by the fixer
     if kind == "decimal":
         return Decimal
     if kind in ("real", "double"):
@@ -102,6 +131,172 @@ def _float_fixer(name: str) -> Callable[[Any], Any]:
         if not math.isfinite(value):
             raise BadRow(f"column {name!r}: expected a finite number")
         return value
+
+    return fix
+
+
+_TIME_TEXT = re.compile(r"^(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?$")
+_DAY_MICROS = 86_400_000_000
+
+
+def _time_fixer(name: str) -> Callable[[Any], Any]:
+    """DMS ``TIME`` text to ``HH:MM:SS[.ffffff]`` (Redshift TIME keeps microseconds)."""
+
+    def fix(value: str) -> str:
+        match = _TIME_TEXT.match(value.strip())
+        if match is None:
+            raise BadRow(f"column {name!r}: expected a time of day (HH:MM:SS)")
+        hours, minutes, seconds, fraction = match.groups()
+        if int(minutes) > 59 or int(seconds) > 59:
+            raise BadRow(f"column {name!r}: not a valid time of day")
+        micros = round(int(fraction.ljust(9, "0")) / 1000) if fraction else 0
+        total = ((int(hours) * 60 + int(minutes)) * 60 + int(seconds)) * 1_000_000 + micros
+        if total > _DAY_MICROS:
+            raise BadRow(f"column {name!r}: not a valid time of day")
+        seconds_total, micros = divmod(total, 1_000_000)
+        minutes_total, second = divmod(seconds_total, 60)
+        hour, minute = divmod(minutes_total, 60)
+        text = f"{hour:02d}:{minute:02d}:{second:02d}"
+        return f"{text}.{micros:06d}" if micros else text
+
+    return fix
+
+
+_UUID_TEXT = re.compile(
+    r"^\{?([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})\}?$")
+
+
+def _uuid_fixer(name: str) -> Callable[[Any], Any]:
+    def fix(value: str) -> str:
+        match = _UUID_TEXT.match(value.strip().lower())
+        if match is None or (value.strip().startswith("{") != value.strip().endswith("}")):
+            raise BadRow(f"column {name!r}: expected a UUID (32 hexadecimal digits, "
+                         "8-4-4-4-12)")
+        return "-".join(match.groups())
+
+    return fix
+
+
+def _no_constant(_text: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _array_token(token: str) -> Any:
+    """An unquoted array element: NULL, a number, or text."""
+    if token.upper() == "NULL":
+        return None
+    if _JSON_NUMBER.match(token):
+        return json.loads(token)
+    return token
+
+
+_JSON_NUMBER = re.compile(r"^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$")
+_ARRAY_DIMENSIONS = re.compile(r"^(?:\[-?\d+:-?\d+\])+=")
+
+
+def parse_pg_array(text: str) -> list[Any]:
+    """PostgreSQL's array text (``{1,2,3}``, ``{{1,2},{3,4}}``, ``{"a,b",NULL}``,
+    ``[0:1]={a,b}``) as a list (PostgreSQL manual, "Arrays", "Array Value Input": elements
+    separated by commas, double quotes around elements with special characters, backslash
+    escapes inside them, unquoted NULL for a null). Raises ``ValueError``."""
+    source = _ARRAY_DIMENSIONS.sub("", text.strip(), count=1)
+    position = 0
+    length = len(source)
+
+    def parse_array() -> list[Any]:
+        nonlocal position
+        if position >= length or source[position] != "{":
+            raise ValueError("not an array")
+        position += 1
+        items: list[Any] = []
+        if position < length and source[position] == "}":
+            position += 1
+            return items
+        while True:
+            while position < length and source[position].isspace():
+                position += 1
+            if position >= length:
+                raise ValueError("unterminated array")
+            char = source[position]
+            if char == "{":
+                items.append(parse_array())
+            elif char == '"':
+                position += 1
+                chunk: list[str] = []
+                while True:
+                    if position >= length:
+                        raise ValueError("unterminated quoted element")
+                    char = source[position]
+                    if char == "\\":
+                        position += 1
+                        if position >= length:
+                            raise ValueError("dangling escape")
+                        chunk.append(source[position])
+                    elif char == '"':
+                        position += 1
+                        break
+                    else:
+                        chunk.append(char)
+                    position += 1
+                items.append("".join(chunk))
+            else:
+                start = position
+                while position < length and source[position] not in ",}":
+                    position += 1
+                token = source[start:position].strip()
+                if not token:
+                    raise ValueError("empty element")
+                items.append(_array_token(token))
+            while position < length and source[position].isspace():
+                position += 1
+            if position >= length:
+                raise ValueError("unterminated array")
+            if source[position] == ",":
+                position += 1
+                continue
+            if source[position] == "}":
+                position += 1
+                return items
+            raise ValueError("unexpected character")
+
+    parsed = parse_array()
+    if source[position:].strip():
+        raise ValueError("text after the array")
+    return parsed
+
+
+def _super_fixer(name: str) -> Callable[[Any], Any]:
+    """JSON text (json, jsonb) or PostgreSQL array text to the JSON value it holds."""
+
+    def fix(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # already a JSON value
+        try:
+            return json.loads(value, parse_constant=_no_constant)
+        except ValueError:
+            pass
+        stripped = value.lstrip()
+        if stripped.startswith(("{", "[")):
+            try:
+                return parse_pg_array(value)
+            except ValueError:
+                pass
+        raise BadRow(f"column {name!r}: expected JSON text or a PostgreSQL array")
+
+    return fix
+
+
+def _varbyte_fixer(name: str, limit: int) -> Callable[[Any], Any]:
+    def fix(value: str) -> bytes:
+        digits = value[2:] if value.startswith(("\\x", "0x")) else value
+        try:
+            data = bytes.fromhex(digits)
+        except ValueError:
+            raise BadRow(f"column {name!r}: expected binary data as hexadecimal digits"
+                         ) from None
+        if len(data) > limit:
+            raise BadRow(f"column {name!r}: value too long ({len(data)} bytes, limit {limit})")
+        return data
 
     return fix
 
@@ -216,11 +411,14 @@ class RowType:
     decoder: msgspec.json.Decoder[Any]
     key_decoder: msgspec.json.Decoder[Any]
     fixers: tuple[tuple[str, Callable[[Any], Any]], ...]  # decimals, floats, time zones
-    strings: tuple[tuple[str, int], ...]  # (column, byte limit) of char/varchar columns
+    strings: tuple[tuple[str, int], ...]  # (column, byte limit) of char/varchar/text columns
     normalizers: tuple[tuple[str, Callable[[str, Any], Any]], ...]  # the lenient path's
     # char(n) columns: Redshift's CHAR holds single-byte characters only, so a non-ASCII value
     # is a reject (a dead letter with a reason), never a batch that fails on every retry.
     chars: tuple[str, ...] = ()
+    # ``long_text = "truncate"``: varchar/text values too long for their column are cut to
+    # fit (except key and char columns) and the row's ``TRUNCATED_FLAG`` is set.
+    truncate: bool = False
 
     def decode(self, data: bytes, names_as_spec: bool = True) -> Any:
         """Parse and validate a ``data`` object; raises ``BadRow``.
@@ -244,12 +442,20 @@ class RowType:
         if self.strings:
             blob = bytes(data)
             # msgspec checked every string's length in characters; in pure ASCII JSON without
-            # \u escapes a character is a byte, so only other JSON needs the byte check.
-            if not blob.isascii() or b"\\u" in blob:
+            # \u escapes a character is a byte, so only other JSON needs the byte check
+            # (and a NUL character is always escaped).
+            plain = blob.isascii() and b"\\u" not in blob
+            if not plain:
                 self._check_chars(row, self.chars)
-                has_nul = b"\\u0000" in blob
+            has_nul = not plain and b"\\u0000" in blob
+            if self.truncate:
+                setattr(row, TRUNCATED_FLAG, False)  # set here only, never by the source
                 if has_nul or len(blob) > self.strings[0][1]:
-                    self._check_strings(row, len(blob), has_nul)
+                    self._fit_strings(row, len(blob), has_nul)
+            elif not plain and (has_nul or len(blob) > self.strings[0][1]):
+                self._check_strings(row, len(blob), has_nul)
+        elif self.truncate:
+            setattr(row, TRUNCATED_FLAG, False)
         return row
 
     def decode_key(self, data: bytes, names_as_spec: bool = True) -> Any:
@@ -306,6 +512,30 @@ class RowType:
                 raise BadRow(f"column {name!r}: char(n) holds single-byte (ASCII) characters "
                              "only; declare the column varchar(n) in the spec")
 
+    def _fit_strings(self, row: Any, data_size: int, has_nul: bool) -> None:
+        """``long_text = "truncate"``: cut varchar/text values to their byte limit at a UTF-8
+        character boundary and flag the row; key and char columns are checked as usual."""
+        key = self.table.key
+        for name, limit in self.strings:
+            if limit >= data_size and not has_nul:
+                return
+            value = getattr(row, name)
+            if value is None:
+                continue
+            if has_nul and "\x00" in value:
+                raise BadRow(f"column {name!r}: value holds a NUL character")
+            if len(value) * 4 <= limit:
+                continue
+            encoded = value.encode("utf-8")
+            if len(encoded) <= limit:
+                continue
+            if name in key or name in self.chars:
+                raise BadRow(
+                    f"column {name!r}: value too long ({len(encoded)} bytes, limit {limit})")
+            # Cutting mid-character leaves an incomplete sequence at the end only: dropped.
+            setattr(row, name, encoded[:limit].decode("utf-8", errors="ignore"))
+            setattr(row, TRUNCATED_FLAG, True)
+
     def _check_strings(self, row: Any, data_size: int, has_nul: bool) -> None:
         """A value's UTF-8 size is at most the size of the JSON it came from, so only columns
         whose limit is below ``data_size`` can be too long (``strings`` is sorted by limit)."""
@@ -338,10 +568,14 @@ _METADATA_NAMES = {ORDER_KEY_FIELD: "_cdc_order_key", DELETED_FIELD: "_cdc_delet
 
 
 def row_type(table: Table) -> RowType:
+    truncate = table.long_text == "truncate"
     fields: list[tuple[str, Any, Any]] = [
-        (c.name, python_type(c.type) | None, None) for c in table.columns
+        (c.name, python_type(c.type, truncate and c.name not in table.key) | None, None)
+        for c in table.columns
     ]
     fields += [(ORDER_KEY_FIELD, str, ""), (DELETED_FIELD, bool, False)]
+    if truncate:
+        fields.append((TRUNCATED_FLAG, bool, False))
     # gc=False: rows hold scalars only, so the cyclic collector need not track them.
     struct = msgspec.defstruct(f"{table.name}_row", fields, kw_only=True, rename=_METADATA_NAMES,
                                gc=False)
@@ -358,8 +592,16 @@ def row_type(table: Table) -> RowType:
             fixers.append((col.name, _decimal_fixer(col.name, col.type.precision, col.type.scale)))
         elif col.type.kind in ("real", "double"):
             fixers.append((col.name, _float_fixer(col.name)))
+        elif col.type.kind == "time":
+            fixers.append((col.name, _time_fixer(col.name)))
+        elif col.type.kind == "uuid":
+            fixers.append((col.name, _uuid_fixer(col.name)))
+        elif col.type.kind == "super":
+            fixers.append((col.name, _super_fixer(col.name)))
+        elif col.type.kind == "varbyte":
+            fixers.append((col.name, _varbyte_fixer(col.name, col.type.length or 0)))
     strings = sorted(
-        ((c.name, c.type.length or 0) for c in table.columns if c.type.kind in ("varchar", "char")),
+        ((c.name, c.type.length or 0) for c in table.columns if c.type.is_text),
         key=lambda item: item[1],
     )
     normalizers = tuple(
@@ -375,4 +617,5 @@ def row_type(table: Table) -> RowType:
         strings=tuple(strings),
         normalizers=normalizers,
         chars=tuple(c.name for c in table.columns if c.type.kind == "char"),
+        truncate=truncate,
     )
