@@ -35,6 +35,10 @@ class KinesisRecord:
         """Kinesis sequence numbers are decimal strings that compare as numbers."""
         return int(self.sequence_number)
 
+    @property
+    def partition_key(self) -> str:
+        return str(self.event_record["kinesis"]["partitionKey"])
+
 
 def read_record(
     raw: dict[str, Any], *, shard_id: str, stream_arn: str, invoke_identity_arn: str,

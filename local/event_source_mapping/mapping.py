@@ -11,7 +11,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -26,6 +27,12 @@ from local.event_source_mapping.checkpoints import (
     state_file,
 )
 from local.event_source_mapping.context import LambdaContext
+from local.event_source_mapping.environments import (
+    FunctionEnvironments,
+    Handler,
+    InProcess,
+    IsolatedProcesses,
+)
 from local.event_source_mapping.events import (
     MAX_PAYLOAD_BYTES,
     KinesisRecord,
@@ -37,10 +44,9 @@ from local.event_source_mapping.events import (
     parse_response,
     read_record,
 )
+from local.event_source_mapping.lanes import MAX_PARALLELIZATION_FACTOR, ShardProgress, lane_of
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[dict[str, Any], Any], Any]
 
 DEFAULT_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:cdc-kinesis-consumer-local"
 STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
@@ -48,7 +54,9 @@ RETRY_ATTEMPTS_EXHAUSTED = "RetryAttemptsExhausted"
 RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
 GET_RECORDS_LIMIT = 10_000
 MAX_GET_RECORDS_PER_FILL = 5
-
+# A shard reads at most this many batches per lane ahead of its checkpoint: a lane stuck on a
+# failing record holds the checkpoint, the others go on until they are this far ahead.
+READ_AHEAD_BATCHES_PER_LANE = 2
 
 @dataclass
 class MappingCounters:
@@ -64,12 +72,13 @@ class MappingCounters:
     batches_discarded: int = 0  # retries exhausted or records too old
     records_discarded: int = 0
     batches_to_destination: int = 0  # of the discarded, those sent to the on-failure queue
+    most_concurrent: int = 0  # the most invocations that were running at one moment
 
 
 @dataclass
 class _Batch:
-    """A batch that has been formed and not finished yet: the first ``size`` records of the
-    shard's buffer. Once formed it keeps its records until it succeeds or is discarded."""
+    """A batch that has been formed and not finished yet: the first ``size`` records of its
+    lane's queue. Once formed it keeps its records until it succeeds or is discarded."""
 
     size: int
     retries: int = 0  # retries counted toward MaximumRetryAttempts
@@ -79,40 +88,61 @@ class _Batch:
 
 
 @dataclass(eq=False)
-class _Shard:
-    shard_id: str
-    parents: tuple[str, ...]
-    initial: bool  # existed when the mapping was created: starts at the starting position
-    checkpoint: str | None = None
-    ended: bool = False  # closed and every record of it checkpointed
-    ending_sequence: str | None = None  # from ListShards once the shard is closed
-    iterator: str | None = None
-    read_to: str | None = None  # the last sequence number read into the buffer
-    reached_end: bool = False  # no record will ever follow what was read
-    buffer: deque[KinesisRecord] = field(default_factory=deque)
+class _Lane:
+    """One of a shard's ``ParallelizationFactor`` concurrent batches: the shard's unfinished
+    records whose partition keys hash to it, in sequence order. Its queue is shared with the
+    shard's reader (under the shard's lock); its batches only its own runner touches."""
+
+    index: int
+    queue: deque[KinesisRecord] = field(default_factory=deque)
     batches: deque[_Batch] = field(default_factory=deque)
     not_before: float = 0.0  # time.monotonic() before which a failed batch is not retried
     delivered_to: int = -1  # highest sequence number delivered (to count re-deliveries)
 
 
-class LocalEventSourceMapping:
-    """Polls the shards of a Kinesis stream and invokes ``handler(event, context)`` in this
-    process, with the batching, checkpointing and error handling of a Lambda Kinesis event
-    source mapping (``FunctionResponseTypes: [ReportBatchItemFailures]`` by default).
+@dataclass(eq=False)
+class _Shard:
+    shard_id: str
+    parents: tuple[str, ...]
+    initial: bool  # existed when the mapping was created: starts at the starting position
+    lanes: list[_Lane]
+    checkpoint: str | None = None
+    ended: bool = False  # closed and every record of it checkpointed
+    ending_sequence: str | None = None  # from ListShards once the shard is closed
+    iterator: str | None = None
+    read_to: str | None = None  # the last sequence number read
+    reached_end: bool = False  # no record will ever follow what was read
+    progress: ShardProgress = field(default_factory=ShardProgress)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # queues, progress, checkpoint
+    serving: threading.Lock = field(default_factory=threading.Lock)  # one poller at a time
+    executor: ThreadPoolExecutor | None = None  # the lanes' threads (factor > 1)
 
-    ``poll_once()`` does one pass over the shards and returns the number of records it
-    finished (checkpointed: processed, or given up and sent to the on-failure destination);
-    ``drain()`` polls until nothing is left to do; ``run(stop)`` polls until ``stop`` is set.
+
+class LocalEventSourceMapping:
+    """Polls the shards of a Kinesis stream and invokes the function, with the batching,
+    concurrency, checkpointing and error handling of a Lambda Kinesis event source mapping
+    (``FunctionResponseTypes: [ReportBatchItemFailures]`` by default).
+
+    ``handler`` is a callable ``handler(event, context)`` run in this process (called from
+    several threads at once when there are several shards or lanes: it must be thread-safe),
+    or ``"package.module.function"``: run in execution environments of their own, one process
+    each (``environments.IsolatedProcesses``), as Lambda does.
+
+    ``poll_once()`` serves every shard once, the shards concurrently, and returns the number
+    of records it finished (processed, or given up and sent to the on-failure destination);
+    ``drain()`` polls until nothing is left to do; ``run(stop)`` runs one poller thread per
+    shard until ``stop`` is set. ``close()`` stops the execution environments.
     """
 
     def __init__(
         self,
         kinesis: Any,
         stream_name: str,
-        handler: Handler,
+        handler: Handler | str,
         *,
         batch_size: int = 100,
         batching_window_seconds: float = 0.0,
+        parallelization_factor: int = 1,
         starting_position: str = "TRIM_HORIZON",
         starting_position_timestamp: datetime | None = None,
         bisect_on_error: bool = True,
@@ -134,6 +164,9 @@ class LocalEventSourceMapping:
             raise ValueError("batch_size must be 1..10000")
         if not 0 <= batching_window_seconds <= 300:
             raise ValueError("batching_window_seconds must be 0..300")
+        if not 1 <= parallelization_factor <= MAX_PARALLELIZATION_FACTOR:
+            raise ValueError(
+                f"parallelization_factor must be 1..{MAX_PARALLELIZATION_FACTOR}")
         if starting_position not in STARTING_POSITIONS:
             raise ValueError(f"starting_position must be one of {STARTING_POSITIONS}")
         if (starting_position == "AT_TIMESTAMP") != (starting_position_timestamp is not None):
@@ -144,9 +177,11 @@ class LocalEventSourceMapping:
             raise ValueError("maximum_record_age_seconds must be -1 (infinite) or 0..604800")
         self.kinesis = kinesis
         self.stream_name = stream_name
-        self.handler = handler
+        self.environments: FunctionEnvironments = (
+            IsolatedProcesses(handler) if isinstance(handler, str) else InProcess(handler))
         self.batch_size = batch_size
         self.batching_window_seconds = batching_window_seconds
+        self.parallelization_factor = parallelization_factor
         self.bisect_on_error = bisect_on_error
         self.maximum_retry_attempts = maximum_retry_attempts
         self.maximum_record_age_seconds = maximum_record_age_seconds
@@ -162,9 +197,10 @@ class LocalEventSourceMapping:
         self.shard_refresh_seconds = shard_refresh_seconds
         self.max_payload_bytes = max_payload_bytes
         self.counters = MappingCounters()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the shard map, the saved state, the counters
         self._shards: dict[str, _Shard] = {}
         self._last_refresh = float("-inf")
+        self._running = 0  # invocations running now
 
         summary = kinesis.describe_stream_summary(StreamName=stream_name)
         self.stream_arn: str = summary["StreamDescriptionSummary"]["StreamARN"]
@@ -192,32 +228,21 @@ class LocalEventSourceMapping:
     # ----------------------------------------------------------------- public API
 
     def poll_once(self) -> int:
-        """One pass: every shard that is ready gets invocations until it has nothing ready
-        (caught up, waiting for its batching window, or a failed batch waiting to be
-        retried). Shards take turns, one batch each, like concurrent pollers would."""
+        """Serve every shard that is ready, the shards concurrently (a thread each), each
+        until it has nothing ready (caught up, waiting for its batching window, or its failed
+        batches waiting to be retried); then the children of shards that ended."""
         with self._lock:
             self._refresh_shards()
-            handled = 0
-            resting: set[str] = set()
-            while True:
-                progressed = False
-                for shard in list(self._shards.values()):
-                    if shard.shard_id in resting:
-                        continue
-                    was_ended = shard.ended
-                    done, more = self._step(shard)
-                    handled += done
-                    if more:
-                        progressed = True
-                    else:
-                        resting.add(shard.shard_id)
-                    if shard.ended and not was_ended:
-                        # Its children may start now.
-                        resting -= {s.shard_id for s in self._shards.values()
-                                    if shard.shard_id in s.parents}
-                        progressed = True
-                if not progressed:
-                    return handled
+        handled = 0
+        served: set[str] = set()
+        while True:
+            with self._lock:
+                ready = [s for s in self._shards.values() if s.shard_id not in served
+                         and not s.ended and self._parents_done(s)]
+            if not ready:
+                return handled
+            served |= {s.shard_id for s in ready}
+            handled += self._serve_concurrently(ready)
 
     def drain(self, timeout_seconds: float = 30.0) -> int:
         """Poll until every record in the stream is finished; returns the records finished.
@@ -236,22 +261,61 @@ class LocalEventSourceMapping:
                 time.sleep(0.005)
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set, resting ``poll_interval_seconds`` when idle. Errors of
-        the stream or the destination are logged and retried on the next poll."""
-        while not stop.is_set():
-            try:
-                handled = self.poll_once()
-            except Exception:
-                logger.exception("event source mapping poll failed")
-                handled = 0
-            if handled == 0:
+        """One poller thread per shard, as Lambda has, until ``stop`` is set; shards that
+        appear by resharding get theirs at the next listing (every ``shard_refresh_seconds``).
+        A poller rests ``poll_interval_seconds`` when its shard is idle. Errors of the stream
+        or the destination are logged and retried on the poller's next pass."""
+        pollers: dict[str, threading.Thread] = {}
+        try:
+            while not stop.is_set():
+                try:
+                    with self._lock:
+                        self._refresh_shards()
+                except Exception:
+                    logger.exception("event source mapping could not list the shards")
+                with self._lock:
+                    shards = list(self._shards.values())
+                for shard in shards:
+                    poller = pollers.get(shard.shard_id)
+                    if not shard.ended and (poller is None or not poller.is_alive()):
+                        poller = threading.Thread(
+                            target=self._poll_shard, args=(shard, stop), daemon=True,
+                            name=f"esm-poller-{shard.shard_id}")
+                        poller.start()
+                        pollers[shard.shard_id] = poller
                 stop.wait(self.poll_interval_seconds)
+        finally:
+            stop.set()
+            for poller in pollers.values():
+                poller.join()
+
+    def close(self) -> None:
+        """Stop the execution environments and the lanes' threads (``poll_once``, ``drain``
+        and ``run`` must have returned)."""
+        self.environments.close()
+        with self._lock:
+            executors = [s.executor for s in self._shards.values() if s.executor is not None]
+            for shard in self._shards.values():
+                shard.executor = None
+        for executor in executors:
+            executor.shutdown(wait=True)
+
+    def __enter__(self) -> LocalEventSourceMapping:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def pending_records(self) -> int:
-        """Records read from the stream and not finished yet."""
+        """Records read from the stream and not checkpointed yet."""
         with self._lock:
-            return sum(len(s.buffer) for s in self._shards.values())
+            shards = list(self._shards.values())
+        total = 0
+        for shard in shards:
+            with shard.lock:
+                total += len(shard.progress)
+        return total
 
     def checkpoints(self) -> dict[str, str | None]:
         """The last finished sequence number per shard."""
@@ -289,6 +353,7 @@ class LocalEventSourceMapping:
                 parents = tuple(p for p in (description.get("ParentShardId"),
                                             description.get("AdjacentParentShardId")) if p)
                 shard = _Shard(shard_id, parents, shard_id in self._state.initial_shards,
+                               [_Lane(i) for i in range(self.parallelization_factor)],
                                checkpoint=saved.sequence_number, ended=saved.ended)
                 self._shards[shard_id] = shard
                 logger.info("shard discovered", extra={"shard_id": shard_id,
@@ -322,29 +387,38 @@ class LocalEventSourceMapping:
                     Timestamp=datetime.fromtimestamp(self._state.created_at, UTC))
         return shard.iterator
 
-    def _fill(self, shard: _Shard) -> None:
-        """Read until the buffer holds a batch or the shard is caught up."""
+    def _fill(self, shard: _Shard, idle: Sequence[_Lane]) -> None:
+        """Read until each idle lane holds a batch, the shard is caught up, or the shard is
+        ``READ_AHEAD_BATCHES_PER_LANE`` batches per lane ahead of its checkpoint. Records go
+        to the lane of their partition key. Only the shard's poller reads."""
+        read_ahead = self.batch_size * len(shard.lanes) * READ_AHEAD_BATCHES_PER_LANE
         for _ in range(MAX_GET_RECORDS_PER_FILL):
-            want = self.batch_size - len(shard.buffer)
+            with shard.lock:
+                want = min(sum(max(0, self.batch_size - len(lane.queue)) for lane in idle),
+                           read_ahead - len(shard.progress), GET_RECORDS_LIMIT)
             if want <= 0 or shard.reached_end:
                 return
             try:
                 response = self.kinesis.get_records(ShardIterator=self._iterator(shard),
-                                                    Limit=min(want, GET_RECORDS_LIMIT))
+                                                    Limit=want)
             except self.kinesis.exceptions.ExpiredIteratorException:
                 shard.iterator = None
                 continue
             now = time.monotonic()
-            for raw in response["Records"]:
-                record = read_record(raw, shard_id=shard.shard_id, stream_arn=self.stream_arn,
-                                     invoke_identity_arn=self.invoke_identity_arn, read_at=now)
-                shard.buffer.append(record)
-                shard.read_to = record.sequence_number
+            records = [read_record(raw, shard_id=shard.shard_id, stream_arn=self.stream_arn,
+                                   invoke_identity_arn=self.invoke_identity_arn, read_at=now)
+                       for raw in response["Records"]]
+            with shard.lock:
+                for record in records:
+                    shard.progress.read(record.sequence_number)
+                    lane = lane_of(record.partition_key, len(shard.lanes))
+                    shard.lanes[lane].queue.append(record)
+                    shard.read_to = record.sequence_number
             shard.iterator = response.get("NextShardIterator")
             if shard.iterator is None:
                 shard.reached_end = True
                 return
-            if not response["Records"]:
+            if not records:
                 # Real Kinesis ends a closed shard with a null NextShardIterator; moto never
                 # does, so a closed shard read up to its EndingSequenceNumber (or from LATEST
                 # or a timestamp, to nothing) has ended too.
@@ -356,116 +430,231 @@ class LocalEventSourceMapping:
             if not response.get("MillisBehindLatest"):
                 return
 
+    # ----------------------------------------------------------------- pollers
+
+    def _serve_concurrently(self, shards: Sequence[_Shard]) -> int:
+        """Serve the shards, each in a thread of its own; returns the records finished. An
+        error of one shard is raised after every shard's pass has returned."""
+        if len(shards) == 1:
+            return self._serve(shards[0])
+        results: dict[str, int] = {}
+        errors: list[BaseException] = []
+
+        def serve(shard: _Shard) -> None:
+            try:
+                results[shard.shard_id] = self._serve(shard)
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=serve, args=(s,), daemon=True,
+                                    name=f"esm-poller-{s.shard_id}") for s in shards]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return sum(results.values())
+
+    def _poll_shard(self, shard: _Shard, stop: threading.Event) -> None:
+        """A shard's poller for ``run``: until the shard has ended (or ``stop``)."""
+        while not stop.is_set() and not shard.ended:
+            try:
+                handled = self._serve(shard)
+            except Exception:
+                logger.exception("event source mapping poll failed",
+                                 extra={"shard_id": shard.shard_id})
+                handled = 0
+            if handled == 0:
+                stop.wait(self.poll_interval_seconds)
+
+    def _serve(self, shard: _Shard) -> int:
+        """One pass over a shard: read, form a batch for every idle lane that has one ready
+        and run the lanes (concurrently when the factor is above 1) until none has anything
+        ready. A lane whose batch failed rests until the next pass (and its backoff)."""
+        with shard.serving:
+            if shard.ended:
+                return 0
+            with self._lock:
+                if not self._parents_done(shard):
+                    return 0
+            handled = 0
+            resting: set[int] = set()
+            running: dict[Future[tuple[int, bool]], _Lane] = {}
+            try:
+                while True:
+                    busy = set(running.values())
+                    idle = [lane for lane in shard.lanes
+                            if lane not in busy and lane.index not in resting]
+                    if idle:
+                        self._fill(shard, idle)
+                    if not running and shard.reached_end:
+                        with shard.lock:
+                            finished = not shard.progress
+                        if finished:
+                            self._end(shard)
+                            return handled
+                    started = False
+                    for lane in idle:
+                        if not self._ready(shard, lane):
+                            continue
+                        started = True
+                        if len(shard.lanes) == 1:
+                            done, more = self._run_lane(shard, lane)
+                            handled += done
+                            if not more:
+                                resting.add(lane.index)
+                        else:
+                            running[self._executor(shard).submit(
+                                self._run_lane, shard, lane)] = lane
+                    if not running:
+                        if not started:
+                            return handled
+                        continue
+                    complete, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in complete:
+                        lane = running.pop(future)
+                        done, more = future.result()
+                        handled += done
+                        if not more:
+                            resting.add(lane.index)
+            finally:
+                # A lane that raised (the destination was unreachable, say) leaves the others
+                # to finish: their lane state stays consistent for the next pass.
+                wait(running)
+
+    def _executor(self, shard: _Shard) -> ThreadPoolExecutor:
+        if shard.executor is None:
+            shard.executor = ThreadPoolExecutor(max_workers=len(shard.lanes),
+                                                thread_name_prefix=f"esm-{shard.shard_id}")
+        return shard.executor
+
+    def _end(self, shard: _Shard) -> None:
+        shard.ended = True
+        self._save(shard)
+        logger.info("shard finished", extra={"shard_id": shard.shard_id})
+
     # ----------------------------------------------------------------- batches
 
-    def _step(self, shard: _Shard) -> tuple[int, bool]:
-        """At most one invocation for ``shard``: (records finished, whether the shard may
+    def _ready(self, shard: _Shard, lane: _Lane) -> bool:
+        """Whether ``lane`` has a batch to invoke now (forming one from its queue if it is
+        full, the shard has ended or its first record has waited the batching window)."""
+        now = time.monotonic()
+        if now < lane.not_before:
+            return False
+        if lane.batches:
+            return True
+        with shard.lock:
+            if not lane.queue:
+                return False
+            size = fit(lane.queue, self.batch_size, self.max_payload_bytes)
+            full = size == self.batch_size or size < len(lane.queue)
+            waited = now - lane.queue[0].read_at
+        if not (full or shard.reached_end or waited >= self.batching_window_seconds):
+            return False
+        lane.batches.append(_Batch(size))
+        return True
+
+    def _run_lane(self, shard: _Shard, lane: _Lane) -> tuple[int, bool]:
+        """One invocation of the lane's first batch: (records finished, whether the lane may
         have more ready in this pass)."""
-        if shard.ended or time.monotonic() < shard.not_before or not self._parents_done(shard):
-            return 0, False
-        if not shard.batches:
-            self._fill(shard)
-            if not shard.buffer:
-                if shard.reached_end:
-                    shard.ended = True
-                    self._save(shard)
-                    logger.info("shard finished", extra={"shard_id": shard.shard_id})
-                return 0, False
-            size = fit(shard.buffer, self.batch_size, self.max_payload_bytes)
-            full = size == self.batch_size or size < len(shard.buffer)
-            waited = time.monotonic() - shard.buffer[0].read_at
-            if not (full or shard.reached_end or waited >= self.batching_window_seconds):
-                return 0, False
-            shard.batches.append(_Batch(size))
-        batch = shard.batches[0]
-        handled = self._expire(shard, batch)
+        batch = lane.batches[0]
+        handled = self._expire(shard, lane, batch)
         if batch.size == 0:
-            shard.batches.popleft()
+            lane.batches.popleft()
             return handled, True
-        records = list(islice(shard.buffer, batch.size))
-        outcome = self._invoke(shard, batch, records)
+        with shard.lock:
+            records = list(islice(lane.queue, batch.size))
+        outcome = self._invoke(lane, batch, records)
         if outcome.succeeded:
-            shard.batches.popleft()
-            return handled + self._checkpoint(shard, batch.size), True
-        done, more = self._failed(shard, batch, records, outcome)
+            lane.batches.popleft()
+            return handled + self._finish(shard, lane, batch.size), True
+        done, more = self._failed(shard, lane, batch, records, outcome)
         return handled + done, more
 
-    def _failed(self, shard: _Shard, batch: _Batch, records: Sequence[KinesisRecord],
-                outcome: Outcome) -> tuple[int, bool]:
-        shard.not_before = time.monotonic() + self.retry_backoff_seconds
+    def _failed(self, shard: _Shard, lane: _Lane, batch: _Batch,
+                records: Sequence[KinesisRecord], outcome: Outcome) -> tuple[int, bool]:
+        lane.not_before = time.monotonic() + self.retry_backoff_seconds
         if outcome.verdict is Verdict.PARTIAL and outcome.failed_index > 0:
             # Checkpoint before the lowest failed record; the rest of the batch is retried
             # as a batch of its own. It starts at a new checkpoint, so its retry budget is new.
-            shard.batches[0] = _Batch(batch.size - outcome.failed_index)
-            return self._checkpoint(shard, outcome.failed_index), False
+            lane.batches[0] = _Batch(batch.size - outcome.failed_index)
+            return self._finish(shard, lane, outcome.failed_index), False
         if outcome.verdict is Verdict.FUNCTION_ERROR and self.bisect_on_error and batch.size > 1:
             # Bisecting is not a retry attempt: each half inherits the batch's count.
             first = (batch.size + 1) // 2
-            shard.batches.popleft()
-            shard.batches.extendleft([_Batch(batch.size - first, retries=batch.retries),
-                                      _Batch(first, retries=batch.retries)])
-            self.counters.bisects += 1
-            logger.info("batch bisected", extra={"shard_id": shard.shard_id,
+            lane.batches.popleft()
+            lane.batches.extendleft([_Batch(batch.size - first, retries=batch.retries),
+                                     _Batch(first, retries=batch.retries)])
+            self._count(bisects=1)
+            logger.info("batch bisected", extra={"shard_id": shard.shard_id, "lane": lane.index,
                                                  "records": batch.size})
             return 0, False
         if 0 <= self.maximum_retry_attempts <= batch.retries:
-            shard.not_before = 0.0
-            shard.batches.popleft()
-            return self._discard(shard, batch, records, RETRY_ATTEMPTS_EXHAUSTED), True
+            lane.not_before = 0.0
+            lane.batches.popleft()
+            return self._discard(shard, lane, batch, records, RETRY_ATTEMPTS_EXHAUSTED), True
         batch.retries += 1
         return 0, False
 
-    def _expire(self, shard: _Shard, batch: _Batch) -> int:
+    def _expire(self, shard: _Shard, lane: _Lane, batch: _Batch) -> int:
         """Records older than MaximumRecordAgeInSeconds are not sent to the function: the
         too-old head of the batch is discarded, the rest is invoked."""
         if self.maximum_record_age_seconds < 0:
             return 0
         cutoff = time.time() - self.maximum_record_age_seconds
+        with shard.lock:
+            head = list(islice(lane.queue, batch.size))
         expired = 0
-        for record in islice(shard.buffer, batch.size):
+        for record in head:
             if record.arrival.timestamp() >= cutoff:
                 break
             expired += 1
         if not expired:
             return 0
-        handled = self._discard(shard, batch, list(islice(shard.buffer, expired)),
-                                RECORD_AGE_EXCEEDED)
+        handled = self._discard(shard, lane, batch, head[:expired], RECORD_AGE_EXCEEDED)
         batch.size -= expired
         return handled
 
-    def _invoke(self, shard: _Shard, batch: _Batch, records: Sequence[KinesisRecord]) -> Outcome:
+    def _invoke(self, lane: _Lane, batch: _Batch, records: Sequence[KinesisRecord]) -> Outcome:
         context = LambdaContext(
             function_name=self.function_name, invoked_function_arn=self.function_arn,
             memory_limit_in_mb=self.memory_limit_in_mb,
             timeout_seconds=self.function_timeout_seconds)
         batch.invokes += 1
         batch.request_id = context.aws_request_id
-        self.counters.invocations += 1
-        self.counters.records_delivered += len(records)
-        if records[0].position <= shard.delivered_to:
-            self.counters.retries += 1
-        shard.delivered_to = max(shard.delivered_to, records[-1].position)
-        log = {"shard_id": shard.shard_id, "request_id": context.aws_request_id,
+        redelivery = records[0].position <= lane.delivered_to
+        lane.delivered_to = max(lane.delivered_to, records[-1].position)
+        self._count(invocations=1, records_delivered=len(records), retries=int(redelivery))
+        log = {"shard_id": records[0].shard_id, "lane": lane.index,
+               "request_id": context.aws_request_id,
                "first_sequence_number": records[0].sequence_number,
                "last_sequence_number": records[-1].sequence_number, "records": len(records),
                "attempt": batch.invokes}
+        with self._lock:
+            self._running += 1
+            self.counters.most_concurrent = max(self.counters.most_concurrent, self._running)
         started = time.monotonic()
         try:
-            response = self.handler(build_event(records), context)
-        except Exception as error:
-            # The error's type only: its message may quote record data.
-            outcome = Outcome(Verdict.FUNCTION_ERROR, detail=type(error).__name__)
+            invocation = self.environments.invoke(build_event(records), context,
+                                                  self.function_timeout_seconds)
+        finally:
+            with self._lock:
+                self._running -= 1
+        if invocation.error is not None:
+            outcome = Outcome(Verdict.FUNCTION_ERROR, detail=invocation.error)
         else:
-            outcome = parse_response(response, records, self.report_batch_item_failures)
+            outcome = parse_response(invocation.response, records,
+                                     self.report_batch_item_failures)
             if time.monotonic() - started > self.function_timeout_seconds:
                 outcome = Outcome(Verdict.FUNCTION_ERROR, detail="timed out")
         batch.function_error = outcome.verdict is Verdict.FUNCTION_ERROR
         if batch.function_error:
-            self.counters.function_errors += 1
+            self._count(function_errors=1)
         elif outcome.verdict is Verdict.PARTIAL:
-            self.counters.partial_failures += 1
+            self._count(partial_failures=1)
         elif outcome.verdict is Verdict.INVALID:
-            self.counters.invalid_responses += 1
+            self._count(invalid_responses=1)
         if outcome.succeeded:
             logger.info("batch succeeded", extra=log)
         else:
@@ -474,10 +663,11 @@ class LocalEventSourceMapping:
                                                   "failed_index": outcome.failed_index})
         return outcome
 
-    def _discard(self, shard: _Shard, batch: _Batch, records: Sequence[KinesisRecord],
-                 condition: str) -> int:
-        """Give up on ``records``: their metadata to the on-failure destination (before the
-        checkpoint, so a crash in between sends it again rather than never), then move on."""
+    def _discard(self, shard: _Shard, lane: _Lane, batch: _Batch,
+                 records: Sequence[KinesisRecord], condition: str) -> int:
+        """Give up on ``records`` (the head of the lane's queue): their metadata to the
+        on-failure destination (before the checkpoint, so a crash in between sends it again
+        rather than never), then move on."""
         message = on_failure_message(
             condition=condition, records=records, stream_arn=self.stream_arn,
             function_arn=self.function_arn, request_id=batch.request_id or str(uuid.uuid4()),
@@ -486,23 +676,37 @@ class LocalEventSourceMapping:
         if self.on_failure is not None:
             sqs, queue_url = self.on_failure
             sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
-            self.counters.batches_to_destination += 1
-        self.counters.batches_discarded += 1
-        self.counters.records_discarded += len(records)
+            self._count(batches_to_destination=1)
+        self._count(batches_discarded=1, records_discarded=len(records))
         logger.warning("batch discarded", extra={
-            "shard_id": shard.shard_id, "condition": condition,
+            "shard_id": shard.shard_id, "lane": lane.index, "condition": condition,
             "first_sequence_number": records[0].sequence_number,
             "last_sequence_number": records[-1].sequence_number, "records": len(records),
             "sent_to_destination": self.on_failure is not None})
-        return self._checkpoint(shard, len(records))
+        return self._finish(shard, lane, len(records))
 
-    def _checkpoint(self, shard: _Shard, count: int) -> int:
-        """The first ``count`` buffered records are done: drop them, persist the position."""
-        for _ in range(count):
-            shard.checkpoint = shard.buffer.popleft().sequence_number
-        self._save(shard)
+    def _finish(self, shard: _Shard, lane: _Lane, count: int) -> int:
+        """The first ``count`` records of the lane's queue are done: the shard's checkpoint
+        moves to the highest record all of whose predecessors (in every lane) are done."""
+        with shard.lock:
+            done = [lane.queue.popleft().sequence_number for _ in range(count)]
+            checkpoint = shard.progress.finish(done)
+            if checkpoint is not None:
+                shard.checkpoint = checkpoint
+        if checkpoint is not None:
+            self._save(shard)
         return count
 
     def _save(self, shard: _Shard) -> None:
-        self._state.shards[shard.shard_id] = ShardCheckpoint(shard.checkpoint, shard.ended)
-        self._store.save(self._state)
+        """Persist the shard's current checkpoint (under the mapping's lock, so the file
+        always ends up with every shard's newest)."""
+        with self._lock:
+            with shard.lock:
+                saved = ShardCheckpoint(shard.checkpoint, shard.ended)
+            self._state.shards[shard.shard_id] = saved
+            self._store.save(self._state)
+
+    def _count(self, **increments: int) -> None:
+        with self._lock:
+            for name, value in increments.items():
+                setattr(self.counters, name, getattr(self.counters, name) + value)
