@@ -5,7 +5,9 @@ BigInt values of more than 16 digits are sent in scientific notation; "Using Apa
 target": its MySQL example message), and published captures of DMS Kinesis output
 (``"created_at": "2020-01-09T04:13:38Z"``: DMS maps PostgreSQL ``timestamp`` and
 ``timestamptz`` and MySQL ``DATETIME``/``TIMESTAMP`` to its one ``DATETIME`` type); the facts
-are collected in ../shared/reference/dms-kinesis-records.md.
+are collected in ../shared/reference/dms-kinesis-records.md. The round trips at the end take
+each PostgreSQL type's text through the DMS stand-in's rendering (``local/dms/records.py``,
+which cites "Source data types for PostgreSQL" for each shape) to the decoded value.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from local.dms.records import dms_value
 from shared.spec import parse_spec
 from shared.transform import Transformer
 from tests.factories import DmsStream
@@ -248,3 +251,68 @@ def test_two_columns_differing_only_in_case_are_rejected() -> None:
     (reject,) = Transformer(SPEC, KEY).transform(stream.take()).rejects
     assert reject.reason == "reading: two columns differ only in the case of their names"
     assert base64.b64decode(reject.payload)  # the payload stays replayable
+
+
+# PostgreSQL text (what wal2json and the full load's ``::text`` give the stand-in) -> the DMS
+# rendering (local/dms/records.py, each shape cited there) -> the decoded value.
+ROUND_TRIPS: list[tuple[str, str, Any, Any]] = [
+    # (PostgreSQL type, its text, DMS rendering, decoded value)
+    ("smallint", "-7", -7, -7),
+    ("integer", "2147483647", 2147483647, 2147483647),
+    ("bigint", "9007199254740993", 9007199254740993, 9007199254740993),
+    ("numeric(38,10)", "1234567890123456789012345678.0123456789",
+     "1234567890123456789012345678.0123456789",
+     Decimal("1234567890123456789012345678.0123456789")),
+    ("numeric(12,2)", "100.50", Decimal("100.50"), Decimal("100.50")),
+    ("real", "1.5", 1.5, 1.5),
+    ("double precision", "-0.25", -0.25, -0.25),
+    ("boolean", "t", True, True),
+    ("character(3)", "abc", "abc", "abc"),
+    ("character varying(64)", "Zoë \"Z\"", "Zoë \"Z\"", "Zoë \"Z\""),
+    ("text", "line one\nline two", "line one\nline two", "line one\nline two"),
+    ("mood", "happy", "happy", "happy"),  # an enum: its label
+    ("date", "2024-02-29", "2024-02-29", date(2024, 2, 29)),
+    ("time without time zone", "10:30:00.5", "10:30:00.5", "10:30:00.500000"),
+    ("time without time zone", "23:59:59", "23:59:59", "23:59:59"),
+    ("timestamp without time zone", "2024-08-15 10:00:00.123456",
+     "2024-08-15T10:00:00.123456Z", datetime(2024, 8, 15, 10, 0, 0, 123456)),
+    ("timestamp with time zone", "2024-08-15 12:00:00+02", "2024-08-15T10:00:00Z",
+     datetime(2024, 8, 15, 10, 0, tzinfo=UTC)),
+    ("uuid", "0b9c5a3e-8f51-4e7c-9a0e-6c1d2f3a4b5c", "0b9c5a3e-8f51-4e7c-9a0e-6c1d2f3a4b5c",
+     "0b9c5a3e-8f51-4e7c-9a0e-6c1d2f3a4b5c"),
+    ("jsonb", '{"a": [1, 2], "b": {"c": null}}', '{"a": [1, 2], "b": {"c": null}}',
+     {"a": [1, 2], "b": {"c": None}}),
+    ("json", '[1, "two"]', '[1, "two"]', [1, "two"]),
+    ("integer[]", "{1,2,3}", "{1,2,3}", [1, 2, 3]),
+    ("text[]", '{plain,"with space","with,comma",NULL}',
+     '{plain,"with space","with,comma",NULL}', ["plain", "with space", "with,comma", None]),
+    ("integer[]", "{{1,2},{3,4}}", "{{1,2},{3,4}}", [[1, 2], [3, 4]]),
+    ("bytea", "\\x00ff10", "00ff10", b"\x00\xff\x10"),
+    ("bytea", "\\x", "", b""),
+]
+SPEC_TYPES = {
+    "smallint": "smallint", "integer": "integer", "bigint": "bigint",
+    "numeric(38,10)": "decimal(38,10)", "numeric(12,2)": "decimal(12,2)", "real": "real",
+    "double precision": "double", "boolean": "boolean", "character(3)": "char(3)",
+    "character varying(64)": "varchar(64)", "text": "text", "mood": "varchar(64)",
+    "date": "date", "time without time zone": "time",
+    "timestamp without time zone": "timestamp", "timestamp with time zone": "timestamptz",
+    "uuid": "uuid", "jsonb": "super", "json": "super", "integer[]": "super",
+    "text[]": "super", "bytea": "varbyte",
+}
+
+
+@pytest.mark.parametrize(("pg_type", "pg_text", "rendering", "value"), ROUND_TRIPS)
+def test_every_postgresql_type_renders_as_dms_does_and_decodes_to_one_value(
+    pg_type: str, pg_text: str, rendering: Any, value: Any
+) -> None:
+    rendered = dms_value(pg_type, pg_text)
+    assert rendered == rendering and type(rendered) is type(rendering)
+    spec = parse_spec({"tables": {"typed": {"key": ["id"], "columns": {
+        "id": "integer", "value": SPEC_TYPES[pg_type]}}}})
+    stream = DmsStream()
+    stream.add("typed", "insert", {"id": 1, "value": rendered})
+    result = Transformer(spec, KEY).transform(stream.take())
+    assert result.rejects == []
+    decoded = result.changes["typed"][0].values["value"]
+    assert decoded == value and type(decoded) is type(value)
