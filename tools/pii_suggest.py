@@ -194,14 +194,14 @@ def suggest(table: str, column: str, type_kind: str, is_key: bool = False,
     sampling)."""
     by_name = kind_from_name(table, column, type_kind)
     by_values = kind_from_values(samples) if type_kind in STRING_KINDS else None
+    if by_name is not None and by_name[1] and by_values not in (None, by_name[0]):
+        by_name = None  # values say more than an ambiguous name
     if by_name is not None:
         kind, tentative = by_name
         evidence = "name and sampled values" if by_values == kind else "name"
     elif by_values is not None:
         kind, tentative, evidence = by_values, False, "sampled values"
     else:
-        return None
-    if tentative and by_values is not None and by_values != kind:
         return None
     return PiiSuggestion(table, column, rule_for(kind, type_kind, is_key), kind, evidence,
                          tentative)

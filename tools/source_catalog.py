@@ -302,9 +302,10 @@ def connect_source(dsn: str, application_name: str = "cdc-spec") -> Iterator[Any
         conn = psycopg.connect(dsn, autocommit=True, application_name=application_name,
                                connect_timeout=timeout)
     except psycopg.OperationalError as exc:
-        reason = " ".join(str(exc).split())
+        reason = " ".join(str(exc).split()).rstrip(".")
+        reason += "" if reason.endswith("?") else "."
         raise SourceUnreachable(
-            f"cannot connect to PostgreSQL at {host}:{port} (database {database}): {reason}. "
+            f"cannot connect to PostgreSQL at {host}:{port} (database {database}): {reason} "
             "Is the database running and reachable from here? Check the DSN given with "
             "--source (host, port, dbname, user, password).") from None
     with conn:

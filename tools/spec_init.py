@@ -261,6 +261,9 @@ def render(draft: Draft) -> str:
     ]
     for table in sorted(draft.tables, key=lambda t: t.name):
         out += ["", f"[tables.{table.name}]"]
+        if table.source.name != table.name:
+            out.append(f"# source table {_string(table.source.name)} (names match "
+                       "case-insensitively: pipeline.source_names)")
         if table.key:
             out.append(f"key = {_names(table.key)}")
         else:
@@ -273,11 +276,11 @@ def render(draft: Draft) -> str:
                 out.append('# If rows have a key, name it instead: key = ["<column>", ...]')
             out.append("append_only = true")
         if table.large_columns and table.key and not table.source.replica_identity_full:
-            out.append(
-                f"# REPLICA IDENTITY is not FULL: an update that leaves a large value of "
-                f"{', '.join(table.large_columns)} alone may not resend it;")
-            out.append(f"# set REPLICA IDENTITY FULL in the source, or keep_when_null = "
-                       f"{_names(table.large_columns)} (docs/source-engines.md)")
+            out += [
+                "# REPLICA IDENTITY is not FULL in the source: an update that leaves a large",
+                "# value alone may not resend it (docs/source-engines.md). Set REPLICA IDENTITY",
+                f"# FULL there, or: keep_when_null = {_names(table.large_columns)}",
+            ]
         out += ["", f"[tables.{table.name}.columns]"]
         for column in table.columns:
             line = f"{column.name} = {_string(column.spec_type)}"
