@@ -105,6 +105,9 @@ _SESSION_SETTINGS = (
     "SET DateStyle = 'ISO, YMD'",
     "SET IntervalStyle = 'postgres'",
     "SET extra_float_digits = 1",
+    # bytea as ``\x`` + hex digits in the full load's ``::text`` (wal2json writes the digits
+    # without the prefix); PostgreSQL manual, "Binary Data Types", "bytea Hex Format".
+    "SET bytea_output = 'hex'",
 )
 _TRANSIENT = (psycopg.OperationalError, KinesisPutError, ClientError, BotoCoreError)
 ColumnList = list[list[object]]

@@ -287,7 +287,8 @@ ROUND_TRIPS: list[tuple[str, str, Any, Any]] = [
     ("text[]", '{plain,"with space","with,comma",NULL}',
      '{plain,"with space","with,comma",NULL}', ["plain", "with space", "with,comma", None]),
     ("integer[]", "{{1,2},{3,4}}", "{{1,2},{3,4}}", [[1, 2], [3, 4]]),
-    ("bytea", "\\x00ff10", "00ff10", b"\x00\xff\x10"),
+    ("bytea", "\\x00ff10", "00ff10", b"\x00\xff\x10"),  # the full load's text
+    ("bytea", "00ff10", "00ff10", b"\x00\xff\x10"),  # wal2json's
     ("bytea", "\\x", "", b""),
 ]
 SPEC_TYPES = {
