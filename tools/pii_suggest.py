@@ -7,11 +7,15 @@ kind of data and whether the evidence was the name, the values or both).
 
 Rules follow what the pipeline can do with each kind (``shared.pii``, docs/spec.md):
 
-- values analysts join or count on (email, national id, IP address): ``tokenize``, a keyed
-  HMAC that stays joinable;
+- values analysts join or count on (email, national id, IP address, bank account and card
+  numbers): ``tokenize``, a keyed HMAC that stays joinable;
 - phone numbers in a character column: ``mask`` (digits become ``*``, the shape stays);
-- the rest (names, postal addresses, birth dates): ``redact``; a key column cannot be
-  redacted, so a personal key column is tokenized instead.
+- the rest (names, postal addresses, birth dates, gender, pay): ``redact``; a key column
+  cannot be redacted, so a personal key column is tokenized instead.
+
+The name words cover at least those with which schema evolution redacts a new column
+(``shared.schema_evolution.PERSONAL_NAME_PARTS``), so a column is not suggested clear here and
+redacted there.
 
 A bare ``name`` column is ambiguous (a product's, an event's, a team's name) even in a table of
 people, and values cannot tell a person's name from a stadium's; it gets a tentative
@@ -62,7 +66,15 @@ _PHONE_WORDS = frozenset({"phone", "telephone", "tel", "mobile", "cell", "cellph
 _ADDRESS_WORDS = frozenset({"address", "addr", "street", "postcode", "postal", "zip",
                             "zipcode", "housenumber", "streetaddress"})
 _NATIONAL_ID_WORDS = frozenset({"ssn", "passport", "tin", "nin", "nino", "aadhaar", "cpf",
-                                "pesel", "personnummer", "sin", "nhs"})
+                                "pesel", "personnummer", "sin", "nhs", "license", "licence"})
+_FINANCIAL_WORDS = frozenset({"iban", "card", "cardnumber", "creditcard", "pan"})
+_FINANCIAL_JOINED = ("accountnumber", "bankaccount", "cardnumber", "creditcard", "debitcard",
+                     "routingnumber", "sortcode")
+# Special categories (GDPR art. 9) and pay: no analyst join needs them in clear.
+_SENSITIVE_WORDS = frozenset({"gender", "sex", "salary", "income", "religion", "ethnicity",
+                              "race", "diagnosis", "disability"})
+_IBAN = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$")
+_CARD_CHARS = re.compile(r"^[\d\s-]+$")
 _NATIONAL_ID_JOINED = ("socialsecurity", "nationalid", "nationalidentity", "taxid", "taxnumber",
                        "idcard", "identitycard", "personalid", "personalcode", "personalnumber",
                        "driverlicense", "driverslicense", "driverlicence", "driverslicence",
@@ -99,7 +111,7 @@ def kind_from_name(table: str, column: str, type_kind: str) -> tuple[str, bool] 
     joined = "".join(words)
     word_set = set(words)
     is_string = type_kind in STRING_KINDS
-    if "email" in joined and is_string:
+    if ("email" in joined or "mail" in word_set) and is_string:
         return "an email address", False
     if "ip" in word_set and (len(words) == 1 or word_set & {"address", "addr"}) and is_string:
         return "an IP address", False
@@ -111,12 +123,18 @@ def kind_from_name(table: str, column: str, type_kind: str) -> tuple[str, bool] 
     national_id = word_set & _NATIONAL_ID_WORDS or any(p in joined for p in _NATIONAL_ID_JOINED)
     if national_id and string_or_number:
         return "a national identity number", False
+    financial = word_set & _FINANCIAL_WORDS or any(p in joined for p in _FINANCIAL_JOINED)
+    if financial and string_or_number:
+        return "a bank account or card number", False
+    if word_set & _SENSITIVE_WORDS and (is_string or type_kind in NUMBER_KINDS
+                                        or type_kind == "boolean"):
+        return "sensitive personal data", False
     if "birth" in joined or word_set & {"dob", "birthday"}:
         if "place" in word_set or "city" in word_set or "country" in word_set:
             return ("a place of birth", False) if is_string else None
         if is_string or type_kind in DATE_KINDS or type_kind in NUMBER_KINDS:
             return "a date of birth", False
-    if word_set & _ADDRESS_WORDS and is_string and not word_set & {"mac", "web", "url"}:
+    if word_set & _ADDRESS_WORDS and is_string:
         return "a postal address", False
     if is_string and (word_set & _PERSON_NAME_WORDS or (
             len(words) >= 2 and words[-1] == "name" and words[-2] in _PERSON_NAME_PREFIXES)):
@@ -134,10 +152,39 @@ def _phone_like(value: str) -> bool:
     return 7 <= digits <= 15 and bool(_PHONE_GROUPS.search(text))
 
 
+def _luhn(digits: str) -> bool:
+    """The check digit of payment card numbers (ISO/IEC 7812-1)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch)
+        if i % 2:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def _iban_like(text: str) -> bool:
+    """An IBAN with valid check digits (ISO 13616: the rearranged number mod 97 is 1)."""
+    compact = text.replace(" ", "").upper()
+    if not _IBAN.match(compact):
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def _card_like(text: str) -> bool:
+    if not _CARD_CHARS.match(text):
+        return False
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return 13 <= len(digits) <= 19 and _luhn(digits)
+
+
 def _value_kind(value: str) -> str | None:
     text = value.strip()
     if _EMAIL.match(text):
         return "an email address"
+    if _card_like(text) or _iban_like(text):
+        return "a bank account or card number"
     if _SSN.match(text):
         return "a national identity number"
     if _IPV4.match(text) or (":" in text and _IPV6.match(text) and text.count(":") >= 2):
@@ -167,6 +214,8 @@ _RULES = {
     "an email address": "tokenize",
     "an IP address": "tokenize",
     "a national identity number": "tokenize",
+    "a bank account or card number": "tokenize",
+    "sensitive personal data": "redact",
     "a phone number": "mask",
     "a date of birth": "redact",
     "a place of birth": "redact",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.schema_evolution import PERSONAL_NAME_PARTS
 from tools.pii_suggest import kind_from_values, suggest
 
 EMAILS = ["teresa.smith1@example.com", "  CALEB.JONES2@EXAMPLE.COM ", "ana3@example.org"]
@@ -32,6 +33,10 @@ PHONES = ["+1-786-503-2802x2357", "+1-212-555-0100", "(415) 555-0199", "+44 20 7
     ("surname", "varchar", "a person's name", "redact"),
     ("customer_name", "varchar", "a person's name", "redact"),
     ("ip_address", "varchar", "an IP address", "tokenize"),
+    ("iban", "varchar", "a bank account or card number", "tokenize"),
+    ("credit_card_number", "varchar", "a bank account or card number", "tokenize"),
+    ("gender", "varchar", "sensitive personal data", "redact"),
+    ("salary", "decimal", "sensitive personal data", "redact"),
 ])
 def test_a_personal_column_name_gets_a_rule(column: str, type_kind: str, kind: str,
                                             rule: str) -> None:
@@ -51,6 +56,13 @@ def test_a_personal_column_name_gets_a_rule(column: str, type_kind: str, kind: s
 ])
 def test_other_column_names_get_none(column: str, type_kind: str) -> None:
     assert suggest("t", column, type_kind) is None
+
+
+@pytest.mark.parametrize("part", PERSONAL_NAME_PARTS)
+def test_every_name_schema_evolution_redacts_gets_a_suggestion(part: str) -> None:
+    """A column added later with such a name lands redacted (shared.schema_evolution); the
+    same name in ``spec init`` is never suggested clear."""
+    assert suggest("t", part, "varchar") is not None
 
 
 def test_a_bare_name_is_tentative_in_a_table_of_people_and_nothing_elsewhere() -> None:
@@ -78,6 +90,13 @@ def test_sampled_values_find_personal_columns_whose_names_do_not_say() -> None:
     assert ssn is not None and ssn.kind == "a national identity number"
     ip = suggest("hits", "origin", "varchar", samples=["10.0.0.1", "2001:db8::1", "192.168.1.20"])
     assert ip is not None and ip.kind == "an IP address"
+    cards = ["4111 1111 1111 1111", "5500-0000-0000-0004", "340000000000009"]  # test numbers
+    card = suggest("payment", "instrument", "varchar", samples=cards)
+    assert card is not None and (card.kind, card.rule) == ("a bank account or card number",
+                                                           "tokenize")
+    iban = suggest("payment", "payee", "varchar", samples=["GB82 WEST 1234 5698 7654 32",
+                                                            "DE89370400440532013000"])
+    assert iban is not None and iban.kind == "a bank account or card number"
 
 
 def test_values_that_agree_with_the_name_are_named_as_evidence() -> None:
@@ -97,6 +116,8 @@ def test_values_that_contradict_a_tentative_name_win() -> None:
     ["A-12-5", "B-3-77"],                       # seat locations
     ["Seattle, US", "Zürich, CH"],
     ["3.14159", "2.71828"],
+    ["4111111111111112", "1234567890123456"],  # 16 digits failing the card check digit
+    ["GB00WEST12345698765432"],                 # an IBAN shape with wrong check digits
     [],
     ["", "   "],
 ])
