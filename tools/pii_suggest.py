@@ -10,8 +10,8 @@ Rules follow what the pipeline can do with each kind (``shared.pii``, docs/spec.
 - values analysts join or count on (email, national id, IP address, bank account and card
   numbers): ``tokenize``, a keyed HMAC that stays joinable;
 - phone numbers in a character column: ``mask`` (digits become ``*``, the shape stays);
-- the rest (names, postal addresses, birth dates, gender, pay): ``redact``; a key column
-  cannot be redacted, so a personal key column is tokenized instead.
+- the rest (names, postal addresses, birth dates, gender, pay): ``redact``;
+- a personal key column is tokenized: it cannot be redacted, and masked keys would collide.
 
 The name words cover at least those with which schema evolution redacts a new column
 (``shared.schema_evolution.PERSONAL_NAME_PARTS``), so a column is not suggested clear here and
@@ -225,10 +225,11 @@ _RULES = {
 
 
 def rule_for(kind: str, type_kind: str, is_key: bool) -> str:
-    """The rule for a kind, within what the spec allows on the column (``mask`` needs a
-    character column; a key column cannot be redacted)."""
+    """The rule for a kind, within what the spec allows on the column: ``mask`` needs a
+    character column; a key column cannot be redacted, and masking one would give different
+    rows one key (every phone number of a shape masks alike), so a key is tokenized."""
     rule = _RULES[kind]
-    if rule == "mask" and type_kind not in STRING_KINDS:
+    if rule == "mask" and (type_kind not in STRING_KINDS or is_key):
         rule = "tokenize"
     if rule == "redact" and is_key:
         rule = "tokenize"

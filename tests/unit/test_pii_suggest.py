@@ -74,8 +74,9 @@ def test_a_bare_name_is_tentative_in_a_table_of_people_and_nothing_elsewhere() -
     assert suggest("product", "name", "varchar") is None
 
 
-def test_a_personal_key_column_is_tokenized_not_redacted() -> None:
-    found = suggest("people", "full_name", "varchar", is_key=True)
+@pytest.mark.parametrize("column", ["full_name", "phone", "birth_date"])
+def test_a_personal_key_column_is_tokenized_not_redacted_or_masked(column: str) -> None:
+    found = suggest("people", column, "varchar", is_key=True)
     assert found is not None and found.rule == "tokenize"
 
 
