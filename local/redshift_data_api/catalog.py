@@ -5,18 +5,21 @@ Redshift reads these from its system views (SVV_REDSHIFT_DATABASES, SVV_ALL_SCHE
 SVV_ALL_TABLES, SVV_ALL_COLUMNS); here they come from PostgreSQL's catalog, with Redshift's
 names for types (``varchar``, ``int4``, ``numeric`` ...) and for table kinds (the model's
 ``TABLE``, ``VIEW``, ``SYSTEM TABLE``, ``LOCAL TEMPORARY`` ...). The stand-in's own
-``rs_varchar_<n>`` domains show as the ``varchar(n)`` they implement. Like
+``rs_varchar_<n>`` and ``rs_varbyte_<n>`` domains show as the ``varchar(n)`` and
+``varbyte`` of length n they implement. Like
 ``information_schema``, a table is listed only to users holding some privilege on it.
 ``SchemaPattern`` / ``TablePattern`` are LIKE patterns (``%`` and ``_``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
 
 from local.redshift_data_api.executor import redshift_type_name
+from local.redshift_data_api.translate import VARBYTE_DEFAULT_LENGTH, VARBYTE_DOMAIN
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -27,6 +30,7 @@ _PRECISION = {"int2": 5, "int4": 10, "int8": 19, "float4": 8, "float8": 17, "boo
               "date": 13, "timestamp": 29, "timestamptz": 35, "time": 15, "timetz": 21}
 _SIGNED = {"int2", "int4", "int8", "float4", "float8", "numeric"}
 _STRINGS = {"varchar", "bpchar", "name", "char"}
+_VARBYTE_LIMIT = re.compile(VARBYTE_DOMAIN + r"(\d+)")
 
 _TABLE_KIND = """
 CASE WHEN c.relpersistence = 't' THEN 'LOCAL TEMPORARY'
@@ -66,10 +70,13 @@ def list_tables(conn: Conn, schema_pattern: str | None,
 
 
 def _column(row: tuple[Any, ...]) -> dict[str, Any]:
-    schema, table, name, base_type, typmod, not_null, default = row
+    schema, table, name, base_type, typmod, not_null, default, domain = row
     type_name = redshift_type_name(str(base_type))
     precision, scale, length = _PRECISION.get(type_name, 0), 0, 0
-    if type_name in ("varchar", "bpchar") and typmod >= 4:
+    if type_name == "varbyte":  # the byte limit is in the domain's name (see translate)
+        limit = _VARBYTE_LIMIT.fullmatch(str(domain or ""))
+        precision = length = int(limit.group(1)) if limit else VARBYTE_DEFAULT_LENGTH
+    elif type_name in ("varchar", "bpchar") and typmod >= 4:
         precision = length = typmod - 4
     elif type_name == "varchar":  # no declared length: Redshift's VARCHAR is VARCHAR(256)
         precision = length = 256
@@ -106,7 +113,8 @@ def describe_columns(conn: Conn, schema: str | None, table: str | None) -> list[
     rows = conn.execute(
         "SELECT n.nspname, c.relname, a.attname, bt.typname, "
         "CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, "
-        "a.attnotnull OR (t.typtype = 'd' AND t.typnotnull), pg_get_expr(d.adbin, d.adrelid) "
+        "a.attnotnull OR (t.typtype = 'd' AND t.typnotnull), pg_get_expr(d.adbin, d.adrelid), "
+        "CASE WHEN t.typtype = 'd' THEN t.typname END "
         "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_type t ON t.oid = a.atttypid "

@@ -5,6 +5,12 @@ functions do the type conversion, as Redshift's do. Redshift rules applied here:
 character columns measure their length in bytes (``String length exceeds DDL length``
 unless TRUNCATECOLUMNS), empty fields of non-character columns load as NULL, and
 EMPTYASNULL / BLANKSASNULL / NULL AS apply to character columns.
+
+VARBYTE columns load "from a file in CSV, Parquet, and ORC format. For CSV, the data is
+loaded from a file in hexadecimal representation of the VARBYTE data" (Amazon Redshift
+Database Developer Guide, "Loading a column of the VARBYTE data type"): JSON is not among
+them, so a COPY FORMAT JSON into a VARBYTE column fails here. A SUPER column takes the JSON
+value of its field as it is (a string stays a SUPER string).
 """
 
 from __future__ import annotations
@@ -90,8 +96,32 @@ def _json_value(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _super_value(value: Any) -> str | None:
+    """A JSON field as the text of the SUPER (``jsonb``) value it loads as."""
+    if value is None:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _hex_value(value: str | None, col: TableColumn, cmd: CopyCommand,
+               where: str) -> str | None:
+    """A VARBYTE field (hexadecimal digits) as PostgreSQL's bytea input."""
+    if value is None:
+        return None
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        raise load_error(cmd, f"Invalid hexadecimal VARBYTE value for column {col.name} at "
+                              f"{where}") from None
+    return "\\x" + value
+
+
 def _json_rows(cmd: CopyCommand, url: str, text: str, columns: list[TableColumn]) -> Iterator[Row]:
     """Newline-delimited or simply concatenated JSON objects, keys matched to column names."""
+    binary = [c.name for c in columns if c.type_name == "bytea"]
+    if binary:
+        raise load_error(cmd, f"VARBYTE column {binary[0]} loads from CSV, Parquet or ORC "
+                              "files only, not JSON")
     decoder = json.JSONDecoder()
     pos, n, record = 0, len(text), 0
     while True:
@@ -109,7 +139,10 @@ def _json_rows(cmd: CopyCommand, url: str, text: str, columns: list[TableColumn]
         if cmd.json_ignorecase:
             obj = {str(k).lower(): v for k, v in obj.items()}
         where = f"{url} record {record}"
-        yield tuple(_finish(_json_value(obj.get(c.name)), c, cmd, where) for c in columns)
+        yield tuple(
+            _super_value(obj.get(c.name)) if c.type_name == "jsonb"
+            else _finish(_json_value(obj.get(c.name)), c, cmd, where)
+            for c in columns)
 
 
 def _csv_rows(cmd: CopyCommand, url: str, text: str, columns: list[TableColumn]) -> Iterator[Row]:
@@ -127,7 +160,9 @@ def _csv_rows(cmd: CopyCommand, url: str, text: str, columns: list[TableColumn])
             if len(record) > len(columns):
                 raise load_error(cmd, f"Extra column(s) found at {where}")
             yield tuple(
-                _finish(None if field == null_as else field, col, cmd, where)
+                _hex_value(_finish(None if field == null_as else field, col, cmd, where),
+                           col, cmd, where) if col.type_name == "bytea"
+                else _finish(None if field == null_as else field, col, cmd, where)
                 for field, col in zip(record, columns, strict=True)
             )
     except csv.Error as exc:
@@ -144,7 +179,7 @@ def _parquet_value(value: Any) -> str | None:
     if isinstance(value, datetime.date | decimal.Decimal | int | float):
         return str(value)
     if isinstance(value, bytes):
-        return value.hex()
+        return "\\x" + value.hex()
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
@@ -168,6 +203,8 @@ def _parquet_compatible(arrow_type: Any, col: TableColumn) -> bool:
         return col.type_name.startswith("timestamp")
     if t.is_date(arrow_type):
         return col.type_name == "date"
+    if t.is_binary(arrow_type) or t.is_large_binary(arrow_type):
+        return col.type_name == "bytea"
     return False
 
 

@@ -7,6 +7,7 @@ as :class:`StatementFailed` carrying the text Redshift would put in ``Error``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from local.redshift_data_api.dialect import (
 from local.redshift_data_api.errors import RedshiftSqlError
 from local.redshift_data_api.lexer import LexError, tokenize
 from local.redshift_data_api.s3_copy import run_copy
-from local.redshift_data_api.translate import BYTES_DOMAIN
+from local.redshift_data_api.translate import BYTES_DOMAIN, VARBYTE_DOMAIN
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -33,12 +34,12 @@ if TYPE_CHECKING:
 SESSION_OPTIONS = (
     "-c standard_conforming_strings=off -c escape_string_warning=off "
     "-c default_transaction_isolation=serializable -c TimeZone=UTC -c DateStyle=ISO,MDY "
-    "-c extra_float_digits=1"
+    "-c extra_float_digits=1 -c bytea_output=hex"
 )
 # Loaded as PostgreSQL's text output, which is what the Data API returns for them.
 _TEXT_TYPES = (
     "numeric", "date", "time", "timetz", "timestamp", "timestamptz", "interval", "json",
-    "jsonb", "uuid", "bytea", "float4", "inet", "cidr", "money", "oid",
+    "jsonb", "uuid", "float4", "inet", "cidr", "money", "oid",
 )
 _PRECISION = {"int2": 5, "int4": 10, "int8": 19, "float4": 8, "float8": 17, "bool": 1,
               "date": 13, "timestamp": 29, "timestamptz": 35, "time": 15, "timetz": 21}
@@ -48,8 +49,20 @@ TX_CONTROL = ("BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT")
 # Run outside of BEGIN/COMMIT when alone (PostgreSQL refuses them in a transaction block).
 NO_TRANSACTION = ("VACUUM", "CREATE DATABASE", "DROP DATABASE", "ALTER DATABASE")
 
-_DOMAIN_USE = re.compile(r"\bpublic\." + BYTES_DOMAIN + r"(\d+)\b")
-_DOMAIN_NAME = re.compile(BYTES_DOMAIN + r"(\d+)")
+_DOMAIN_USE = re.compile(r"\bpublic\.(" + BYTES_DOMAIN + "|" + VARBYTE_DOMAIN + r")(\d+)\b")
+_DOMAIN_NAME = re.compile("(" + BYTES_DOMAIN + "|" + VARBYTE_DOMAIN + r")(\d+)")
+_DOMAIN_BASE = {BYTES_DOMAIN: "VARCHAR({length})", VARBYTE_DOMAIN: "bytea"}
+_DOMAIN_TYPE = {BYTES_DOMAIN: "character varying", VARBYTE_DOMAIN: "varbyte"}
+
+
+class HexLoader(TextLoader):
+    """VARBYTE values as Redshift prints them: hexadecimal digits, without PostgreSQL's
+    ``\\x`` (Amazon Redshift Database Developer Guide, "VARBYTE type": "Amazon Redshift uses
+    the hex format to print VARBYTE values", ``select from_hex('6162')`` prints ``6162``)."""
+
+    def load(self, data: Any) -> str:
+        text = str(super().load(data))
+        return text[2:] if text.startswith("\\x") else text
 
 S3Factory = Callable[[str | None], "S3Client"]
 
@@ -97,6 +110,7 @@ def connect(conninfo: str, database: str,
         raise StatementFailed(f"FATAL: {message}" if match else text) from None
     for name in _TEXT_TYPES:
         conn.adapters.register_loader(name, TextLoader)
+    conn.adapters.register_loader("bytea", HexLoader)
     return conn
 
 
@@ -130,7 +144,8 @@ def target_table(sql: str) -> str:
 
 def _ensure_domains(conn: psycopg.Connection[tuple[Any, ...]], pg_sql: str,
                     create_domain: Callable[[bytes], None] | None = None) -> None:
-    """Create the byte-limited VARCHAR domains ``pg_sql`` uses (see ``translate``).
+    """Create the byte-limited VARCHAR and VARBYTE domains ``pg_sql`` uses (see
+    ``translate``).
 
     With ``create_domain`` (authenticated requests) the domain is created by the server's own
     user, outside the statement: it belongs to the stand-in, not to the requesting user, who
@@ -138,13 +153,14 @@ def _ensure_domains(conn: psycopg.Connection[tuple[Any, ...]], pg_sql: str,
     the same domain (the loser gets a duplicate error) does not abort the statement's
     transaction.
     """
-    for length in sorted({int(n) for n in _DOMAIN_USE.findall(pg_sql)}):
-        name = f"{BYTES_DOMAIN}{length}"
+    for prefix, length in sorted({(p, int(n)) for p, n in _DOMAIN_USE.findall(pg_sql)}):
+        name = f"{prefix}{length}"
         if conn.execute("SELECT 1 FROM pg_type WHERE typname = %s AND typnamespace = "
                         "'public'::regnamespace", (name,)).fetchone():
             continue
         in_tx = conn.info.transaction_status is not TransactionStatus.IDLE
-        create = (f"CREATE DOMAIN public.{name} AS VARCHAR({length}) "
+        base = _DOMAIN_BASE[prefix].format(length=length)
+        create = (f"CREATE DOMAIN public.{name} AS {base} "
                   f"CHECK (octet_length(VALUE) <= {length})").encode()
         try:
             if create_domain is not None:
@@ -167,7 +183,8 @@ def error_text(exc: psycopg.Error, sql: str, pid: int, query_id: int) -> str:
         )
     domain = _DOMAIN_NAME.fullmatch(exc.diag.datatype_name or "") if exc.diag else None
     if isinstance(exc, psycopg.errors.CheckViolation) and domain:
-        return f"ERROR: value too long for type character varying({domain.group(1)})"
+        kind = _DOMAIN_TYPE[domain.group(1)]
+        return f"ERROR: value too long for type {kind}({domain.group(2)})"
     if isinstance(exc, psycopg.errors.CardinalityViolation):
         return "ERROR: Found multiple matches to update the same tuple."
     if isinstance(exc, psycopg.errors.QueryCanceled):
@@ -271,7 +288,11 @@ def execute(conn: psycopg.Connection[tuple[Any, ...]], sql: str, *, strict: bool
         if first_word(sql) == "COPY":
             return Outcome(rows=run_copy(conn, sql, s3(parse_copy(sql).region)))
         outcome = Outcome()
-        for pg_sql in translate_to_postgres(sql):
+        def schemas() -> frozenset[str]:
+            rows = conn.execute("SELECT nspname FROM pg_namespace").fetchall()
+            return frozenset(str(r[0]) for r in rows)
+
+        for pg_sql in translate_to_postgres(sql, functools.cache(schemas)):
             _ensure_domains(conn, pg_sql, create_domain)
             with conn.cursor() as cur:
                 cur.execute(pg_sql.encode("utf-8"), prepare=False)

@@ -19,21 +19,36 @@ touched:
 - ``IDENTITY(seed, step)`` -> a PostgreSQL identity column (``GENERATED ALWAYS``, because
   Redshift refuses explicit values for an IDENTITY column too);
 - ``SUPER`` is ``jsonb`` and ``JSON_PARSE(x)`` a cast to it (reported as ``super``);
+- ``VARBYTE``/``VARBINARY``/``BINARY VARYING`` ``[(n)]`` is ``bytea``; table columns use the
+  domain ``public.rs_varbyte_<n>`` that holds at most n bytes (n defaults to 64,000, as on
+  Redshift: "VARBYTE type"); ``FROM_HEX(x)`` -> ``decode(x, 'hex')``; ``TIME`` is PostgreSQL's;
 - functions: ``GETDATE()`` (statement time, whole seconds, ``timestamp``), ``SYSDATE``
   (transaction start, ``timestamp``), ``NVL(`` -> ``COALESCE(``, ``LEN(`` -> ``LENGTH(``,
   ``QUOTE_LITERAL(x)`` (Redshift's never returns PostgreSQL's ``E'...'`` form);
-- ``MERGE ... REMOVE DUPLICATES`` -> ``DELETE ... USING`` + ``INSERT ... SELECT *``.
+- ``MERGE ... REMOVE DUPLICATES`` -> ``DELETE ... USING`` + ``INSERT ... SELECT *``;
+- SUPER navigation ``alias.column.attribute`` (PartiQL dot notation; the first name is not a
+  schema) -> ``(alias.column -> 'attribute')``, and ``->>`` (the unquoted text, as Redshift's
+  cast of a SUPER string to VARCHAR gives) when the value is cast to VARCHAR/CHAR;
+  ``LISTAGG(`` -> ``string_agg(``, ``TO_VARBYTE(`` -> ``decode(`` (hex, base64);
+- the body of ``CREATE PROCEDURE ... AS $$ ... $$`` is translated the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from local.redshift_data_api.lexer import Kind, Token, split_statements, tokenize, top_level_word
+
+Schemas = Callable[[], frozenset[str]]
 
 _DDL_START = ("CREATE", "ALTER")
 _DIST_STYLES = ("ALL", "EVEN", "KEY", "AUTO")
 # Table columns of VARCHAR(n) get the domain public.rs_varchar_<n>: a VARCHAR(n) that also
 # holds at most n bytes, as Redshift measures VARCHAR lengths in bytes, not characters.
 BYTES_DOMAIN = "rs_varchar_"
+# Table columns of VARBYTE(n) get the domain public.rs_varbyte_<n>: a bytea of at most n bytes.
+VARBYTE_DOMAIN = "rs_varbyte_"
+VARBYTE_DEFAULT_LENGTH = 64000
 _GETDATE = "CAST(date_trunc('second', statement_timestamp()) AS timestamp)"
 # Redshift's QUOTE_LITERAL doubles quotes and backslashes; PostgreSQL's would return E'...'.
 _QUOTE_LITERAL = (
@@ -247,12 +262,102 @@ def _varchar(tokens: list[Token], i: int, j: int | None, ddl: bool,
     return f"VARCHAR({length})", end
 
 
-def _rewrite_types_and_functions(tokens: list[Token], ddl: bool, domains: bool = False) -> str:
+def _varbyte(tokens: list[Token], i: int, j: int | None, ddl: bool,
+             domains: bool) -> tuple[str, int]:
+    """The PostgreSQL type for the VARBYTE-like type name ending at ``i``; the index after."""
+    nxt = _tok(tokens, j)
+    length, end = VARBYTE_DEFAULT_LENGTH, i + 1
+    if nxt is not None and nxt.is_op("(") and j is not None:
+        close = matching_paren(tokens, j)
+        inner = [t for t in tokens[j + 1:close] if t.significant]
+        if len(inner) != 1 or not inner[0].upper.isdigit():
+            return "bytea" + "".join(t.text for t in tokens[j:close + 1]), close + 1
+        length, end = int(inner[0].upper), close + 1
+    if domains and ddl:
+        return f"public.{VARBYTE_DOMAIN}{length}", end
+    return "bytea", end
+
+
+def _name_chain(tokens: list[Token], i: int) -> list[int]:
+    """Indexes of the names of a dotted chain ``a.b.c...`` starting at ``i``."""
+    names = [i]
+    j = i
+    while True:
+        dot = _next_sig(tokens, j)
+        if dot is None or not tokens[dot].is_op("."):
+            return names
+        name = _next_sig(tokens, dot)
+        if name is None or tokens[name].kind not in (Kind.WORD, Kind.IDENT):
+            return names
+        names.append(name)
+        j = name
+
+
+def _name(tok: Token) -> str:
+    return tok.text[1:-1].replace('""', '"').lower() if tok.kind is Kind.IDENT else tok.text.lower()
+
+
+def _cast_to_text(tokens: list[Token], after: int | None) -> bool:
+    """Whether the expression ending before ``after`` is cast to a character type
+    (``CAST(x AS VARCHAR...)`` or ``x::VARCHAR``)."""
+    first = _tok(tokens, after)
+    if first is None or not (first.is_word("AS") or first.is_op("::")):
+        return False
+    assert after is not None
+    kind = _tok(tokens, _next_sig(tokens, after))
+    return kind is not None and kind.is_word("VARCHAR", "CHAR", "CHARACTER", "TEXT", "NVARCHAR",
+                                             "BPCHAR", "NCHAR")
+
+
+def _super_navigation(tokens: list[Token], i: int,
+                      schemas: Schemas | None) -> tuple[str, int] | None:
+    """``(a.b -> 'c' ...)`` for a chain ``a.b.c...`` whose first name is not a schema."""
+    if schemas is None:
+        return None
+    prev = _tok(tokens, _prev_sig(tokens, i))
+    if prev is not None and prev.is_op("."):
+        return None
+    chain = _name_chain(tokens, i)
+    if len(chain) < 3 or _name(tokens[i]) in schemas():
+        return None
+    after = _next_sig(tokens, chain[-1])
+    text = _name(tokens[chain[0]]) + "." + _name(tokens[chain[1]])
+    for k, index in enumerate(chain[2:], start=3):
+        arrow = "->>" if k == len(chain) and _cast_to_text(tokens, after) else "->"
+        text = f"({text} {arrow} '{_name(tokens[index])}')"
+    # A JSON null casts to NULL on Redshift; PostgreSQL refuses to cast jsonb null.
+    return f"NULLIF({text}, 'null'::jsonb)" if arrow == "->" else text, chain[-1] + 1
+
+
+def _procedure_body(tok: Token, schemas: Schemas | None) -> str:
+    """A dollar-quoted procedure body, translated."""
+    tag_end = tok.text.index("$", 1) + 1
+    tag = tok.text[:tag_end]
+    inner = tok.text[tag_end:-tag_end]
+    try:
+        translated = _rewrite_types_and_functions(tokenize(inner), ddl=False, schemas=schemas)
+    except ValueError:
+        return tok.text
+    return tag + translated + tag
+
+
+def _rewrite_types_and_functions(tokens: list[Token], ddl: bool, domains: bool = False,
+                                 schemas: Schemas | None = None) -> str:
     out: list[str] = []
     i = 0
     n = len(tokens)
     while i < n:
         tok = tokens[i]
+        if tok.kind in (Kind.IDENT, Kind.WORD):
+            navigation = _super_navigation(tokens, i, schemas)
+            if navigation is not None:
+                out.append(navigation[0])
+                i = navigation[1]
+                continue
+        if tok.kind is Kind.DOLLAR_QUOTE:
+            out.append(_procedure_body(tok, schemas))
+            i += 1
+            continue
         if tok.kind is Kind.IDENT:
             out.append(tok.text.lower())  # Redshift folds quoted identifiers too
             i += 1
@@ -275,6 +380,22 @@ def _rewrite_types_and_functions(tokens: list[Token], ddl: bool, domains: bool =
         if word in ("VARCHAR", "NVARCHAR", "TEXT") and typed and not after_dot:
             text, i = _varchar(tokens, i, j, ddl, domains)
             out.append(text)
+            continue
+        # BINARY VARYING is one type name spread over two words, as VARBYTE and VARBINARY.
+        if word == "BINARY" and nxt is not None and nxt.is_word("VARYING") and j is not None:
+            word, i, typed = "VARBYTE", j, True
+            j = _next_sig(tokens, i)
+            nxt = _tok(tokens, j)
+        if word in ("VARBYTE", "VARBINARY") and typed and not after_dot:
+            text, i = _varbyte(tokens, i, j, ddl, domains)
+            out.append(text)
+            continue
+        if word == "FROM_HEX" and nxt is not None and nxt.is_op("(") and j is not None \
+                and not after_dot:
+            close = matching_paren(tokens, j)
+            arg = _rewrite_types_and_functions(tokens[j + 1:close], ddl, domains, schemas)
+            out.append(f"decode(({arg}), 'hex')")
+            i = close + 1
             continue
         if word == "NCHAR" and typed:
             out.append("CHAR")
@@ -300,13 +421,13 @@ def _rewrite_types_and_functions(tokens: list[Token], ddl: bool, domains: bool =
             continue
         elif word == "QUOTE_LITERAL" and nxt is not None and nxt.is_op("(") and j is not None:
             close = matching_paren(tokens, j)
-            arg = _rewrite_types_and_functions(tokens[j + 1:close], ddl, domains)
+            arg = _rewrite_types_and_functions(tokens[j + 1:close], ddl, domains, schemas)
             out.append(_QUOTE_LITERAL.format(arg=arg))
             i = close + 1
             continue
         elif word == "JSON_PARSE" and nxt is not None and nxt.is_op("(") and j is not None:
             close = matching_paren(tokens, j)
-            arg = _rewrite_types_and_functions(tokens[j + 1:close], ddl, domains)
+            arg = _rewrite_types_and_functions(tokens[j + 1:close], ddl, domains, schemas)
             out.append(f"CAST(({arg}) AS jsonb)")
             i = close + 1
             continue
@@ -318,6 +439,10 @@ def _rewrite_types_and_functions(tokens: list[Token], ddl: bool, domains: bool =
             out.append("COALESCE")
         elif word == "LEN" and nxt is not None and nxt.is_op("(") and not after_dot:
             out.append("LENGTH")
+        elif word == "LISTAGG" and nxt is not None and nxt.is_op("(") and not after_dot:
+            out.append("string_agg")
+        elif word == "TO_VARBYTE" and nxt is not None and nxt.is_op("(") and not after_dot:
+            out.append("decode")
         else:
             out.append(tok.text)
         i += 1
@@ -358,11 +483,13 @@ def _remove_duplicates_merge(tokens: list[Token]) -> list[str] | None:
     ]
 
 
-def translate_to_postgres(sql: str) -> list[str]:
+def translate_to_postgres(sql: str, schemas: Schemas | None = None) -> list[str]:
     """The PostgreSQL statements (zero or more) that do what Redshift ``sql`` does.
 
     ``sql`` holds one statement (the grammar check rejects more). Lexical errors are left
-    to PostgreSQL: the SQL is then passed through unchanged.
+    to PostgreSQL: the SQL is then passed through unchanged. ``schemas`` returns the
+    database's schema names (to tell ``schema.table.column`` from SUPER navigation); without
+    it no navigation is rewritten.
     """
     try:
         statements = split_statements(tokenize(sql))
@@ -380,4 +507,4 @@ def translate_to_postgres(sql: str) -> list[str]:
     ddl = sig[0].is_word(*_DDL_START)
     domains = ddl and any(t.is_word("TABLE") for t in sig[1:5])
     tokens = strip_constraints(strip_attributes(tokens))
-    return [_rewrite_types_and_functions(tokens, ddl, domains)]
+    return [_rewrite_types_and_functions(tokens, ddl, domains, schemas)]
