@@ -8,7 +8,11 @@ collaborators, as a Lambda function is Lambda's."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import random
+import re
 import threading
 import time
 import uuid
@@ -29,6 +33,7 @@ from local.event_source_mapping import (
     MAX_PAYLOAD_BYTES,
     LocalEventSourceMapping,
 )
+from local.event_source_mapping.lanes import lane_of
 from tests.conftest import REGION
 from tests.functional.conftest import Consumer
 
@@ -64,12 +69,15 @@ class Recorder:
     events: list[dict[str, Any]] = field(default_factory=list)
     contexts: list[Any] = field(default_factory=list)
 
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
     def __call__(self, event: dict[str, Any], context: Any) -> Any:
         batch = [(r["eventID"].split(":")[0], r["kinesis"]["sequenceNumber"],
                   base64.b64decode(r["kinesis"]["data"]).decode()) for r in event["Records"]]
-        self.batches.append(batch)
-        self.events.append(event)
-        self.contexts.append(context)
+        with self.lock:  # the shards' pollers call it concurrently
+            self.batches.append(batch)
+            self.events.append(event)
+            self.contexts.append(context)
         return self.respond(batch) if self.respond else {"batchItemFailures": []}
 
     def data(self, shard_id: str | None = None) -> list[str]:
@@ -139,7 +147,9 @@ def test_batches_respect_batch_size_and_shard_order(
 
     assert mapping.drain() == 12
 
-    assert [len(b) for b in handler.batches] == [3, 3, 3, 2, 1]
+    # The shards are served concurrently: each shard's batches in order, the two interleaved.
+    assert [len(b) for b in handler.batches if b[0][0] == SHARD_0] == [3, 3, 1]
+    assert [len(b) for b in handler.batches if b[0][0] == SHARD_1] == [3, 2]
     assert all(len({s for s, _, _ in b}) == 1 for b in handler.batches)  # one shard per batch
     assert handler.data(SHARD_0) == [f"a{i}" for i in range(7)]
     assert handler.data(SHARD_1) == [f"b{i}" for i in range(5)]
@@ -521,8 +531,13 @@ def test_run_polls_until_stopped(
     assert handler.data() == ["hello"]
 
 
+@pytest.mark.parametrize("handler", [
+    app.lambda_handler,
+    "functions.kinesis_consumer.app.lambda_handler",  # in an execution environment of its own
+], ids=["in-process", "environment"])
 def test_the_consumer_lambda_behind_the_mapping(
-    consumer: Consumer, stream: Stream, mapping_for: Callable[..., LocalEventSourceMapping]
+    handler: Any, consumer: Consumer, stream: Stream,
+    mapping_for: Callable[..., LocalEventSourceMapping],
 ) -> None:
     dms = DmsStream()
     for i in (1, 2):
@@ -532,11 +547,350 @@ def test_the_consumer_lambda_behind_the_mapping(
     dms.add_raw(b"{not json")
     for record in dms.take():
         stream.put(SHARD_0, base64.b64decode(record.data))
-    mapping = mapping_for(app.lambda_handler, batch_size=4)
+    mapping = mapping_for(handler, batch_size=4)
 
-    assert mapping.drain() == 7
+    try:
+        assert mapping.drain(timeout_seconds=120) == 7
+    finally:
+        mapping.close()
     rows = consumer.sql("SELECT ticket_id, name FROM public.sport_event_activity ORDER BY 1")
     assert [(r["ticket_id"], r["name"]) for r in rows] == [(1, "Buyer 1"), (2, "Buyer 2")]
     letter, = consumer.dead_letters()
     assert letter["shardId"] == SHARD_0 and letter["eventSourceARN"] == stream.arn
     assert mapping.counters.invocations == 2 and mapping.counters.retries == 0
+
+
+# ----------------------------------------------------------------- concurrency
+# "How Lambda processes records from Amazon Kinesis Data Streams"
+# (https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html): one concurrent invocation
+# per shard, up to ParallelizationFactor concurrent batches per shard, in order per partition
+# key. The handlers below record when each invocation ran; concurrency is read from those
+# intervals, and where it must happen a Meeting holds the first invocations until others are
+# in flight (a generous timeout, so a sequential mapping fails the overlap assertions rather
+# than hanging).
+
+
+@dataclass(frozen=True)
+class Put:
+    key: str
+    n: int  # the key's n-th change
+    shard_id: str
+    sequence_number: str
+
+    @property
+    def id(self) -> tuple[str, str]:
+        return self.shard_id, self.sequence_number
+
+
+@dataclass
+class Keyed:
+    """A stream of four shards with records under many partition keys."""
+
+    stream: Stream
+    puts: list[Put] = field(default_factory=list)
+
+    def put(self, keys: int, changes: int, *, prefix: str = "key") -> list[Put]:
+        """``changes`` records for each of ``keys`` keys, interleaved (key 0's n-th change, key
+        1's, ..., then each key's next)."""
+        entries = [(f"{prefix}-{k}", n) for n in range(changes) for k in range(keys)]
+        added: list[Put] = []
+        for start in range(0, len(entries), 500):
+            chunk = entries[start:start + 500]
+            result = self.stream.kinesis.put_records(StreamName=self.stream.name, Records=[
+                {"PartitionKey": key, "Data": f"{key}:{n}".encode()} for key, n in chunk])
+            assert result.get("FailedRecordCount", 0) == 0
+            added += [Put(key, n, r["ShardId"], r["SequenceNumber"])
+                      for (key, n), r in zip(chunk, result["Records"], strict=True)]
+        self.puts += added
+        return added
+
+    def last_per_shard(self) -> dict[str, str]:
+        last: dict[str, str] = {}
+        for put in self.puts:
+            if int(put.sequence_number) > int(last.get(put.shard_id, "-1")):
+                last[put.shard_id] = put.sequence_number
+        return last
+
+    def order_per_key(self) -> dict[str, list[str]]:
+        order: dict[str, list[Put]] = {}
+        for put in self.puts:
+            order.setdefault(put.key, []).append(put)
+        return {key: [p.sequence_number for p in sorted(puts, key=lambda p:
+                                                        int(p.sequence_number))]
+                for key, puts in order.items()}
+
+
+@pytest.fixture
+def keyed(kinesis: Any) -> Iterator[Keyed]:
+    name = f"esm-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=name, ShardCount=4)
+    arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    yield Keyed(Stream(kinesis, name, arn))
+    kinesis.delete_stream(StreamName=name)
+
+
+@pytest.fixture
+def keyed_mapping(
+    keyed: Keyed, tmp_path: Path
+) -> Iterator[Callable[..., LocalEventSourceMapping]]:
+    made: list[LocalEventSourceMapping] = []
+
+    def make(handler: Any, **options: Any) -> LocalEventSourceMapping:
+        options.setdefault("state_dir", tmp_path / "state")
+        options.setdefault("retry_backoff_seconds", 0.0)
+        options.setdefault("shard_refresh_seconds", 0.0)
+        mapping = LocalEventSourceMapping(keyed.stream.kinesis, keyed.stream.name, handler,
+                                          **options)
+        made.append(mapping)
+        return mapping
+
+    yield make
+    for mapping in made:
+        mapping.close()
+
+
+class Meeting:
+    """Holds the first invocation of each of ``parties`` different groups until all of them
+    are in flight at once (or 60 s pass). Later invocations go through."""
+
+    def __init__(self, parties: int, group: Callable[[Call], Any]) -> None:
+        self.parties = parties
+        self.group = group
+        self.entered: set[Any] = set()
+        self.lock = threading.Lock()
+        self.barrier = threading.Barrier(parties, timeout=60)
+
+    def attend(self, call: Call) -> None:
+        group = self.group(call)
+        with self.lock:
+            if group is None or group in self.entered or len(self.entered) >= self.parties:
+                return
+            self.entered.add(group)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.barrier.wait()  # broken if nobody came: the intervals will show it
+
+
+class Crash(BaseException):
+    """The consumer process dies (not an error the function reports: it escapes the mapping)."""
+
+
+@dataclass
+class Call:
+    shard_id: str
+    lane: int
+    records: list[tuple[str, str, str]]  # (partition key, sequence number, data)
+    started: float = 0.0
+    ended: float = 0.0
+    succeeded: bool = False
+
+    def overlaps(self, other: Call) -> bool:
+        return self.started < other.ended and other.started < self.ended
+
+
+@dataclass
+class Tracker:
+    """A thread-safe handler that records every invocation's interval and records.
+
+    ``meetings`` hold early invocations until others run alongside; ``poison`` raises for a
+    batch holding that data; ``crash_at`` makes the n-th invocation and all after it raise
+    ``Crash``; ``jitter`` sleeps up to that many seconds so lanes finish out of order."""
+
+    factor: int
+    meetings: list[Meeting] = field(default_factory=list)
+    poison: str | None = None
+    crash_at: int | None = None
+    jitter: float = 0.0
+    calls: list[Call] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    crashed: bool = False
+
+    def __call__(self, event: dict[str, Any], context: Any) -> Any:
+        started = time.monotonic()
+        records = [(r["kinesis"]["partitionKey"], r["kinesis"]["sequenceNumber"],
+                    base64.b64decode(r["kinesis"]["data"]).decode()) for r in event["Records"]]
+        call = Call(event["Records"][0]["eventID"].split(":")[0],
+                    lane_of(records[0][0], self.factor), records, started)
+        with self.lock:
+            self.calls.append(call)
+            crash = self.crashed or (self.crash_at is not None
+                                     and len(self.calls) >= self.crash_at)
+            self.crashed = crash
+            jitter = random.Random(records[0][1]).uniform(0, self.jitter)
+        for meeting in self.meetings:
+            meeting.attend(call)
+        time.sleep(jitter)
+        call.ended = time.monotonic()
+        if crash:
+            raise Crash
+        if self.poison is not None and any(d == self.poison for _, _, d in records):
+            raise Poison
+        call.succeeded = True
+        return {"batchItemFailures": []}
+
+    def completed(self) -> list[tuple[str, str]]:
+        """(shard, sequence number) of the records in invocations that succeeded (sequence
+        numbers are unique within a shard only)."""
+        return [(c.shard_id, q) for c in self.calls if c.succeeded for _, q, _ in c.records]
+
+    def per_key(self) -> dict[str, list[str]]:
+        """Each key's records as the successful invocations received them, in the order the
+        invocations started (a key's invocations never overlap, so this is their order)."""
+        order: dict[str, list[str]] = {}
+        for call in sorted((c for c in self.calls if c.succeeded), key=lambda c: c.started):
+            for key, sequence_number, _ in call.records:
+                order.setdefault(key, []).append(sequence_number)
+        return order
+
+
+def saved_checkpoints(state_dir: Path) -> dict[str, str | None]:
+    saved = json.loads(next(state_dir.glob("*.checkpoints.json")).read_text())
+    return {shard: c["sequenceNumber"] for shard, c in saved["shards"].items()}
+
+
+@pytest.mark.parametrize("factor", [1, 3])
+def test_shards_and_lanes_run_concurrently_and_keep_each_keys_order(
+    factor: int, keyed: Keyed, keyed_mapping: Callable[..., LocalEventSourceMapping]
+) -> None:
+    keyed.put(keys=48, changes=25)  # 1,200 records over 4 shards
+    shard_0 = min(p.shard_id for p in keyed.puts)
+    meetings = [Meeting(2, lambda call: call.shard_id)]  # two shards' batches at once
+    if factor > 1:
+        lanes_of_shard_0 = {lane_of(p.key, factor) for p in keyed.puts if p.shard_id == shard_0}
+        assert len(lanes_of_shard_0) > 1
+        meetings.append(Meeting(2, lambda call: call.lane if call.shard_id == shard_0 else None))
+    handler = Tracker(factor, meetings)
+    mapping = keyed_mapping(handler, batch_size=10, parallelization_factor=factor)
+
+    assert mapping.drain(timeout_seconds=120) == 1200
+
+    delivered = handler.completed()
+    assert sorted(delivered) == sorted(p.id for p in keyed.puts)  # each once
+    assert handler.per_key() == keyed.order_per_key()
+    calls = handler.calls
+    assert any(a.shard_id != b.shard_id and a.overlaps(b) for a in calls for b in calls)
+    for a in calls:
+        for b in calls:
+            if a is not b and a.shard_id == b.shard_id and a.overlaps(b):
+                # Within a shard only different lanes overlap: one batch per lane at a time.
+                assert factor > 1 and a.lane != b.lane
+    if factor > 1:
+        assert any(a.shard_id == b.shard_id == shard_0 and a.lane != b.lane and a.overlaps(b)
+                   for a in calls for b in calls)
+    assert all(len({lane_of(k, factor) for k, _, _ in c.records}) == 1 for c in calls)
+    assert mapping.counters.most_concurrent >= 2
+    assert mapping.checkpoints() == keyed.last_per_shard()
+
+
+@pytest.mark.parametrize("factor", [1, 3])
+def test_a_restart_loses_nothing_and_repeats_only_what_followed_the_checkpoint(
+    factor: int, keyed: Keyed, keyed_mapping: Callable[..., LocalEventSourceMapping],
+    tmp_path: Path,
+) -> None:
+    keyed.put(keys=40, changes=20)  # 800 records
+    first = Tracker(factor, crash_at=25, jitter=0.01)
+    crashed = keyed_mapping(first, batch_size=8, parallelization_factor=factor)
+    with pytest.raises(Crash):
+        crashed.drain(timeout_seconds=120)
+    crashed.close()
+
+    checkpoints = saved_checkpoints(tmp_path / "state")
+    done_before = set(first.completed())
+    for put in keyed.puts:
+        checkpoint = checkpoints.get(put.shard_id)
+        if checkpoint is not None and int(put.sequence_number) <= int(checkpoint):
+            # The checkpoint never passes a record that was not finished.
+            assert put.id in done_before
+    assert len(done_before) < len(keyed.puts)  # it did die mid-run
+
+    second = Tracker(factor)
+    keyed_mapping(second, batch_size=8, parallelization_factor=factor).drain(
+        timeout_seconds=120)
+
+    again = second.completed()
+    assert set(again) | done_before == {p.id for p in keyed.puts}  # none lost
+    assert len(again) == len(set(again))
+    for shard_id, sequence_number in again:
+        # Only what followed the checkpoint comes again.
+        checkpoint = checkpoints.get(shard_id)
+        assert checkpoint is None or int(sequence_number) > int(checkpoint)
+    expected = keyed.order_per_key()
+    for key, order in second.per_key().items():
+        assert order == expected[key][len(expected[key]) - len(order):]  # each key's tail
+
+
+def test_a_poison_record_in_one_lane_goes_to_the_destination_and_the_other_lanes_go_on(
+    keyed: Keyed, on_failure: Queue, keyed_mapping: Callable[..., LocalEventSourceMapping]
+) -> None:
+    factor = 3
+    keyed.put(keys=36, changes=1)
+    poisoned = keyed.put(keys=1, changes=1, prefix="poison")[0]
+    keyed.put(keys=36, changes=12)
+    shard = poisoned.shard_id
+    poison_lane = lane_of(poisoned.key, factor)
+    handler = Tracker(factor, poison="poison-0:0")
+    mapping = keyed_mapping(handler, batch_size=4, parallelization_factor=factor,
+                            maximum_retry_attempts=1, retry_backoff_seconds=0.2,
+                            on_failure=(on_failure.sqs, on_failure.url))
+
+    mapping.drain(timeout_seconds=120)
+
+    message, = on_failure.messages()
+    assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    info = message["KinesisBatchInfo"]
+    assert (info["shardId"], info["startSequenceNumber"], info["endSequenceNumber"],
+            info["batchSize"]) == (shard, poisoned.sequence_number, poisoned.sequence_number, 1)
+    others = {p.id for p in keyed.puts} - {poisoned.id}
+    assert sorted(handler.completed()) == sorted(others)  # nothing else lost, nothing twice
+    expected = keyed.order_per_key()
+    assert handler.per_key() == {k: v for k, v in expected.items() if k != poisoned.key}
+    assert mapping.checkpoints() == keyed.last_per_shard()
+    poison_calls = [c for c in handler.calls if c.shard_id == shard
+                    and poisoned.sequence_number in {q for _, q, _ in c.records}]
+    assert len(poison_calls) >= 3  # failed, bisected down to it, retried once
+    first_failure, last_attempt = poison_calls[0].ended, poison_calls[-1].started
+    assert any(c.shard_id == shard and c.lane != poison_lane and c.succeeded
+               and first_failure <= c.started <= last_attempt for c in handler.calls)
+
+
+def test_the_parallelization_factor_is_checked(
+    stream: Stream, mapping_for: Callable[..., LocalEventSourceMapping]
+) -> None:
+    for factor in (0, 11):
+        with pytest.raises(ValueError, match=r"parallelization_factor must be 1\.\.10"):
+            mapping_for(Recorder(), parallelization_factor=factor)
+
+
+# ----------------------------------------------------------------- execution environments
+
+def test_a_handler_path_runs_in_execution_environments_of_its_own(
+    keyed: Keyed, keyed_mapping: Callable[..., LocalEventSourceMapping], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = tmp_path / "environments.log"
+    monkeypatch.setenv("ESM_TEST_ENVIRONMENT_LOG", str(log))
+    keyed.put(keys=24, changes=10)
+    mapping = keyed_mapping("tests.functional.esm_environment_handler.handler",
+                            batch_size=10)
+
+    assert mapping.drain(timeout_seconds=180) == 240
+
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(e for line in lines for e in line["event_ids"]) == sorted(
+        f"{p.shard_id}:{p.sequence_number}" for p in keyed.puts)
+    pids = {line["pid"] for line in lines}
+    assert os.getpid() not in pids and len(pids) >= 2
+    for pid in pids:  # each environment keeps its own module state across invocations
+        assert sorted(line["call"] for line in lines if line["pid"] == pid) == list(
+            range(1, sum(line["pid"] == pid for line in lines) + 1))
+    assert len(pids) <= 4  # no more environments than concurrent batches (a shard each)
+    assert len({line["request_id"] for line in lines}) == len(lines)
+
+
+def test_a_handler_path_that_does_not_exist_is_refused(
+    stream: Stream, mapping_for: Callable[..., LocalEventSourceMapping]
+) -> None:
+    with pytest.raises(ValueError,
+                       match=re.escape("no module 'functions.nowhere' on the Python path")):
+        mapping_for("functions.nowhere.lambda_handler")
+    with pytest.raises(ValueError, match=re.escape("give it as 'package.module.function'")):
+        mapping_for("lambda_handler")
