@@ -1,9 +1,11 @@
 """The main job: the whole pipeline end to end on the local stack, from real source changes to
 the warehouse.
 
-    python -m local.cdc demo [--path lambda] [--duration 30] [--rate 40]
+    python -m local.cdc demo [--path lambda] [--duration 30] [--rate 40] [--spec FILE]
+    python -m local.cdc demo --source DSN --spec FILE [--duration 30]   # your own database
+    python -m local.cdc run --source DSN --spec FILE [--duration S]     # until Ctrl-C
     python -m local.cdc consume --stack-dir DIR --state-dir DIR     # the consumer process
-    python -m local.cdc reconcile --stack-dir DIR
+    python -m local.cdc reconcile --stack-dir DIR --state-dir DIR
 
 ``demo`` starts a fresh local stack (PostgreSQL with a ``source`` database in logical
 replication and the ``warehouse`` database behind the Redshift Data API stand-in, moto for
@@ -11,12 +13,23 @@ Kinesis, S3, SQS and Secrets Manager), creates and seeds the source, runs the lo
 load, then CDC), the consumer (the Lambda handler behind a local event source mapping) and a
 workload of purchases, updates, deletes, email changes, late dimensions and bad rows, shows
 progress, waits until the warehouse has caught up, prints the analyst table and a summary,
-reconciles source and warehouse, and stops everything.
+reconciles source and warehouse, and stops everything. ``--spec`` migrates the warehouse to
+that spec and the consumer reads it (the generated workload needs the reference tables).
+
+``run`` (and ``demo --source``) does the same on an existing PostgreSQL database of yours,
+with your spec and without the generated workload or seed: it checks the database
+(``wal_level = logical``, the spec's tables, a wal2json slot can be created), then full load,
+then CDC of whatever your applications commit, for ``--duration`` seconds or until Ctrl-C /
+SIGTERM, then catch-up and reconciliation against your database. The local stack (warehouse,
+Data API stand-in, moto) runs locally and stays up afterwards for ``cdc status`` and
+``cdc sql`` (``--no-keep-stack`` stops it). At the end the replication slot, and the DMS DDL
+capture objects if this run created them, are removed from your database.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -29,49 +42,71 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import boto3
+import psycopg
+from psycopg import sql
 
 from local.dms import DEFAULT_SLOT, LocalDms
+from local.dms.capture import DDL_AUDIT_TABLE, DDL_FUNCTION, DEFAULT_DDL_SCHEMA, OUTPUT_PLUGIN
 from local.event_source_mapping import LocalEventSourceMapping
 from local.postgres import PostgresServer, create_database
 from local.stack import StackInfo, ensure_stack, stop_stack
+from local.workload import TABLES as WORKLOAD_TABLES
 from local.workload import Workload
 from shared.data_api import DataApiTarget, RedshiftDataApi
 from shared.settings import hmac_key_from_secret
-from shared.spec import PipelineSpec, load_spec
+from shared.spec import PipelineSpec, SpecError, load_spec
 from tools import table_reload
-from tools.reconcile import Reconciliation, reconcile_source
+from tools.progress import steps, watch
+from tools.reconcile import Reconciliation, reconcile_source, reconcile_steps
 
 SOURCE_DATABASE = "source"
 RELOADED_TABLE = "ticket_activity"  # the demo's table reload (workload.lose_purchases_and_reload)
 ON_FAILURE_QUEUE = "cdc-on-failure"
+USER_SOURCE_SLOT = "cdc_local_run"  # the slot `run` creates on a user's database, and drops
 log = logging.getLogger("local.cdc")
+
+
+class SourceError(RuntimeError):
+    """The user's database cannot be the source as it is; the message says what to do."""
 
 
 @dataclass
 class LocalPipeline:
-    """The parts of the pipeline on one local stack; each part can run in a thread."""
+    """The parts of the pipeline on one local stack; each part can run in a thread.
+
+    The source is the stack's own ``source`` database, or ``external_source`` (a user's
+    database, ``run``)."""
 
     stack: StackInfo
     spec: PipelineSpec
     state_dir: Path
+    external_source: str | None = None
     threads: list[threading.Thread] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def prepare(cls, stack_dir: Path, state_dir: Path, spec: PipelineSpec) -> LocalPipeline:
-        stack = ensure_stack(stack_dir)
+    def prepare(cls, stack_dir: Path, state_dir: Path, spec: PipelineSpec | None = None, *,
+                spec_path: str | None = None, source_dsn: str | None = None) -> LocalPipeline:
+        """Start (or reuse) the stack, migrated to ``spec_path`` when given; ``spec`` defaults
+        to the spec the stack follows (the consumer reads that one too)."""
+        stack = ensure_stack(stack_dir, spec_path)
         os.environ.update(stack.environment())  # plain boto3 clients now reach the stack
-        pipeline = cls(stack, spec, state_dir)
+        pipeline = cls(stack, spec or load_spec(stack.spec_path or None), state_dir, source_dsn)
         state_dir.mkdir(parents=True, exist_ok=True)
-        create_database(PostgresServer(stack_dir / "pg", stack.postgres_port), SOURCE_DATABASE)
+        if source_dsn is None:
+            create_database(PostgresServer(stack_dir / "pg", stack.postgres_port),
+                            SOURCE_DATABASE)
         boto3.client("sqs").create_queue(QueueName=ON_FAILURE_QUEUE)
         return pipeline
 
     @property
     def source_dsn(self) -> str:
+        if self.external_source is not None:
+            return self.external_source
         return (f"host=127.0.0.1 port={self.stack.postgres_port} user=postgres "
                 f"dbname={SOURCE_DATABASE}")
 
@@ -79,16 +114,18 @@ class LocalPipeline:
         return Workload(self.source_dsn, self.spec, seed=seed)
 
     def dms(self) -> LocalDms:
+        slot = DEFAULT_SLOT if self.external_source is None else USER_SOURCE_SLOT
         return LocalDms(self.source_dsn, self.spec, boto3.client("kinesis"),
-                        self.stack.resources.stream_name, self.state_dir / "dms")
+                        self.stack.resources.stream_name, self.state_dir / "dms", slot)
 
     def consumer(self) -> LocalEventSourceMapping:
-        from functions.kinesis_consumer import app
-
         sqs = boto3.client("sqs")
         on_failure = sqs.get_queue_url(QueueName=ON_FAILURE_QUEUE)["QueueUrl"]
+        # The shards' batches run concurrently, each in an execution environment (process)
+        # of its own as in Lambda: the handler's module state is per environment.
         return LocalEventSourceMapping(
-            boto3.client("kinesis"), self.stack.resources.stream_name, app.lambda_handler,
+            boto3.client("kinesis"), self.stack.resources.stream_name,
+            "functions.kinesis_consumer.app.lambda_handler",
             batch_size=500, batching_window_seconds=0.5, maximum_retry_attempts=10,
             bisect_on_error=True, on_failure=(sqs, on_failure),
             state_dir=self.state_dir / "esm", retry_backoff_seconds=0.2,
@@ -124,8 +161,10 @@ class LocalPipeline:
             SecretId=self.stack.resources.hmac_secret_arn)["SecretString"]
         return hmac_key_from_secret(secret)
 
-    def reconcile(self) -> Reconciliation:
-        return reconcile_source(self.source_dsn, self.spec, self.hmac_key(), self.api())
+    def reconcile(self, step: Callable[[str], None] | None = None) -> Reconciliation:
+        if step is None:
+            return reconcile_source(self.source_dsn, self.spec, self.hmac_key(), self.api())
+        return reconcile_source(self.source_dsn, self.spec, self.hmac_key(), self.api(), step)
 
     def rejected(self) -> int:
         """Records on the dead-letter queue (SQS's approximate count)."""
@@ -136,8 +175,6 @@ class LocalPipeline:
 
     def dead_letters(self) -> Counter[str]:
         """Reasons of the records on the dead-letter queue (read without consuming them)."""
-        import json
-
         sqs = boto3.client("sqs")
         reasons: Counter[str] = Counter()
         seen: set[str] = set()
@@ -177,15 +214,20 @@ def catch_up(dms: LocalDms, consumer: LocalEventSourceMapping, timeout: float = 
             raise TimeoutError("the pipeline did not catch up in time")
 
 
-def progress_line(elapsed: float, duration: float, workload: Workload, dms: LocalDms,
-                  consumer: LocalEventSourceMapping, rejected: int, width: int = 24) -> str:
-    done = min(1.0, elapsed / duration) if duration else 1.0
-    bar = "#" * int(done * width) + "-" * (width - int(done * width))
-    captured = dms.counters.records_loaded + dms.counters.records_captured
-    behind = max(captured - consumer.counters.records_delivered, 0)
-    return (f"\r[{bar}] {elapsed:5.1f}s  source txns {workload.counters.transactions:6d}  "
-            f"captured {captured:7d}  consumed {consumer.counters.records_delivered:7d}  "
-            f"rejected {rejected:4d}  behind {behind:6d}")
+def records_sent(dms: LocalDms) -> int:
+    return dms.counters.records_loaded + dms.counters.records_captured
+
+
+def pipeline_status(dms: LocalDms, consumer: LocalEventSourceMapping, rejected: int,
+                    transactions: int | None = None) -> str:
+    """One line of counters: what the source did (when a workload runs), what DMS captured,
+    what the consumer got, what was dead-lettered and how far the consumer is behind."""
+    captured = records_sent(dms)
+    delivered = consumer.counters.records_delivered
+    behind = max(captured - delivered, 0)
+    source = "" if transactions is None else f"source txns {transactions}  "
+    return (f"{source}captured {captured}  consumed {delivered}  rejected {rejected}  "
+            f"behind {behind}")
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str], width: int = 14) -> None:
@@ -206,72 +248,374 @@ def quiet_handler_output() -> None:
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 
 
-def demo(args: argparse.Namespace) -> int:
-    quiet_handler_output()
-    spec = load_spec(args.spec)
-    state_dir = Path(args.state_dir)
+# -- the user's database as the source -------------------------------------------------------
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _qualified(conn: psycopg.Connection[Any], schema: str, table: str) -> str:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)).as_string(conn)
+
+
+def check_source(dsn: str, spec: PipelineSpec) -> list[str]:
+    """Check that the local DMS can run on the user's database; raise ``SourceError`` naming
+    every problem and what to do. Returns warnings (the run goes on).
+
+    Logical decoding needs ``wal_level = logical`` ("Logical Decoding Concepts" and "wal_level",
+    PostgreSQL documentation; "Enabling CDC using a self-managed PostgreSQL database as a
+    source", AWS DMS User Guide). Creating a logical slot needs the REPLICATION attribute or a
+    superuser ("Replication Slots", PostgreSQL documentation, 49.2.2), the output plugin
+    installed on the server, and a free slot (``max_replication_slots``): a temporary wal2json
+    slot is created and dropped to find out. DMS's DDL capture is an event trigger, which only
+    a superuser may create ("CREATE EVENT TRIGGER", PostgreSQL documentation).
+    """
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10,
+                               application_name="cdc-run-check")
+    except psycopg.Error as exc:
+        raise SourceError(
+            f"cannot connect to the source database ({_first_line(exc)}): check --source "
+            "(host, port, dbname, user; a password goes in PGPASSWORD or ~/.pgpass)") from None
+    problems: list[str] = []
+    warnings: list[str] = []
+    with conn:
+        wal_level = str(conn.execute("SHOW wal_level").fetchone()[0])  # type: ignore[index]
+        if wal_level != "logical":
+            problems.append(
+                f"wal_level is {wal_level!r}; change data capture needs logical decoding: set "
+                "wal_level = logical (ALTER SYSTEM SET wal_level = logical, or in "
+                "postgresql.conf) and restart PostgreSQL; on Amazon RDS or Aurora set "
+                "rds.logical_replication = 1 in the DB parameter group and reboot")
+        schema = spec.source_schema
+        for name in spec.tables:
+            found = conn.execute(
+                "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE "
+                "i.indrelid = c.oid AND i.indisprimary) FROM pg_class c "
+                "WHERE c.oid = to_regclass(%s)", (_qualified(conn, schema, name),)).fetchone()
+            if found is None:
+                problems.append(f"table {schema}.{name} of the spec is not in the database: "
+                                "check the spec's source_schema and table names "
+                                "(cdc spec check compares a spec with the database)")
+            elif found[0] == "n" or (found[0] == "d" and not found[1]):
+                warnings.append(
+                    f"{schema}.{name} has no primary key and no replica identity: its updates "
+                    "and deletes reach the stream without their key; give it a primary key or "
+                    f"ALTER TABLE {schema}.{name} REPLICA IDENTITY FULL")
+        role = conn.execute("SELECT rolsuper, rolreplication FROM pg_roles "
+                            "WHERE rolname = current_user").fetchone()
+        superuser, replication = (bool(role[0]), bool(role[1])) if role else (False, False)
+        if not (superuser or replication):
+            problems.append("the user may not create replication slots: connect as a user "
+                            "with the REPLICATION attribute (ALTER ROLE ... REPLICATION) or "
+                            "a superuser (on RDS: GRANT rds_replication TO ...)")
+        if not superuser and not ddl_capture_exists(conn):
+            problems.append(
+                "the local DMS captures DDL the way DMS does, with an event trigger "
+                f"({DDL_FUNCTION}), and only a superuser can create one: connect as a "
+                "superuser (or have one run the DMS guide's DDL capture setup once)")
+        if wal_level == "logical" and (superuser or replication):
+            problems += _slot_problems(conn)
+    if problems:
+        raise SourceError("the source database cannot be used as it is:\n  - "
+                          + "\n  - ".join(problems))
+    return warnings
+
+
+def _slot_problems(conn: psycopg.Connection[Any]) -> list[str]:
+    """Create and drop a temporary wal2json slot; what went wrong, with what to do."""
+    slot = f"cdc_check_{os.getpid()}"
+    try:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, %s, true)",
+                     (slot, OUTPUT_PLUGIN))
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    except psycopg.errors.UndefinedFile:
+        return ["wal2json, the logical decoding plugin the local DMS reads (as DMS does on "
+                "PostgreSQL), is not installed on the database server: install it there "
+                "(Debian/Ubuntu: apt-get install postgresql-<major version>-wal2json; Amazon "
+                "RDS and Aurora PostgreSQL include it)"]
+    except psycopg.Error as exc:
+        return [f"cannot create a logical replication slot ({_first_line(exc)}): with "
+                "'all replication slots are in use' raise max_replication_slots and restart; "
+                "otherwise check the user's REPLICATION attribute"]
+    return []
+
+
+def ddl_capture_exists(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %s)",
+                       (DDL_FUNCTION,)).fetchone()
+    return bool(row and row[0])
+
+
+def release_source(dsn: str, dms: LocalDms, drop_ddl_capture: bool) -> None:
+    """Drop the run's replication slot (a slot left behind keeps WAL on the server forever)
+    and, when this run created them, DMS's DDL capture objects ("Removing AWS DMS artifacts
+    from a PostgreSQL source database", AWS DMS User Guide)."""
+    dms.close()
+    dms.drop_slot()
+    dms.close()
+    if not drop_ddl_capture:
+        return
+    schema = sql.Identifier(DEFAULT_DDL_SCHEMA)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(
+            sql.Identifier(DDL_FUNCTION)))
+        conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}.{}()").format(
+            schema, sql.Identifier(DDL_FUNCTION)))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
+            schema, sql.Identifier(DDL_AUDIT_TABLE)))
+
+
+def estimated_rows(dsn: str, spec: PipelineSpec) -> int:
+    """The spec's tables' rows in the source: the planner's estimate (``pg_class.reltuples``,
+    -1 until the table was first analyzed), counted where there is none."""
+    total = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in spec.tables:
+            qualified = _qualified(conn, spec.source_schema, name)
+            row = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = "
+                               "to_regclass(%s)", (qualified,)).fetchone()
+            if row is None:
+                continue
+            if row[0] < 0:
+                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+                    sql.SQL(qualified))).fetchone()
+            total += int(row[0]) if row else 0
+    return total
+
+
+# -- one run of the pipeline -------------------------------------------------------------------
+
+class StopRequest:
+    """Ctrl-C or SIGTERM asks the run to stop its CDC phase (then it catches up and
+    reconciles); a second one aborts."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._handle)
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+        print("\nstopping: catching up, then reconciling (again to abort)", file=sys.stderr,
+              flush=True)
+
+
+@dataclass
+class PipelineRun:
+    """The local DMS and a consumer (the Lambda handler in threads, or the Glue runner in a
+    process of its own) on one ``LocalPipeline``."""
+
+    pipeline: LocalPipeline
+    path: str
+    dms: LocalDms = field(init=False)
+    consumer: LocalEventSourceMapping = field(init=False)
+    glue: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.dms, self.consumer = self.pipeline.dms(), self.pipeline.consumer()
+
+    def full_load(self) -> int:
+        total = estimated_rows(self.pipeline.source_dsn, self.pipeline.spec)
+        with watch("full load", lambda: (self.dms.counters.records_loaded, total, ""),
+                   unit="rows"):
+            return self.dms.full_load()
+
+    def start(self) -> None:
+        self.pipeline.start(self.dms.run, "dms")
+        if self.path == "glue":  # the Glue batch function on local Spark, its own process
+            self.glue = _spawn(self.pipeline.consumer_command("glue"),
+                               self.pipeline.state_dir / "glue-runner.log")
+        else:
+            self.pipeline.start(self.consumer.run, "consumer")
+
+    def status(self, transactions: int | None = None) -> str:
+        return pipeline_status(self.dms, self.consumer, self.pipeline.rejected(), transactions)
+
+    def stream(self, duration: float | None, until: threading.Event,
+               tick: Callable[[float], None] | None = None,
+               transactions: Callable[[], int] | None = None) -> None:
+        """CDC until ``duration`` seconds passed or ``until`` is set, with a bar of the time
+        and the counters; ``tick(elapsed)`` runs every half second."""
+        started = time.monotonic()
+        note = ""
+
+        def reading() -> tuple[int, int | None, str]:
+            return (int(time.monotonic() - started),
+                    None if duration is None else int(duration), note)
+
+        with watch("cdc", reading, unit="s"):
+            while not until.is_set():
+                elapsed = time.monotonic() - started
+                if duration is not None and elapsed >= duration:
+                    break
+                if tick is not None:
+                    tick(elapsed)
+                note = self.status(transactions() if transactions else None)
+                until.wait(0.5)
+
+    def catch_up(self) -> None:
+        """Stop the parts' own loops, then capture and consume what is left."""
+        self.pipeline.shutdown()
+        if self.glue is None:
+            with watch("catch-up", lambda: (self.consumer.counters.records_delivered,
+                                            records_sent(self.dms), "")):
+                catch_up(self.dms, self.consumer)
+            return
+        self.glue.terminate()
+        self.glue.wait(timeout=60)
+        time.sleep(1.0)  # the source's last commits reach the WAL
+        self.dms.drain()
+        log_path = self.pipeline.state_dir / "glue-drain.log"
+        drain = _spawn(self.pipeline.consumer_command("glue", once=True), log_path)
+        if drain.wait(timeout=300) != 0:
+            raise RuntimeError(f"the Glue runner failed: see {log_path}")
+
+    def kill(self) -> None:
+        if self.glue is not None and self.glue.poll() is None:
+            self.glue.kill()
+
+    def reconcile(self) -> Reconciliation:
+        with steps("reconcile", reconcile_steps(self.pipeline.spec)) as step:
+            return self.pipeline.reconcile(step)
+
+
+def print_reconciliation(report: Reconciliation) -> None:
+    print("\nreconciliation (source with the spec's PII rules vs warehouse):")
+    for table in report.tables:
+        print("  " + table.summary())
+    for reason, count in report.rejected_source_rows.most_common():
+        print(f"  source rows the spec rejects (on the dead-letter queue) x{count}: {reason}")
+    print(f"differences={report.differences}")
+
+
+def _fresh(state_dir: Path) -> None:
     stop_stack(state_dir / "stack")
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
+
+
+def _spec_path(args: argparse.Namespace) -> str | None:
+    return str(Path(args.spec).resolve()) if args.spec else None
+
+
+def demo(args: argparse.Namespace) -> int:
+    if args.source:
+        return run_on_source(args)
+    quiet_handler_output()
+    spec_path = _spec_path(args)
+    spec = load_spec(spec_path)
+    missing = [t for t in WORKLOAD_TABLES if t not in spec.tables]
+    if missing:
+        raise SpecError(f"the demo's generated workload writes the reference tables, and the "
+                        f"spec has no {', '.join(missing)}: for your own tables give "
+                        "--source <dsn> of a database that holds them (or use cdc run)")
+    state_dir = Path(args.state_dir)
+    _fresh(state_dir)
     print("starting the local stack (PostgreSQL source + warehouse, Redshift Data API "
           "stand-in, moto) ...")
-    glue: subprocess.Popen[bytes] | None = None
+    run: PipelineRun | None = None
     try:
-        pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec)
+        pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec,
+                                         spec_path=spec_path)
         workload = pipeline.workload()
         workload.create_schema(loose=True)
         workload.seed_data(customers=args.customers, events=10, purchases=args.purchases)
-        dms, consumer = pipeline.dms(), pipeline.consumer()
+        run = PipelineRun(pipeline, args.path)
         print(f"full load of {len(spec.tables)} tables, then CDC through the "
               f"{args.path} path for {args.duration:.0f}s at {args.rate:.0f} txn/s")
-        dms.full_load()
-        pipeline.start(dms.run, "dms")
-        if args.path == "glue":  # the Glue batch function on local Spark, its own process
-            glue = _spawn(pipeline.consumer_command("glue"), state_dir / "glue-runner.log")
-        else:
-            pipeline.start(consumer.run, "consumer")
-        started = time.monotonic()
-        runner = threading.Thread(target=workload.run, kwargs={
-            "rate_per_second": args.rate, "duration_seconds": args.duration,
-            "stop_event": pipeline.stop, "bad_row_share": args.bad_rows}, daemon=True)
+        run.full_load()
+        run.start()
+        done = threading.Event()
+        runner = threading.Thread(target=_run_workload, args=(workload, args, pipeline.stop,
+                                                               done), daemon=True)
         runner.start()
         events = table_events(pipeline, workload) if args.table_events else []
-        while runner.is_alive():
-            elapsed = time.monotonic() - started
+
+        def tick(elapsed: float) -> None:
             while events and elapsed >= events[0][0] * args.duration:
                 events.pop(0)[1]()
-            print(progress_line(elapsed, args.duration, workload, dms,
-                                consumer, pipeline.rejected()), end="", flush=True)
-            runner.join(0.5)
-        pipeline.shutdown()
-        if glue is not None:
-            glue.terminate()
-            glue.wait(timeout=60)
-            time.sleep(1.0)  # the source's last commits reach the WAL
-            dms.drain()
-            drain = _spawn(pipeline.consumer_command("glue", once=True),
-                           state_dir / "glue-drain.log")
-            if drain.wait(timeout=300) != 0:
-                raise RuntimeError(f"the Glue runner failed: see {state_dir}/glue-drain.log")
-        else:
-            catch_up(dms, consumer)
+
+        run.stream(args.duration, done, tick, lambda: workload.counters.transactions)
+        runner.join()
+        run.catch_up()
         if args.table_events and not events:  # the reload was requested and has landed
             swept = table_reload.finish(pipeline.api(), pipeline.spec, RELOADED_TABLE)
-            print(f"\nreload of {RELOADED_TABLE} finished: {swept} rows the source no longer has "
+            print(f"reload of {RELOADED_TABLE} finished: {swept} rows the source no longer has "
                   "deleted")
-        print(progress_line(args.duration, args.duration, workload, dms, consumer,
-                            pipeline.rejected()))
-        show_results(pipeline, workload, dms, consumer, args.rows)
-        report = pipeline.reconcile()
-        print("\nreconciliation (source with the spec's PII rules vs warehouse):")
-        for table in report.tables:
-            print("  " + table.summary())
-        print(f"differences={report.differences}")
+        print(run.status(workload.counters.transactions))
+        show_results(pipeline, run, args.rows, workload)
+        report = run.reconcile()
+        print_reconciliation(report)
         return 0 if report.differences == 0 else 1
     finally:
-        if glue is not None and glue.poll() is None:
-            glue.kill()
+        if run is not None:
+            run.kill()
         stop_stack(state_dir / "stack")
+
+
+def _run_workload(workload: Workload, args: argparse.Namespace, stop: threading.Event,
+                  done: threading.Event) -> None:
+    try:
+        workload.run(rate_per_second=args.rate, duration_seconds=args.duration,
+                     stop_event=stop, bad_row_share=args.bad_rows)
+    finally:
+        done.set()
+
+
+def run_on_source(args: argparse.Namespace) -> int:
+    """``run``: the pipeline on the user's own database (see the module docstring)."""
+    quiet_handler_output()
+    if not args.spec:
+        raise SpecError("give your pipeline spec with --spec FILE (cdc spec init writes one "
+                        "from your database)")
+    spec_path = _spec_path(args)
+    spec = load_spec(spec_path)
+    warnings = check_source(args.source, spec)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    with psycopg.connect(args.source, autocommit=True) as conn:
+        ddl_capture_existed = ddl_capture_exists(conn)
+    state_dir = Path(args.state_dir)
+    _fresh(state_dir)
+    stop = StopRequest()
+    stop.install()
+    keep_stack = args.keep_stack is not False
+    print("starting the local stack (warehouse, Redshift Data API stand-in, moto) ...")
+    run: PipelineRun | None = None
+    try:
+        pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec,
+                                         spec_path=spec_path, source_dsn=args.source)
+        run = PipelineRun(pipeline, args.path)
+        until = "until Ctrl-C" if args.duration is None else f"for {args.duration:.0f}s"
+        print(f"full load of {len(spec.tables)} tables from your database, then CDC through "
+              f"the {args.path} path {until}")
+        loaded = run.full_load()
+        print(f"full load: {loaded} rows")
+        run.start()
+        run.stream(args.duration, stop.event)
+        run.catch_up()
+        print(run.status())
+        show_results(pipeline, run, args.rows)
+        report = run.reconcile()
+        print_reconciliation(report)
+        return 0 if report.differences == 0 else 1
+    finally:
+        if run is not None:
+            run.kill()
+            release_source(args.source, run.dms, drop_ddl_capture=not ddl_capture_existed)
+        if keep_stack:
+            stack_dir = state_dir / "stack"
+            print(f"\nthe local stack keeps running: cdc status --stack-dir {stack_dir}; "
+                  f"cdc sql --state-dir {stack_dir} \"SELECT ...\"; "
+                  f"make stack-stop STACK_DIR={stack_dir}")
+        else:
+            stop_stack(state_dir / "stack")
 
 
 def table_events(pipeline: LocalPipeline, workload: Workload
@@ -296,8 +640,8 @@ def _spawn(module_args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
                             stderr=subprocess.STDOUT, env=dict(os.environ))
 
 
-def show_results(pipeline: LocalPipeline, workload: Workload, dms: LocalDms,
-                 consumer: LocalEventSourceMapping, rows: int) -> None:
+def show_results(pipeline: LocalPipeline, run: PipelineRun, rows: int,
+                 workload: Workload | None = None) -> None:
     api = pipeline.api()
     for target in pipeline.spec.targets.values():
         name = f'"{pipeline.spec.target_schema}"."{target.name}"'
@@ -305,15 +649,19 @@ def show_results(pipeline: LocalPipeline, workload: Workload, dms: LocalDms,
         first = api.query(f"SELECT * FROM {name} ORDER BY {', '.join(target.key)} LIMIT {rows}")
         print(f"\n{pipeline.spec.target_schema}.{target.name}: first {len(first)} of {count}")
         print_table(first, [c.name for c in target.columns])
-    ops = workload.counters.operations
-    print(f"\nsummary: {workload.counters.transactions} source transactions "
-          f"({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))}); "
-          f"{dms.counters.records_loaded + dms.counters.records_captured} DMS records; "
-          f"{consumer.counters.invocations} handler "
-          f"invocations, {consumer.counters.retries} retries")
+    dms, consumer = run.dms, run.consumer
+    source = ""
+    if workload is not None:
+        ops = workload.counters.operations
+        source = (f"{workload.counters.transactions} source transactions "
+                  f"({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))}); ")
+    print(f"\nsummary: {source}{records_sent(dms)} DMS records "
+          f"({dms.counters.records_loaded} loaded, {dms.counters.records_captured} captured); "
+          f"{consumer.counters.invocations} handler invocations, "
+          f"{consumer.counters.retries} retries")
     letters = pipeline.dead_letters()
-    print(f"dead-letter queue: {sum(letters.values())} records "
-          f"(bad source rows written: {len(workload.bad_rows)})")
+    bad = "" if workload is None else f" (bad source rows written: {len(workload.bad_rows)})"
+    print(f"dead-letter queue: {sum(letters.values())} records{bad}")
     for reason, count in letters.most_common():
         print(f"  x{count}: {reason}")
 
@@ -321,7 +669,7 @@ def show_results(pipeline: LocalPipeline, workload: Workload, dms: LocalDms,
 def consume(args: argparse.Namespace) -> int:
     """Run the consumer (event source mapping + Lambda handler) until SIGTERM."""
     pipeline = LocalPipeline.prepare(Path(args.stack_dir), Path(args.state_dir),
-                                     load_spec(args.spec))
+                                     spec_path=_spec_path(args))
     signal.signal(signal.SIGTERM, lambda *_: pipeline.stop.set())
     pipeline.consumer().run(pipeline.stop)
     return 0
@@ -329,41 +677,77 @@ def consume(args: argparse.Namespace) -> int:
 
 def reconcile_command(args: argparse.Namespace) -> int:
     pipeline = LocalPipeline.prepare(Path(args.stack_dir), Path(args.state_dir),
-                                     load_spec(args.spec))
-    report = pipeline.reconcile()
+                                     spec_path=_spec_path(args))
+    with steps("reconcile", reconcile_steps(pipeline.spec)) as step:
+        report = pipeline.reconcile(step)
     for table in report.tables:
         print(table.summary())
     print(f"differences={report.differences}")
     return 0 if report.differences == 0 else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def _add_run_options(parser: argparse.ArgumentParser, duration: float | None,
+                     state_dir: str) -> None:
+    parser.add_argument("--spec", help="pipeline spec file: the warehouse is migrated to it and "
+                                       "the consumer reads it (default: the packaged spec)")
+    parser.add_argument("--path", choices=["lambda", "glue"], default="lambda",
+                        help="the consumer: the Lambda handler, or the Glue batch function")
+    parser.add_argument("--duration", type=float, default=duration,
+                        help="seconds of CDC" + (" (default: until Ctrl-C)"
+                                                  if duration is None else " (default: 30)"))
+    parser.add_argument("--rows", type=int, default=10,
+                        help="rows of each wide table to show at the end")
+    parser.add_argument("--state-dir", default=state_dir,
+                        help="the run's state and its local stack (<state-dir>/stack), made "
+                             "anew (default: %(default)s)")
+
+
+def _add_source_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--source", required=required, metavar="DSN",
+                        help="your PostgreSQL database (libpq DSN or URL; wal_level=logical, "
+                             "wal2json on the server)" + ("" if required else
+                                                          ": run on it instead of the "
+                                                          "generated workload"))
+    parser.add_argument("--keep-stack", action=argparse.BooleanOptionalAction, default=None,
+                        help="with --source: leave the local stack running at the end "
+                             "(default: yes)")
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m local.cdc") -> int:
     logging.basicConfig(level=logging.WARNING)
-    parser = argparse.ArgumentParser(prog="python -m local.cdc", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", help="pipeline spec (default: the packaged one)")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("demo", help="the pipeline end to end, then reconcile")
-    run.add_argument("--path", choices=["lambda", "glue"], default="lambda",
-                     help="the consumer: the Lambda handler, or the Glue batch function")
-    run.add_argument("--duration", type=float, default=30.0, help="seconds of workload")
-    run.add_argument("--rate", type=float, default=40.0, help="source transactions per second")
-    run.add_argument("--bad-rows", type=float, default=0.02, help="share of bad source rows")
-    run.add_argument("--customers", type=int, default=200)
-    run.add_argument("--purchases", type=int, default=1000)
-    run.add_argument("--rows", type=int, default=10, help="rows of the analyst table to show")
-    run.add_argument("--table-events", action=argparse.BooleanOptionalAction, default=True,
-                     help="once during the run: truncate sport_event, add ticket.section, "
-                          "reload ticket_activity after unseen deletes")
-    run.add_argument("--state-dir", default=".local-stack/demo")
-    run.set_defaults(func=demo)
+    demo_parser = commands.add_parser("demo", help="the pipeline end to end, then reconcile")
+    _add_run_options(demo_parser, 30.0, ".local-stack/demo")
+    _add_source_options(demo_parser, required=False)
+    demo_parser.add_argument("--rate", type=float, default=40.0,
+                             help="source transactions per second")
+    demo_parser.add_argument("--bad-rows", type=float, default=0.02,
+                             help="share of bad source rows")
+    demo_parser.add_argument("--customers", type=int, default=200)
+    demo_parser.add_argument("--purchases", type=int, default=1000)
+    demo_parser.add_argument("--table-events", action=argparse.BooleanOptionalAction,
+                             default=True,
+                             help="once during the run: truncate sport_event, add "
+                                  "ticket.section, reload ticket_activity after unseen deletes")
+    demo_parser.set_defaults(func=demo)
+    run_parser = commands.add_parser("run", help="the pipeline on your own database")
+    _add_run_options(run_parser, None, ".local-stack/run")
+    _add_source_options(run_parser, required=True)
+    run_parser.set_defaults(func=run_on_source)
     for name, func in (("consume", consume), ("reconcile", reconcile_command)):
         sub = commands.add_parser(name)
         sub.add_argument("--stack-dir", required=True)
         sub.add_argument("--state-dir", required=True)
+        sub.add_argument("--spec", help="pipeline spec (default: the one the stack follows)")
         sub.set_defaults(func=func)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (SpecError, SourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

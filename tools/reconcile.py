@@ -6,17 +6,16 @@ of every replica and every wide table are read through the Data API and compared
 names missing, extra and different rows by key and column only, never by value (values may be
 personal data). Zero differences on a healthy pipeline once it has caught up.
 
-    python -m tools.reconcile --source-dsn "host=... dbname=..."   # warehouse from the
-                                                                    # consumer's variables
+    python -m tools.reconcile --source "host=... dbname=..."   # warehouse from the
+                                                                # consumer's variables
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -189,28 +188,45 @@ class Reconciliation:
         return sum(t.differences for t in self.tables)
 
 
+def _no_step(name: str) -> None:
+    """The default progress callback: nothing to show."""
+
+
 def reconcile(spec: PipelineSpec, source: Mapping[str, Iterable[Row]], hmac_key: bytes,
-              api: RedshiftDataApi) -> Reconciliation:
+              api: RedshiftDataApi, step: Callable[[str], None] = _no_step) -> Reconciliation:
+    """``step`` is called with each replica's and wide table's name once it is compared."""
     rejected: Counter[str] = Counter()
     expected = expected_replicas(spec, source, hmac_key, rejected)
-    report = [diff(f"{spec.replica_schema}.{name}", expected[name],
-                   warehouse_replica(api, spec, table)) for name, table in spec.tables.items()]
+    report = []
+    for name, table in spec.tables.items():
+        report.append(diff(f"{spec.replica_schema}.{name}", expected[name],
+                           warehouse_replica(api, spec, table)))
+        step(name)
     for target in spec.targets.values():
         report.append(diff(f"{spec.target_schema}.{target.name}",
                            expected_wide(spec, target, expected),
                            warehouse_wide(api, spec, target)))
+        step(target.name)
     return Reconciliation(report, rejected)
 
 
+def reconcile_steps(spec: PipelineSpec) -> int:
+    """How many times ``reconcile_source`` calls its ``step``."""
+    return 2 * len(spec.tables) + len(spec.targets)
+
+
 def reconcile_source(dsn: str, spec: PipelineSpec, hmac_key: bytes,
-                     api: RedshiftDataApi) -> Reconciliation:
+                     api: RedshiftDataApi, step: Callable[[str], None] = _no_step,
+                     ) -> Reconciliation:
     """``reconcile`` a PostgreSQL source, with the columns schema evolution added to the
-    replicas (``_cdc_columns``) compared too."""
+    replicas (``_cdc_columns``) compared too; ``step`` as in ``reconcile`` and once per
+    source table read."""
     evolved = RedshiftWriter(spec, api).load_added_columns()
-    return reconcile(evolved, read_source(dsn, evolved), hmac_key, api)
+    return reconcile(evolved, read_source(dsn, evolved, step), hmac_key, api, step)
 
 
-def read_source(dsn: str, spec: PipelineSpec) -> dict[str, list[Row]]:
+def read_source(dsn: str, spec: PipelineSpec,
+                step: Callable[[str], None] = _no_step) -> dict[str, list[Row]]:
     """Every spec table's rows from a PostgreSQL source (psycopg)."""
     import psycopg
     from psycopg.rows import dict_row
@@ -221,25 +237,30 @@ def read_source(dsn: str, spec: PipelineSpec) -> dict[str, list[Row]]:
             columns = ", ".join(ident(c.name) for c in table.columns)
             cur.execute(f"SELECT {columns} FROM {ident(spec.source_schema)}.{ident(name)}")
             rows[name] = list(cur.fetchall())
+            step(name)
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     import boto3
 
-    from shared.settings import PipelineSettings, hmac_key_from_secret
-    from shared.spec import load_spec
+    from shared.settings import hmac_key_from_secret
+    from tools.cli_settings import add_spec_argument, settings_and_spec
+    from tools.progress import steps
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source-dsn", required=True, help="libpq connection string")
+    parser.add_argument("--source", "--source-dsn", dest="source_dsn", required=True,
+                        metavar="DSN", help="the source database (libpq DSN or URL)")
+    add_spec_argument(parser)
     args = parser.parse_args(argv)
-    settings = PipelineSettings.from_mapping(dict(os.environ))
-    spec = load_spec(settings.spec_path)
+    settings, spec = settings_and_spec(args.spec)
     secret = boto3.client("secretsmanager").get_secret_value(
         SecretId=settings.hmac_key_secret_arn)["SecretString"]
     api = RedshiftDataApi(boto3.client("redshift-data"), settings.target)
-    report = reconcile_source(args.source_dsn, spec, hmac_key_from_secret(secret), api)
+    with steps("reconcile", reconcile_steps(spec)) as step:
+        report = reconcile_source(args.source_dsn, spec, hmac_key_from_secret(secret), api,
+                                  step)
     for table in report.tables:
         print(table.summary())
     for reason, count in report.rejected_source_rows.most_common():
