@@ -2,6 +2,10 @@
 # `make test` (everything CI runs). Both set up what is missing first (scripts/bootstrap.sh).
 VENV   := .venv
 PY     := $(VENV)/bin/python
+CDC    := $(VENV)/bin/cdc
+# SPEC=<file>: your pipeline spec for demo, sql, invoke and status (the warehouse is migrated
+# to it first); ARGS: more options of `cdc demo` (`cdc demo --help`).
+SPEC_ARG = $(if $(SPEC),--spec "$(SPEC)")
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo test bootstrap tools lint typecheck unit functional e2e deploy-checks bench-core bench-e2e clean
@@ -13,7 +17,7 @@ tools: bootstrap
 	@bash scripts/install_tools.sh
 
 demo: bootstrap
-	$(PY) -m local.cdc demo $(ARGS)
+	$(CDC) demo $(SPEC_ARG) $(ARGS)
 
 test: bootstrap tools lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider
@@ -50,15 +54,20 @@ clean:
 # `sql` and `invoke` start on demand; STACK_DIR holds its state, logs and data.
 #   make sql Q="SELECT count(*) FROM public.sport_event_activity"
 #   make invoke EVENT=events/inserts.json          (the order to apply them: events/README.md)
+#   make invoke EVENT=my_event.json SPEC=my_spec.toml   (your spec: the warehouse follows it)
+#   make status                                    (lag, rows, positions, dead letters)
 # Q and EVENT reach the commands through the environment, so quotes in them stay as typed.
 STACK_DIR ?= .local-stack/stack
-.PHONY: sql invoke stack-start stack-stop events
+.PHONY: sql invoke status stack-start stack-stop events
 
 sql: bootstrap
-	@$(PY) -m local.sql --state-dir "$(STACK_DIR)" "$$Q"
+	@$(CDC) sql --state-dir "$(STACK_DIR)" $(SPEC_ARG) "$$Q"
 
 invoke: bootstrap
-	@$(PY) -m local.invoke --state-dir "$(STACK_DIR)" "$$EVENT"
+	@$(CDC) invoke --state-dir "$(STACK_DIR)" $(SPEC_ARG) "$$EVENT"
+
+status: bootstrap
+	@$(CDC) status --stack-dir "$(STACK_DIR)" $(SPEC_ARG)
 
 stack-start: bootstrap
 	@$(PY) -m local.stack start --state-dir "$(STACK_DIR)"
