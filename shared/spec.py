@@ -486,6 +486,11 @@ def parse_spec(raw: dict[str, Any]) -> PipelineSpec:
         if col.pii == "mask" and not col.type.is_text:
             raise SpecError(
                 f"pii.{table}.{column}: 'mask' needs a varchar or char column, or text")
+        if col.pii in ("tokenize", "sha256") and col.type.kind in ("super", "varbyte"):
+            raise SpecError(
+                f"pii.{table}.{column}: {col.pii!r} digests one text value; a "
+                f"{col.type.kind} column holds structured or binary data: use 'redact', or "
+                "give the personal field its own column")
     targets = {
         _identifier(name, "targets"): _target_of(name, body, tables)
         for name, body in raw.get("targets", {}).items()

@@ -156,3 +156,33 @@ columns = {{ site_id = "bigint" }}
     with pytest.raises(SpecError) as error:
         parse_spec(tomllib.loads(document))
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("column_type", ["jsonb", "bytea"])
+def test_a_digest_rule_on_structured_or_binary_data_is_refused(column_type: str) -> None:
+    document = tomllib.loads(f"""
+[tables.person]
+key = ["person_id"]
+columns = {{ person_id = "bigint", profile = "{column_type}" }}
+[pii]
+"person.profile" = "tokenize"
+""")
+    with pytest.raises(SpecError) as error:
+        parse_spec(document)
+    kind = "super" if column_type == "jsonb" else "varbyte"
+    assert str(error.value) == (
+        f"pii.person.profile: 'tokenize' digests one text value; a {kind} column holds "
+        "structured or binary data: use 'redact', or give the personal field its own column")
+
+
+def test_a_text_or_uuid_column_may_be_masked_or_tokenized() -> None:
+    spec = parse_spec(tomllib.loads("""
+[tables.person]
+key = ["person_id"]
+columns = { person_id = "uuid", notes = "text", profile = "jsonb" }
+[pii]
+"person.person_id" = "tokenize"
+"person.notes" = "mask"
+"person.profile" = "redact"
+"""))
+    assert [c.pii for c in spec.table("person").columns] == ["tokenize", "mask", "redact"]
