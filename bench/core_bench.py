@@ -21,7 +21,7 @@ from collections.abc import Callable
 from local.dms_records import DmsStream, activity, customer, sport_event, ticket
 from shared.records import StreamRecord
 from shared.spec import load_spec
-from shared.stage_plan import plan_stage_loads
+from shared.landing import newest_truncates, plan_landing
 from shared.transform import Transformer
 
 HMAC_KEY = b"benchmark-hmac-key-0123456789abcdef"
@@ -64,7 +64,8 @@ def full_core(core: Transformer, batch_size: int) -> Callable[[list[StreamRecord
     def run(records: list[StreamRecord]) -> None:
         for start in range(0, len(records), batch_size):
             result = core.transform(records[start : start + batch_size])
-            plan_stage_loads(spec, result.changes, copy_available=True)  # what the writer sends
+            plan_landing(spec, "0" * 32, result.changes,  # what the writer sends
+                         newest_truncates(spec, result.table_events), copy_available=True)
 
     return run
 

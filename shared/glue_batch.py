@@ -13,11 +13,11 @@
 3. **reduce** (executors): the newest change per (table, key) is the maximum of
    (order key, sequence number, place in the record), the Lambda rule: the larger order key
    wins, on a tie the later record in the stream. Partial aggregation, no sort.
-4. **stage** (executors): each partition writes its rows of each table to S3 as JSON lines in
-   the format of ``shared.staging.json_lines``; the driver receives only the object keys.
-5. **merge** (driver): ONE transaction through the Data API: a COPY per table from the batch's
-   S3 prefix, then exactly the statements of ``shared.warehouse_sql.batch_statements``
-   (``RedshiftWriter.merge_staged``); the staged objects are deleted afterwards.
+4. **stage** (executors): each partition writes its rows to S3 as landing rows of the batch
+   (``shared.landing.landing_line``), one object; the driver receives only the object keys.
+5. **merge** (driver): ONE transaction through the Data API: one COPY of the batch's S3 prefix
+   into the landing table, then the one apply call (``RedshiftWriter.merge_staged``, the
+   procedures of ``shared.apply_procedures``); the staged objects are deleted afterwards.
 6. **dead letters** (executors): rejects go to the same SQS queue, in the same message format
    (``shared.dead_letter``), after the warehouse write, as on the Lambda path.
 
@@ -53,10 +53,12 @@ from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from shared.apply_procedures import KIND_CHANGE
 from shared.consumer import BatchOutcome
 from shared.data_api import RedshiftDataApi, RetryPolicy, WarehouseError
 from shared.dead_letter import DeadLetterUnavailable, SqsDeadLetterQueue
 from shared.decode import RecordDecoder, Rejected, Skipped, TableControl, payload_text
+from shared.landing import landing_line
 from shared.order_key import (
     CLASS_LOAD,
     CLASS_POSITION,
@@ -69,7 +71,7 @@ from shared.records import ADD_COLUMNS, Reject, StreamRecord, TableEvent
 from shared.redshift_writer import AddedColumnsChanged, RedshiftWriter, S3Stager, WriteReport
 from shared.settings import PipelineSettings, SettingsError, hmac_key_from_secret
 from shared.spec import PipelineSpec, load_spec
-from shared.staging import DELETED, json_lines
+from shared.staging import DELETED, row_json
 from shared.transform import apply_load_start, kept_values, reduction_key
 
 log = logging.getLogger("cdc.glue")
@@ -279,32 +281,34 @@ def decode_partition(
                     if start is not None:
                         apply_load_start(change, start)
                 append((CHANGE, change.table, encode_key(change.key), change.order_key,
-                        len(seq), seq, sub, json_lines([change]), change.commit_timestamp,
+                        len(seq), seq, sub, row_json(change), change.commit_timestamp,
                         None, None, None))
         if rows:
             yield pd.DataFrame.from_records(rows, columns=_DECODED_COLUMNS)
 
 
 def stage_partition(
-    config: Broadcast[ExecutorConfig], run_prefix: str, frames: Iterator[pd.DataFrame]
+    config: Broadcast[ExecutorConfig], run_prefix: str, batch_id: str,
+    frames: Iterator[pd.DataFrame],
 ) -> Iterator[pd.DataFrame]:
-    """Write this partition's reduced rows to S3, one JSON-lines object per table."""
+    """Write this partition's reduced rows to S3 as landing rows of ``batch_id``
+    (``shared.landing.landing_line``), one object; report the rows per table."""
     state = executor_state(config.value)
-    bodies: dict[str, list[bytes]] = {}
+    lines: list[bytes] = []
+    counts: Counter[str] = Counter()
     for frame in frames:
         for table, row in zip(frame["table"], frame["row"], strict=True):
-            bodies.setdefault(table, []).append(row)
-    if not bodies:
+            lines.append(landing_line(batch_id, table, KIND_CHANGE, row.rstrip(b"\n")))
+            counts[table] += 1
+    if not lines:
         return
     context = TaskContext.get()
     partition = context.partitionId() if context is not None else 0
-    s3 = state.client("s3")
-    written = []
-    for table, rows in bodies.items():
-        key = f"{run_prefix}{table}/part-{partition:05d}.json"
-        s3.put_object(Bucket=state.config.staging_bucket, Key=key, Body=b"".join(rows))
-        written.append((table, key, len(rows)))
-    yield pd.DataFrame.from_records(written, columns=["table", "object_key", "rows"])
+    key = f"{run_prefix}part-{partition:05d}.json"
+    state.client("s3").put_object(Bucket=state.config.staging_bucket, Key=key,
+                                  Body=b"".join(lines))
+    yield pd.DataFrame.from_records([(table, key, n) for table, n in counts.items()],
+                                    columns=["table", "object_key", "rows"])
 
 
 def send_rejects_partition(
@@ -593,17 +597,17 @@ class GlueBatchJob:
         events: Sequence[TableEvent],
     ) -> WriteReport:
         prefix = self.settings.staging_prefix.strip("/")
-        run_prefix = f"{prefix}/glue-{batch_id}-{uuid.uuid4().hex}/".lstrip("/")
+        landing_batch = uuid.uuid4().hex
+        run_prefix = f"{prefix}/glue-{batch_id}-{landing_batch}/".lstrip("/")
         keep = {name: t.keep_when_null for name, t in self.writer.spec.tables.items()}
         staged = newest_changes(decoded, keep).mapInPandas(
-            partial(stage_partition, config, run_prefix), STAGED_SCHEMA).collect()
-        keys = [row["object_key"] for row in staged]
+            partial(stage_partition, config, run_prefix, landing_batch), STAGED_SCHEMA).collect()
+        keys = sorted({row["object_key"] for row in staged})
         counts: Counter[str] = Counter()
         for row in staged:
             counts[row["table"]] += int(row["rows"])
         try:
-            return self.writer.merge_staged({t: f"{run_prefix}{t}/" for t in counts}, counts,
-                                            events)
+            return self.writer.merge_staged(landing_batch, run_prefix, counts, events)
         finally:
             for start in range(0, len(keys), DELETE_BATCH):
                 self.stager.delete(keys[start : start + DELETE_BATCH])

@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import apply_procedures as procedures
 from shared import warehouse_grants as grants
 from shared import warehouse_sql as sql
 from shared.data_api import RedshiftDataApi
+from shared.landing import MAX_STATEMENTS
+from shared.schema_evolution import evolved_spec
 from shared.spec import PipelineSpec
 
 _KIND_BY_DATA_TYPE = {
@@ -95,6 +98,10 @@ def plan_migration(
     wanted.append((spec.replica_schema, sql.ADDED_COLUMNS,
                    sql.create_pipeline_table_statement(spec, sql.ADDED_COLUMNS),
                    sql.added_columns_columns(), None, ("table_name", "column_name")))
+    if (spec.replica_schema, sql.LANDING) not in existing:
+        # The pipeline's own; its columns never change (and the SUPER column reads back
+        # under a different name in some catalogs), so it is only created.
+        plan.statements.append(procedures.create_landing_statement(spec))
     for target in spec.targets.values():
         wanted.append((spec.target_schema, target.name, sql.create_target_statement(spec, target),
                        sql.target_columns(spec, target), target.name, target.key))
@@ -145,10 +152,31 @@ def migrate(api: RedshiftDataApi, spec: PipelineSpec,
     plan = plan_migration(spec, read_existing(api, spec))
     for statement in plan.statements:
         api.execute(statement)
+    _in_transactions(api, procedures.procedure_statements(_with_added_columns(api, spec)))
     for target in plan.rebuild_targets:
         api.run_transaction(sql.rebuild_target_statements(spec, spec.targets[target]))
     if consumer is not None:
         exists = bool(api.query(*grants.user_exists_query(consumer.username)))
         database = str(api.query("SELECT current_database() AS name")[0]["name"])
-        api.run_transaction(grants.consumer_access_statements(spec, consumer, database, exists))
+        _in_transactions(api, grants.consumer_access_statements(spec, consumer, database, exists))
     return plan
+
+
+def _with_added_columns(api: RedshiftDataApi, spec: PipelineSpec) -> PipelineSpec:
+    """The spec plus the source columns schema evolution added (the apply procedures stage
+    them too)."""
+    if spec.evolve == "off":
+        return spec
+    added: dict[str, list[tuple[str, str]]] = {}
+    for row in api.query(f"SELECT table_name, column_name, column_type FROM "
+                         f"{sql.replica_table(spec, sql.ADDED_COLUMNS)} "
+                         "ORDER BY table_name, added_key, column_name"):
+        added.setdefault(str(row["table_name"]), []).append(
+            (str(row["column_name"]), str(row["column_type"])))
+    return evolved_spec(spec, added)
+
+
+def _in_transactions(api: RedshiftDataApi, statements: list[str]) -> None:
+    """Idempotent statements, as many per BatchExecuteStatement as the Data API takes."""
+    for start in range(0, len(statements), MAX_STATEMENTS):
+        api.run_transaction(statements[start:start + MAX_STATEMENTS])

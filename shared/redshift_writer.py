@@ -1,9 +1,10 @@
-"""Write one reduced batch to Redshift: stage, order-guard, MERGE, in one transaction.
+"""Write one reduced batch to Redshift: land it, then apply it with one procedure call.
 
-``shared.stage_plan`` decides per table between inline INSERTs and S3 + COPY; with no staging
-bucket and a batch too big for one BatchExecuteStatement, the batch is split into smaller
-transactions (each one idempotent and order-guarded, so a crash between them is repaired by
-the retry).
+The batch's changes (and truncates) are landed in the generic ``_cdc_landing`` table (one COPY
+from S3, or a few multi-row INSERTs: ``shared.landing``), then ``_cdc_apply_batch`` applies
+them (``shared.apply_procedures``). When landing and call fit one BatchExecuteStatement they
+are one transaction; otherwise the landing is committed first and only the call changes what
+analysts see. Either way the number of Data API calls does not grow with the number of tables.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import apply_procedures as procedures
 from shared import warehouse_sql as sql
 from shared.data_api import RedshiftDataApi, StatementFailed
+from shared.landing import LANDED_COLUMNS, MAX_STATEMENTS, newest_truncates, plan_landing
 from shared.records import ADD_COLUMNS, Change, TableEvent
 from shared.schema_evolution import evolved_spec
 from shared.spec import PipelineSpec
-from shared.stage_plan import MAX_STATEMENTS, CopyLoad, InlineLoad, plan_stage_loads
-from shared.staging import staging_columns
+from shared.staging import sql_literal
 
 
 @dataclass(frozen=True)
@@ -31,17 +33,18 @@ class S3Stager:
     prefix: str
     iam_role_arn: str
 
-    def put(self, batch_id: str, table: str, body: bytes) -> str:
-        key = f"{self.prefix.strip('/')}/{batch_id}/{table}.json".lstrip("/")
+    def put(self, batch_id: str, body: bytes) -> str:
+        key = f"{self.prefix.strip('/')}/{batch_id}.json".lstrip("/")
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
         return key
 
-    def copy_statement(self, stage: str, columns: tuple[str, ...], key: str) -> str:
-        cols = ", ".join(sql.ident(c) for c in columns)
+    def copy_statement(self, spec: PipelineSpec, key: str) -> str:
+        """COPY the landing rows in the object ``key`` (or every object under that prefix)."""
+        cols = ", ".join(sql.ident(c) for c in LANDED_COLUMNS)
         role = self.iam_role_arn.replace("'", "''")
         return (
-            f"COPY {stage} ({cols}) FROM 's3://{self.bucket}/{key}' IAM_ROLE '{role}' "
-            "FORMAT AS JSON 'auto' TIMEFORMAT 'auto' DATEFORMAT 'auto'"
+            f"COPY {sql.replica_table(spec, sql.LANDING)} ({cols}) "
+            f"FROM 's3://{self.bucket}/{key}' IAM_ROLE '{role}' FORMAT AS JSON 'auto'"
         )
 
     def delete(self, keys: list[str]) -> None:
@@ -56,14 +59,8 @@ class WriteReport:
     changes: dict[str, int] = field(default_factory=dict)
     transactions: int = 0
     statements: int = 0
-    staged_through_s3: list[str] = field(default_factory=list)
-
-    def add(self, other: WriteReport) -> None:
-        for table, count in other.changes.items():
-            self.changes[table] = self.changes.get(table, 0) + count
-        self.transactions += other.transactions
-        self.statements += other.statements
-        self.staged_through_s3.extend(other.staged_through_s3)
+    data_api_calls: int = 0
+    staged_through_s3: bool = False
 
 
 class AddedColumnsChanged(Exception):
@@ -153,6 +150,7 @@ class RedshiftWriter:
                     continue
                 self.added_columns.setdefault(event.table, []).append((column, spec_type))
                 known.add(column)
+                self._refresh_table_procedure(event.table)
                 rows = self.api.query(sql.rows_newer_than_query(
                     self.base_spec, event.table, event.order_key))
                 done.append(AddedColumn(event.table, column, spec_type, int(rows[0]["n"])))
@@ -160,18 +158,39 @@ class RedshiftWriter:
             self.spec = evolved_spec(self.base_spec, self.added_columns)
         return done
 
+    def _refresh_table_procedure(self, table: str) -> None:
+        """Recreate the table's apply procedure with every added column recorded. The
+        transaction locks ``_cdc_columns`` and checks it still holds what was read (else
+        reads again), so of two consumers adding columns at once the later one's procedure,
+        which knows both, is the one that stays."""
+        added_table = sql.replica_table(self.base_spec, sql.ADDED_COLUMNS)
+        for _ in range(10):
+            evolved = self.load_added_columns()
+            known = self._added_known() or 0
+            try:
+                self.api.run_transaction([
+                    f"LOCK {added_table}",
+                    f"SELECT 1 / (CASE WHEN COUNT(*) = {known} THEN 1 ELSE 0 END) "
+                    f"FROM {added_table}",
+                    procedures.table_procedure_statement(evolved, evolved.tables[table]),
+                ])
+                return
+            except StatementFailed as exc:
+                if "by zero" not in str(exc).lower():
+                    raise
+        raise RuntimeError(f"could not refresh the apply procedure of {table}: source columns "
+                           "kept being added while it ran")
+
     def _added_known(self) -> int | None:
         if self.base_spec.evolve == "off" or self.added_columns is None:
             return None
         return sum(len(cols) for cols in self.added_columns.values())
 
-    def _run(self, statements: list[str]) -> None:
+    def _apply(self, statements: list[str]) -> None:
         try:
             self.api.run_transaction(statements)
         except StatementFailed as exc:
-            text = str(exc).lower()
-            if self._added_known() is not None and text.startswith("statement 2 of") and (
-                    "by zero" in text):
+            if procedures.ADDED_COLUMNS_CHANGED in str(exc):
                 raise AddedColumnsChanged(str(exc)) from None
             raise
 
@@ -180,90 +199,71 @@ class RedshiftWriter:
     def stage_and_merge(self, changes: Mapping[str, list[Change]],
                         events: Sequence[TableEvent] = ()) -> WriteReport:
         """Apply the newest-per-key changes of one batch, after its truncates; idempotent and
-        order-guarded."""
+        order-guarded, all in one transaction."""
         batch = {t: changes[t] for t in self.spec.tables if changes.get(t)}
-        if not batch and not events:
+        truncates = newest_truncates(self.spec, events)
+        if not batch and not truncates:
             return WriteReport()
-        loads = plan_stage_loads(self.spec, batch, copy_available=self.stager is not None,
-                                 events=events, added_columns_known=self._added_known())
-        if loads is None:
-            return self._split(batch, events)
         batch_id = uuid.uuid4().hex
-        statements: dict[str, list[str]] = {}
+        landing = plan_landing(self.spec, batch_id, batch, truncates,
+                               copy_available=self.stager is not None)
         uploaded: list[str] = []
         try:
-            for name, load in loads.items():
-                if isinstance(load, InlineLoad):
-                    statements[name] = load.statements
-                    continue
-                assert self.stager is not None
-                key = self.stager.put(batch_id, name, load.body)
-                uploaded.append(key)
-                table = self.spec.tables[name]
-                statements[name] = [
-                    self.stager.copy_statement(sql.stage_table(name), staging_columns(table), key)
-                ]
-            transaction = sql.batch_statements(self.spec, statements, events,
-                                               self._added_known())
-            self._run(transaction)
+            if landing.statements is not None:
+                statements = landing.statements
+            else:
+                assert self.stager is not None and landing.body is not None
+                uploaded.append(self.stager.put(batch_id, landing.body))
+                statements = [self.stager.copy_statement(self.spec, uploaded[0])]
+            report = self._land_and_apply(batch_id, statements)
         finally:
             if self.stager is not None:
                 self.stager.delete(uploaded)
-        return WriteReport(
-            changes={t: len(rows) for t, rows in batch.items()},
-            transactions=1,
-            statements=len(transaction),
-            staged_through_s3=sorted(n for n, load in loads.items() if isinstance(load, CopyLoad)),
-        )
-
-    def merge_staged(self, staged: Mapping[str, str], changes: Mapping[str, int],
-                     events: Sequence[TableEvent] = ()) -> WriteReport:
-        """Apply tables already staged in S3 (``staged``: table -> object key or key prefix, as
-        the Glue job's executors wrote them) in the same one transaction: one COPY per table,
-        then the statements ``stage_and_merge`` runs. ``changes`` counts the staged rows."""
-        if self.stager is None:
-            raise ValueError("merging S3-staged tables needs a staging bucket (S3Stager)")
-        statements = {
-            name: [self.stager.copy_statement(sql.stage_table(name),
-                                              staging_columns(self.spec.tables[name]),
-                                              staged[name])]
-            for name in self.spec.tables if staged.get(name)
-        }
-        if not statements and not events:
-            return WriteReport()
-        transaction = sql.batch_statements(self.spec, statements, events, self._added_known())
-        self._run(transaction)
-        return WriteReport(
-            changes={t: changes.get(t, 0) for t in statements},
-            transactions=1,
-            statements=len(transaction),
-            staged_through_s3=sorted(statements),
-        )
-
-    def _split(self, batch: dict[str, list[Change]], events: Sequence[TableEvent]) -> WriteReport:
-        """Write a batch that does not fit one BatchExecuteStatement (no staging bucket) as two
-        transactions, each idempotent and order-guarded, so a crash between them is repaired
-        by the retry of the whole batch. The batch's truncates go with the first part only:
-        the truncate guard of the later parts reads what the first one recorded.
-
-        Rows are halved while that can help (the fixed statements of the batch's tables fit the
-        budget); otherwise the tables are divided, which always shrinks the batch. Between the
-        parts an analyst may see a wide row built from the first part only."""
-        tables = [t for t in self.spec.tables if batch.get(t)]
-        fixed = sql.fixed_statement_count(self.spec, tables, events, self._added_known())
-        rows_can_shrink = any(len(batch[t]) > 1 for t in tables)
-        if rows_can_shrink and fixed + len(tables) <= MAX_STATEMENTS:
-            first = {t: batch[t][: len(batch[t]) // 2] for t in tables}
-            second = {t: batch[t][len(batch[t]) // 2 :] for t in tables}
-        elif len(tables) > 1:
-            half = len(tables) // 2
-            first = {t: batch[t] for t in tables[:half]}
-            second = {t: batch[t] for t in tables[half:]}
-        else:
-            raise ValueError(
-                f"a batch of {sum(len(batch[t]) for t in tables)} change(s) to {tables} and "
-                f"{len(events)} table event(s) needs more than {MAX_STATEMENTS} statements in "
-                "one transaction; configure a staging bucket")
-        report = self.stage_and_merge(first, events)
-        report.add(self.stage_and_merge(second))
+        report.changes = {t: len(rows) for t, rows in batch.items()}
+        report.staged_through_s3 = bool(uploaded)
         return report
+
+    def merge_staged(self, batch_id: str, prefix: str, changes: Mapping[str, int],
+                     events: Sequence[TableEvent] = ()) -> WriteReport:
+        """Apply a batch whose landing rows are already in S3 under ``prefix`` (the Glue job's
+        executors wrote them, ``shared.landing.landing_line`` with ``batch_id``): one COPY of
+        the prefix and the batch's truncates, then the apply call, in one transaction.
+        ``changes`` counts the staged rows per table."""
+        if self.stager is None:
+            raise ValueError("merging S3-staged rows needs a staging bucket (S3Stager)")
+        truncates = newest_truncates(self.spec, events)
+        staged = {t: n for t, n in changes.items() if n}
+        if not staged and not truncates:
+            return WriteReport()
+        statements = [self.stager.copy_statement(self.spec, prefix)] if staged else []
+        if truncates:
+            landing = plan_landing(self.spec, batch_id, {}, truncates, copy_available=False)
+            assert landing.statements is not None
+            statements += landing.statements
+        report = self._land_and_apply(batch_id, statements)
+        report.changes = dict(staged)
+        report.staged_through_s3 = bool(staged)
+        return report
+
+    def _land_and_apply(self, batch_id: str, landing: list[str]) -> WriteReport:
+        """Run the landing statements and the apply call: one transaction when they fit one
+        BatchExecuteStatement, else the landing in transactions of its own first (a failure
+        then removes the batch's landed rows; the apply procedure also removes rows of
+        batches that never got applied, a day later)."""
+        call = procedures.apply_batch_call(self.spec, batch_id, self._added_known())
+        if len(landing) < MAX_STATEMENTS:
+            self._apply([*landing, call])
+            return WriteReport(transactions=1, statements=len(landing) + 1, data_api_calls=1)
+        calls = 0
+        try:
+            for start in range(0, len(landing), MAX_STATEMENTS):
+                self.api.run_transaction(landing[start:start + MAX_STATEMENTS])
+                calls += 1
+            self._apply([call])
+        except Exception:
+            self.api.execute(
+                f"DELETE FROM {sql.replica_table(self.spec, sql.LANDING)} "
+                f"WHERE batch_id = {sql_literal(batch_id)}")
+            raise
+        return WriteReport(transactions=calls + 1, statements=len(landing) + 1,
+                           data_api_calls=calls + 1)

@@ -9,8 +9,11 @@ created, and nothing else:
 - USAGE on the replica and target schemas;
 - SELECT, INSERT, UPDATE, DELETE on every replica, every wide table and every table of the
   replica schema (which holds the replicas and the pipeline's own control tables; it belongs
-  to the pipeline) - the writer LOCKs, stages with ``LIKE``, MERGEs and DELETEs;
-- TEMP on the database, for the staging tables.
+  to the pipeline, with the landing table) - the apply procedures LOCK, stage with ``LIKE``,
+  MERGE and DELETE;
+- TEMP on the database, for the staging tables;
+- EXECUTE on the apply procedures (``shared.apply_procedures``), which run with the caller's
+  rights (Redshift's default, SECURITY INVOKER).
 
 No CREATE: the consumer cannot create tables, nor alter or drop the wide tables analysts
 read. One exception, only with schema evolution on (``pipeline.evolve = "add-columns"``): the
@@ -27,9 +30,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from shared.apply_procedures import TABLE_PROCEDURE_PREFIX, procedure_name
 from shared.spec import PipelineSpec
 from shared.staging import sql_literal
-from shared.warehouse_sql import ADDED_COLUMNS, TABLE_STATE, ident, replica_table, target_table
+from shared.warehouse_sql import (
+    ADDED_COLUMNS,
+    LANDING,
+    TABLE_STATE,
+    ident,
+    replica_table,
+    target_table,
+)
 
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # Redshift user names: up to 127 bytes, letters, digits and a few punctuation characters;
@@ -73,7 +84,8 @@ def consumer_tables(spec: PipelineSpec) -> list[str]:
     pipeline's own tables (truncates, load starts, added columns)."""
     return ([replica_table(spec, name) for name in spec.tables]
             + [target_table(spec, name) for name in spec.targets]
-            + [replica_table(spec, TABLE_STATE), replica_table(spec, ADDED_COLUMNS)])
+            + [replica_table(spec, TABLE_STATE), replica_table(spec, ADDED_COLUMNS),
+               replica_table(spec, LANDING)])
 
 
 def pipeline_owns_replica_schema(spec: PipelineSpec) -> bool:
@@ -98,9 +110,15 @@ def grant_statements(spec: PipelineSpec, username: str, database: str) -> list[s
         statements.append(f"GRANT {privileges} ON ALL TABLES IN SCHEMA "
                           f"{ident(spec.replica_schema)} TO {user}")
     statements.append(f"GRANT TEMP ON DATABASE {ident(database)} TO {user}")
+    statements.append(f"GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA {ident(spec.replica_schema)} "
+                      f"TO {user}")
     if spec.evolve == "add-columns":
         statements += [f"ALTER TABLE {replica_table(spec, name)} OWNER TO {user}"
                        for name in spec.tables]
+        # An added column recreates its table's apply procedure (``CREATE OR REPLACE``,
+        # which only the owner may do).
+        statements += [f"ALTER PROCEDURE {procedure_name(spec, TABLE_PROCEDURE_PREFIX, name)}"
+                       f"(VARCHAR) OWNER TO {user}" for name in spec.tables]
     return statements
 
 

@@ -1,8 +1,8 @@
-"""SQL text for the warehouse: schema DDL and the statements of one stage-and-merge transaction.
+"""SQL text for the warehouse: schema DDL and the statements that apply a batch.
 
 Pure functions of the spec. Only Redshift grammar: one WHEN MATCHED and one WHEN NOT MATCHED
-per MERGE with no conditions, so the order guard and deletes are statements of their own, all
-in one transaction:
+per MERGE with no conditions, so the order guard and deletes are statements of their own. The
+stored procedures of ``shared.apply_procedures`` run them, in one transaction per batch:
 
 1. ``LOCK`` every replica and wide table (writers queue instead of failing serialization);
 2. per source table in the batch: create a temp stage, fill it, drop staged changes that are
@@ -16,7 +16,7 @@ in one transaction:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from shared.order_key import (
     CLASS_LOAD,
@@ -29,7 +29,6 @@ from shared.order_key import (
     newer_sql,
     with_load_time,
 )
-from shared.records import TRUNCATE, TableEvent
 from shared.spec import PipelineSpec, Table, Target, parse_column_type
 from shared.staging import DELETED, ORDER_KEY, sql_literal, staging_columns
 
@@ -40,6 +39,8 @@ TABLE_STATE = "_cdc_tables"
 # A full-load key read at no particular time: the reload sweep's tombstones take the load start.
 LOAD_KEY_UNKNOWN_TIME = CLASS_LOAD + LOAD_TIME_UNKNOWN + "0" * (POSITION_LENGTH + RECORD_LENGTH)
 ADDED_COLUMNS = "_cdc_columns"
+# Where consumers land a batch's changes before ``shared.apply_procedures`` applies them.
+LANDING = "_cdc_landing"
 
 
 def ident(name: str) -> str:
@@ -165,10 +166,6 @@ def lock_statement(spec: PipelineSpec) -> str:
     return "LOCK " + ", ".join(names)
 
 
-def create_stage_statement(spec: PipelineSpec, table: str) -> str:
-    return f"CREATE TEMP TABLE {stage_table(table)} (LIKE {replica_table(spec, table)})"
-
-
 def order_guard_statement(spec: PipelineSpec, table: Table) -> str:
     """Drop staged changes that are not newer than what the replica already holds
     (``shared.order_key.newer_sql``: the log position decides where both have one)."""
@@ -214,10 +211,11 @@ def _remove_rows(spec: PipelineSpec, table: Table, condition: str, key: str) -> 
     )
 
 
-def truncate_statements(spec: PipelineSpec, table: Table, order_key: str) -> list[str]:
-    """A source ``TRUNCATE`` as of ``order_key``: record it (the newest wins) and delete every
-    replica row not newer than it (a tombstone, or the row itself in hard-delete mode)."""
-    replica, key = replica_table(spec, table.name), sql_literal(order_key)
+def truncate_statements(spec: PipelineSpec, table: Table, key: str) -> list[str]:
+    """A source ``TRUNCATE`` as of the order key in SQL expression ``key`` (a literal, or a
+    procedure variable): record it (the newest wins) and delete every replica row not newer
+    than it (a tombstone, or the row itself in hard-delete mode)."""
+    replica = replica_table(spec, table.name)
     older = f"NOT {newer_sql(f'{replica}.{ident(ORDER_KEY)}', key)}"
     return [
         *_record_table_state(spec, table.name, "truncated_key", key,
@@ -270,13 +268,6 @@ def reload_sweep_statements(spec: PipelineSpec, table: Table, started: str) -> l
             statements.append(
                 delete_gone_facts_statement(spec, target, restrict_to_affected=False))
     return statements
-
-
-def added_columns_check_statement(spec: PipelineSpec, known: int) -> str:
-    """Fails (division by zero) when another consumer added source columns this one does not
-    know yet, so it reloads them and decodes the batch again instead of writing without them."""
-    return (f"SELECT 1 / (CASE WHEN COUNT(*) = {int(known)} THEN 1 ELSE 0 END) "
-            f"FROM {replica_table(spec, ADDED_COLUMNS)}")
 
 
 def _upsert_statement(target: str, source: str, key: Sequence[str],
@@ -423,61 +414,6 @@ def delete_gone_facts_statement(
             f"WHERE {match} AND NOT EXISTS ({live})"
         )
     return f"DELETE FROM {name} WHERE NOT EXISTS ({live})"
-
-
-def batch_statements(spec: PipelineSpec, stage_loads: Mapping[str, list[str]],
-                     events: Sequence[TableEvent] = (),
-                     added_columns_known: int | None = None) -> list[str]:
-    """Every statement of one stage-and-merge transaction.
-
-    ``stage_loads`` maps each source table in the batch to the statements that fill its stage
-    table (INSERTs, or one COPY), in the order the tables appear in the spec. ``events``: the
-    batch's truncates, applied first. ``added_columns_known``: how many added source columns
-    the writer decoded with (``added_columns_check_statement``); None when evolution is off.
-    """
-    statements = [lock_statement(spec)]
-    if added_columns_known is not None:
-        statements.append(added_columns_check_statement(spec, added_columns_known))
-    truncated = []
-    for event in events:
-        if event.kind == TRUNCATE and event.table in spec.tables:
-            statements.extend(truncate_statements(spec, spec.tables[event.table],
-                                                  event.order_key))
-            truncated.append(event.table)
-    staged = [name for name in spec.tables if stage_loads.get(name)]
-    for name in staged:
-        table = spec.tables[name]
-        statements.append(create_stage_statement(spec, name))
-        statements.extend(stage_loads[name])
-        statements.append(order_guard_statement(spec, table))
-        statements.append(truncate_guard_statement(spec, table))
-        statements.append(merge_replica_statement(spec, table))
-        if spec.delete_mode == "hard":
-            statements.append(hard_delete_statement(spec, table))
-    for target in spec.targets.values():
-        if {target.fact, *(j.table for j in target.joins)} & set(truncated):
-            # A truncate touches rows the batch did not stage: recompute the whole table.
-            statements.extend(merge_target_statements(spec, target, restrict_to_affected=False))
-            statements.append(
-                delete_gone_facts_statement(spec, target, restrict_to_affected=False))
-            continue
-        affected = affected_keys_statement(spec, target, staged)
-        if affected is None:
-            continue
-        statements.append(affected)
-        statements.extend(merge_target_statements(spec, target, restrict_to_affected=True))
-        statements.append(delete_gone_facts_statement(spec, target, restrict_to_affected=True))
-    return statements
-
-
-def fixed_statement_count(spec: PipelineSpec, staged_tables: Iterable[str],
-                          events: Sequence[TableEvent] = (),
-                          added_columns_known: int | None = None) -> int:
-    """Statements of a batch besides the stage-filling ones (derived from
-    ``batch_statements`` itself, with one placeholder load per staged table)."""
-    staged = [t for t in spec.tables if t in set(staged_tables)]
-    placeholder = {t: ["-"] for t in staged}
-    return len(batch_statements(spec, placeholder, events, added_columns_known)) - len(staged)
 
 
 def rebuild_target_statements(spec: PipelineSpec, target: Target) -> list[str]:

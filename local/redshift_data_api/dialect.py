@@ -89,6 +89,10 @@ def check_redshift_sql(sql: str) -> None:
     if first == "COPY":
         parse_copy(sql)
         return
+    if first == "CREATE" and any(t.is_word("PROCEDURE") for t in sig[1:5]):
+        for statement in procedure_body_statements(sql):
+            check_redshift_sql(statement)
+        return
     if first == "MERGE" or (first == "WITH" and top_level_word(sig, "MERGE") is not None):
         _check_merge(tokens, sig)
         return
@@ -98,6 +102,29 @@ def check_redshift_sql(sql: str) -> None:
             _check_column_types(parsed)
         if isinstance(parsed, exp.Alter):
             _check_one_added_column(parsed)
+
+
+_BODY_COMMANDS = ("MERGE", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "LOCK", "ALTER")
+_BODY_CONTROL = ("THEN", "ELSE", "LOOP", "BEGIN")
+
+
+def procedure_body_statements(sql: str) -> list[str]:
+    """The SQL commands inside a ``CREATE PROCEDURE ... AS $$ ... $$`` body (after any
+    IF ... THEN / ELSE / LOOP / BEGIN that opens them), for the grammar check: the PL/pgSQL
+    around them (assignments, SELECT INTO, dynamic EXECUTE, CALL) is not checked."""
+    body = next((t.text for t in tokenize(sql) if t.kind is Kind.DOLLAR_QUOTE), None)
+    if body is None:
+        return []
+    tag_end = body.index("$", 1) + 1
+    found = []
+    for piece in split_statements(tokenize(body[tag_end:-tag_end])):
+        sig = [t for t in piece if t.significant]
+        for k, tok in enumerate(sig):
+            if tok.is_word(*_BODY_COMMANDS) and (k == 0 or sig[k - 1].is_word(*_BODY_CONTROL)):
+                start = tok.pos
+                found.append("".join(t.text for t in piece if t.pos >= start))
+                break
+    return found
 
 
 def _alter_column_type(sig: list[Token]) -> int | None:

@@ -41,7 +41,7 @@ from shared.migrations import migrate
 from shared.records import StreamRecord
 from shared.settings import SettingsError
 from shared.spec import load_spec
-from shared.staging import json_lines
+from shared.staging import row_json
 from shared.transform import Transformer
 from tests.conftest import REGION
 from tests.functional.conftest import data_api
@@ -266,7 +266,7 @@ def test_decode_and_reduce_are_the_lambda_core(spark: SparkSession, target: Glue
     expected = Transformer(job.spec, HMAC_KEY.encode()).transform(records)
     reduced = {(row["table"], bytes(row["row"])) for row in newest_changes(decoded).collect()}
     assert reduced == {
-        (table, json_lines([change])) for table, changes in expected.changes.items()
+        (table, row_json(change)) for table, changes in expected.changes.items()
         for change in changes
     }
     assert any(b"Second of a tie" in row for _, row in reduced)

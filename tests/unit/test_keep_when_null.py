@@ -16,7 +16,7 @@ import pandas as pd
 from shared.glue_batch import newest_keeping_values
 from shared.records import StreamRecord
 from shared.spec import DEFAULT_SPEC_PATH, PipelineSpec, load_spec
-from shared.staging import json_lines
+from shared.staging import row_json
 from shared.transform import Transformer
 from tests.factories import DmsStream, sport_event
 
@@ -41,7 +41,7 @@ def glue_row(core: Transformer, records: list[StreamRecord]) -> dict[str, Any]:
         "seq_len": [len(c.sequence_number) for c in decoded],
         "seq": [c.sequence_number for c in decoded],
         "sub": [0] * len(decoded),
-        "row": [json_lines([c]) for c in decoded],
+        "row": [row_json(c) for c in decoded],
     })
     out = newest_keeping_values({"sport_event": ("location",)}, frame)
     return msgspec.json.decode(out["row"].iloc[0])  # type: ignore[no-any-return]

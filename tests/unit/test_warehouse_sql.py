@@ -11,13 +11,17 @@ from typing import Any
 
 import pytest
 
-from local.redshift_data_api.dialect import RedshiftSqlError, check_redshift_sql
+from local.redshift_data_api.dialect import (
+    RedshiftSqlError,
+    check_redshift_sql,
+    procedure_body_statements,
+)
+from shared import apply_procedures as procedures
 from shared import warehouse_sql as sql
+from shared.landing import insert_statements
 from shared.migrations import plan_migration
-from shared.records import TRUNCATE, TableEvent
 from shared.redshift_writer import S3Stager
 from shared.spec import PipelineSpec, load_spec, parse_spec
-from shared.stage_plan import plan_stage_loads
 from shared.transform import Transformer
 from tests.factories import DmsStream, activity, customer, spec_document, sport_event, ticket
 
@@ -35,15 +39,14 @@ def _all_statements(spec: PipelineSpec) -> list[str]:
     stream.add("customer", "insert", customer(1, name="'); DROP TABLE x;--"))
     stream.add("ticket_activity", "insert", activity(1, 1))
     changes = Transformer(spec, b"k" * 32).transform(stream.take()).changes
-    loads = plan_stage_loads(spec, changes, copy_available=False)
-    assert loads is not None
-    statements = sql.batch_statements(
-        spec, {t: load.statements for t, load in loads.items()}  # type: ignore[union-attr]
-    )
+    key = changes["ticket"][0].order_key
+    landing = insert_statements(spec, "b" * 32, changes, {"sport_event": key})
+    assert landing is not None
+    statements = [*landing, procedures.apply_batch_call(spec, "b" * 32, 2)]
     stager = S3Stager(None, "bucket", "prefix", "arn:aws:iam::1:role/r")
-    statements.append(stager.copy_statement(sql.stage_table("customer"),
-                                             ("customer_id", "name"), "prefix/b/customer.json"))
+    statements.append(stager.copy_statement(spec, "prefix/b.json"))
     statements += plan_migration(spec, {}).statements
+    statements += procedures.procedure_statements(spec)
     statements += [
         sql.add_column_statement('"cdc_replica"."customer"', "tier", "VARCHAR(16)"),
         sql.widen_varchar_statement('"cdc_replica"."customer"', "name", "VARCHAR(512)"),
@@ -52,11 +55,6 @@ def _all_statements(spec: PipelineSpec) -> list[str]:
         statements += sql.rebuild_target_statements(spec, target)
     statements += sql.reload_sweep_statements(spec, spec.tables["customer"],
                                               "2024-01-01T00:00:00.000000Z")
-    # Control records and schema evolution (shared.records.TableEvent).
-    key = changes["ticket"][0].order_key
-    statements += sql.batch_statements(
-        spec, {t: load.statements for t, load in loads.items()},  # type: ignore[union-attr]
-        [TableEvent("sport_event", TRUNCATE, key, "1")], added_columns_known=2)
     statements += sql.reload_start_statements(spec, "ticket", "2024-01-01T00:00:00.000000Z")
     statements += sql.add_replica_column_statements(spec, "ticket", "section", "varchar(64)",
                                                     key)
@@ -64,10 +62,15 @@ def _all_statements(spec: PipelineSpec) -> list[str]:
     return statements
 
 
+def _with_bodies(statements: list[str]) -> list[str]:
+    """The statements, then the SQL commands inside the procedures they create."""
+    return statements + [b for s in statements for b in procedure_body_statements(s)]
+
+
 @pytest.mark.parametrize("spec", [load_spec(), _hard_delete_spec()], ids=["tombstone", "hard"])
 def test_every_emitted_statement_is_redshift_sql(spec: PipelineSpec) -> None:
     statements = _all_statements(spec)
-    assert any(s.startswith("MERGE INTO") for s in statements)
+    assert any(s.startswith("MERGE INTO") for s in _with_bodies(statements))
     for statement in statements:
         check_redshift_sql(statement)
 
@@ -91,7 +94,7 @@ def test_the_check_rejects_what_postgresql_accepts_and_redshift_does_not(stateme
 
 def test_merges_have_exactly_one_clause_of_each_kind() -> None:
     spec: Any = load_spec()
-    for statement in _all_statements(spec):
+    for statement in _with_bodies(_all_statements(spec)):
         if statement.startswith("MERGE"):
             assert statement.count("WHEN MATCHED THEN") == 1
             assert statement.count("WHEN NOT MATCHED THEN INSERT") == 1
@@ -104,7 +107,8 @@ def test_every_wide_merge_reads_a_temp_table_made_in_the_same_transaction() -> N
     spec = load_spec()
     target = spec.targets["sport_event_activity"]
     rows = sql.wide_rows_table(target.name)
-    batch = sql.batch_statements(spec, {"customer": ["-"]})
+    wide = procedures.target_procedure_statement(spec, target)
+    batch = procedure_body_statements(wide)
     rebuild = sql.rebuild_target_statements(spec, target)
     sweep = sql.reload_sweep_statements(spec, spec.tables["customer"],
                                         "2024-01-01T00:00:00.000000Z")
@@ -116,5 +120,5 @@ def test_every_wide_merge_reads_a_temp_table_made_in_the_same_transaction() -> N
         assert create < merge
         assert statements[merge].startswith(
             f'MERGE INTO "public"."sport_event_activity" USING {rows} s ON ')
-    merges = [s for s in _all_statements(spec) if s.startswith("MERGE INTO")]
+    merges = [s for s in _with_bodies(_all_statements(spec)) if s.startswith("MERGE INTO")]
     assert merges and all(" USING (" not in s for s in merges)
