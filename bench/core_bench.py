@@ -19,9 +19,9 @@ import tracemalloc
 from collections.abc import Callable
 
 from local.dms_records import DmsStream, activity, customer, sport_event, ticket
+from shared.landing import newest_truncates, plan_landing
 from shared.records import StreamRecord
 from shared.spec import load_spec
-from shared.landing import newest_truncates, plan_landing
 from shared.transform import Transformer
 
 HMAC_KEY = b"benchmark-hmac-key-0123456789abcdef"
