@@ -31,3 +31,17 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with log.open("a") as out:
         out.write(json.dumps(line) + "\n")
     return {"batchItemFailures": []}
+
+
+def slow_once(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The first invocation (of any environment) hangs far past any timeout; later ones log
+    their process and records and succeed."""
+    log = Path(os.environ["ESM_TEST_ENVIRONMENT_LOG"])
+    hung = log.with_suffix(".hung")
+    if not hung.exists():
+        hung.write_text(f"{os.getpid()}\n")
+        time.sleep(600)
+    with log.open("a") as out:
+        out.write(json.dumps({"pid": os.getpid(),
+                              "event_ids": [r["eventID"] for r in event["Records"]]}) + "\n")
+    return {"batchItemFailures": []}

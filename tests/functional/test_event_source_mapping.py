@@ -894,3 +894,26 @@ def test_a_handler_path_that_does_not_exist_is_refused(
         mapping_for("functions.nowhere.lambda_handler")
     with pytest.raises(ValueError, match=re.escape("give it as 'package.module.function'")):
         mapping_for("lambda_handler")
+
+
+def test_an_environment_that_outlives_its_timeout_is_replaced(
+    stream: Stream, mapping_for: Callable[..., LocalEventSourceMapping], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = tmp_path / "environments.log"
+    monkeypatch.setenv("ESM_TEST_ENVIRONMENT_LOG", str(log))
+    sequence_number, = stream.put(SHARD_1, "x")
+    mapping = mapping_for("tests.functional.esm_environment_handler.slow_once",
+                          function_timeout_seconds=3.0)
+    try:
+        assert mapping.drain(timeout_seconds=120) == 1
+    finally:
+        mapping.close()
+
+    hung_pid = int(log.with_suffix(".hung").read_text())
+    line, = (json.loads(text) for text in log.read_text().splitlines())
+    assert line["event_ids"] == [f"{SHARD_1}:{sequence_number}"]
+    assert line["pid"] != hung_pid  # the retry ran in a fresh environment
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung_pid, 0)  # the hung one was stopped
+    assert (mapping.counters.function_errors, mapping.counters.retries) == (1, 1)
