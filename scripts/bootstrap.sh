@@ -11,6 +11,9 @@ need_pkgs=()
 [ -f /usr/lib/postgresql/15/lib/wal2json.so ] || need_pkgs+=(postgresql-15-wal2json)
 java_major=$( (java -version 2>&1 || true) | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
 [ "${java_major:-0}" -ge 17 ] 2>/dev/null || need_pkgs+=(openjdk-17-jre-headless)
+# MariaDB for the MySQL-source tests of spec init/check (a throwaway server, never a service).
+[ -x /usr/sbin/mariadbd ] && [ -x /usr/bin/my_print_defaults ] \
+    || need_pkgs+=(mariadb-server-core mariadb-client-core)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
     SUDO=""

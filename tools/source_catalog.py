@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,7 +156,17 @@ def _unsupported(type_text: str, why: str = "") -> TypeMapping:
     return TypeMapping(None, problem=reason)
 
 
-def map_type(column: SourceColumn) -> TypeMapping:
+def map_type(column: SourceColumn, engine: str = "postgresql") -> TypeMapping:
+    """The spec type of a source column of ``engine`` (``postgresql``: the module docstring's
+    table; ``mysql``: ``tools.mysql_catalog``)."""
+    if engine == "mysql":
+        from tools.mysql_catalog import map_mysql_type
+
+        return map_mysql_type(column)
+    return map_postgres_type(column)
+
+
+def map_postgres_type(column: SourceColumn) -> TypeMapping:
     """The spec type of a PostgreSQL column (see the module docstring for the table)."""
     declared = column.type_text
     stored = column.stored_type.lower()
@@ -279,11 +289,55 @@ class SourceUnreachable(RuntimeError):
     """The source database cannot be reached; the message says where and what to check."""
 
 
+@dataclass(frozen=True)
+class Source:
+    """An open source database: its engine, the schema a spec uses by default, and the two
+    reads ``spec init`` and ``spec check`` make."""
+
+    engine: str
+    default_schema: str
+    read_catalog: Callable[[str], SourceCatalog]
+    # (schema, table, columns, limit) -> some non-null values of each column, as text
+    sample: Callable[[str, str, Sequence[str], int], dict[str, list[str]]]
+
+
+ENGINE_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL"}
+
+
+def unreachable(engine: str, host: str, port: str, database: str, error: Exception,
+                ) -> SourceUnreachable:
+    """The message for a source that refused or never answered (the DSN is never printed: it
+    may hold a password)."""
+    reason = " ".join(str(error).split()).rstrip(".")
+    reason += "" if reason.endswith("?") else "."
+    return SourceUnreachable(
+        f"cannot connect to {ENGINE_NAMES[engine]} at {host}:{port} (database {database}): "
+        f"{reason} Is the database running and reachable from here? Check the DSN given with "
+        "--source (host, port, database, user, password).")
+
+
 @contextmanager
-def connect_source(dsn: str, application_name: str = "cdc-spec") -> Iterator[Any]:
-    """A read-only, autocommit psycopg connection to the source (every statement its own
-    transaction, so one refused query spoils nothing). The DSN is never printed: it may hold
-    a password."""
+def connect_source(dsn: str, application_name: str = "cdc-spec") -> Iterator[Source]:
+    """The source a DSN names, open read-only: ``mysql://`` (or ``mariadb://``) URLs are MySQL
+    (``tools.mysql_catalog``), anything else a PostgreSQL DSN or URL."""
+    if dsn.strip().lower().startswith(("mysql://", "mariadb://")):
+        from tools.mysql_catalog import connect_mysql
+
+        with connect_mysql(dsn) as source:
+            yield source
+        return
+    with connect_postgres(dsn, application_name) as conn:
+        yield Source(
+            "postgresql", "public",
+            lambda schema: read_postgres_catalog(conn, schema),
+            lambda schema, table, columns, limit: sample_rows(conn, schema, table, columns,
+                                                              limit))
+
+
+@contextmanager
+def connect_postgres(dsn: str, application_name: str = "cdc-spec") -> Iterator[Any]:
+    """A read-only, autocommit psycopg connection (every statement its own transaction, so
+    one refused query spoils nothing)."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
@@ -291,9 +345,10 @@ def connect_source(dsn: str, application_name: str = "cdc-spec") -> Iterator[Any
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         raise SourceUnreachable(
-            "--source is not a PostgreSQL DSN or URL; write it as "
-            "'host=db.example.com port=5432 dbname=shop user=me' or "
-            "'postgresql://me@db.example.com:5432/shop'") from None
+            "--source is not a PostgreSQL DSN or URL (nor a mysql:// URL); write it as "
+            "'host=db.example.com port=5432 dbname=shop user=me', "
+            "'postgresql://me@db.example.com:5432/shop' or "
+            "'mysql://me@db.example.com:3306/shop'") from None
     host = str(params.get("host") or os.environ.get("PGHOST") or "localhost (socket)")
     port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
     database = str(params.get("dbname") or os.environ.get("PGDATABASE") or "(default)")
@@ -302,12 +357,7 @@ def connect_source(dsn: str, application_name: str = "cdc-spec") -> Iterator[Any
         conn = psycopg.connect(dsn, autocommit=True, application_name=application_name,
                                connect_timeout=timeout)
     except psycopg.OperationalError as exc:
-        reason = " ".join(str(exc).split()).rstrip(".")
-        reason += "" if reason.endswith("?") else "."
-        raise SourceUnreachable(
-            f"cannot connect to PostgreSQL at {host}:{port} (database {database}): {reason} "
-            "Is the database running and reachable from here? Check the DSN given with "
-            "--source (host, port, dbname, user, password).") from None
+        raise unreachable("postgresql", host, port, database, exc) from None
     with conn:
         conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         conn.execute("SET statement_timeout = '60s'")

@@ -26,7 +26,6 @@ from tools.source_catalog import (
     SourceUnreachable,
     connect_source,
     map_type,
-    read_postgres_catalog,
 )
 
 
@@ -49,11 +48,12 @@ def compare(spec: PipelineSpec, catalog: SourceCatalog,
             differences.append(f"table {name}: in the spec, not in the source schema "
                                f"{catalog.schema!r}")
         elif table is not None and source is not None:
-            differences += _compare_table(spec, table, source)
+            differences += _compare_table(spec, table, source, catalog.engine)
     return differences
 
 
-def _compare_table(spec: PipelineSpec, table: Table, source: SourceTable) -> list[str]:
+def _compare_table(spec: PipelineSpec, table: Table, source: SourceTable,
+                   engine: str) -> list[str]:
     differences: list[str] = []
     by_name = {_match_name(spec, c.name): c for c in source.columns}
     for column in table.columns:
@@ -62,12 +62,12 @@ def _compare_table(spec: PipelineSpec, table: Table, source: SourceTable) -> lis
         if found is None:
             differences.append(f"{where}: in the spec, not in the source")
             continue
-        problem = _type_difference(column.type, found)
+        problem = _type_difference(column.type, found, engine)
         if problem:
             differences.append(f"{where}: {problem}")
     for name, found in by_name.items():
         if name not in table.column_names:
-            mapped = map_type(found).spec_type
+            mapped = map_type(found, engine).spec_type
             as_spec = f", {mapped} in the spec" if mapped else ", no spec type"
             differences.append(f"{table.name}.{name}: in the source ({found.type_text}"
                                f"{as_spec}), not in the spec")
@@ -81,17 +81,23 @@ def _compare_table(spec: PipelineSpec, table: Table, source: SourceTable) -> lis
     return differences
 
 
-def _type_difference(spec_type: ColumnType, source: SourceColumn) -> str:
-    mapping = map_type(source)
+def _type_difference(spec_type: ColumnType, source: SourceColumn, engine: str) -> str:
+    mapping = map_type(source, engine)
     if mapping.spec_type is None:
         return ""  # no spec type for it: the spec's is the user's mapping
     if source.enum_labels:
-        longest = max(len(label.encode("utf-8")) for label in source.enum_labels)
+        # A MySQL SET value holds several labels joined by commas.
+        is_set = source.type_text.lower().startswith("set(")
+        longest = len(",".join(source.enum_labels).encode("utf-8")) if is_set else \
+            max(len(label.encode("utf-8")) for label in source.enum_labels)
         if spec_type.kind in ("varchar", "text") and (spec_type.length or 0) >= longest:
             return ""
         if spec_type.kind == "varchar":
-            return (f"enum {source.type_text} has a label of {longest} bytes, longer than the "
-                    f"spec's {spec_type.spec_name}")
+            named = source.type_text if source.type_text.lower().startswith(("enum(", "set(")) \
+                else f"enum {source.type_text}"
+            holds = "values of up to" if is_set else "a label of"
+            return (f"{named} has {holds} {longest} bytes, longer than the spec's "
+                    f"{spec_type.spec_name}")
     mapped = parse_column_type(mapping.spec_type, source.name)
     if mapped == spec_type:
         return ""
@@ -104,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="spec check", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True,
-                        help="the source database: a PostgreSQL DSN or URL")
+                        help="the source database: a PostgreSQL DSN or URL, or a MySQL URL "
+                             "(mysql://user:password@host:3306/db)")
     parser.add_argument("--spec", required=True, help="the pipeline spec file")
     parser.add_argument("--schema",
                         help="source schema (default: the spec's pipeline.source_schema)")
@@ -118,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.spec)
         schema = args.schema or spec.source_schema
-        with connect_source(args.source) as conn:
-            catalog = read_postgres_catalog(conn, schema)
+        with connect_source(args.source) as source:
+            catalog = source.read_catalog(schema)
     except (SpecError, SourceUnreachable) as exc:
         print(f"spec check: {exc}", file=sys.stderr)
         return 2

@@ -30,13 +30,12 @@ from pathlib import Path
 from shared.spec import SpecError, parse_column_type, parse_spec
 from tools.pii_suggest import STRING_KINDS, PiiSuggestion, suggest
 from tools.source_catalog import (
+    ENGINE_NAMES,
     SourceCatalog,
     SourceTable,
     SourceUnreachable,
     connect_source,
     map_type,
-    read_postgres_catalog,
-    sample_rows,
     spec_name,
 )
 
@@ -137,7 +136,7 @@ def draft_spec(catalog: SourceCatalog, options: InitOptions,
                             f"{name!r} in the spec; keep one with --tables")
             continue
         seen_tables[name] = source.name
-        table = _draft_table(name, source, options, problems, unsupported)
+        table = _draft_table(name, source, catalog.engine, options, problems, unsupported)
         if table is None:
             continue
         tables.append(table)
@@ -170,8 +169,8 @@ def _source_column(source: SourceTable, spec_column: str) -> str:
     return next(c.name for c in source.columns if c.name.lower() == spec_column)
 
 
-def _draft_table(name: str, source: SourceTable, options: InitOptions, problems: list[str],
-                 unsupported: list[str]) -> DraftTable | None:
+def _draft_table(name: str, source: SourceTable, engine: str, options: InitOptions,
+                 problems: list[str], unsupported: list[str]) -> DraftTable | None:
     columns: list[DraftColumn] = []
     seen: dict[str, str] = {}
     failed = False
@@ -197,7 +196,7 @@ def _draft_table(name: str, source: SourceTable, options: InitOptions, problems:
         if ref in options.map_types:
             spec_type, note = options.map_types[ref], f"mapped by hand from {column.type_text}"
         else:
-            mapping = map_type(column)
+            mapping = map_type(column, engine)
             if mapping.spec_type is None:
                 unsupported.append(f"{ref}: {mapping.problem}")
                 failed = True
@@ -243,8 +242,8 @@ def render(draft: Draft) -> str:
     """The drafted spec as TOML text: tables by name, columns in source order."""
     catalog = draft.catalog
     out = [
-        f"# Pipeline spec drafted by `spec init` from the PostgreSQL database "
-        f"{_comment_text(catalog.database)!r}, schema {_comment_text(catalog.schema)!r}.",
+        f"# Pipeline spec drafted by `spec init` from the {ENGINE_NAMES[catalog.engine]} "
+        f"database {_comment_text(catalog.database)!r}, schema {_comment_text(catalog.schema)!r}.",
         "# Review it before use: the types, keys and PII rules are a starting point.",
         "# Format: docs/spec.md. Later, `python -m tools.spec_check --source <dsn> --spec "
         "<this file>`",
@@ -394,8 +393,10 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True,
                         help="the source database: a PostgreSQL DSN or URL "
-                             "(host=... dbname=... user=..., or postgresql://user@host/db)")
-    parser.add_argument("--schema", default="public", help="source schema (default: public)")
+                             "(host=... dbname=... user=..., or postgresql://user@host/db), "
+                             "or a MySQL URL (mysql://user:password@host:3306/db)")
+    parser.add_argument("--schema",
+                        help="source schema (default: public; MySQL: the URL's database)")
     parser.add_argument("--tables", help="only these tables, comma-separated (default: all)")
     parser.add_argument("--exclude-columns", metavar="TABLE.COLUMN,...",
                         help="leave these columns out of the spec")
@@ -435,12 +436,13 @@ def run(argv: Sequence[str] | None = None) -> tuple[str, list[str]]:
     options = InitOptions(tables=tuple(_csv(args.tables)),
                           exclude=frozenset(c.lower() for c in _csv(args.exclude_columns)),
                           map_types=_parse_map_types(args.map_type), name=args.name)
-    with connect_source(args.source) as conn:
-        catalog = read_postgres_catalog(conn, args.schema)
+    with connect_source(args.source) as source:
+        schema = args.schema or source.default_schema
+        catalog = source.read_catalog(schema)
         sampler: Sampler | None = None
         if not args.no_sample:
             def sampler(table: SourceTable, columns: Sequence[str]) -> dict[str, list[str]]:
-                return sample_rows(conn, args.schema, table.name, columns, args.sample_rows)
+                return source.sample(schema, table.name, columns, args.sample_rows)
         draft = draft_spec(catalog, options, sampler)
     text = render(draft)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.spec import load_spec, parse_column_type
+from tools.mysql_catalog import enum_labels
 from tools.source_catalog import (
     SourceCatalog,
     SourceColumn,
@@ -134,3 +135,43 @@ def test_upper_case_source_names_match_case_insensitively() -> None:
             tuple(k.upper() for k in table.key))
         for name, table in catalog.tables.items()})
     assert compare(load_spec(), upper) == []
+
+
+@pytest.mark.parametrize(("column_type", "data_type", "spec_type"), [
+    ("tinyint(4)", "tinyint", "smallint"), ("tinyint(3) unsigned", "tinyint", "smallint"),
+    ("smallint(5) unsigned", "smallint", "integer"), ("mediumint(9)", "mediumint", "integer"),
+    ("int(11)", "int", "integer"), ("int(10) unsigned", "int", "bigint"),
+    ("bigint(20)", "bigint", "bigint"), ("bigint(20) unsigned", "bigint", "decimal(20,0)"),
+    ("tinyint(1)", "tinyint", "smallint"), ("bit(1)", "bit", "boolean"),
+    ("decimal(12,2)", "decimal", "decimal(12,2)"), ("decimal(10,0) unsigned", "decimal",
+                                                    "decimal(10,0)"),
+    ("float", "float", "real"), ("double", "double", "double"),
+    ("char(3)", "char", "char(3)"), ("varchar(40)", "varchar", "varchar(40)"),
+    ("text", "text", "text"), ("longtext", "longtext", "text"),
+    ("varbinary(16)", "varbinary", "varbyte"), ("longblob", "longblob", "varbyte"),
+    ("date", "date", "date"), ("time(3)", "time", "time"), ("datetime(6)", "datetime",
+                                                             "timestamp"),
+    ("timestamp", "timestamp", "timestamp"), ("year(4)", "year", "smallint"),
+    ("json", "json", "super"), ("uuid", "uuid", "uuid"),
+    ("enum('a','it''s')", "enum", "varchar(16)"), ("set('aaaaaaaaaa','bbbbbbbbbb')", "set",
+                                                   "varchar(32)"),
+])
+def test_mysql_types_map_to_a_spec_type_that_loads(column_type: str, data_type: str,
+                                                   spec_type: str) -> None:
+    mapping = map_type(SourceColumn("c", column_type, data_type), "mysql")
+    assert mapping.spec_type == spec_type
+    parse_column_type(spec_type, "c")
+
+
+@pytest.mark.parametrize(("column_type", "data_type"), [
+    ("point", "point"), ("geometry", "geometry"), ("inet6", "inet6"), ("bit(8)", "bit"),
+    ("decimal(65,2)", "decimal"),
+])
+def test_mysql_types_without_a_spec_type(column_type: str, data_type: str) -> None:
+    mapping = map_type(SourceColumn("c", column_type, data_type), "mysql")
+    assert mapping.spec_type is None
+    assert mapping.problem.startswith(f"type {column_type} has no spec type")
+
+
+def test_mysql_enum_labels_keep_quotes_and_commas() -> None:
+    assert enum_labels("enum('a','it''s','x,y')") == ("a", "it's", "x,y")
