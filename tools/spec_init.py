@@ -5,13 +5,15 @@ target until you add one.
     python -m tools.spec_init --source "host=db.example.com dbname=shop user=me" --out shop.toml
     python -m tools.spec_init --source postgresql://me@localhost/shop --tables orders,customer \\
         --exclude-columns orders.duration --map-type orders.total=decimal(19,4) --out shop.toml
+    python -m tools.spec_init --source mysql://me:secret@db.example.com:3306/shop --out shop.toml
 
 It reads the catalog (tables, columns, types, primary keys, unique indexes, foreign keys) and,
 unless ``--no-sample``, up to ``--sample-rows`` values of each character column, in a
 read-only session; sampled values only decide PII suggestions and are never printed or written.
 The spec is plain TOML with comments: review it, then ``python -m tools.spec_check`` tells you
-later when the source has drifted from it. The type mapping is in ``tools/source_catalog.py``
-and docs/spec.md ("Making a spec from your database").
+later when the source has drifted from it. The type mappings are in
+``tools/source_catalog.py`` (PostgreSQL), ``tools/mysql_catalog.py`` (MySQL, MariaDB) and
+docs/spec.md ("Making a spec from your database").
 
 Exit codes: 0 the spec is written; 2 bad input (unreachable database, unknown table, a column
 without a spec type, ...), with a message that says what to do.
