@@ -1,173 +1,384 @@
-"""End-to-end benchmark on the local stack, with the raw ceilings of its parts measured in the
-same run.
+"""Capacity of the whole local pipeline (Lambda path), each part's ceiling alone, and latency at
+half the capacity, from one run on a fresh local stack.
 
-Prints: end-to-end changes/s (source commit to visible in the warehouse), p50/p95 latency from
-source commit to visible, the local parts' ceilings (moto Kinesis put and get records/s, a
-direct COPY + MERGE of the same rows into PostgreSQL) with the pipeline's ratio to each, and
-as its last line ``ratio=<pipeline changes/s / the slowest part's ceiling>``.
+1. **Backlog.** The source is seeded and fully loaded, then a second replication slot is
+   created for the capture ceiling; both slots exist before the backlog, so all of it is CDC.
+   The reference workload's mix (``local.workload``: purchases, updates, deletes, email and
+   phone changes, new customers and events, renumbered tickets, late customers) commits at
+   least ``--backlog`` row changes as fast as the source takes them, with nothing capturing.
+   A last change, committed synchronously (which also flushes the WAL before it), is the
+   marker.
+2. **Drain** (the capacity): the local DMS (full-load task's slot) and the consumer (the
+   Lambda handler behind the local event source mapping, as ``make demo`` wires them) start
+   together; the time runs until the DMS has captured every committed change, the mapping's
+   checkpoints are at the end of every shard, and the warehouse shows the marker and the
+   source's row count in every replica.
+3. **Ceilings**, each part alone on the same changes (``bench.parts``): capture, moto Kinesis
+   put and get, the consumer's transform, the Data API stand-in's round trip and the
+   consumer's write of the pre-transformed batches into a fresh warehouse database.
+4. **Latency** at half the drained rate for ``--latency-seconds``: the workload at that rate,
+   capture and consumer live, a sampler thread timing commit -> visible (``bench.latency``).
+
+Prints each figure, then as its last line
+``ratio=<drain changes/s / the slowest part's ceiling>``.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import contextlib
 import shutil
-import statistics
+import sys
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import psycopg
+from psycopg import sql
 
+from bench import parts
+from bench.latency import LatencySampler, summary
+from bench.warehouse import fresh_databases, live_replica_counts, source_row_counts
 from local.cdc import LocalPipeline, catch_up, quiet_handler_output
+from local.event_source_mapping import LocalEventSourceMapping
 from local.stack import stop_stack
-from shared.spec import load_spec
+from local.workload import Workload
+from shared.consumer import build_processor
+from shared.settings import PipelineSettings
+from shared.spec import PipelineSpec, load_spec
+
+CAPTURE_SLOT = "bench_capture"
+CAPTURE_STREAM = "bench-capture"
+PUT_STREAM = "bench-put"
+WAL2JSON = "wal2json"  # the local DMS's output plugin
 
 
-def kinesis_ceiling(records: int, payload: bytes) -> tuple[float, float]:
-    """moto Kinesis: PutRecords and GetRecords records/s on a fresh 4-shard stream."""
-    kinesis = boto3.client("kinesis")
-    kinesis.create_stream(StreamName="bench-ceiling", ShardCount=4)
-    kinesis.get_waiter("stream_exists").wait(StreamName="bench-ceiling")
+def to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Options:
+    backlog: int = 100_000
+    latency_seconds: float = 30.0
+    part_changes: int = 20_000  # changes each part's ceiling is measured on (at most)
+    state_dir: Path = Path(".local-stack/bench-e2e")
+    seed: int = 3
+    customers: int = 1000
+    events: int = 50
+    purchases: int = 2000
+    drain_timeout: float = 900.0
+    progress: Callable[[str], None] = to_stderr
+
+
+@dataclass
+class Report:
+    committed: int = 0  # source row changes of the backlog, the marker included
+    transactions: int = 0
+    commit_seconds: float = 0.0
+    drained: int = 0  # CDC records the DMS captured during the drain
+    delivered: int = 0  # records the mapping handed to the handler (re-deliveries included)
+    redeliveries: int = 0
+    drain_seconds: float = 0.0
+    source_rows: dict[str, int] = field(default_factory=dict)
+    warehouse_rows: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    ceilings: dict[str, float] = field(default_factory=dict)  # part -> changes/s
+    part_changes: int = 0  # the changes each ceiling was measured on
+    round_trips_per_second: float = 0.0
+    submits_per_1000_changes: float = 0.0
+    latency_offered: float = 0.0  # changes/s the pipeline took during the latency run
+    latencies: list[float] = field(default_factory=list)
+    latency_unseen: int = 0
+
+    @property
+    def drain_rate(self) -> float:
+        return self.drained / self.drain_seconds if self.drain_seconds else 0.0
+
+    @property
+    def slowest(self) -> tuple[str, float]:
+        return min(self.ceilings.items(), key=lambda item: item[1])
+
+    @property
+    def ratio(self) -> float:
+        return self.drain_rate / self.slowest[1] if self.ceilings else 0.0
+
+    def lines(self) -> list[str]:
+        p50, p95 = summary(self.latencies)
+        lines = [
+            f"backlog: {self.committed:,} source row changes in {self.transactions:,} "
+            f"transactions committed in {self.commit_seconds:.1f}s, before capture started",
+            f"drained {self.drained:,} of {self.committed:,} committed changes in "
+            f"{self.drain_seconds:.1f}s; handler got {self.delivered:,} records "
+            f"({self.redeliveries} re-delivered); dead-letter queue {self.dead_letters}",
+            "warehouse live rows = source rows: "
+            + ", ".join(f"{t} {self.warehouse_rows.get(t, 0):,}/{n:,}"
+                        for t, n in self.source_rows.items()),
+            f"drain (capacity) changes/s={self.drain_rate:,.0f}",
+        ]
+        lines.append(f"each part alone on the backlog's first {self.part_changes:,} changes:")
+        for name, rate in self.ceilings.items():
+            lines.append(f"ceiling {name} changes/s={rate:,.0f}  "
+                         f"drain/ceiling={self.drain_rate / rate:.3f}")
+        lines.append(f"Data API stand-in round trip (SELECT 1) statements/s="
+                     f"{self.round_trips_per_second:,.1f}; the writer submits "
+                     f"{self.submits_per_1000_changes:.2f} per 1,000 changes")
+        lines.append(f"latency commit -> visible at {self.latency_offered:,.0f} changes/s "
+                     f"(half the drain): p50={p50:.2f}s p95={p95:.2f}s "
+                     f"(n={len(self.latencies)}, never seen {self.latency_unseen})")
+        lines.append(f"slowest part: {self.slowest[0]}")
+        lines.append(f"ratio={self.ratio:.3f}")
+        return lines
+
+
+def create_slot(dsn: str, slot: str) -> None:
+    """A logical replication slot for the capture ceiling; it keeps every change from now."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (slot, WAL2JSON))
+
+
+def sync_connection(dsn: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(dsn, autocommit=True, application_name="bench-marker")
+    conn.execute("SET synchronous_commit = on")
+    return conn
+
+
+def stream_consumed(kinesis: Any, stream: str, checkpoints: dict[str, str | None]) -> bool:
+    """Whether no shard holds a record after the mapping's checkpoint."""
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        after = checkpoints.get(shard["ShardId"])
+        position: dict[str, str] = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after}
+            if after else {"ShardIteratorType": "TRIM_HORIZON"})
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                              **position)["ShardIterator"]
+        if kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]:
+            return False
+    return True
+
+
+def marker_visible(warehouse_dsn: str, spec: PipelineSpec, marker: tuple[int, datetime]) -> bool:
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        row = conn.execute(sql.SQL("SELECT updated_at FROM {}.{} WHERE ticket_id = %s").format(
+            sql.Identifier(spec.replica_schema), sql.Identifier("ticket_activity")),
+            (marker[0],)).fetchone()
+    return row is not None and row[0] is not None and row[0] >= marker[1]
+
+
+class Running:
+    """The local DMS and the consumer, each in its own thread, until ``stop``."""
+
+    def __init__(self, dms: Any, consumer: LocalEventSourceMapping) -> None:
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=dms.run, args=(self.stop,), name="dms"),
+                        threading.Thread(target=consumer.run, args=(self.stop,),
+                                         name="consumer")]
+        for thread in self.threads:
+            thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+
+def run_benchmark(options: Options) -> Report:
+    """The whole benchmark on a fresh stack in ``options.state_dir`` (stopped at the end)."""
+    quiet_handler_output()
+    say = options.progress
+    report = Report()
+    state_dir = options.state_dir
+    stop_stack(state_dir / "stack")
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True)
+    # The handler's metric lines (EMF, on stdout as on Lambda) go to a file, not the report.
+    with open(state_dir / "handler-output.log", "w") as handler_output, \
+            contextlib.redirect_stdout(handler_output):
+        return _run(options, report, say)
+
+
+def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report:
+    state_dir = options.state_dir
+    consumer: LocalEventSourceMapping | None = None
+    try:
+        spec = load_spec()
+        pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec)
+        warehouse_dsn = pipeline.stack.postgres_conninfo
+        stream = pipeline.stack.resources.stream_name
+        kinesis = boto3.client("kinesis")
+        workload = pipeline.workload(seed=options.seed)
+        workload.create_schema(loose=True)
+        workload.seed_data(options.customers, options.events, options.purchases)
+        dms, consumer = pipeline.dms(), pipeline.consumer()
+        dms.full_load()
+        catch_up(dms, consumer)  # the full load is not part of the measured drain
+        create_slot(pipeline.source_dsn, CAPTURE_SLOT)
+
+        say(f"committing a backlog of {options.backlog:,} changes, nothing capturing ...")
+        marker = commit_backlog(workload, pipeline.source_dsn, options.backlog, report)
+        report.source_rows = source_row_counts(pipeline.source_dsn, spec)
+
+        say("draining it: local DMS + consumer ...")
+        drain(pipeline, dms, consumer, kinesis, stream, marker, report, options.drain_timeout)
+        report.dead_letters = pipeline.rejected()
+
+        say("each part alone ...")
+        measure_parts(pipeline, kinesis, shard_count=parts.shard_count(kinesis, stream),
+                      batch_size=consumer.batch_size, limit=options.part_changes,
+                      report=report)
+
+        say(f"latency at half the drained rate for {options.latency_seconds:.0f}s ...")
+        measure_latency(pipeline, workload, dms, consumer, warehouse_dsn, report,
+                        options.latency_seconds)
+        return report
+    finally:
+        if consumer is not None:
+            consumer.close()
+        stop_stack(state_dir / "stack")
+
+
+def commit_backlog(workload: Workload, source_dsn: str, changes: int,
+                   report: Report) -> tuple[int, datetime]:
+    before = workload.counters.transactions
     started = time.perf_counter()
-    for start in range(0, records, 500):
-        entries = [{"Data": payload, "PartitionKey": f"public.ticket_activity.{i}"}
-                   for i in range(start, min(records, start + 500))]
-        kinesis.put_records(StreamName="bench-ceiling", Records=entries)
-    put_rate = records / (time.perf_counter() - started)
+    committed = workload.commit_changes(changes)
+    with sync_connection(source_dsn) as conn:
+        marker = workload.touch_purchase(conn)
+    if marker is None:
+        raise RuntimeError("the backlog left no purchase to mark its end with")
+    report.commit_seconds = time.perf_counter() - started
+    report.committed = committed + 1
+    report.transactions = workload.counters.transactions - before
+    return marker
+
+
+def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping, kinesis: Any,
+          stream: str, marker: tuple[int, datetime], report: Report, timeout: float) -> None:
+    warehouse_dsn = pipeline.stack.postgres_conninfo
+    captured_before = dms.counters.records_captured
+    delivered_before = consumer.counters.records_delivered
+    retries_before = consumer.counters.retries
     started = time.perf_counter()
-    got = 0
-    for shard in kinesis.list_shards(StreamName="bench-ceiling")["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName="bench-ceiling",
-                                              ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            got += len(page["Records"])
-            iterator = page.get("NextShardIterator") if page["Records"] else None
-    return put_rate, got / (time.perf_counter() - started)
+    running = Running(dms, consumer)
+    try:
+        while True:
+            # The in-memory counters first (the end is near once the handler got every
+            # change), then the marker, then the stream and the row counts: the checks cost
+            # the stack some work, so they run only when they may succeed.
+            captured = dms.counters.records_captured - captured_before
+            delivered = consumer.counters.records_delivered - delivered_before
+            if (captured >= report.committed and delivered >= report.committed
+                    and marker_visible(warehouse_dsn, pipeline.spec, marker)
+                    and stream_consumed(kinesis, stream, consumer.checkpoints())):
+                report.warehouse_rows = live_replica_counts(warehouse_dsn, pipeline.spec)
+                if report.warehouse_rows == report.source_rows:
+                    break
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError(f"the drain did not finish in {timeout:.0f}s: captured "
+                                   f"{captured:,} of {report.committed:,} changes")
+            time.sleep(0.25)
+        report.drain_seconds = time.perf_counter() - started
+    finally:
+        running.close()
+    report.drained = dms.counters.records_captured - captured_before
+    report.delivered = consumer.counters.records_delivered - delivered_before
+    report.redeliveries = consumer.counters.retries - retries_before
 
 
-def copy_merge_ceiling(dsn: str, rows: int) -> float:
-    """Rows/s of a direct COPY into a staging table + MERGE into a replica-shaped table."""
-    body = io.StringIO()
-    for i in range(rows):
-        body.write(f"{i}\t{i % 500}\t2021-08-15 10:00:00\t2021-08-15 10:00:00\t"
-                   f"12021-08-15T10:00:00.000000Z{i:044d}0000000001\tf\n")
-    with psycopg.connect(dsn) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS bench_replica (ticket_id bigint PRIMARY KEY, "
-                     "purchased_by bigint, created_at timestamp, updated_at timestamp, "
-                     "_cdc_order_key varchar(142), _cdc_deleted boolean)")
-        conn.commit()
+def measure_parts(pipeline: LocalPipeline, kinesis: Any, shard_count: int, batch_size: int,
+                  limit: int, report: Report) -> None:
+    """Each part alone on the first ``limit`` changes of the backlog (its rate is steady well
+    before that; the whole backlog would take minutes per part)."""
+    state_dir = pipeline.state_dir
+    parts.create_stream(kinesis, CAPTURE_STREAM, shard_count)
+    captured = parts.capture(pipeline.source_dsn, pipeline.spec, CAPTURE_STREAM,
+                             state_dir / "dms-capture", CAPTURE_SLOT, limit)
+    if captured.count < min(limit, report.committed):
+        raise RuntimeError(f"the capture ceiling's slot gave {captured.count:,} changes, "
+                           f"{min(limit, report.committed):,} expected")
+    report.part_changes = captured.count
+    report.ceilings["capture (local DMS: slot -> Kinesis)"] = captured.per_second
+    records, got = parts.read_stream(kinesis, CAPTURE_STREAM)
+    parts.create_stream(kinesis, PUT_STREAM, shard_count)
+    put = parts.kinesis_put(kinesis, PUT_STREAM, records)
+    report.ceilings["Kinesis put (moto PutRecords)"] = put.per_second
+    report.ceilings["Kinesis get (moto GetRecords)"] = got.per_second
+
+    info = pipeline.stack
+    with fresh_databases(info, "writer") as (database,):
+        environment = {**info.environment(), "REDSHIFT_DATABASE": database}
+        clients: dict[str, Any] = {}
+
+        def client(name: str) -> Any:
+            return clients.setdefault(name, boto3.client(name))  # type: ignore[call-overload]
+
+        submits = parts.SubmitCounter(client("redshift-data"))
+        processor = build_processor(PipelineSettings.from_mapping(environment), pipeline.spec,
+                                    pipeline.hmac_key(), client)
+        results, transformed = parts.transform(processor, records, batch_size)
+        report.ceilings["consumer transform (decode, PII, reduce)"] = transformed.per_second
+        before = submits.calls
+        written = parts.write(processor, results, len(records))
+        report.ceilings["writer (S3 + COPY + MERGE via the Data API stand-in)"] = \
+            written.per_second
+        report.submits_per_1000_changes = 1000 * (submits.calls - before) / len(records)
+    round_trip = parts.data_api_round_trip(pipeline.api())
+    report.round_trips_per_second = round_trip.per_second
+    # Every write is at least one Data API round trip per submission: at the writer's
+    # submissions per change, the round trips alone allow this many changes/s.
+    report.ceilings["Data API round trips (at the writer's submits/change)"] = (
+        round_trip.per_second * 1000 / report.submits_per_1000_changes
+        if report.submits_per_1000_changes else float("inf"))
+
+
+def measure_latency(pipeline: LocalPipeline, workload: Workload, dms: Any,
+                    consumer: LocalEventSourceMapping, warehouse_dsn: str, report: Report,
+                    seconds: float) -> None:
+    changes_per_transaction = report.committed / max(report.transactions, 1)
+    rate = max(1.0, report.drain_rate / 2 / changes_per_transaction)
+    sampler = LatencySampler(workload, pipeline.source_dsn, warehouse_dsn, pipeline.spec)
+    sampler_stop = threading.Event()
+    sampler_thread = threading.Thread(target=sampler.run, args=(sampler_stop,), name="sampler")
+    captured_before = dms.counters.records_captured
+    running = Running(dms, consumer)
+    try:
+        sampler_thread.start()
         started = time.perf_counter()
-        conn.execute("CREATE TEMP TABLE bench_stage (LIKE bench_replica)")
-        with conn.cursor().copy("COPY bench_stage FROM STDIN") as copy:
-            copy.write(body.getvalue())
-        conn.execute(
-            "MERGE INTO bench_replica t USING bench_stage s ON t.ticket_id = s.ticket_id "
-            "WHEN MATCHED THEN UPDATE SET purchased_by = s.purchased_by, "
-            "updated_at = s.updated_at, _cdc_order_key = s._cdc_order_key, "
-            "_cdc_deleted = s._cdc_deleted WHEN NOT MATCHED THEN INSERT VALUES (s.ticket_id, "
-            "s.purchased_by, s.created_at, s.updated_at, s._cdc_order_key, s._cdc_deleted)")
-        conn.commit()
-        return rows / (time.perf_counter() - started)
-
-
-class VisibilityProbe:
-    """Polls the warehouse replicas and records, per change that became visible, the time
-    from its source commit (read from its order key) to now."""
-
-    TABLES = ("ticket_activity", "customer", "ticket", "sport_event")
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.latencies: list[float] = []
-        self.last_seen = dict.fromkeys(self.TABLES, "1")  # CDC keys only (phase 1)
-
-    def run(self, stop: threading.Event) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            while not stop.is_set():
-                for table in self.TABLES:
-                    rows = conn.execute(
-                        f"SELECT _cdc_order_key FROM cdc_replica.{table} "
-                        "WHERE _cdc_order_key > %s", (self.last_seen[table],)).fetchall()
-                    now = datetime.now(UTC)
-                    for (key,) in rows:
-                        committed = datetime.fromisoformat(key[1:28].replace("Z", "+00:00"))
-                        self.latencies.append((now - committed).total_seconds())
-                        self.last_seen[table] = max(self.last_seen[table], key)
-                stop.wait(0.05)
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+        workload.run(rate_per_second=rate, duration_seconds=seconds, bad_row_share=0.0)
+        elapsed = time.perf_counter() - started
+        sampler_stop.set()
+        sampler_thread.join()
+    finally:
+        sampler_stop.set()
+        running.close()
+    report.latency_offered = (dms.counters.records_captured - captured_before) / elapsed
+    report.latencies = sampler.latencies
+    report.latency_unseen = sampler.unseen
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of workload")
-    parser.add_argument("--rate", type=float, default=400.0, help="source transactions/s")
-    parser.add_argument("--state-dir", default=".local-stack/bench-e2e")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backlog", type=int, default=Options.backlog,
+                        help="source row changes committed before capture starts")
+    parser.add_argument("--latency-seconds", type=float, default=Options.latency_seconds,
+                        help="seconds of workload at half the drained rate")
+    parser.add_argument("--part-changes", type=int, default=Options.part_changes,
+                        help="changes each part's ceiling is measured on (at most)")
+    parser.add_argument("--state-dir", type=Path, default=Options.state_dir)
     args = parser.parse_args()
-
-    quiet_handler_output()
-    state_dir = Path(args.state_dir)
-    stop_stack(state_dir / "stack")
-    shutil.rmtree(state_dir, ignore_errors=True)
-    try:
-        pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", load_spec())
-        warehouse_dsn = pipeline.stack.postgres_conninfo
-        workload = pipeline.workload(seed=3)
-        workload.create_schema(loose=True)
-        workload.seed_data(customers=300, events=20, purchases=500)
-        dms, consumer = pipeline.dms(), pipeline.consumer()
-        dms.full_load()
-        catch_up(dms, consumer)  # the full load is not part of the measured CDC run
-
-        probe = VisibilityProbe(warehouse_dsn)
-        probe_stop = threading.Event()  # the probe outlives the pipeline threads
-        probe_thread = threading.Thread(target=probe.run, args=(probe_stop,), daemon=True)
-        probe_thread.start()
-        pipeline.start(dms.run, "dms")
-        pipeline.start(consumer.run, "consumer")
-        captured_before = dms.counters.records_captured
-        started = time.monotonic()
-        workload.run(rate_per_second=args.rate, duration_seconds=args.duration,
-                     bad_row_share=0.0)
-        source_done = time.monotonic()
-        pipeline.shutdown()  # stop the threads before catch_up drives dms and consumer itself
-        catch_up(dms, consumer)
-        finished = time.monotonic()
-        time.sleep(0.2)  # one more probe pass sees the last changes
-        probe_stop.set()
-        probe_thread.join(timeout=10)
-        changes = dms.counters.records_captured - captured_before
-        pipeline_rate = changes / (finished - started)
-
-        payload = b'{"data": {"ticket_id": 1}, "metadata": {}}'.ljust(450, b" ")
-        put_rate, get_rate = kinesis_ceiling(max(changes, 5000), payload)
-        merge_rate = copy_merge_ceiling(warehouse_dsn, max(changes, 5000))
-    finally:
-        stop_stack(state_dir / "stack")
-
-    latencies: list[Any] = probe.latencies
-    print(f"workload: {workload.counters.transactions} source transactions, {changes} changes "
-          f"in {source_done - started:.1f}s; pipeline caught up {finished - source_done:.1f}s "
-          "after the source stopped")
-    print(f"pipeline end-to-end changes/s={pipeline_rate:,.0f}")
-    if latencies:
-        print(f"latency source commit -> visible: p50={statistics.median(latencies):.2f}s "
-              f"p95={percentile(latencies, 0.95):.2f}s (n={len(latencies)})")
-    ceilings = {"moto Kinesis put": put_rate, "moto Kinesis get": get_rate,
-                "direct COPY+MERGE into PostgreSQL": merge_rate}
-    for name, rate in ceilings.items():
-        print(f"ceiling {name} records/s={rate:,.0f}  pipeline/ceiling={pipeline_rate / rate:.3f}")
-    slowest = min(ceilings.values())
-    print(f"ratio={pipeline_rate / slowest:.3f}")
+    if args.backlog < 1 or args.part_changes < 1 or args.latency_seconds <= 0:
+        parser.error("--backlog and --part-changes must be at least 1, --latency-seconds "
+                     "positive")
+    report = run_benchmark(Options(backlog=args.backlog, latency_seconds=args.latency_seconds,
+                                   part_changes=args.part_changes, state_dir=args.state_dir))
+    for line in report.lines():
+        print(line)
 
 
 if __name__ == "__main__":

@@ -30,59 +30,28 @@ import tempfile
 import threading
 import time
 import tracemalloc
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pandas as pd
 import psycopg
 from pyspark.sql import DataFrame, SparkSession
 
 from bench.core_bench import make_records
+from bench.warehouse import fresh_databases
 from glue_job.kinesis_source import KINESIS_SCHEMA
 from glue_job.local_spark import local_spark
 from local.dms_records import lambda_event
 from local.stack import StackInfo, ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
-from local.stack.provision import warehouse_passwords
-from local.stack.state import CONSUMER_USER
-from shared.data_api import DataApiTarget, RedshiftDataApi
 from shared.glue_batch import GlueBatchJob
-from shared.migrations import migrate
 from shared.records import StreamRecord
 from shared.spec import load_spec
-from shared.warehouse_grants import ConsumerLogin
 
 LAMBDA_BATCH = 10_000
 
 
 # --- the warehouse databases --------------------------------------------------------------------
-
-@contextlib.contextmanager
-def fresh_databases(info: StackInfo, *names: str) -> Iterator[list[str]]:
-    """Fresh, migrated warehouse databases on the stack's PostgreSQL; dropped afterwards."""
-    admin = f"host=127.0.0.1 port={info.postgres_port} user=postgres dbname=postgres"
-    databases = [f"bench_{name}_{uuid.uuid4().hex[:8]}" for name in names]
-    client = boto3.client("redshift-data", endpoint_url=info.redshift_data_endpoint)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for database in databases:
-            conn.execute(f'CREATE DATABASE "{database}"')
-    consumer = ConsumerLogin(CONSUMER_USER, warehouse_passwords(info.state_dir)[CONSUMER_USER])
-    try:
-        for database in databases:
-            # As the stack's migrator does: the admin migrates, the consumer gets its grants.
-            api = RedshiftDataApi(client, DataApiTarget(
-                database=database, workgroup_name=info.workgroup_name,
-                secret_arn=info.resources.admin_secret_arn), poll_interval=(0.005, 0.1))
-            migrate(api, load_spec(), consumer)
-        yield databases
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            for database in databases:
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
 
 def replica_rows(info: StackInfo, database: str) -> int:
     dsn = f"host=127.0.0.1 port={info.postgres_port} user=postgres dbname={database}"

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from psycopg import sql
@@ -318,6 +318,51 @@ class Workload:
         self.counters.transactions += 1
         return operation
 
+    # -- a backlog, and sampled changes (bench.e2e_bench) --------------------------------
+
+    def commit_changes(self, changes: int, stop_event: threading.Event | None = None) -> int:
+        """Commit ticks one after another, as fast as the source takes them, until at least
+        ``changes`` row changes are committed (then the late customers still due); the row
+        changes committed. A row change is a row a statement inserted, updated or deleted:
+        the local DMS sends one CDC record for each. No bad rows: every change must land.
+
+        Counting is exact: it adds up each statement's row count (psycopg's
+        ``Cursor.rowcount``, from the command tag PostgreSQL returns)."""
+        if changes <= 0:
+            raise ValueError("changes must be positive")
+        self._load_keys()
+        if not self.events or not self.customers:
+            raise ValueError("seed the source first (seed_data): no events or customers")
+        stop = stop_event or threading.Event()
+        tally = [0]
+        started = time.monotonic()
+        with psycopg.connect(self.source_dsn, autocommit=True, application_name="workload",
+                             cursor_factory=_counting_cursor(tally)) as conn:
+            while tally[0] < changes and not stop.is_set():
+                with self._lock:
+                    self.tick(conn)
+            with self._lock:
+                self._insert_late_customers(conn, everything=True)
+        log.info("workload: %d row changes in %d transactions in %.1f s", tally[0],
+                 self.counters.transactions, time.monotonic() - started)
+        return tally[0]
+
+    def touch_purchase(self, conn: psycopg.Connection[Any]) -> tuple[int, datetime] | None:
+        """A purchase_update of one purchase's ``updated_at`` only, on the caller's
+        connection (autocommit): a change whose arrival in the warehouse can be watched.
+        Returns the ticket id and the value written, or None without purchases."""
+        with self._lock:
+            self._load_keys()
+            if not self.purchases:
+                return None
+            ticket_id = self.rng.choice(self.purchases)
+            stamp = self._now()
+            conn.execute(f"UPDATE {self._table('ticket_activity')} SET updated_at = %s "
+                         "WHERE ticket_id = %s", (stamp, ticket_id))
+            self.counters.operations["purchase_update"] += 1
+            self.counters.transactions += 1
+        return ticket_id, stamp
+
     def _insert_late_customers(self, conn: psycopg.Connection[Any],
                                everything: bool = False) -> None:
         due = [c for at, c in self._late if everything or at <= self._tick]
@@ -495,6 +540,24 @@ class Workload:
             self._insert(conn, "ticket", (*row[:4], price))
             self.bad_rows.append(BadRow("ticket", (ticket_id,), "price_out_of_range"))
         self.counters.bad_rows += 1
+
+
+class _RowCountingCursor(psycopg.Cursor[Any]):
+    """A cursor that adds the rows each INSERT, UPDATE or DELETE changed to ``tally[0]``."""
+
+    tally: list[int]
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
+                binary: bool | None = None) -> Self:
+        super().execute(query, params, prepare=prepare, binary=binary)
+        command = (self.statusmessage or "").split(" ", 1)[0]
+        if command in ("INSERT", "UPDATE", "DELETE") and self.rowcount > 0:
+            self.tally[0] += self.rowcount
+        return self
+
+
+def _counting_cursor(tally: list[int]) -> type[_RowCountingCursor]:
+    return type("RowCountingCursor", (_RowCountingCursor,), {"tally": tally})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,186 @@
+"""Each part of the local pipeline alone, on the records of one backlog: its ceiling in
+changes/s (one source row change is one DMS record, so records/s and changes/s are the same
+unit until the consumer's reduction).
+
+The parts are measured one after another with nothing else of the pipeline running, on the
+same local stack the drain used, through the same public entry points the pipeline uses:
+``LocalDms.drain`` (capture), boto3 ``put_records``/``get_records`` on moto (Kinesis),
+``BatchProcessor.transform`` (the consumer's decode, PII and newest-per-key reduction, as the
+Lambda handler calls it), ``RedshiftDataApi.execute`` (the Data API stand-in's round trip) and
+``RedshiftWriter.stage_and_merge`` (the consumer's write of a transformed batch: S3 staging,
+COPY and MERGE in one transaction, through the stand-in).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.dms import LocalDms
+from shared.consumer import BatchProcessor
+from shared.data_api import RedshiftDataApi
+from shared.records import StreamRecord, TransformResult
+from shared.spec import PipelineSpec
+
+# The Data API operations that submit work; each one is at least a submit and a describe
+# until it is done (the Redshift Data API runs statements asynchronously: "ExecuteStatement",
+# "BatchExecuteStatement", "DescribeStatement" in the Amazon Redshift Data API reference).
+SUBMITTING_OPERATIONS = ("ExecuteStatement", "BatchExecuteStatement")
+CAPTURE_POLL_CHANGES = 5000  # what ``LocalDms.run`` peeks per poll
+PUT_RECORDS_LIMIT = 500  # Kinesis PutRecords takes at most 500 records per call
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``count`` things in ``seconds``."""
+
+    count: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+
+def timed(action: Callable[[], int]) -> Rate:
+    started = time.perf_counter()
+    count = action()
+    return Rate(count, time.perf_counter() - started)
+
+
+def create_stream(kinesis: Any, name: str, shards: int) -> None:
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name)
+
+
+def shard_count(kinesis: Any, stream: str) -> int:
+    return len(kinesis.list_shards(StreamName=stream)["Shards"])
+
+
+def capture(source_dsn: str, spec: PipelineSpec, stream: str, state_dir: Path, slot: str,
+            limit: int) -> Rate:
+    """The local DMS alone: polls of ``slot`` (created before the backlog) put into
+    ``stream`` until at least ``limit`` changes are put or the slot holds no more; the slot is
+    dropped afterwards (it would keep WAL)."""
+    dms = LocalDms(source_dsn, spec, boto3.client("kinesis"), stream, state_dir, slot)
+
+    def run() -> int:
+        total = 0
+        while total < limit:
+            put = dms.capture_once(CAPTURE_POLL_CHANGES)
+            if put == 0:
+                return total
+            total += put
+        return total
+
+    try:
+        return timed(run)
+    finally:
+        dms.drop_slot()
+        dms.close()
+
+
+def read_stream(kinesis: Any, stream: str) -> tuple[list[StreamRecord], Rate]:
+    """Every record of ``stream`` with GetRecords (10,000 per call, Kinesis's maximum), shard
+    by shard, as the records the Lambda handler would get (base64 text); and the read rate."""
+    raw: list[tuple[bytes, str, str, str]] = []
+    started = time.perf_counter()
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        shard_id = shard["ShardId"]
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id,
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            raw += [(r["Data"], r["SequenceNumber"], r["PartitionKey"], shard_id)
+                    for r in page["Records"]]
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    rate = Rate(len(raw), time.perf_counter() - started)
+    return [StreamRecord(base64.b64encode(data).decode("ascii"), sequence, key, shard_id)
+            for data, sequence, key, shard_id in raw], rate
+
+
+def kinesis_put(kinesis: Any, stream: str, records: Sequence[StreamRecord]) -> Rate:
+    """PutRecords of the captured records (same data and partition keys), 500 per call."""
+    entries = [{"Data": base64.b64decode(r.data), "PartitionKey": r.partition_key}
+               for r in records]
+
+    def put() -> int:
+        for start in range(0, len(entries), PUT_RECORDS_LIMIT):
+            response = kinesis.put_records(StreamName=stream,
+                                           Records=entries[start:start + PUT_RECORDS_LIMIT])
+            if response.get("FailedRecordCount"):
+                raise RuntimeError("moto refused records of a PutRecords call")
+        return len(entries)
+
+    return timed(put)
+
+
+def batches(records: Sequence[StreamRecord], size: int) -> list[list[StreamRecord]]:
+    """Per shard, in sequence order, ``size`` records at a time (the mapping's BatchSize)."""
+    by_shard: dict[str, list[StreamRecord]] = {}
+    for record in records:
+        by_shard.setdefault(record.shard_id, []).append(record)
+    return [rows[start:start + size] for rows in by_shard.values()
+            for start in range(0, len(rows), size)]
+
+
+def transform(processor: BatchProcessor, records: Sequence[StreamRecord],
+              batch_size: int) -> tuple[list[TransformResult], Rate]:
+    """The consumer's transform alone (no warehouse write) on every batch."""
+    processor.transform([])  # reads the added columns once, as a container's first batch does
+    results: list[TransformResult] = []
+
+    def run() -> int:
+        for batch in batches(records, batch_size):
+            results.append(processor.transform(batch))
+        return len(records)
+
+    return results, timed(run)
+
+
+def data_api_round_trip(api: RedshiftDataApi, seconds: float = 3.0) -> Rate:
+    """Trivial statements (``SELECT 1``) one after another, each submitted and waited for as
+    the consumer's adapter does, for about ``seconds``."""
+    api.execute("SELECT 1")
+
+    def run() -> int:
+        count = 0
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            api.execute("SELECT 1")
+            count += 1
+        return count
+
+    return timed(run)
+
+
+class SubmitCounter:
+    """Counts the Data API submissions a boto3 ``redshift-data`` client makes (botocore's
+    ``before-call`` event), whatever our adapter does around them."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls = 0
+        for operation in SUBMITTING_OPERATIONS:
+            client.meta.events.register(f"before-call.redshift-data.{operation}", self._count)
+
+    def _count(self, **_: Any) -> None:
+        self.calls += 1
+
+
+def write(processor: BatchProcessor, results: Sequence[TransformResult],
+          records: int) -> Rate:
+    """The consumer's write of pre-transformed batches, one after another; the rate is of
+    the source changes (records) the batches came from."""
+
+    def run() -> int:
+        for result in results:
+            processor.writer.stage_and_merge(result.changes, result.table_events)
+        return records
+
+    return timed(run)
