@@ -287,3 +287,21 @@ def test_names_that_cannot_be_spec_names_say_how_to_leave_them_out(
     assert init(source_dsn, out, "--tables", "orders", "--exclude-columns",
                 "orders.unit-price") == 0
     assert load_spec(out).tables["orders"].column_names == ("id",)
+
+
+def test_a_partitioned_table_is_one_table_and_views_are_left_out(
+        source_dsn: str, tmp_path: Path) -> None:
+    execute(source_dsn, """
+        CREATE TABLE measurement (id bigint, taken date, value real, PRIMARY KEY (id, taken))
+            PARTITION BY RANGE (taken);
+        CREATE TABLE measurement_2026 PARTITION OF measurement
+            FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        CREATE VIEW recent AS SELECT * FROM measurement;
+        CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n FROM measurement""")
+    out = tmp_path / "spec.toml"
+
+    assert init(source_dsn, out) == 0
+
+    spec = load_spec(out)
+    assert list(spec.tables) == ["measurement"]
+    assert spec.tables["measurement"].key == ("id", "taken")
