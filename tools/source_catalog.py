@@ -104,6 +104,7 @@ class SourceTable:
     unique_keys: tuple[tuple[str, ...], ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     replica_identity_full: bool = False
+    partitioned: bool = False  # a PostgreSQL partitioned table (its partitions are its rows)
 
     def column(self, name: str) -> SourceColumn:
         for col in self.columns:
@@ -207,7 +208,7 @@ def map_postgres_type(column: SourceColumn) -> TypeMapping:
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 _TABLES_SQL = """
-SELECT c.oid, c.relname, c.relreplident = 'f'
+SELECT c.oid, c.relname, c.relreplident = 'f', c.relkind = 'p'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY c.relname
@@ -280,8 +281,9 @@ def read_postgres_catalog(conn: Any, schema: str) -> SourceCatalog:
         engine="postgresql", database=str(database), schema=schema,
         tables={
             name: SourceTable(name, tuple(columns[oid]), keys.get(oid, ()),
-                              tuple(uniques[oid]), tuple(foreign[oid]), bool(full))
-            for oid, name, full in tables
+                              tuple(uniques[oid]), tuple(foreign[oid]), bool(full),
+                              bool(partitioned))
+            for oid, name, full, partitioned in tables
         })
 
 

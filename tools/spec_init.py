@@ -276,6 +276,12 @@ def render(draft: Draft) -> str:
             else:
                 out.append('# If rows have a key, name it instead: key = ["<column>", ...]')
             out.append("append_only = true")
+        if table.source.partitioned:
+            out += [
+                "# Partitioned in the source: logical decoding names a change by its partition",
+                "# unless the publication has publish_via_partition_root (PostgreSQL, CREATE",
+                "# PUBLICATION); check that your DMS task delivers them under this table's name.",
+            ]
         if table.large_columns and table.key and not table.source.replica_identity_full:
             out += [
                 "# REPLICA IDENTITY is not FULL in the source: an update that leaves a large",

@@ -305,3 +305,5 @@ def test_a_partitioned_table_is_one_table_and_views_are_left_out(
     spec = load_spec(out)
     assert list(spec.tables) == ["measurement"]
     assert spec.tables["measurement"].key == ("id", "taken")
+    assert "# Partitioned in the source: logical decoding names a change by its partition" in \
+        out.read_text()
