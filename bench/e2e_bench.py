@@ -92,6 +92,9 @@ class Report:
     part_changes: int = 0  # the changes each ceiling was measured on
     round_trips_per_second: float = 0.0
     submits_per_1000_changes: float = 0.0
+    writer_polls_per_submit: float = 0.0
+    writer_seconds: float = 0.0
+    writer_executed_seconds: float = 0.0  # of writer_seconds: statements running
     latency_offered: float = 0.0  # changes/s the pipeline took during the latency run
     latencies: list[float] = field(default_factory=list)
     latency_unseen: int = 0
@@ -127,7 +130,11 @@ class Report:
                          f"drain/ceiling={self.drain_rate / rate:.3f}")
         lines.append(f"Data API stand-in round trip (SELECT 1) statements/s="
                      f"{self.round_trips_per_second:,.1f}; the writer submits "
-                     f"{self.submits_per_1000_changes:.2f} per 1,000 changes")
+                     f"{self.submits_per_1000_changes:.2f} per 1,000 changes and polls "
+                     f"{self.writer_polls_per_submit:.1f} times per submission")
+        lines.append(f"writer: statements ran in the warehouse for "
+                     f"{self.writer_executed_seconds:.1f}s of its {self.writer_seconds:.1f}s "
+                     "(the rest: S3 staging, Data API calls and waits between polls)")
         lines.append(f"latency commit -> visible at {self.latency_offered:,.0f} changes/s "
                      f"(half the drain): p50={p50:.2f}s p95={p95:.2f}s "
                      f"(n={len(self.latencies)}, never seen {self.latency_unseen})")
@@ -317,16 +324,19 @@ def measure_parts(pipeline: LocalPipeline, kinesis: Any, shard_count: int, batch
         def client(name: str) -> Any:
             return clients.setdefault(name, boto3.client(name))  # type: ignore[call-overload]
 
-        submits = parts.SubmitCounter(client("redshift-data"))
+        meter = parts.DataApiMeter(client("redshift-data"))
         processor = build_processor(PipelineSettings.from_mapping(environment), pipeline.spec,
                                     pipeline.hmac_key(), client)
         results, transformed = parts.transform(processor, records, batch_size)
         report.ceilings["consumer transform (decode, PII, reduce)"] = transformed.per_second
-        before = submits.calls
+        submits, polls, executed = meter.submits, meter.polls, meter.executed_ns
         written = parts.write(processor, results, len(records))
         report.ceilings["writer (S3 + COPY + MERGE via the Data API stand-in)"] = \
             written.per_second
-        report.submits_per_1000_changes = 1000 * (submits.calls - before) / len(records)
+        report.submits_per_1000_changes = 1000 * (meter.submits - submits) / len(records)
+        report.writer_polls_per_submit = (meter.polls - polls) / max(meter.submits - submits, 1)
+        report.writer_seconds = written.seconds
+        report.writer_executed_seconds = (meter.executed_ns - executed) / 1e9
     round_trip = parts.data_api_round_trip(pipeline.api())
     report.round_trips_per_second = round_trip.per_second
     # Every write is at least one Data API round trip per submission: at the writer's

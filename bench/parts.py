@@ -160,17 +160,29 @@ def data_api_round_trip(api: RedshiftDataApi, seconds: float = 3.0) -> Rate:
     return timed(run)
 
 
-class SubmitCounter:
-    """Counts the Data API submissions a boto3 ``redshift-data`` client makes (botocore's
-    ``before-call`` event), whatever our adapter does around them."""
+class DataApiMeter:
+    """What a boto3 ``redshift-data`` client did, from botocore's ``before-call`` and
+    ``after-call`` events (whatever our adapter does around the calls): submissions, polls,
+    and the time the statements ran in the warehouse (``Duration`` of a FINISHED
+    DescribeStatement, in nanoseconds: "DescribeStatement" in the Amazon Redshift Data API
+    reference)."""
 
     def __init__(self, client: Any) -> None:
-        self.calls = 0
+        self.submits = 0
+        self.polls = 0
+        self.executed_ns = 0
         for operation in SUBMITTING_OPERATIONS:
-            client.meta.events.register(f"before-call.redshift-data.{operation}", self._count)
+            client.meta.events.register(f"before-call.redshift-data.{operation}", self._submit)
+        client.meta.events.register("after-call.redshift-data.DescribeStatement",
+                                    self._described)
 
-    def _count(self, **_: Any) -> None:
-        self.calls += 1
+    def _submit(self, **_: Any) -> None:
+        self.submits += 1
+
+    def _described(self, parsed: dict[str, Any], **_: Any) -> None:
+        self.polls += 1
+        if parsed.get("Status") == "FINISHED":
+            self.executed_ns += max(0, int(parsed.get("Duration", 0)))
 
 
 def write(processor: BatchProcessor, results: Sequence[TransformResult],
