@@ -83,4 +83,9 @@ class CheckpointStore:
     def save(self, state: MappingState) -> None:
         """Replace the file atomically: a crash leaves the old or the new checkpoints,
         never half a file."""
-        replace_text(self.path, json.dumps(state.to_json(), indent=2))
+        self.write(state.to_json())
+
+    def write(self, snapshot: dict[str, Any]) -> None:
+        """Save a snapshot taken with ``MappingState.to_json`` (so a caller can take it under
+        its lock and write it, with its fsync, outside)."""
+        replace_text(self.path, json.dumps(snapshot, indent=2))
