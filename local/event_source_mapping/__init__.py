@@ -27,7 +27,8 @@ What it does, like Lambda:
   are invoked in sequence order, one batch at a time; other keys' lanes go on while one lane
   waits for a retry. The shard's checkpoint is the highest sequence number all of whose
   predecessors (in every lane) are finished, so it never passes a record in flight or
-  failing; a shard reads at most two batches per lane ahead of it.
+  failing. A shard reads at most two batches per lane or 1,000 records (the more of the two)
+  ahead of its checkpoint.
 - The event is Lambda's (``local.dms_records.kinesis_event_record`` builds each entry). A
   batch (of one lane) is sent when it holds ``batch_size`` records, when the next record
   would take the event past 6 MB (``max_payload_bytes``), or when its first record has waited
