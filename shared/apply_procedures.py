@@ -21,6 +21,9 @@ column. Redshift documentation relied on:
   FOR loop over a query around nested calls: the dispatcher walks a LISTAGG string instead),
   2 MB of source per procedure, 10,000 procedures per database:
   https://docs.aws.amazon.com/redshift/latest/dg/stored-procedure-constraints.html
+- "TO_VARBYTE function": formats hex, binary, utf8 and base64 (a landed ``bytes`` value is
+  base64, as ``msgspec`` writes it; COPY cannot load VARBYTE from JSON, so it goes through
+  the SUPER row): https://docs.aws.amazon.com/redshift/latest/dg/r_TO_VARBYTE.html
 - "Navigation" / "Limitations" of the SUPER type: ``l.row_data."column"`` reads an attribute;
   a string value casts to VARCHAR and then to the column type; a single string value holds at
   most 65,535 bytes: https://docs.aws.amazon.com/redshift/latest/dg/limitations-super.html
@@ -29,12 +32,13 @@ column. Redshift documentation relied on:
 from __future__ import annotations
 
 from shared.spec import PipelineSpec, Table, Target
-from shared.staging import DELETED, ORDER_KEY, sql_literal, staging_columns
+from shared.staging import CHANGE_ID, DELETED, ORDER_KEY, sql_literal, staging_columns
 from shared.warehouse_sql import (
     ADDED_COLUMNS,
     LANDING,
     affected_keys_statement,
     affected_table,
+    append_statements,
     delete_gone_facts_statement,
     hard_delete_statement,
     ident,
@@ -104,10 +108,12 @@ def landed_rows_select(spec: PipelineSpec, table: Table) -> str:
             values.append(_value(name, "varchar", "VARCHAR(142)"))
         elif name == DELETED:
             values.append(_value(name, "boolean", "BOOLEAN"))
+        elif name == CHANGE_ID:
+            values.append(_value(name, "varchar", "VARCHAR(128)"))
         elif name in table.column_names:
             column_type = table.column(name).warehouse_type
             values.append(_value(name, column_type.kind, column_type.sql))
-        else:  # the pipeline's own flag columns (``staging_columns``) are booleans
+        else:  # the truncated-text flag (``staging_columns``)
             values.append(_value(name, "boolean", "BOOLEAN"))
     return (f"SELECT {', '.join(values)} FROM {replica_table(spec, LANDING)} l "
             f"WHERE l.{ident('batch_id')} = {BATCH_PARAM} AND l.{ident('table_name')} = "
@@ -143,11 +149,13 @@ def table_procedure_statement(spec: PipelineSpec, table: Table) -> str:
         f"DROP TABLE IF EXISTS {stage}",
         f"CREATE TEMP TABLE {stage} (LIKE {replica_table(spec, table.name)})",
         f"INSERT INTO {stage} ({columns}) {landed_rows_select(spec, table)}",
-        order_guard_statement(spec, table),
         truncate_guard_statement(spec, table),
-        merge_replica_statement(spec, table),
     ]
-    if spec.delete_mode == "hard":
+    if table.append_only:
+        body += append_statements(spec, table)
+    else:
+        body += [order_guard_statement(spec, table), merge_replica_statement(spec, table)]
+    if spec.delete_mode == "hard" and not table.append_only:
         body.append(hard_delete_statement(spec, table))
     return _procedure(procedure_name(spec, TABLE_PROCEDURE_PREFIX, table.name),
                       f"{BATCH_PARAM} VARCHAR(64)", ["_cdc_truncate VARCHAR(142)"], body)

@@ -253,6 +253,7 @@ def decode_partition(
     event (``detail`` holds the event as JSON). Full-load rows take their table's recorded
     load start (``shared.transform.apply_load_start``, as on the Lambda path)."""
     decode = executor_state(config.value).decoder.decode
+    append_only = {t.name for t in config.value.spec.tables.values() if t.append_only}
     encode_key = msgspec.json.encode
     for frame in frames:
         rows: list[tuple[Any, ...]] = []
@@ -281,7 +282,8 @@ def decode_partition(
                     if start is not None:
                         apply_load_start(change, start)
                 append((CHANGE, change.table, encode_key(change.key), change.order_key,
-                        len(seq), seq, sub, row_json(change), change.commit_timestamp,
+                        len(seq), seq, sub, row_json(change, change.table in append_only),
+                        change.commit_timestamp,
                         None, None, None))
         if rows:
             yield pd.DataFrame.from_records(rows, columns=_DECODED_COLUMNS)
@@ -637,7 +639,8 @@ def batch_log(outcome: BatchOutcome, batch_id: int, started: float) -> dict[str,
         "added_columns": [{"table": a.table, "column": a.column, "type": a.spec_type,
                            "rows_written_without_it": a.written_without}
                           for a in outcome.added_columns],
-        "staged_through_s3": report.staged_through_s3 if report else [],
+        "staged_through_s3": report.staged_through_s3 if report else False,
+        "data_api_calls": report.data_api_calls if report else 0,
         "newest_commit_timestamp": outcome.newest_commit_timestamp,
         "newest_commit_by_table": outcome.newest_commit_by_table,
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),

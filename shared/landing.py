@@ -26,7 +26,7 @@ from shared.apply_procedures import KIND_CHANGE, KIND_TRUNCATE, landing_columns
 from shared.order_key import is_newer
 from shared.records import TRUNCATE, Change, TableEvent
 from shared.spec import PipelineSpec
-from shared.staging import ORDER_KEY, sql_literal
+from shared.staging import ORDER_KEY, row_json, sql_literal
 from shared.warehouse_sql import LANDING, ident, replica_table
 
 MAX_STATEMENTS = 40
@@ -62,20 +62,21 @@ def newest_truncates(spec: PipelineSpec, events: Sequence[TableEvent]) -> dict[s
     return keys
 
 
-def _rows(changes: Mapping[str, list[Change]],
+def _rows(spec: PipelineSpec, changes: Mapping[str, list[Change]],
           truncates: Mapping[str, str]) -> Iterable[tuple[str, str, bytes]]:
     for table, key in truncates.items():
         yield table, KIND_TRUNCATE, _ENCODE({ORDER_KEY: key})
     for table, rows in changes.items():
+        append_only = spec.tables[table].append_only
         for change in rows:
-            yield table, KIND_CHANGE, _ENCODE(change.row)
+            yield table, KIND_CHANGE, row_json(change, append_only)
 
 
-def json_lines(batch_id: str, changes: Mapping[str, list[Change]],
+def json_lines(spec: PipelineSpec, batch_id: str, changes: Mapping[str, list[Change]],
                truncates: Mapping[str, str]) -> bytes:
     """The whole batch as JSON lines for one ``COPY ... FORMAT AS JSON 'auto'``."""
     return b"".join(landing_line(batch_id, table, kind, row)
-                    for table, kind, row in _rows(changes, truncates))
+                    for table, kind, row in _rows(spec, changes, truncates))
 
 
 def insert_statements(spec: PipelineSpec, batch_id: str, changes: Mapping[str, list[Change]],
@@ -89,7 +90,7 @@ def insert_statements(spec: PipelineSpec, batch_id: str, changes: Mapping[str, l
     statements: list[str] = []
     values: list[str] = []
     size = head_size
-    for table, kind, row in _rows(changes, truncates):
+    for table, kind, row in _rows(spec, changes, truncates):
         if len(row) > MAX_INLINE_ROW_BYTES:
             return None
         text = (f"{prefix}{sql_literal(table)}, '{kind}', "
@@ -126,4 +127,4 @@ def plan_landing(spec: PipelineSpec, batch_id: str, changes: Mapping[str, list[C
         raise LandingTooLarge(
             "a change's row is longer than 65,000 bytes of JSON, which only a COPY from S3 "
             "can land: configure the staging bucket (STAGING_BUCKET)")
-    return Landing(body=json_lines(batch_id, changes, truncates))
+    return Landing(body=json_lines(spec, batch_id, changes, truncates))

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from shared.records import Change
-from shared.spec import Table
+from shared.spec import TRUNCATED_FLAG, Table
 
 astuple = msgspec.structs.astuple
 # Decimals as JSON strings: the "COPY from JSON format" usage notes warn that numbers in JSON
@@ -27,11 +27,17 @@ astuple = msgspec.structs.astuple
 _JSON_ROW = msgspec.json.Encoder(decimal_format="string")
 ORDER_KEY = "_cdc_order_key"
 DELETED = "_cdc_deleted"
+# Append-only tables (no key): with the order key, what tells one change from another when it
+# is delivered again (full-load rows share a build time: theirs is the Kinesis record).
+CHANGE_ID = "_cdc_change_id"
 
 
 def staging_columns(table: Table) -> tuple[str, ...]:
-    """Replica/staging column order: the spec's columns, then the CDC metadata."""
-    return (*table.column_names, ORDER_KEY, DELETED)
+    """Replica/staging column order: the spec's columns, then the CDC metadata (and the
+    truncated-text flag, ``TRUNCATED_FLAG``, of a table with ``long_text = "truncate"``)."""
+    extra = (TRUNCATED_FLAG,) if table.long_text == "truncate" else ()
+    identity = (CHANGE_ID,) if table.append_only else ()
+    return (*table.column_names, ORDER_KEY, DELETED, *extra, *identity)
 
 
 def _string_literal(text: str) -> str:
@@ -62,7 +68,12 @@ def sql_literal(value: Any) -> str:
         raise TypeError(f"no SQL literal for {type(value).__name__}") from None
 
 
-def row_json(change: Change) -> bytes:
+def row_json(change: Change, append_only: bool = False) -> bytes:
     """The change's typed row as a JSON object (decimals as JSON strings: exact, where a JSON
-    number would be read as a float)."""
-    return _JSON_ROW.encode(change.row)
+    number would be read as a float); an append-only table's row also gets ``CHANGE_ID``
+    (the second part of its ``Change.key``)."""
+    encoded = _JSON_ROW.encode(change.row)
+    if not append_only:
+        return encoded
+    return encoded[:-1] + b',"' + CHANGE_ID.encode() + b'":' + _JSON_ROW.encode(
+        str(change.key[1])) + b"}"

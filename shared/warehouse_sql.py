@@ -29,8 +29,8 @@ from shared.order_key import (
     newer_sql,
     with_load_time,
 )
-from shared.spec import PipelineSpec, Table, Target, parse_column_type
-from shared.staging import DELETED, ORDER_KEY, sql_literal, staging_columns
+from shared.spec import TRUNCATED_FLAG, PipelineSpec, Table, Target, parse_column_type
+from shared.staging import CHANGE_ID, DELETED, ORDER_KEY, sql_literal, staging_columns
 
 # The pipeline's own tables in the replica schema (spec names cannot start with ``_cdc_``):
 # per source table, the newest truncate and the recorded load start; and the source columns
@@ -73,12 +73,20 @@ def _key_match(left: str, right: str, left_cols: Iterable[str], right_cols: Iter
 
 # --- schema ---------------------------------------------------------------------------------
 
+_METADATA_TYPES = {ORDER_KEY: f"VARCHAR({ORDER_KEY_MAX_LENGTH})", DELETED: "BOOLEAN",
+                   TRUNCATED_FLAG: "BOOLEAN", CHANGE_ID: "VARCHAR(128)"}
+
+
 def replica_columns(table: Table) -> list[tuple[str, str]]:
     """(name, SQL type) of a replica table, in staging order."""
-    cols = [(c.name, c.warehouse_type.sql) for c in table.columns]
-    cols.append((ORDER_KEY, f"VARCHAR({ORDER_KEY_MAX_LENGTH})"))
-    cols.append((DELETED, "BOOLEAN"))
-    return cols
+    types = {c.name: c.warehouse_type.sql for c in table.columns} | _METADATA_TYPES
+    return [(name, types[name]) for name in staging_columns(table)]
+
+
+def replica_key(table: Table) -> tuple[str, ...]:
+    """The replica's key: the spec's, or for an append-only table where the change sits in
+    the source log (``CHANGE_ID`` tells full-load rows apart)."""
+    return table.key if not table.append_only else (ORDER_KEY, CHANGE_ID)
 
 
 def target_columns(spec: PipelineSpec, target: Target) -> list[tuple[str, str]]:
@@ -127,7 +135,8 @@ def create_schema_statements(spec: PipelineSpec) -> list[str]:
 
 
 def create_replica_statement(spec: PipelineSpec, table: Table) -> str:
-    return _create_table(replica_table(spec, table.name), replica_columns(table), table.key)
+    return _create_table(replica_table(spec, table.name), replica_columns(table),
+                         replica_key(table))
 
 
 def create_target_statement(spec: PipelineSpec, target: Target) -> str:
@@ -202,7 +211,7 @@ def _remove_rows(spec: PipelineSpec, table: Table, condition: str, key: str) -> 
     """Delete the live replica rows matching ``condition``: tombstones with order key ``key``
     (an SQL literal), or the rows themselves in hard-delete mode."""
     replica = replica_table(spec, table.name)
-    if spec.delete_mode == "hard":
+    if spec.delete_mode == "hard" or table.append_only:
         return f"DELETE FROM {replica} WHERE {condition}"
     emptied = ", ".join(f"{ident(c)} = NULL" for c in table.column_names if c not in table.key)
     return (
@@ -296,6 +305,18 @@ def _upsert_statement(target: str, source: str, key: Sequence[str],
 def merge_replica_statement(spec: PipelineSpec, table: Table) -> str:
     return _upsert_statement(replica_table(spec, table.name), stage_table(table.name),
                              table.key, staging_columns(table), table.keep_when_null)
+
+
+def append_statements(spec: PipelineSpec, table: Table) -> list[str]:
+    """An append-only table: drop staged changes it already holds (a redelivery), append the
+    rest."""
+    stage, replica = stage_table(table.name), replica_table(spec, table.name)
+    key = replica_key(table)
+    columns = ", ".join(ident(c) for c in staging_columns(table))
+    return [
+        f"DELETE FROM {stage} USING {replica} r WHERE {_key_match(stage, 'r', key, key)}",
+        f"INSERT INTO {replica} ({columns}) SELECT {columns} FROM {stage}",
+    ]
 
 
 def hard_delete_statement(spec: PipelineSpec, table: Table) -> str:

@@ -139,7 +139,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "skipped": dict(outcome.skipped),
         "table_events": dict(outcome.table_events),
         "transactions": report.transactions if report else 0,
-        "staged_through_s3": report.staged_through_s3 if report else [],
+        "staged_through_s3": report.staged_through_s3 if report else False,
+        "data_api_calls": report.data_api_calls if report else 0,
     })
     for added in outcome.added_columns:
         # Names only: a column name is schema, never a value.
