@@ -32,7 +32,7 @@ import pytest
 
 from local.dms_records import DmsStream, lambda_event
 from local.postgres import PostgresServer
-from local.stack import stop_stack
+from local.stack import running_stack, stop_stack
 from local.stack.processes import moto_markers, process_running, read_pid_file
 from tools import cli
 
@@ -271,9 +271,9 @@ def commit_changes(dsn: str) -> None:
 def test_cdc_run_loads_streams_and_reconciles_a_users_database(
         workdir: Path, spec_file: Path, shop_source: str) -> None:
     state = workdir / "run"
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # no --duration: CDC until Ctrl-C
         [str(CDC), "run", "--source", shop_source, "--spec", str(spec_file),
-         "--duration", "4", "--state-dir", str(state)],
+         "--state-dir", str(state)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})  # lines as they are printed
     lines: list[str] = []
@@ -286,6 +286,8 @@ def test_cdc_run_loads_streams_and_reconciles_a_users_database(
             if line.startswith("full load:"):
                 commit_changes(shop_source)  # while CDC runs
                 changed.set()
+                time.sleep(1)
+                process.send_signal(signal.SIGINT)  # Ctrl-C: catch up, reconcile, exit
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -298,18 +300,19 @@ def test_cdc_run_loads_streams_and_reconciles_a_users_database(
     output = "".join(lines)
     assert changed.is_set(), output
     assert "full load: 120 rows" in output
+    assert "stopping: catching up, then reconciling" in output
     assert "differences=0" in output
     assert "shop_replica.order_line: expected 90, warehouse 90, missing 0" in output
 
-    stack = state / "stack"
-    sales = rows(cdc("sql", "--state-dir", str(stack),
-                     "SELECT order_id, line_no, title, quantity, buyer_name FROM "
-                     "analytics.sales WHERE order_id IN (1, 11, 501) ORDER BY 1, 2").stdout)
-    assert [(r["order_id"], r["line_no"], r["quantity"], r["buyer_name"]) for r in sales] == [
-        ("1", "0", "13", "Person 4"), ("1", "1", "14", "Person 5"), ("1", "2", "15", "Person 6"),
-        ("11", "0", "5", "Person 14"), ("11", "1", "6", "Person 15"),
-        ("501", "1", "1", "New 1")]
-    assert sales[0]["title"] == "Item 4"
+    info = running_stack(state / "stack")  # the run leaves the local stack up
+    assert info is not None
+    with psycopg.connect(info.postgres_conninfo) as conn:  # the warehouse, read directly
+        sales = conn.execute("SELECT order_id, line_no, title, quantity, buyer_name FROM "
+                             "analytics.sales WHERE order_id IN (1, 11, 501) "
+                             "ORDER BY 1, 2").fetchall()
+    assert sales == [(1, 0, "Item 4", 13, "Person 4"), (1, 1, "Item 5", 14, "Person 5"),
+                     (1, 2, "Item 6", 15, "Person 6"), (11, 0, "Item 4", 5, "Person 14"),
+                     (11, 1, "Item 5", 6, "Person 15"), (501, 1, "Item 1", 1, "New 1")]
 
     with psycopg.connect(shop_source, autocommit=True) as conn:
         slots = conn.execute("SELECT count(*) FROM pg_replication_slots "
