@@ -351,19 +351,30 @@ def release_source(dsn: str, dms: LocalDms, drop_ddl_capture: bool) -> None:
     """Drop the run's replication slot (a slot left behind keeps WAL on the server forever)
     and, when this run created them, DMS's DDL capture objects ("Removing AWS DMS artifacts
     from a PostgreSQL source database", AWS DMS User Guide)."""
-    dms.close()
-    dms.drop_slot()
-    dms.close()
+    try:
+        dms.close()
+        dms.drop_slot()
+        dms.close()
+    except psycopg.Error as exc:
+        print(f"warning: the replication slot {dms.slot_name} could not be dropped "
+              f"({_first_line(exc)}); drop it yourself, or it keeps WAL on the server: "
+              f"SELECT pg_drop_replication_slot('{dms.slot_name}')", file=sys.stderr)
     if not drop_ddl_capture:
         return
     schema = sql.Identifier(DEFAULT_DDL_SCHEMA)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(
-            sql.Identifier(DDL_FUNCTION)))
-        conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}.{}()").format(
-            schema, sql.Identifier(DDL_FUNCTION)))
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
-            schema, sql.Identifier(DDL_AUDIT_TABLE)))
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(
+                sql.Identifier(DDL_FUNCTION)))
+            conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}.{}()").format(
+                schema, sql.Identifier(DDL_FUNCTION)))
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
+                schema, sql.Identifier(DDL_AUDIT_TABLE)))
+    except psycopg.Error as exc:
+        print(f"warning: DMS's DDL capture objects could not be dropped ({_first_line(exc)}): "
+              f"DROP EVENT TRIGGER {DDL_FUNCTION}; DROP FUNCTION "
+              f"{DEFAULT_DDL_SCHEMA}.{DDL_FUNCTION}(); DROP TABLE "
+              f"{DEFAULT_DDL_SCHEMA}.{DDL_AUDIT_TABLE}", file=sys.stderr)
 
 
 def estimated_rows(dsn: str, spec: PipelineSpec) -> int:
@@ -477,8 +488,10 @@ class PipelineRun:
             raise RuntimeError(f"the Glue runner failed: see {log_path}")
 
     def kill(self) -> None:
+        """Stop whatever still runs (after an error or a second Ctrl-C)."""
         if self.glue is not None and self.glue.poll() is None:
             self.glue.kill()
+        self.pipeline.shutdown()
 
     def reconcile(self) -> Reconciliation:
         with steps("reconcile", reconcile_steps(self.pipeline.spec)) as step:
