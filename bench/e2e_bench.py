@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import shutil
 import sys
 import threading
@@ -203,10 +204,19 @@ def run_benchmark(options: Options) -> Report:
     stop_stack(state_dir / "stack")
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
-    # The handler's metric lines (EMF, on stdout as on Lambda) go to a file, not the report.
-    with open(state_dir / "handler-output.log", "w") as handler_output, \
-            contextlib.redirect_stdout(handler_output):
-        return _run(options, report, say)
+    # The handler's metric lines (EMF, on stdout as on Lambda) and the parts' logs (warnings
+    # and retried errors) go to files, not into the report.
+    log_handler = logging.FileHandler(state_dir / "bench.log")
+    log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(log_handler)
+    try:
+        with open(state_dir / "handler-output.log", "w") as handler_output, \
+                contextlib.redirect_stdout(handler_output):
+            return _run(options, report, say)
+    finally:
+        root.removeHandler(log_handler)
+        log_handler.close()
 
 
 def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report:
