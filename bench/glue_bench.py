@@ -44,7 +44,7 @@ from glue_job.local_spark import local_spark
 from local.dms_records import lambda_event
 from local.stack import StackInfo, ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
-from shared.glue_batch import GlueBatchJob
+from shared.glue.job import GlueBatchJob
 from shared.records import StreamRecord
 from shared.spec import load_spec
 

@@ -1,5 +1,5 @@
-"""The Glue streaming consumer. The batch logic is ``shared.glue_batch`` (it ships to Glue in
-the ``shared`` zip).
+"""The Glue streaming consumer. The batch logic is the ``shared.glue`` package (it ships to
+Glue in the ``shared`` zip).
 
 Modules: ``cdc_streaming_job`` (the job script, the only file that imports ``awsglue``) and,
 for local runs, ``kinesis_source`` (a Kinesis reader with per-shard checkpoints standing in

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
 from local.atomic_file import replace_text
-from shared.glue_batch import StreamSettings
+from shared.glue.arguments import StreamSettings
 
 KINESIS_SCHEMA = StructType([
     StructField("data", BinaryType(), nullable=False),

@@ -4,7 +4,7 @@
 
 Each window (``--window-size``, as the job's --WINDOW_SIZE) reads the next micro-batch from
 the stack's Kinesis stream (moto) with ``glue_job.kinesis_source``, hands its DataFrame to
-``shared.glue_batch.GlueBatchJob`` exactly as ``forEachBatch`` does on Glue (executors decode,
+``shared.glue.job.GlueBatchJob`` exactly as ``forEachBatch`` does on Glue (executors decode,
 reduce and stage to moto S3; one transaction through the Redshift Data API stand-in; rejects
 to the SQS dead-letter queue) and, after a successful batch only, checkpoints the per-shard
 sequence numbers in the state dir. A restart resumes after the last applied batch; a failed
@@ -32,7 +32,8 @@ from glue_job.kinesis_source import Checkpoint, LocalKinesisSource, ShardCheckpo
 from glue_job.local_spark import local_spark
 from local.stack import ensure_stack
 from shared.consumer import BatchOutcome
-from shared.glue_batch import GlueBatchJob, StreamSettings, batch_log, window_seconds
+from shared.glue.arguments import GlueJobSettings, window_seconds
+from shared.glue.job import GlueBatchJob, batch_log
 
 DEFAULT_STATE_DIR = Path(".local-stack/glue")
 
@@ -110,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(environment)  # before Spark starts: its Python workers inherit it
     state_dir = options.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    args = job_arguments(environment, info.resources.stream_arn, state_dir, options)
+    settings = GlueJobSettings.from_mapping(
+        job_arguments(environment, info.resources.stream_arn, state_dir, options))
     spark = local_spark(options.master)
-    job = GlueBatchJob.from_arguments(args, spark)
-    source = LocalKinesisSource(boto3.client("kinesis"), StreamSettings.from_mapping(args))
+    job = GlueBatchJob(spark, settings)
+    source = LocalKinesisSource(boto3.client("kinesis"), settings.stream)
 
     stop = threading.Event()
 

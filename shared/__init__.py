@@ -13,6 +13,7 @@ Pure modules (plain data in, plain data out, no I/O):
 - ``schema_evolution``: source columns added after the spec was written.
 - ``transform``: the whole core for one batch (decode, validate, PII, newest change per key).
 - ``settings``: the consumer's configuration, validated once.
+- ``batch_log``: the per-batch log fields, the same on both consumers.
 - ``warehouse_sql``: the SQL text of the schema DDL and of the stage-and-merge transaction.
 - ``warehouse_grants``: the consumers' database user and its grants (SQL builders).
 - ``staging``: reduced changes as inline SQL ``VALUES`` or JSON lines for COPY.
@@ -28,5 +29,6 @@ Edges (they do I/O):
   plan, ``plan_migration``, is pure).
 - ``dead_letter``: rejected records, with their reason and payload, to the SQS queue.
 - ``consumer``: one consumer batch end to end (transform, write, dead-letter the rejects).
-- ``glue_batch``: the Glue streaming path, one micro-batch DataFrame on Spark's executors.
+- ``glue``: the Glue streaming path, one micro-batch DataFrame on Spark's executors (a package:
+  job arguments, executor functions, DataFrame steps, the job).
 """

@@ -68,7 +68,7 @@ def kept_values(candidates: Sequence[tuple[bool, Mapping[str, Any]]],
     """For a table's ``keep_when_null`` columns: the values the newest change (last of
     ``candidates``, (deleted, values) oldest first by ``reduction_key``) lacks, taken from the
     newest older change that carries one, never from before a delete. The Glue path calls it
-    too (``shared.glue_batch``)."""
+    too (``shared.glue.executors``)."""
     deleted, newest_values = candidates[-1]
     if deleted:
         return {}

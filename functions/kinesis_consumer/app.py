@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.batch_log import added_column_fields, batch_fields
 from shared.consumer import BatchOutcome, BatchProcessor, build_processor
 from shared.decode import DROP_TABLE_REASON
 from shared.records import StreamRecord
@@ -117,6 +118,22 @@ def dropped_tables(outcome: BatchOutcome) -> list[str]:
                   if reason.endswith(DROP_TABLE_REASON))
 
 
+def log_outcome(outcome: BatchOutcome) -> None:
+    """The batch's log lines: its fields (``shared.batch_log``, as the Glue job logs them), an
+    added source column and a dropped spec table each on a line of their own."""
+    logger.info("batch processed", extra=batch_fields(outcome))
+    for added in outcome.added_columns:
+        extra = added_column_fields(added)
+        if added.written_without:
+            logger.warning("source column added; rows changed since were written without it: "
+                           "reload the table (tools.table_reload) to fill them", extra=extra)
+        else:
+            logger.info("source column added to the replica", extra=extra)
+    for table in dropped_tables(outcome):
+        logger.error("the source dropped a spec table; the warehouse keeps it",
+                     extra={"table": table})
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
@@ -130,30 +147,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                            last_sequence_number=records[-1].sequence_number)
     outcome = processor().process(records, source)
     record_metrics(outcome, started)
-    report = outcome.write_report
-    logger.info("batch processed", extra={
-        "records_in": outcome.records_in,
-        "changes_applied": outcome.changes_applied,
-        "rejected": outcome.rejected,
-        "reject_reasons": dict(outcome.reject_reasons),
-        "skipped": dict(outcome.skipped),
-        "table_events": dict(outcome.table_events),
-        "transactions": report.transactions if report else 0,
-        "staged_through_s3": report.staged_through_s3 if report else False,
-        "data_api_calls": report.data_api_calls if report else 0,
-    })
-    for added in outcome.added_columns:
-        # Names only: a column name is schema, never a value.
-        extra = {"table": added.table, "column": added.column, "type": added.spec_type,
-                 "rows_written_without_it": added.written_without}
-        if added.written_without:
-            logger.warning("source column added; rows changed since were written without it: "
-                           "reload the table (tools.table_reload) to fill them", extra=extra)
-        else:
-            logger.info("source column added to the replica", extra=extra)
-    for table in dropped_tables(outcome):
-        logger.error("the source dropped a spec table; the warehouse keeps it",
-                     extra={"table": table})
+    log_outcome(outcome)
     if outcome.failed_from is None:
         return {"batchItemFailures": []}
     logger.warning("batch will be retried", extra={"failed_from": outcome.failed_from,

@@ -8,7 +8,7 @@ retyped here:
 
 - the Kinesis consumer's environment and the Glue job's arguments pass the code's settings
   validation (``shared.settings.PipelineSettings.from_mapping``,
-  ``shared.glue_batch.StreamSettings``), and the schema migration's properties make a valid
+  ``shared.glue.arguments.GlueJobSettings``), and the schema migration's properties make a valid
   Data API target that authenticates the way the mode needs (admin secret, DbUser or the IAM
   identity) and names the consumers' secret;
 - each role may read exactly the secrets it needs, and has the credential actions its
@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from shared.data_api import DataApiTarget
-from shared.glue_batch import StreamSettings, parse_job_arguments
+from shared.glue.arguments import GlueJobSettings, parse_job_arguments
 from shared.settings import PipelineSettings
 from tests.deploy.cfn_model import ACCOUNT, REGION, Evaluator, iter_policy_statements
 
@@ -197,9 +197,7 @@ def test_glue_job_arguments_pass_the_settings_validation(mode: tuple[str, Resolv
     argv = ["cdc_streaming_job.py"]
     for argument, value in arguments.items():
         argv += [argument, str(value)]
-    args = parse_job_arguments(argv)
-    settings = PipelineSettings.from_mapping(args)
-    StreamSettings.from_mapping(args)
+    settings = GlueJobSettings.from_mapping(parse_job_arguments(argv)).pipeline
     consumer = PipelineSettings.from_mapping(resolved.environment("KinesisConsumerFunction"))
     assert settings.target == consumer.target  # both consumers are the same database user
 

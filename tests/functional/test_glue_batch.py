@@ -1,4 +1,4 @@
-"""The Glue batch function (``shared.glue_batch``) on local Spark (``local[2]``) against moto
+"""The Glue batch function (``shared.glue``) on local Spark (``local[2]``) against moto
 and the Redshift Data API stand-in, and the local runner's Kinesis reader and checkpoint."""
 
 from __future__ import annotations
@@ -26,17 +26,15 @@ from glue_job.local_spark import local_spark
 from local.dms_records import DmsStream, activity, customer, sport_event, ticket
 from local.ports import free_port
 from shared.dead_letter import receive_all
-from shared.glue_batch import (
-    BatchFailed,
-    GlueBatchJob,
+from shared.glue.arguments import (
+    GlueJobSettings,
     StreamSettings,
-    decode_batch,
     for_each_batch_options,
     kinesis_source_options,
-    newest_changes,
     parse_job_arguments,
-    summarize,
 )
+from shared.glue.job import BatchFailed, GlueBatchJob
+from shared.glue.steps import decode_batch, newest_changes, summarize
 from shared.migrations import migrate
 from shared.records import StreamRecord
 from shared.settings import SettingsError
@@ -427,8 +425,9 @@ def test_local_runner_checkpoints_and_resumes(
 ) -> None:
     kinesis, stream_arn = kinesis_stream
     args = {**target.args, "STREAM_ARN": stream_arn, "MAX_FETCH_RECORDS_PER_SHARD": "4"}
-    job = GlueBatchJob.from_arguments(args, spark)
-    source = LocalKinesisSource(kinesis, StreamSettings.from_mapping(args))
+    settings = GlueJobSettings.from_mapping(args)
+    job = GlueBatchJob(spark, settings)
+    source = LocalKinesisSource(kinesis, settings.stream)
     checkpoints = ShardCheckpoint(tmp_path)
     stream = DmsStream()
     purchases(stream, 1, 3)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.glue_batch import GlueBatchJob
+from shared.glue.job import GlueBatchJob
 from shared.redshift_writer import S3Stager
 from tests.functional.test_glue_batch import batch_frame, glue_target, spark  # noqa: F401
 from tests.functional.wide_spec import (

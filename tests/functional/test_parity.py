@@ -39,7 +39,8 @@ from local.dms_records import (
     ticket,
 )
 from local.postgres import PostgresServer
-from shared.glue_batch import GlueBatchJob, StreamSettings
+from shared.glue.arguments import GlueJobSettings
+from shared.glue.job import GlueBatchJob
 from shared.records import StreamRecord
 from shared.spec import load_spec
 from tests.conftest import REGION, _fresh_database
@@ -259,10 +260,11 @@ def test_lambda_and_glue_paths_end_in_the_same_state(
                          secret_arn=consumer.env["HMAC_KEY_SECRET_ARN"])
     args = {**target.args, "STREAM_ARN": stream_arn,
             "MAX_FETCH_RECORDS_PER_SHARD": str(GLUE_FETCH_PER_SHARD)}
-    job = GlueBatchJob.from_arguments(args, spark)
+    settings = GlueJobSettings.from_mapping(args)
+    job = GlueBatchJob(spark, settings)
     glue_api = data_api(redshift_data, glue_db)
     table_reload.start(glue_api, spec, "ticket", iso(RELOAD_START))
-    source = LocalKinesisSource(kinesis, StreamSettings.from_mapping(args))
+    source = LocalKinesisSource(kinesis, settings.stream)
     outcomes = run(job, source, ShardCheckpoint(tmp_path), once=True)
     assert table_reload.finish(lambda_api, spec, "ticket") == 2  # tickets 3 and 6
     assert table_reload.finish(glue_api, spec, "ticket") == 2

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pandas as pd
 
-from shared.glue_batch import newest_keeping_values
+from shared.glue.executors import newest_keeping_values
 from shared.records import StreamRecord
 from shared.spec import DEFAULT_SPEC_PATH, PipelineSpec, load_spec
 from shared.staging import row_json

@@ -25,7 +25,7 @@ ENTRY_POINTS = (
     (str(REPO / "functions/kinesis_consumer") + os.sep, "KinesisConsumerRole"),
     (str(REPO / "functions/schema_migrator") + os.sep, "SchemaMigratorRole"),
     (str(REPO / "glue_job/cdc_streaming_job.py"), "GlueJobRole"),
-    (str(REPO / "shared/glue_batch.py"), "GlueJobRole"),
+    (str(REPO / "shared/glue") + os.sep, "GlueJobRole"),
 )
 
 
