@@ -87,6 +87,12 @@ events: bootstrap
 bench-glue: bootstrap
 	$(PY) -m bench.glue_bench --stack-dir "$(STACK_DIR)"
 
+# The measured inputs of docs/cost.md: per batch of each path, Data API calls, statements and
+# their durations, S3/SQS requests, record sizes (key=value lines). Quicker: ARGS="--small-batches 3".
+.PHONY: bench-cost
+bench-cost: bootstrap
+	$(PY) -m bench.cost_inputs --stack-dir "$(STACK_DIR)" $(ARGS)
+
 # The built Kinesis consumer in the Lambda container (`sam local invoke`) on the local stack:
 #   make sam-invoke EVENT=events/inserts.json
 # The first run installs docker.io/debootstrap if missing, starts the project's dockerd and
