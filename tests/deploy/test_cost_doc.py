@@ -121,3 +121,30 @@ def test_links_resolve() -> None:
             slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
             assert anchor in slugs, f"docs/cost.md links to {link}: no such heading"
     assert "[docs/cost.md](docs/cost.md)" in (REPO / "README.md").read_text()
+
+
+def test_the_docs_figures_are_the_models() -> None:
+    """The figures the prose quotes from the model (``python -m bench.cost_inputs --model``)."""
+    spec = load_spec()
+    model = cost_inputs.Model(inner_statements(spec, list(spec.tables)))
+    text = " ".join(DOC.read_text().split())
+    seconds = model.batch_seconds(cost_inputs.BATCH_SIZE)
+    invocation = seconds + cost_inputs.LAMBDA_OVERHEAD_S
+    per_batch = (invocation * cost_inputs.CONSUMER_MEMORY_MB / 1024
+                 * cost_inputs.P_GB_SECOND_ARM + cost_inputs.P_LAMBDA_REQUEST)
+    crossover = model.crossover()
+    day = dict(line.split("=") for line in cost_inputs.answer_lines(model.inner))
+    lambda_total = float(day["model.day.lambda.total"])
+    glue_total = float(day["model.day.glue.total"])
+    times = "\N{MULTIPLICATION SIGN}"
+    for figure in [
+        f"= {cost_inputs.COPY_S:g} + {model.inner} {times} {cost_inputs.STATEMENT_S:g} = "
+        f"**{seconds:.1f} s per batch**",
+        f"≈ **{crossover / 1e6:.1f} million changes a day** "
+        f"(≈ {crossover / cost_inputs.DAY:,.0f}/s)",
+        f"**${1000 * per_batch:.2f} per million changes in batches of 1,000**",
+        f"| Lambda ({day['model.day.lambda.invocations']} invocations of 1 GB arm64, "
+        f"≈ {invocation:.1f} s each) | ${day['model.day.lambda.lambda']} | — |",
+        f"**≈ ${lambda_total:.0f}** | **≈ ${glue_total:.0f}**",
+    ]:
+        assert figure in text, f"docs/cost.md is out of date; it should say: {figure}"
