@@ -28,11 +28,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +60,24 @@ PUT_STREAM = "bench-put"
 WAL2JSON = "wal2json"  # the local DMS's output plugin
 
 
+@contextlib.contextmanager
+def stdout_to(path: Path) -> Iterator[None]:
+    """This process's stdout, and its children's (the handler's execution environments, which
+    inherit file descriptor 1), to ``path`` while the block runs."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(path, "w") as target:
+            os.dup2(target.fileno(), 1)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
+
+
 def to_stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -67,13 +86,13 @@ def to_stderr(text: str) -> None:
 class Options:
     backlog: int = 100_000
     latency_seconds: float = 30.0
-    part_changes: int = 20_000  # changes each part's ceiling is measured on (at most)
+    part_changes: int = 10_000  # changes each part's ceiling is measured on (at most)
     state_dir: Path = Path(".local-stack/bench-e2e")
     seed: int = 3
     customers: int = 1000
     events: int = 50
     purchases: int = 2000
-    drain_timeout: float = 900.0
+    drain_timeout: float = 1800.0
     progress: Callable[[str], None] = to_stderr
 
 
@@ -211,8 +230,7 @@ def run_benchmark(options: Options) -> Report:
     root = logging.getLogger()
     root.addHandler(log_handler)
     try:
-        with open(state_dir / "handler-output.log", "w") as handler_output, \
-                contextlib.redirect_stdout(handler_output):
+        with stdout_to(state_dir / "handler-output.log"):
             return _run(options, report, say)
     finally:
         root.removeHandler(log_handler)
@@ -296,8 +314,11 @@ def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping, 
                 if report.warehouse_rows == report.source_rows:
                     break
             if time.perf_counter() - started > timeout:
-                raise TimeoutError(f"the drain did not finish in {timeout:.0f}s: captured "
-                                   f"{captured:,} of {report.committed:,} changes")
+                raise TimeoutError(
+                    f"the drain did not finish in {timeout:.0f}s: captured {captured:,} of "
+                    f"{report.committed:,} changes, the handler got {delivered:,}; the "
+                    "pipeline drains slower than the backlog over the timeout: run with a "
+                    "smaller --backlog or a larger --drain-timeout")
             time.sleep(0.25)
         report.drain_seconds = time.perf_counter() - started
     finally:
@@ -390,13 +411,16 @@ def main() -> None:
                         help="seconds of workload at half the drained rate")
     parser.add_argument("--part-changes", type=int, default=Options.part_changes,
                         help="changes each part's ceiling is measured on (at most)")
+    parser.add_argument("--drain-timeout", type=float, default=Options.drain_timeout,
+                        help="seconds the drain may take before the run fails")
     parser.add_argument("--state-dir", type=Path, default=Options.state_dir)
     args = parser.parse_args()
     if args.backlog < 1 or args.part_changes < 1 or args.latency_seconds <= 0:
         parser.error("--backlog and --part-changes must be at least 1, --latency-seconds "
                      "positive")
     report = run_benchmark(Options(backlog=args.backlog, latency_seconds=args.latency_seconds,
-                                   part_changes=args.part_changes, state_dir=args.state_dir))
+                                   part_changes=args.part_changes, state_dir=args.state_dir,
+                                   drain_timeout=args.drain_timeout))
     for line in report.lines():
         print(line)
 
