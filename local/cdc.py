@@ -13,7 +13,8 @@ Kinesis, S3, SQS and Secrets Manager), creates and seeds the source, runs the lo
 load, then CDC), the consumer (the Lambda handler behind a local event source mapping) and a
 workload of purchases, updates, deletes, email changes, late dimensions and bad rows, shows
 progress, waits until the warehouse has caught up, prints the analyst table and a summary,
-reconciles source and warehouse, and stops everything. ``--spec`` migrates the warehouse to
+reconciles source and warehouse, and stops everything; the handler's own output (EMF metrics,
+logs) goes to ``<state-dir>/handler-output.log``. ``--spec`` migrates the warehouse to
 that spec and the consumer reads it (the generated workload needs the reference tables).
 
 ``run`` (and ``demo --source``) does the same on an existing PostgreSQL database of yours,
@@ -39,7 +40,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -67,6 +69,7 @@ SOURCE_DATABASE = "source"
 RELOADED_TABLE = "ticket_activity"  # the demo's table reload (workload.lose_purchases_and_reload)
 ON_FAILURE_QUEUE = "cdc-on-failure"
 USER_SOURCE_SLOT = "cdc_local_run"  # the slot `run` creates on a user's database, and drops
+HANDLER_OUTPUT = "handler-output.log"  # in the state dir: the handler's EMF metrics and logs
 log = logging.getLogger("local.cdc")
 
 
@@ -246,6 +249,29 @@ def quiet_handler_output() -> None:
     (one JSON line each per batch) off the terminal. Warnings still show."""
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+
+
+@contextmanager
+def handler_output_to(path: Path) -> Iterator[None]:
+    """While the block runs, file descriptor 1 goes to ``path``, so the processes started
+    meanwhile (the handler's execution environments, which print their EMF metrics and logs)
+    write there; this process's own ``print`` keeps going where stdout went before."""
+    sys.stdout.flush()
+    terminal = os.dup(1)
+    saved = sys.stdout
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 1)
+        sys.stdout = open(terminal, "w", buffering=1, encoding=saved.encoding,  # noqa: SIM115
+                          errors=saved.errors, closefd=False)
+        yield
+    finally:
+        sys.stdout.flush()
+        if sys.stdout is not saved:
+            sys.stdout.close()
+            sys.stdout = saved
+        os.dup2(terminal, 1)
+        os.close(terminal)
 
 
 # -- the user's database as the source -------------------------------------------------------
@@ -530,6 +556,8 @@ def demo(args: argparse.Namespace) -> int:
                         "--source <dsn> of a database that holds them (or use cdc run)")
     state_dir = Path(args.state_dir)
     _fresh(state_dir)
+    outputs = ExitStack()
+    outputs.enter_context(handler_output_to(state_dir / HANDLER_OUTPUT))
     print("starting the local stack (PostgreSQL source + warehouse, Redshift Data API "
           "stand-in, moto) ...")
     run: PipelineRun | None = None
@@ -570,6 +598,7 @@ def demo(args: argparse.Namespace) -> int:
         if run is not None:
             run.kill()
         stop_stack(state_dir / "stack")
+        outputs.close()
 
 
 def _run_workload(workload: Workload, args: argparse.Namespace, stop: threading.Event,
@@ -599,6 +628,8 @@ def run_on_source(args: argparse.Namespace) -> int:
     stop = StopRequest()
     stop.install()
     keep_stack = args.keep_stack is not False
+    outputs = ExitStack()
+    outputs.enter_context(handler_output_to(state_dir / HANDLER_OUTPUT))
     print("starting the local stack (warehouse, Redshift Data API stand-in, moto) ...")
     run: PipelineRun | None = None
     try:
@@ -629,6 +660,7 @@ def run_on_source(args: argparse.Namespace) -> int:
                   f"make stack-stop STACK_DIR={stack_dir}")
         else:
             stop_stack(state_dir / "stack")
+        outputs.close()
 
 
 def table_events(pipeline: LocalPipeline, workload: Workload

@@ -301,6 +301,8 @@ def test_cdc_run_loads_streams_and_reconciles_a_users_database(
     assert changed.is_set(), output
     assert "full load: 120 rows" in output
     assert "stopping: catching up, then reconciling" in output
+    assert '"_aws"' not in output  # the handler's EMF metrics go to its own log
+    assert '"_aws"' in (state / "handler-output.log").read_text()
     assert "differences=0" in output
     assert "shop_replica.order_line: expected 90, warehouse 90, missing 0" in output
 
