@@ -104,3 +104,9 @@ sam-invoke: tools
 
 lambda-docker-stop:
 	@bash scripts/lambda_docker.sh stop
+
+# Batches touching the shipped 4-table spec and a 200-table spec, the same changes per batch:
+# Data API calls and statements per batch, changes/s; last line ratio=<200 tables / 4 tables>.
+.PHONY: bench-tables
+bench-tables: bootstrap
+	$(PY) -m bench.tables_bench --stack-dir "$(STACK_DIR)" $(ARGS)

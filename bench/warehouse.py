@@ -22,8 +22,10 @@ from shared.warehouse_grants import ConsumerLogin
 
 
 @contextlib.contextmanager
-def fresh_databases(info: StackInfo, *names: str) -> Iterator[list[str]]:
-    """Fresh, migrated warehouse databases on the stack's PostgreSQL; dropped afterwards."""
+def fresh_databases(info: StackInfo, *names: str,
+                    spec: PipelineSpec | None = None) -> Iterator[list[str]]:
+    """Fresh warehouse databases on the stack's PostgreSQL, migrated to ``spec`` (the shipped
+    one by default); dropped afterwards."""
     admin = f"host=127.0.0.1 port={info.postgres_port} user=postgres dbname=postgres"
     databases = [f"bench_{name}_{uuid.uuid4().hex[:8]}" for name in names]
     client = boto3.client("redshift-data", endpoint_url=info.redshift_data_endpoint)
@@ -37,7 +39,7 @@ def fresh_databases(info: StackInfo, *names: str) -> Iterator[list[str]]:
             api = RedshiftDataApi(client, DataApiTarget(
                 database=database, workgroup_name=info.workgroup_name,
                 secret_arn=info.resources.admin_secret_arn), poll_interval=(0.005, 0.1))
-            migrate(api, load_spec(), consumer)
+            migrate(api, spec or load_spec(), consumer)
         yield databases
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

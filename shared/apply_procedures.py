@@ -36,19 +36,18 @@ from shared.staging import CHANGE_ID, DELETED, ORDER_KEY, sql_literal, staging_c
 from shared.warehouse_sql import (
     ADDED_COLUMNS,
     LANDING,
+    STAGE_PREFIX,
     affected_keys_statement,
     affected_table,
-    append_statements,
+    append_statement,
     delete_gone_facts_statement,
+    guarded_stage_statement,
     hard_delete_statement,
     ident,
     lock_statement,
     merge_replica_statement,
     merge_target_statements,
-    order_guard_statement,
     replica_table,
-    stage_table,
-    truncate_guard_statement,
     truncate_statements,
     wide_rows_table,
 )
@@ -56,9 +55,6 @@ from shared.warehouse_sql import (
 APPLY_BATCH = "_cdc_apply_batch"
 TABLE_PROCEDURE_PREFIX = "_cdc_apply_"
 TARGET_PROCEDURE_PREFIX = "_cdc_wide_"
-# Source table names longer than this cannot name their procedure within Redshift's 127-byte
-# identifiers (PostgreSQL and MySQL names are at most 63/64 bytes).
-MAX_TABLE_NAME = 127 - len(TABLE_PROCEDURE_PREFIX)
 # Landing rows of an interrupted batch (a consumer that died between landing and applying,
 # without a staging bucket) are removed by a later batch after this long.
 ORPHAN_AGE = "INTERVAL '1 day'"
@@ -103,7 +99,8 @@ def _value(column: str, kind: str, sql_type: str) -> str:
 def landed_rows_select(spec: PipelineSpec, table: Table) -> str:
     """The batch's changes of ``table`` from the landing table, typed as its replica."""
     values = []
-    for name in staging_columns(table):
+    names = staging_columns(table)
+    for name in names:
         if name == ORDER_KEY:
             values.append(_value(name, "varchar", "VARCHAR(142)"))
         elif name == DELETED:
@@ -115,7 +112,8 @@ def landed_rows_select(spec: PipelineSpec, table: Table) -> str:
             values.append(_value(name, column_type.kind, column_type.sql))
         else:  # the truncated-text flag (``staging_columns``)
             values.append(_value(name, "boolean", "BOOLEAN"))
-    return (f"SELECT {', '.join(values)} FROM {replica_table(spec, LANDING)} l "
+    typed = ", ".join(f"{v} AS {ident(n)}" for v, n in zip(values, names, strict=True))
+    return (f"SELECT {typed} FROM {replica_table(spec, LANDING)} l "
             f"WHERE l.{ident('batch_id')} = {BATCH_PARAM} AND l.{ident('table_name')} = "
             f"{sql_literal(table.name)} AND l.{ident('kind')} = '{KIND_CHANGE}'")
 
@@ -129,36 +127,32 @@ def _procedure(name: str, params: str, declare: list[str], body: list[str]) -> s
 
 
 def table_procedure_statement(spec: PipelineSpec, table: Table) -> str:
-    """``_cdc_apply_<table>(batch)``: the table's truncate of the batch (if any), then stage
-    its changes, drop the ones not newer than the replica or than a truncate, MERGE the rest
-    (and remove hard-deleted rows). The stage table stays for the wide tables' procedures."""
-    stage = stage_table(table.name)
-    columns = ", ".join(ident(c) for c in staging_columns(table))
+    """``_cdc_apply_<table>(batch, truncated)``: the table's truncate of the batch (when
+    ``truncated``), then its changes staged (only those newer than the replica and the last
+    truncate) and MERGEd (appended, for an append-only table; hard-deleted rows removed in
+    hard-delete mode). The stage table stays for the wide tables' procedures."""
     landing = replica_table(spec, LANDING)
     truncate = [
-        f"SELECT INTO _cdc_truncate CAST(l.{ident('row_data')}.{ident(ORDER_KEY)} "
-        f"AS VARCHAR(142)) FROM {landing} l WHERE l.{ident('batch_id')} = {BATCH_PARAM} "
+        f"SELECT INTO _cdc_truncate CAST(CAST(l.{ident('row_data')}.{ident(ORDER_KEY)} "
+        f"AS VARCHAR(65535)) AS VARCHAR(142)) FROM {landing} l "
+        f"WHERE l.{ident('batch_id')} = {BATCH_PARAM} "
         f"AND l.{ident('table_name')} = {sql_literal(table.name)} "
         f"AND l.{ident('kind')} = '{KIND_TRUNCATE}'",
-        "IF _cdc_truncate IS NOT NULL THEN "
-        + " ".join(s + ";" for s in truncate_statements(spec, table, "_cdc_truncate"))
-        + " END IF",
+        *truncate_statements(spec, table, "_cdc_truncate"),
     ]
     body = [
-        *truncate,
-        f"DROP TABLE IF EXISTS {stage}",
-        f"CREATE TEMP TABLE {stage} (LIKE {replica_table(spec, table.name)})",
-        f"INSERT INTO {stage} ({columns}) {landed_rows_select(spec, table)}",
-        truncate_guard_statement(spec, table),
+        "IF _cdc_truncated THEN " + " ".join(s + ";" for s in truncate) + " END IF",
+        guarded_stage_statement(spec, table, landed_rows_select(spec, table)),
     ]
     if table.append_only:
-        body += append_statements(spec, table)
+        body.append(append_statement(spec, table))
     else:
-        body += [order_guard_statement(spec, table), merge_replica_statement(spec, table)]
+        body.append(merge_replica_statement(spec, table))
     if spec.delete_mode == "hard" and not table.append_only:
         body.append(hard_delete_statement(spec, table))
     return _procedure(procedure_name(spec, TABLE_PROCEDURE_PREFIX, table.name),
-                      f"{BATCH_PARAM} VARCHAR(64)", ["_cdc_truncate VARCHAR(142)"], body)
+                      f"{BATCH_PARAM} VARCHAR(64), _cdc_truncated BOOLEAN",
+                      ["_cdc_truncate VARCHAR(142)"], body)
 
 
 def target_procedure_statement(spec: PipelineSpec, target: Target) -> str:
@@ -166,10 +160,6 @@ def target_procedure_statement(spec: PipelineSpec, target: Target) -> str:
     touched (directly or through a joined dimension), or of every fact when ``whole`` (a
     truncate of one of its tables touched rows the batch did not stage)."""
     tables = [target.fact, *dict.fromkeys(j.table for j in target.joins)]
-    ensure_stages = [
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage_table(t)} (LIKE {replica_table(spec, t)})"
-        for t in tables
-    ]
     affected = affected_keys_statement(spec, target, tables)
     assert affected is not None
     whole = [*merge_target_statements(spec, target, restrict_to_affected=False),
@@ -178,7 +168,6 @@ def target_procedure_statement(spec: PipelineSpec, target: Target) -> str:
                   *merge_target_statements(spec, target, restrict_to_affected=True),
                   delete_gone_facts_statement(spec, target, restrict_to_affected=True)]
     body = [
-        *ensure_stages,
         "IF _cdc_whole THEN " + " ".join(s + ";" for s in whole)
         + " ELSE " + " ".join(s + ";" for s in restricted) + " END IF",
         f"DROP TABLE IF EXISTS {wide_rows_table(target.name)}",
@@ -200,7 +189,8 @@ def apply_batch_procedure_statement(spec: PipelineSpec) -> str:
     dispatch = (
         f"EXECUTE 'CALL ' || {sql_literal(ident(spec.replica_schema) + '.')} || "
         f"QUOTE_IDENT({sql_literal(TABLE_PROCEDURE_PREFIX)} || _cdc_table) || '(' || "
-        f"QUOTE_LITERAL({BATCH_PARAM}) || ')'"
+        f"QUOTE_LITERAL({BATCH_PARAM}) || ', ' || CASE WHEN POSITION(',' || _cdc_table || ',' "
+        "IN _cdc_truncated) > 0 THEN 'TRUE' ELSE 'FALSE' END || ')'"
     )
     body = [
         lock_statement(spec),
@@ -212,11 +202,12 @@ def apply_batch_procedure_statement(spec: PipelineSpec) -> str:
         f"SELECT INTO _cdc_tables LISTAGG(DISTINCT {ident('table_name')}, ',') {batch_rows}",
         f"SELECT INTO _cdc_truncated LISTAGG(DISTINCT {ident('table_name')}, ',') {batch_rows} "
         f"AND {ident('kind')} = '{KIND_TRUNCATE}'",
+        "_cdc_truncated := ',' || NVL(_cdc_truncated, '') || ','",
         "_cdc_table := SPLIT_PART(_cdc_tables, ',', _cdc_i)",
         f"WHILE _cdc_table <> '' LOOP {dispatch}; _cdc_i := _cdc_i + 1; "
         "_cdc_table := SPLIT_PART(_cdc_tables, ',', _cdc_i); END LOOP",
+        "_cdc_touched := _cdc_tables",
         "_cdc_tables := ',' || NVL(_cdc_tables, '') || ','",
-        "_cdc_truncated := ',' || NVL(_cdc_truncated, '') || ','",
     ]
     for target in spec.targets.values():
         tables = [target.fact, *dict.fromkeys(j.table for j in target.joins)]
@@ -229,9 +220,18 @@ def apply_batch_procedure_statement(spec: PipelineSpec) -> str:
             f"IF {any_in('_cdc_tables')} THEN CALL "
             f"{procedure_name(spec, TARGET_PROCEDURE_PREFIX, target.name)}({BATCH_PARAM}, "
             f"{any_in('_cdc_truncated')}); END IF")
-    body.append(f"DELETE FROM {landing} WHERE {ident('batch_id')} = {BATCH_PARAM} "
-                f"OR {ident('landed_at')} < GETDATE() - {ORPHAN_AGE}")
-    declare = ["_cdc_tables VARCHAR(65535)", "_cdc_truncated VARCHAR(65535)",
+    clear = (f"EXECUTE 'DELETE FROM ' || {sql_literal(ident(spec.replica_schema) + '.')} || "
+             f"QUOTE_IDENT({sql_literal(STAGE_PREFIX)} || _cdc_table)")
+    body += [
+        "_cdc_i := 1",
+        "_cdc_table := SPLIT_PART(_cdc_touched, ',', _cdc_i)",
+        f"WHILE _cdc_table <> '' LOOP {clear}; _cdc_i := _cdc_i + 1; "
+        "_cdc_table := SPLIT_PART(_cdc_touched, ',', _cdc_i); END LOOP",
+        f"DELETE FROM {landing} WHERE {ident('batch_id')} = {BATCH_PARAM} "
+        f"OR {ident('landed_at')} < GETDATE() - {ORPHAN_AGE}",
+    ]
+    declare = ["_cdc_tables VARCHAR(65535)", "_cdc_touched VARCHAR(65535)",
+               "_cdc_truncated VARCHAR(65535)",
                "_cdc_table VARCHAR(127)", "_cdc_count INTEGER", "_cdc_i INTEGER := 1"]
     return _procedure(procedure_name(spec, "", APPLY_BATCH),
                       f"{BATCH_PARAM} VARCHAR(64), _cdc_added_known INTEGER", declare, body)
@@ -257,7 +257,8 @@ def procedure_statements(spec: PipelineSpec) -> list[str]:
 def procedure_signatures(spec: PipelineSpec) -> list[str]:
     """``name(argument types)`` of every procedure, for GRANT/ALTER ... OWNER."""
     return [
-        *(f"{procedure_name(spec, TABLE_PROCEDURE_PREFIX, t)}(VARCHAR)" for t in spec.tables),
+        *(f"{procedure_name(spec, TABLE_PROCEDURE_PREFIX, t)}(VARCHAR, BOOLEAN)"
+          for t in spec.tables),
         *(f"{procedure_name(spec, TARGET_PROCEDURE_PREFIX, t)}(VARCHAR, BOOLEAN)"
           for t in spec.targets),
         f"{procedure_name(spec, '', APPLY_BATCH)}(VARCHAR, INTEGER)",

@@ -116,12 +116,13 @@ class Landing:
 
 def plan_landing(spec: PipelineSpec, batch_id: str, changes: Mapping[str, list[Change]],
                  truncates: Mapping[str, str], copy_available: bool) -> Landing:
-    """Inline INSERTs for a small batch, else the JSON lines for one COPY."""
+    """With a staging bucket: one INSERT when the batch fits one statement, else the JSON lines
+    for one COPY (the load Redshift is built for; a long VALUES list is parsed on the leader
+    node). Without one: as many INSERTs as it takes."""
     rows = sum(len(r) for r in changes.values()) + len(truncates)
     if not (copy_available and rows > INLINE_ROWS_MAX):
         statements = insert_statements(spec, batch_id, changes, truncates)
-        if statements is not None and (copy_available is False
-                                       or len(statements) < MAX_STATEMENTS):
+        if statements is not None and (not copy_available or len(statements) == 1):
             return Landing(statements=statements)
     if not copy_available:
         raise LandingTooLarge(

@@ -63,7 +63,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from shared.spec import TRUNCATED_FLAG, ColumnType, Table
+from shared.spec import DELETED, ORDER_KEY, TRUNCATED_FLAG, ColumnType, Table
 
 _INT_BOUNDS = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 _ERROR_PATH = re.compile(r"^(.*?)(?: - at `\$\.([^`]+)`)?$")
@@ -564,7 +564,7 @@ def _reason(message: str) -> str:
 # The CDC metadata every staged row carries after the table's own columns (see
 # ``shared.staging.staging_columns``): set by the decoder, never read from the source.
 ORDER_KEY_FIELD, DELETED_FIELD = "cdc_order_key", "cdc_deleted"
-_METADATA_NAMES = {ORDER_KEY_FIELD: "_cdc_order_key", DELETED_FIELD: "_cdc_deleted"}
+_METADATA_NAMES = {ORDER_KEY_FIELD: ORDER_KEY, DELETED_FIELD: DELETED}
 
 
 def row_type(table: Table) -> RowType:

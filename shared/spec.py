@@ -29,6 +29,12 @@ LONG_TEXT_MODES = ("dead-letter", "truncate")
 # The replica column that marks a row whose text was cut to fit (tables with
 # ``long_text = "truncate"`` only); the decoder sets it, the writer stages it.
 TRUNCATED_FLAG = "_cdc_truncated"
+# The other columns the pipeline adds to every replica (defined here once; spec names cannot
+# start with ``_cdc_``): the change's order key (``shared.order_key``) and its delete flag;
+# for an append-only table, what tells apart changes with the same order key.
+ORDER_KEY = "_cdc_order_key"
+DELETED = "_cdc_deleted"
+CHANGE_ID = "_cdc_change_id"
 # Redshift limits (Amazon Redshift Database Developer Guide, "Character types": VARCHAR holds
 # at most 65,535 bytes; "VARBYTE type": 1 to 16,777,216 bytes, default 64,000).
 VARCHAR_MAX_BYTES = 65535
@@ -296,8 +302,16 @@ def _identifier(value: Any, where: str) -> str:
     return value
 
 
+# The warehouse names a table's stage and apply procedure ``_cdc_stage_<table>`` and
+# ``_cdc_apply_<table>`` (``shared.apply_procedures``), within Redshift's 127-byte names.
+MAX_TABLE_NAME = 127 - len("_cdc_apply_")
+
+
 def _table_of(raw: Any, name: str, pii: dict[tuple[str, str], str]) -> Table:
     where = f"tables.{name}"
+    if len(name) > MAX_TABLE_NAME:
+        raise SpecError(f"{where}: table names are at most {MAX_TABLE_NAME} characters (the "
+                        "warehouse adds a prefix of 11 to name its stage and procedure)")
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: must be a table with 'key' and 'columns'")
     unknown = set(raw) - {"key", "columns", "keep_when_null", "long_text", "append_only"}

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from shared.records import Change
-from shared.spec import TRUNCATED_FLAG, Table
+from shared.spec import CHANGE_ID, DELETED, ORDER_KEY, TRUNCATED_FLAG, Table
 
 astuple = msgspec.structs.astuple
 # Decimals as JSON strings: the "COPY from JSON format" usage notes warn that numbers in JSON
@@ -25,11 +25,9 @@ astuple = msgspec.structs.astuple
 # https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-conversion.html), so a
 # quoted decimal loads exactly into a DECIMAL column.
 _JSON_ROW = msgspec.json.Encoder(decimal_format="string")
-ORDER_KEY = "_cdc_order_key"
-DELETED = "_cdc_deleted"
-# Append-only tables (no key): with the order key, what tells one change from another when it
-# is delivered again (full-load rows share a build time: theirs is the Kinesis record).
-CHANGE_ID = "_cdc_change_id"
+
+
+__all__ = ["CHANGE_ID", "DELETED", "ORDER_KEY", "row_json", "sql_literal", "staging_columns"]
 
 
 def staging_columns(table: Table) -> tuple[str, ...]:

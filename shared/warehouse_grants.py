@@ -39,6 +39,7 @@ from shared.warehouse_sql import (
     TABLE_STATE,
     ident,
     replica_table,
+    stage_table,
     target_table,
 )
 
@@ -81,11 +82,12 @@ def create_user_statement(login: ConsumerLogin) -> str:
 
 def consumer_tables(spec: PipelineSpec) -> list[str]:
     """The qualified tables the consumers write: every replica, every wide table and the
-    pipeline's own tables (truncates, load starts, added columns)."""
+    pipeline's own tables (truncates, load starts, added columns, landing, stages)."""
     return ([replica_table(spec, name) for name in spec.tables]
             + [target_table(spec, name) for name in spec.targets]
             + [replica_table(spec, TABLE_STATE), replica_table(spec, ADDED_COLUMNS),
-               replica_table(spec, LANDING)])
+               replica_table(spec, LANDING)]
+            + [stage_table(spec, name) for name in spec.tables])
 
 
 def pipeline_owns_replica_schema(spec: PipelineSpec) -> bool:
@@ -113,12 +115,12 @@ def grant_statements(spec: PipelineSpec, username: str, database: str) -> list[s
     statements.append(f"GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA {ident(spec.replica_schema)} "
                       f"TO {user}")
     if spec.evolve == "add-columns":
-        statements += [f"ALTER TABLE {replica_table(spec, name)} OWNER TO {user}"
-                       for name in spec.tables]
+        statements += [f"ALTER TABLE {table} OWNER TO {user}" for name in spec.tables
+                       for table in (replica_table(spec, name), stage_table(spec, name))]
         # An added column recreates its table's apply procedure (``CREATE OR REPLACE``,
         # which only the owner may do).
         statements += [f"ALTER PROCEDURE {procedure_name(spec, TABLE_PROCEDURE_PREFIX, name)}"
-                       f"(VARCHAR) OWNER TO {user}" for name in spec.tables]
+                       f"(VARCHAR, BOOLEAN) OWNER TO {user}" for name in spec.tables]
     return statements
 
 

@@ -56,8 +56,13 @@ def target_table(spec: PipelineSpec, target: str) -> str:
     return f"{ident(spec.target_schema)}.{ident(target)}"
 
 
-def stage_table(table: str) -> str:
-    return ident(f"stage_{table}")
+STAGE_PREFIX = "_cdc_stage_"
+
+
+def stage_table(spec: PipelineSpec, table: str) -> str:
+    """The table's stage in the replica schema: a permanent table, empty between batches
+    (DML costs far less than creating a temp table per table and batch)."""
+    return replica_table(spec, STAGE_PREFIX + table)
 
 
 def affected_table(target: str) -> str:
@@ -134,6 +139,14 @@ def create_schema_statements(spec: PipelineSpec) -> list[str]:
     return [f"CREATE SCHEMA IF NOT EXISTS {ident(s)}" for s in schemas]
 
 
+def recreate_stage_statements(spec: PipelineSpec, table: Table) -> list[str]:
+    """The table's stage, with the replica's columns (recreated by every migration: it is
+    empty between batches)."""
+    stage = stage_table(spec, table.name)
+    return [f"DROP TABLE IF EXISTS {stage}",
+            f"CREATE TABLE {stage} (LIKE {replica_table(spec, table.name)})"]
+
+
 def create_replica_statement(spec: PipelineSpec, table: Table) -> str:
     return _create_table(replica_table(spec, table.name), replica_columns(table),
                          replica_key(table))
@@ -155,6 +168,7 @@ def add_replica_column_statements(spec: PipelineSpec, table: str, column: str,
     sql_type = parse_column_type(spec_type, f"{table}.{column}").sql
     return [
         add_column_statement(replica_table(spec, table), column, sql_type),
+        add_column_statement(stage_table(spec, table), column, sql_type),
         f"INSERT INTO {replica_table(spec, ADDED_COLUMNS)} "
         "(table_name, column_name, column_type, added_key) VALUES ("
         f"{sql_literal(table)}, {sql_literal(column)}, {sql_literal(spec_type)}, "
@@ -175,22 +189,27 @@ def lock_statement(spec: PipelineSpec) -> str:
     return "LOCK " + ", ".join(names)
 
 
-def order_guard_statement(spec: PipelineSpec, table: Table) -> str:
-    """Drop staged changes that are not newer than what the replica already holds
-    (``shared.order_key.newer_sql``: the log position decides where both have one)."""
-    stage, replica = stage_table(table.name), replica_table(spec, table.name)
-    match = _key_match(stage, "r", table.key, table.key)
-    newer = newer_sql(f"{stage}.{ident(ORDER_KEY)}", f"r.{ident(ORDER_KEY)}")
-    return f"DELETE FROM {stage} USING {replica} r WHERE {match} AND NOT {newer}"
-
-
-def truncate_guard_statement(spec: PipelineSpec, table: Table) -> str:
-    """Drop staged changes that a truncate of the table, applied earlier, made obsolete."""
-    stage = stage_table(table.name)
-    newer = newer_sql(f"{stage}.{ident(ORDER_KEY)}", "t.truncated_key")
+def guarded_stage_statement(spec: PipelineSpec, table: Table, changes: str) -> str:
+    """Fill the stage with the changes of the SELECT ``changes`` (typed as the
+    replica) that are newer than what the replica holds for their key and than the table's
+    last truncate (``shared.order_key.newer_sql``: the log position decides where both have
+    one). An append-only table keeps the changes it does not hold yet (a redelivery adds
+    nothing). One statement, so a batch costs few statements per table."""
+    replica, state = replica_table(spec, table.name), replica_table(spec, TABLE_STATE)
+    key = replica_key(table)
+    order_key = f"s.{ident(ORDER_KEY)}"
+    held = f"r.{ident(key[0])} IS NULL"
+    if not table.append_only:
+        held = f"({held} OR {newer_sql(order_key, f'r.{ident(ORDER_KEY)}')})"
+    truncate = f"(t.truncated_key IS NULL OR {newer_sql(order_key, 't.truncated_key')})"
+    columns = ", ".join(ident(c) for c in staging_columns(table))
+    columns_of_s = ", ".join(f"s.{ident(c)}" for c in staging_columns(table))
     return (
-        f"DELETE FROM {stage} USING {replica_table(spec, TABLE_STATE)} t "
-        f"WHERE t.table_name = {sql_literal(table.name)} AND NOT {newer}"
+        f"INSERT INTO {stage_table(spec, table.name)} ({columns}) SELECT {columns_of_s} "
+        f"FROM ({changes}) s "
+        f"LEFT JOIN {replica} r ON {_key_match('s', 'r', key, key)} "
+        f"LEFT JOIN {state} t ON t.table_name = {sql_literal(table.name)} "
+        f"WHERE {held} AND {truncate}"
     )
 
 
@@ -303,27 +322,23 @@ def _upsert_statement(target: str, source: str, key: Sequence[str],
 
 
 def merge_replica_statement(spec: PipelineSpec, table: Table) -> str:
-    return _upsert_statement(replica_table(spec, table.name), stage_table(table.name),
+    return _upsert_statement(replica_table(spec, table.name), stage_table(spec, table.name),
                              table.key, staging_columns(table), table.keep_when_null)
 
 
-def append_statements(spec: PipelineSpec, table: Table) -> list[str]:
-    """An append-only table: drop staged changes it already holds (a redelivery), append the
-    rest."""
-    stage, replica = stage_table(table.name), replica_table(spec, table.name)
-    key = replica_key(table)
+def append_statement(spec: PipelineSpec, table: Table) -> str:
+    """An append-only table: append the staged changes (``guarded_stage_statement`` left out
+    the ones it holds)."""
     columns = ", ".join(ident(c) for c in staging_columns(table))
-    return [
-        f"DELETE FROM {stage} USING {replica} r WHERE {_key_match(stage, 'r', key, key)}",
-        f"INSERT INTO {replica} ({columns}) SELECT {columns} FROM {stage}",
-    ]
+    return (f"INSERT INTO {replica_table(spec, table.name)} ({columns}) "
+            f"SELECT {columns} FROM {stage_table(spec, table.name)}")
 
 
 def hard_delete_statement(spec: PipelineSpec, table: Table) -> str:
     replica = replica_table(spec, table.name)
     match = _key_match(replica, "s", table.key, table.key)
     return (
-        f"DELETE FROM {replica} USING {stage_table(table.name)} s "
+        f"DELETE FROM {replica} USING {stage_table(spec, table.name)} s "
         f"WHERE {match} AND s.{ident(DELETED)}"
     )
 
@@ -353,7 +368,7 @@ def affected_keys_statement(
     key_cols = ", ".join(f"{fact_alias}.{ident(k)}" for k in fact.key)
     selects = []
     if target.fact in staged:
-        selects.append(f"SELECT {key_cols} FROM {stage_table(target.fact)} {fact_alias}")
+        selects.append(f"SELECT {key_cols} FROM {stage_table(spec, target.fact)} {fact_alias}")
     for join in target.joins:
         if join.table not in staged:
             continue
@@ -368,7 +383,7 @@ def affected_keys_statement(
         ]
         last = path[-1]
         inner.append(
-            f"JOIN {stage_table(last.table)} {ident(last.alias)} ON "
+            f"JOIN {stage_table(spec, last.table)} {ident(last.alias)} ON "
             + " AND ".join(
                 f"{ident(last.from_alias)}.{ident(a)} = {ident(last.alias)}.{ident(b)}"
                 for a, b in last.on

@@ -135,6 +135,10 @@ class StatementEngine:
                  result_ttl: float = 24 * 3600.0, auth: Authenticator | None = None,
                  max_sessions: int = 500) -> None:
         self._conninfo = pg_conninfo
+        # Idle PostgreSQL connections by (database, user), reset between statements: a new
+        # backend per statement would re-plan every query and recompile every procedure,
+        # which Redshift does not do (it caches compiled code across sessions).
+        self._idle: list[tuple[tuple[str, str | None], Conn]] = []  # oldest first
         self.auth = auth
         self._max_sessions = max_sessions
         self._s3 = s3
@@ -342,14 +346,56 @@ class StatementEngine:
             self._next_query_id += 1
             return self._next_query_id
 
+    _IDLE_MAX = 16  # idle connections kept in all (the oldest is closed first)
+    # What a fresh session would not have: temp tables, settings, cursors, advisory locks.
+    _RESET = ("DISCARD TEMP; DISCARD SEQUENCES; RESET ALL; CLOSE ALL; "
+              "SELECT pg_advisory_unlock_all()")
+
+    def _pooled(self, stmt: Statement) -> Conn:
+        user = stmt.login.user if self.auth is not None and stmt.login is not None else None
+        if self.auth is not None and stmt.login is not None:
+            try:
+                self.auth.check(stmt.login)
+            except LoginFailed as exc:
+                raise StatementFailed(str(exc)) from None
+        key = (stmt.database, user)
+        with self._cond:
+            for index in range(len(self._idle) - 1, -1, -1):
+                if self._idle[index][0] == key:
+                    conn = self._idle.pop(index)[1]
+                    if not conn.closed:
+                        return conn
+        return connect(self._conninfo, stmt.database, user=user)
+
+    def _release(self, stmt: Statement, conn: Conn) -> None:
+        user = stmt.login.user if self.auth is not None and stmt.login is not None else None
+        if conn.closed or conn.info.transaction_status is not TransactionStatus.IDLE:
+            conn.close()
+            return
+        try:
+            conn.execute(self._RESET)
+        except Exception:  # a broken backend: never reuse it
+            conn.close()
+            return
+        evicted: list[Conn] = []
+        with self._cond:
+            if self._stopping.is_set():
+                evicted.append(conn)
+            else:
+                self._idle.append(((stmt.database, user), conn))
+                while len(self._idle) > self._IDLE_MAX:
+                    evicted.append(self._idle.pop(0)[1])
+        for old in evicted:
+            old.close()
+
     @contextmanager
     def _connection(self, stmt: Statement, session: Session | None) -> Iterator[Conn]:
         if session is None:
-            conn = self.connect_as(stmt.login, stmt.database)
+            conn = self._pooled(stmt)
             try:
                 yield conn
             finally:
-                conn.close()
+                self._release(stmt, conn)
             return
         if session.conn is None or session.conn.closed:
             session.conn = self.connect_as(session.login, session.database)
@@ -490,6 +536,11 @@ class StatementEngine:
             with suppress(psycopg.Error):
                 conn.cancel_safe(timeout=2.0)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._cond:
+            idle = [conn for _, conn in self._idle]
+            self._idle.clear()
+        for conn in idle:
+            conn.close()
         with self._cond:
             sessions = list(self._sessions.values())
             self._sessions.clear()

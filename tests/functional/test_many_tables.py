@@ -13,8 +13,13 @@ import pytest
 
 from shared.glue.job import GlueBatchJob
 from shared.redshift_writer import S3Stager
-from tests.functional.test_glue_batch import batch_frame, glue_target, spark  # noqa: F401
-from tests.functional.wide_spec import (
+from tests.functional.test_glue_batch import (  # noqa: F401
+    batch_frame,
+    endpoints,
+    glue_target,
+    spark,
+)
+from local.wide_spec import (
     assert_every_table_applied,
     many_table_spec,
     many_table_spec_text,
@@ -51,10 +56,10 @@ def test_without_a_bucket_the_landing_is_split_but_the_apply_is_one_call(
     make_pipeline: Any, spec: Any
 ) -> None:
     pipeline = make_pipeline(spec=spec)
-    records = one_batch_touching_every_table(spec, rows_per_table=30).take()
+    records = one_batch_touching_every_table(spec, rows_per_table=110, long_note=False).take()
     _, report = pipeline.apply(records)
 
-    assert_every_table_applied(pipeline.sql, spec)
+    assert_every_table_applied(pipeline.sql, spec, long_note=False)
     landing = pipeline.sql('SELECT count(*) AS n FROM cdc_replica."_cdc_landing"')
     assert landing == [{"n": 0}]  # applied batches leave nothing behind
     assert report.data_api_calls >= 2  # landing INSERTs in their own transactions, then the call
@@ -62,8 +67,9 @@ def test_without_a_bucket_the_landing_is_split_but_the_apply_is_one_call(
 
 
 def test_the_glue_path_applies_the_same_batch(
-    spec: Any, tmp_path: Path, endpoints: None, moto_endpoint: str, redshift_api: str,
-    redshift_data: Any, warehouse_db: str, warehouse_sql: Any, spark: Any,  # noqa: F811
+    spec: Any, tmp_path: Path, endpoints: None,  # noqa: F811 (the fixture imported above)
+    moto_endpoint: str, redshift_api: str, redshift_data: Any, warehouse_db: str,
+    warehouse_sql: Any, spark: Any,  # noqa: F811
 ) -> None:
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(many_table_spec_text(200))

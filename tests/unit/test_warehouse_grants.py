@@ -22,19 +22,21 @@ def test_statements_pass_redshifts_grammar_and_grant_only_what_consumers_need() 
         'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "cdc_replica"."sport_event", '
         '"cdc_replica"."ticket", "cdc_replica"."customer", "cdc_replica"."ticket_activity", '
         '"public"."sport_event_activity", "cdc_replica"."_cdc_tables", '
-        '"cdc_replica"."_cdc_columns", "cdc_replica"."_cdc_landing" TO "cdc_consumer"',
+        '"cdc_replica"."_cdc_columns", "cdc_replica"."_cdc_landing", '
+        '"cdc_replica"."_cdc_stage_sport_event", "cdc_replica"."_cdc_stage_ticket", '
+        '"cdc_replica"."_cdc_stage_customer", "cdc_replica"."_cdc_stage_ticket_activity" '
+        'TO "cdc_consumer"',
         'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "cdc_replica" '
         'TO "cdc_consumer"',
         'GRANT TEMP ON DATABASE "warehouse" TO "cdc_consumer"',
         # The apply procedures (shared.apply_procedures) run with the caller's rights.
         'GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA "cdc_replica" TO "cdc_consumer"',
         # Schema evolution: only an owner may ALTER TABLE ... ADD COLUMN on Redshift.
-        'ALTER TABLE "cdc_replica"."sport_event" OWNER TO "cdc_consumer"',
-        'ALTER TABLE "cdc_replica"."ticket" OWNER TO "cdc_consumer"',
-        'ALTER TABLE "cdc_replica"."customer" OWNER TO "cdc_consumer"',
-        'ALTER TABLE "cdc_replica"."ticket_activity" OWNER TO "cdc_consumer"',
+        *(f'ALTER TABLE "cdc_replica"."{prefix}{t}" OWNER TO "cdc_consumer"'
+          for t in ("sport_event", "ticket", "customer", "ticket_activity")
+          for prefix in ("", "_cdc_stage_")),
         # ... and an added column recreates its table's apply procedure.
-        *(f'ALTER PROCEDURE "cdc_replica"."_cdc_apply_{t}"(VARCHAR) OWNER TO "cdc_consumer"'
+        *(f'ALTER PROCEDURE "cdc_replica"."_cdc_apply_{t}"(VARCHAR, BOOLEAN) OWNER TO "cdc_consumer"'
           for t in ("sport_event", "ticket", "customer", "ticket_activity")),
     ]
     again = grants.consumer_access_statements(spec, login, "warehouse", user_exists=True)
