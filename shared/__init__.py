@@ -14,17 +14,22 @@ Pure modules (plain data in, plain data out, no I/O):
 - ``transform``: the whole core for one batch (decode, validate, PII, newest change per key).
 - ``settings``: the consumer's configuration, validated once.
 - ``batch_log``: the per-batch log fields, the same on both consumers.
-- ``warehouse_sql``: the SQL text of the schema DDL and of the stage-and-merge transaction.
+- ``warehouse_sql``: the SQL text of the schema DDL and of the statements that apply a batch
+  (stage, MERGE, truncates, wide-table recomputation).
+- ``apply_procedures``: the landing table and the stored procedures that apply a landed batch
+  in one call (``docs/warehouse-apply.md``).
 - ``warehouse_grants``: the consumers' database user and its grants (SQL builders).
-- ``staging``: reduced changes as inline SQL ``VALUES`` or JSON lines for COPY.
-- ``stage_plan``: inline INSERTs or S3 + COPY, table by table, within the Data API's limits.
+- ``staging``: SQL literals and the JSON of a change's typed row.
+- ``landing``: a batch as landing rows: one INSERT, or JSON lines for one COPY, within the Data
+  API's limits.
 - ``dms_table_mappings``: AWS DMS table mappings generated from the spec.
 
 Edges (they do I/O):
 
 - ``data_api``: the Redshift Data API adapter (submit, wait, retry); the only caller of
   ``redshift-data``.
-- ``redshift_writer``: one reduced batch into Redshift in one transaction (Data API + S3).
+- ``redshift_writer``: one reduced batch into Redshift: land it, apply it with one call, in one
+  transaction (Data API + S3).
 - ``migrations``: create and migrate the warehouse schema from the spec, idempotently (the
   plan, ``plan_migration``, is pure).
 - ``dead_letter``: rejected records, with their reason and payload, to the SQS queue.
