@@ -239,8 +239,8 @@ def run_streaming_job(settings: GlueJobSettings,
                       glue_context: Callable[[], GlueContextLike]) -> None:
     """The job script's body: the Glue Kinesis source's micro-batches into ``GlueBatchJob``.
 
-    ``glue_context`` makes the GlueContext once logging is set up, so the job's JSON lines go
-    to the handler configured here (Glue sends stdout to the job's output log group).
+    The settings are parsed before (``GlueJobSettings.from_argv``), so bad arguments fail
+    before Spark starts; ``glue_context`` makes the GlueContext once logging is configured.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     log.setLevel(settings.log_level)
