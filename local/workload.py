@@ -85,7 +85,7 @@ LEVELS = [("Standard", Decimal("100.00")), ("Premium", Decimal("300.00")),
 
 
 @dataclass(frozen=True)
-class BadRow:
+class InvalidSourceRow:
     """A row the spec rejects: its table, key and what is wrong (no value)."""
 
     table: str
@@ -127,7 +127,7 @@ class Workload:
         if unknown:
             raise ValueError(f"unknown operations in weights: {sorted(unknown)}")
         self.counters = WorkloadCounters()
-        self.bad_rows: list[BadRow] = []
+        self.bad_rows: list[InvalidSourceRow] = []
         self.late_customers: list[int] = []  # customers inserted after a purchase of theirs
         self.loose = False
         self._loaded = False
@@ -531,14 +531,14 @@ class Workload:
             row = self._customer_row(customer_id)
             digits = "".join(str(self.rng.randrange(10)) for _ in range(BAD_PHONE_LENGTH - 3))
             self._insert(conn, "customer", (*row[:3], f"+1-{digits}"))
-            self.bad_rows.append(BadRow("customer", (customer_id,), "phone_too_long"))
+            self.bad_rows.append(InvalidSourceRow("customer", (customer_id,), "phone_too_long"))
         else:
             ticket_id = self._new_id("ticket")
             row = self._ticket_row(ticket_id)
             # Beyond decimal(12,2); past 15 digits DMS sends the number as a string.
             price = self.rng.choice([Decimal("12345678901.25"), Decimal("123456789012345.67")])
             self._insert(conn, "ticket", (*row[:4], price))
-            self.bad_rows.append(BadRow("ticket", (ticket_id,), "price_out_of_range"))
+            self.bad_rows.append(InvalidSourceRow("ticket", (ticket_id,), "price_out_of_range"))
         self.counters.bad_rows += 1
 
 

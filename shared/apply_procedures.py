@@ -5,7 +5,8 @@ batch in one generic table (``_cdc_landing``: batch id, source table, kind, and 
 SUPER object), with one COPY or a few multi-row INSERTs, then calls ``_cdc_apply_batch`` once.
 That procedure runs, inside the caller's transaction, the per-table procedure of every table
 the batch touched (found by a dynamic ``CALL``), then the procedure of every wide table whose
-fact or dimensions were touched, then removes the batch from the landing table. So an analyst
+fact or dimensions were touched, then removes the batch from the landing table. (The writer
+sends ``LOCK`` on the replicas and wide tables first, in the same transaction.) So an analyst
 sees the whole batch or none of it, and the Data API's limits (40 statements per
 BatchExecuteStatement, 100,000 bytes per statement) bound only the landing of the rows.
 
@@ -44,7 +45,6 @@ from shared.warehouse_sql import (
     guarded_stage_statement,
     hard_delete_statement,
     ident,
-    lock_statement,
     merge_replica_statement,
     merge_target_statements,
     replica_table,
@@ -178,7 +178,8 @@ def target_procedure_statement(spec: PipelineSpec, target: Target) -> str:
 
 
 def apply_batch_procedure_statement(spec: PipelineSpec) -> str:
-    """``_cdc_apply_batch(batch, added_known)``: the one call that applies a landed batch.
+    """``_cdc_apply_batch(batch, added_known)``: the one call that applies a landed batch
+    (after the caller's LOCK of the replicas and wide tables, in the same transaction).
 
     ``added_known`` is how many added source columns the consumer decoded with (-1 when
     schema evolution is off): when another consumer added one since, the procedure raises
@@ -193,7 +194,6 @@ def apply_batch_procedure_statement(spec: PipelineSpec) -> str:
         "IN _cdc_truncated) > 0 THEN 'TRUE' ELSE 'FALSE' END || ')'"
     )
     body = [
-        lock_statement(spec),
         "IF _cdc_added_known >= 0 THEN "
         f"SELECT INTO _cdc_count COUNT(*) FROM {replica_table(spec, ADDED_COLUMNS)}; "
         "IF _cdc_count <> _cdc_added_known THEN "

@@ -246,24 +246,29 @@ class RedshiftWriter:
         return report
 
     def _land_and_apply(self, batch_id: str, landing: list[str]) -> WriteReport:
-        """Run the landing statements and the apply call: one transaction when they fit one
-        BatchExecuteStatement, else the landing in transactions of its own first (a failure
-        then removes the batch's landed rows; the apply procedure also removes rows of
-        batches that never got applied, a day later)."""
+        """Lock, land and apply in one transaction when it fits one BatchExecuteStatement;
+        otherwise land in transactions of their own first (a failure then removes the batch's
+        landed rows; the apply procedure also removes rows of batches that never got applied,
+        a day later), then lock and apply.
+
+        The LOCK comes first in the transaction: a serializable transaction's snapshot is taken
+        at its first statement, so a writer that waited for another must not have read or
+        written anything before (else "1023 Serializable isolation violation")."""
+        lock = sql.lock_statement(self.spec)
         call = procedures.apply_batch_call(self.spec, batch_id, self._added_known())
-        if len(landing) < MAX_STATEMENTS:
-            self._apply([*landing, call])
-            return WriteReport(transactions=1, statements=len(landing) + 1, data_api_calls=1)
+        if len(landing) + 2 <= MAX_STATEMENTS:
+            self._apply([lock, *landing, call])
+            return WriteReport(transactions=1, statements=len(landing) + 2, data_api_calls=1)
         calls = 0
         try:
             for start in range(0, len(landing), MAX_STATEMENTS):
                 self.api.run_transaction(landing[start:start + MAX_STATEMENTS])
                 calls += 1
-            self._apply([call])
+            self._apply([lock, call])
         except Exception:
             self.api.execute(
                 f"DELETE FROM {sql.replica_table(self.spec, sql.LANDING)} "
                 f"WHERE batch_id = {sql_literal(batch_id)}")
             raise
-        return WriteReport(transactions=calls + 1, statements=len(landing) + 1,
+        return WriteReport(transactions=calls + 1, statements=len(landing) + 2,
                            data_api_calls=calls + 1)

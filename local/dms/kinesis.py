@@ -59,7 +59,7 @@ def chunks(entries: Sequence[KinesisEntry], max_records: int = MAX_RECORDS_PER_P
 
 
 @dataclass
-class RetryPolicy:
+class PutRetryPolicy:
     attempts: int = 12
     base_delay: float = 0.05
     max_delay: float = 5.0
@@ -79,12 +79,12 @@ class PutStats:
 class KinesisPutter:
     """Puts ``KinesisEntry`` lists to one stream (by name, or by ARN if it starts ``arn:``)."""
 
-    def __init__(self, client: Any, stream: str, retry: RetryPolicy | None = None,
+    def __init__(self, client: Any, stream: str, retry: PutRetryPolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
         self._target = {"StreamARN": stream} if stream.startswith("arn:") else {
             "StreamName": stream}
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or PutRetryPolicy()
         self.stats = PutStats()
         self._sleep = sleep
 

@@ -2,7 +2,7 @@
 
 Connections are set up like a Redshift session: backslash escapes in string literals
 (``standard_conforming_strings = off``), serializable transactions, UTC. Errors come back
-as :class:`StatementFailed` carrying the text Redshift would put in ``Error``.
+as :class:`ExecutionFailed` carrying the text Redshift would put in ``Error``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
 from local.redshift_data_api.copy_parse import parse_copy
-from local.redshift_data_api.dialect import (
+from local.redshift_data_api.errors import RedshiftSqlError
+from local.redshift_data_api.grammar import (
     check_outside_transaction_block,
     check_redshift_sql,
     translate_to_postgres,
 )
-from local.redshift_data_api.errors import RedshiftSqlError
 from local.redshift_data_api.lexer import LexError, tokenize
 from local.redshift_data_api.s3_copy import run_copy
 from local.redshift_data_api.translate import BYTES_DOMAIN, VARBYTE_DOMAIN
@@ -67,7 +67,7 @@ class HexLoader(TextLoader):
 S3Factory = Callable[[str | None], "S3Client"]
 
 
-class StatementFailed(Exception):
+class ExecutionFailed(Exception):
     """A statement failed; ``error`` is the Redshift-like ``Error`` text."""
 
     def __init__(self, error: str, cancelled: bool = False) -> None:
@@ -96,7 +96,7 @@ class Outcome:
 def connect(conninfo: str, database: str,
             user: str | None = None) -> psycopg.Connection[tuple[Any, ...]]:
     """A Redshift-like session on ``database`` (as ``user``, else the conninfo's user);
-    raises :class:`StatementFailed`."""
+    raises :class:`ExecutionFailed`."""
     extra: dict[str, Any] = {"user": user} if user is not None else {}
     try:
         conn = psycopg.connect(conninfo, dbname=database, options=SESSION_OPTIONS,
@@ -107,7 +107,7 @@ def connect(conninfo: str, database: str,
         message = match.group(1).strip() if match else text
         # PostgreSQL says "role"; Redshift says "user".
         message = re.sub(r'^role (".*") does not exist$', r"user \1 does not exist", message)
-        raise StatementFailed(f"FATAL: {message}" if match else text) from None
+        raise ExecutionFailed(f"FATAL: {message}" if match else text) from None
     for name in _TEXT_TYPES:
         conn.adapters.register_loader(name, TextLoader)
     conn.adapters.register_loader("bytea", HexLoader)
@@ -304,10 +304,10 @@ def execute(conn: psycopg.Connection[tuple[Any, ...]], sql: str, *, strict: bool
                     outcome.rows = max(cur.rowcount, 0)
         return outcome
     except RedshiftSqlError as exc:
-        raise StatementFailed(str(exc)) from None
+        raise ExecutionFailed(str(exc)) from None
     except psycopg.Error as exc:
         text = error_text(exc, sql, conn.info.backend_pid, query_id)
-        raise StatementFailed(
+        raise ExecutionFailed(
             text, cancelled=isinstance(exc, psycopg.errors.QueryCanceled)
         ) from None
 
@@ -318,7 +318,7 @@ def run_control(conn: psycopg.Connection[tuple[Any, ...]], command: str, sql_for
     try:
         conn.execute(command)
     except psycopg.Error as exc:
-        raise StatementFailed(
+        raise ExecutionFailed(
             error_text(exc, sql_for_errors, conn.info.backend_pid, query_id),
             cancelled=isinstance(exc, psycopg.errors.QueryCanceled),
         ) from None

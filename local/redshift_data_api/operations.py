@@ -29,7 +29,7 @@ from local.redshift_data_api import catalog
 from local.redshift_data_api import parameters as params
 from local.redshift_data_api.auth import Caller, IdentityUnavailable, Login
 from local.redshift_data_api.errors import ApiError, not_found, validation
-from local.redshift_data_api.executor import ResultSet, StatementFailed
+from local.redshift_data_api.executor import ExecutionFailed, ResultSet
 from local.redshift_data_api.statements import (
     FINAL,
     Session,
@@ -439,7 +439,7 @@ class Operations:
             raise ApiError("DatabaseConnectionException", str(exc)) from None
         try:
             conn = self.engine.connect_as(login, str(database))
-        except StatementFailed as exc:
+        except ExecutionFailed as exc:
             if re.fullmatch(r'FATAL: database ".*" does not exist', exc.error):
                 raise not_found(exc.error, str(database)) from None
             raise ApiError("DatabaseConnectionException", exc.error) from None

@@ -28,10 +28,10 @@ from local.redshift_data_api.errors import ApiError, not_found, validation
 from local.redshift_data_api.executor import (
     NO_TRANSACTION,
     TX_CONTROL,
+    ExecutionFailed,
     Outcome,
     ResultSet,
     S3Factory,
-    StatementFailed,
     connect,
     execute,
     first_word,
@@ -272,12 +272,12 @@ class StatementEngine:
             return sorted(self._sessions.values(), key=lambda s: s.created_at, reverse=True)
 
     def connect_as(self, login: Login | None, database: str) -> Conn:
-        """A Redshift-like session on ``database`` as ``login`` (raises StatementFailed)."""
+        """A Redshift-like session on ``database`` as ``login`` (raises ExecutionFailed)."""
         if self.auth is not None and login is not None:
             try:
                 self.auth.check(login)
             except LoginFailed as exc:
-                raise StatementFailed(str(exc)) from None
+                raise ExecutionFailed(str(exc)) from None
             return connect(self._conninfo, database, user=login.user)
         return connect(self._conninfo, database)
 
@@ -357,7 +357,7 @@ class StatementEngine:
             try:
                 self.auth.check(stmt.login)
             except LoginFailed as exc:
-                raise StatementFailed(str(exc)) from None
+                raise ExecutionFailed(str(exc)) from None
         key = (stmt.database, user)
         with self._cond:
             for index in range(len(self._idle) - 1, -1, -1):
@@ -418,7 +418,7 @@ class StatementEngine:
                 finally:
                     with self._cond:
                         stmt.conn = None
-        except StatementFailed as exc:  # could not connect
+        except ExecutionFailed as exc:  # could not connect
             self._finish_all(stmt, "FAILED", exc.error)
         except Exception as exc:  # never leave a statement hanging
             log.exception("statement %s: internal error", stmt.id)
@@ -453,7 +453,7 @@ class StatementEngine:
             qid = self._query_id()
             try:
                 if stmt.cancel_requested:
-                    raise StatementFailed(f"ERROR: Query ({qid}) cancelled on user's request",
+                    raise ExecutionFailed(f"ERROR: Query ({qid}) cancelled on user's request",
                                           cancelled=True)
                 if wrap and not in_tx:
                     run_control(conn, "BEGIN", sub.bound_sql, qid)
@@ -465,14 +465,14 @@ class StatementEngine:
                                   create_domain=(partial(self.create_domain, stmt.database)
                                                  if self.auth is not None else None))
                 if stmt.cancel_requested:  # the cancel came too late to interrupt the query
-                    raise StatementFailed(f"ERROR: Query ({qid}) cancelled on user's request",
+                    raise ExecutionFailed(f"ERROR: Query ({qid}) cancelled on user's request",
                                           cancelled=True)
                 last = index == len(stmt.subs) - 1
                 if in_tx and (auto or last or first_word(sub.bound_sql) == "TRUNCATE"):
                     run_control(conn, "COMMIT", sub.bound_sql, qid)
                     in_tx = False
                 self._finish_sub(stmt, sub, outcome, time.perf_counter_ns() - began)
-            except StatementFailed as exc:
+            except ExecutionFailed as exc:
                 if in_tx:
                     with suppress(psycopg.Error):
                         conn.execute("ROLLBACK")

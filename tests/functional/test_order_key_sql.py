@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from local.postgres import PostgresServer
-from local.redshift_data_api.dialect import check_redshift_sql
+from local.redshift_data_api.grammar import check_redshift_sql
 from shared.order_key import ORDER_KEY_MAX_LENGTH, is_newer, newer_sql
 from tests.unit.test_order_key import any_key
 

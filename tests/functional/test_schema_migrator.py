@@ -58,8 +58,10 @@ def test_create_update_delete(
 
     app.lambda_handler(event("Create", url, warehouse_db), fake_context())
     assert [r["t"] for r in warehouse_sql(tables)] == [
-        "cdc_replica._cdc_columns", "cdc_replica._cdc_landing", "cdc_replica._cdc_tables",
-        "cdc_replica.customer",
+        "cdc_replica._cdc_columns", "cdc_replica._cdc_landing",
+        *(f"cdc_replica._cdc_stage_{t}"
+          for t in ("customer", "sport_event", "ticket", "ticket_activity")),
+        "cdc_replica._cdc_tables", "cdc_replica.customer",
         "cdc_replica.sport_event", "cdc_replica.ticket", "cdc_replica.ticket_activity",
         "public.sport_event_activity"]
     app.lambda_handler(event("Update", url, warehouse_db), fake_context())
@@ -68,7 +70,7 @@ def test_create_update_delete(
     assert [r["Status"] for r in received] == ["SUCCESS", "SUCCESS", "SUCCESS"]
     assert received[0]["Data"]["RebuiltTargets"] == "sport_event_activity"
     assert received[1]["Data"]["Statements"] == 2  # only the idempotent CREATE SCHEMAs
-    assert len(warehouse_sql(tables)) == 8  # delete keeps the warehouse
+    assert len(warehouse_sql(tables)) == 12  # delete keeps the warehouse
 
 
 def test_a_failure_is_reported_with_its_reason(

@@ -296,7 +296,7 @@ def test_sql_injection_text_lands_verbatim(pipeline: Pipeline) -> None:
         pipeline.sql(
             "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'cdc_replica'"
         )[0]["n"]
-        == 7  # the four replicas, _cdc_tables, _cdc_columns, _cdc_landing: nothing was dropped
+        == 11  # four replicas and their stages, _cdc_tables, _cdc_columns, _cdc_landing
     )
 
 

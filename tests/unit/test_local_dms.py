@@ -31,8 +31,8 @@ from local.dms.kinesis import (
     MAX_BYTES_PER_PUT,
     KinesisPutError,
     KinesisPutter,
+    PutRetryPolicy,
     RecordTooLarge,
-    RetryPolicy,
     chunks,
 )
 from local.dms.records import (
@@ -369,7 +369,7 @@ class ScriptedKinesis:
 
 def test_failed_entries_are_retried_alone() -> None:
     client = ScriptedKinesis(fail_first=2)
-    putter = KinesisPutter(client, "s", RetryPolicy(base_delay=0), sleep=lambda _: None)
+    putter = KinesisPutter(client, "s", PutRetryPolicy(base_delay=0), sleep=lambda _: None)
     entries = [KinesisEntry(str(i).encode(), "k") for i in range(6)]
     assert putter.put(entries) == 6
     assert client.calls[0] == [b"0", b"1", b"2", b"3", b"4", b"5"]
@@ -382,7 +382,7 @@ def test_throttling_errors_are_retried_and_others_raised() -> None:
     throttled = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}},
                             "PutRecords")
     client = ScriptedKinesis(fail_first=0, error=throttled)
-    putter = KinesisPutter(client, "s", RetryPolicy(base_delay=0), sleep=lambda _: None)
+    putter = KinesisPutter(client, "s", PutRetryPolicy(base_delay=0), sleep=lambda _: None)
     assert putter.put([_entry(1)]) == 1 and len(client.calls) == 2
     denied = ClientError({"Error": {"Code": "AccessDeniedException"}}, "PutRecords")
     with pytest.raises(ClientError):
@@ -391,7 +391,7 @@ def test_throttling_errors_are_retried_and_others_raised() -> None:
 
 def test_gives_up_after_the_retry_budget() -> None:
     client = ScriptedKinesis(fail_first=100)
-    putter = KinesisPutter(client, "s", RetryPolicy(attempts=3, base_delay=0),
+    putter = KinesisPutter(client, "s", PutRetryPolicy(attempts=3, base_delay=0),
                            sleep=lambda _: None)
     with pytest.raises(KinesisPutError, match="after 3 attempts"):
         putter.put([_entry(1)])

@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 
-from local.redshift_data_api.dialect import check_outside_transaction_block, check_redshift_sql
+from local.redshift_data_api.grammar import check_outside_transaction_block, check_redshift_sql
 from shared import warehouse_sql as sql
 from shared.migrations import MigrationError, plan_migration
 from shared.spec import PipelineSpec, parse_spec

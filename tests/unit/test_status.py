@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from local.redshift_data_api.dialect import check_redshift_sql
+from local.redshift_data_api.grammar import check_redshift_sql
 from shared.order_key import LOAD_TIME_UNKNOWN, POSITION_END, POSITION_START, order_key
 from shared.spec import load_spec
 from tools.status import (

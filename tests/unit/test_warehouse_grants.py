@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local.redshift_data_api.dialect import check_redshift_sql
+from local.redshift_data_api.grammar import check_redshift_sql
 from shared import warehouse_grants as grants
 from shared.spec import load_spec
 
@@ -36,7 +36,8 @@ def test_statements_pass_redshifts_grammar_and_grant_only_what_consumers_need() 
           for t in ("sport_event", "ticket", "customer", "ticket_activity")
           for prefix in ("", "_cdc_stage_")),
         # ... and an added column recreates its table's apply procedure.
-        *(f'ALTER PROCEDURE "cdc_replica"."_cdc_apply_{t}"(VARCHAR, BOOLEAN) OWNER TO "cdc_consumer"'
+        *(f'ALTER PROCEDURE "cdc_replica"."_cdc_apply_{t}"(VARCHAR, BOOLEAN) '
+          'OWNER TO "cdc_consumer"'
           for t in ("sport_event", "ticket", "customer", "ticket_activity")),
     ]
     again = grants.consumer_access_statements(spec, login, "warehouse", user_exists=True)

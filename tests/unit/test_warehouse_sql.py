@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from local.redshift_data_api.dialect import (
+from local.redshift_data_api.grammar import (
     RedshiftSqlError,
     check_redshift_sql,
     procedure_body_statements,

@@ -7,7 +7,7 @@ import pytest
 
 from local.redshift_data_api import parameters
 from local.redshift_data_api.copy_parse import parse_copy
-from local.redshift_data_api.dialect import (
+from local.redshift_data_api.grammar import (
     RedshiftSqlError,
     check_redshift_sql,
     translate_to_postgres,
@@ -187,7 +187,7 @@ def test_key_constraints_are_informational() -> None:
 
 
 def test_transaction_block_rules() -> None:
-    from local.redshift_data_api.dialect import check_outside_transaction_block
+    from local.redshift_data_api.grammar import check_outside_transaction_block
 
     with pytest.raises(RedshiftSqlError, match="cannot run inside a transaction block"):
         check_outside_transaction_block("ALTER TABLE t ALTER COLUMN c TYPE VARCHAR(300)")
