@@ -11,6 +11,12 @@ from typing import Any
 
 import pytest
 
+from local.wide_spec import (
+    assert_every_table_applied,
+    many_table_spec,
+    many_table_spec_text,
+    one_batch_touching_every_table,
+)
 from shared.glue.job import GlueBatchJob
 from shared.redshift_writer import S3Stager
 from tests.functional.test_glue_batch import (  # noqa: F401
@@ -18,12 +24,6 @@ from tests.functional.test_glue_batch import (  # noqa: F401
     endpoints,
     glue_target,
     spark,
-)
-from local.wide_spec import (
-    assert_every_table_applied,
-    many_table_spec,
-    many_table_spec_text,
-    one_batch_touching_every_table,
 )
 
 
