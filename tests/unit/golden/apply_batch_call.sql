@@ -1,0 +1,1 @@
+CALL "cdc_replica"."_cdc_apply_batch"('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', 0)

@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS "cdc_replica"."_cdc_landing" ("batch_id" VARCHAR(64) NOT NULL, "table_name" VARCHAR(127) NOT NULL, "kind" CHAR(1) NOT NULL, "row_data" SUPER, "landed_at" TIMESTAMP DEFAULT GETDATE()) DISTSTYLE EVEN SORTKEY("batch_id")

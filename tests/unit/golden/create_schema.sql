@@ -1,0 +1,3 @@
+CREATE SCHEMA IF NOT EXISTS "cdc_replica"
+
+CREATE SCHEMA IF NOT EXISTS "analytics"

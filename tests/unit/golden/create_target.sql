@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS "analytics"."sale_wide" ("shop_id" BIGINT NOT NULL, "sale_no" INTEGER NOT NULL, "amount" DECIMAL(12,2), "shop_name" VARCHAR(64), PRIMARY KEY ("shop_id", "sale_no")) DISTKEY("shop_id") SORTKEY("shop_id", "sale_no")

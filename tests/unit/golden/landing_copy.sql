@@ -1,0 +1,1 @@
+COPY "cdc_replica"."_cdc_landing" ("batch_id", "table_name", "kind", "row_data") FROM 's3://bucket/staging/b.json' IAM_ROLE 'arn:aws:iam::1:role/copy' FORMAT AS JSON 'auto'
