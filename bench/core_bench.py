@@ -18,7 +18,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from local.dms_records import DmsStream, activity, customer, sport_event, ticket
+from local.record_builders import DmsStream, activity, customer, sport_event, ticket
 from shared.landing import newest_truncates, plan_landing
 from shared.records import StreamRecord
 from shared.spec import load_spec

@@ -41,7 +41,7 @@ from bench.core_bench import make_records
 from bench.warehouse import fresh_databases
 from glue_job.kinesis_source import KINESIS_SCHEMA
 from glue_job.local_spark import local_spark
-from local.dms_records import lambda_event
+from local.record_builders import lambda_event
 from local.stack import StackInfo, ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
 from shared.glue.job import GlueBatchJob

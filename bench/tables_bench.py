@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 
 from bench.warehouse import fresh_databases
-from local.dms_records import DmsStream, activity, customer, sport_event, ticket
+from local.record_builders import DmsStream, activity, customer, sport_event, ticket
 from local.stack import StackInfo, ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
 from local.wide_spec import many_table_spec, sample_row

@@ -5,7 +5,7 @@ boto3 (GetRecords, at most ``MAX_FETCH_RECORDS_PER_SHARD`` per shard per micro-b
 builds the DataFrame the Glue source hands ``forEachBatch``: ``data`` (binary),
 ``streamName``, ``partitionKey``, ``sequenceNumber``, ``approximateArrivalTimestamp``.
 
-``ShardCheckpoint`` keeps, per shard, the last sequence number of the last batch that was
+``AppliedShardPositions`` keeps, per shard, the last sequence number of the last batch that was
 applied (a JSON file in the state dir, replaced atomically after each successful batch), so
 a restarted runner resumes after it: at-least-once, like the Glue job's Spark checkpoint.
 """
@@ -48,7 +48,7 @@ class Checkpoint:
     positions: dict[str, str] = field(default_factory=dict)
 
 
-class ShardCheckpoint:
+class AppliedShardPositions:
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / CHECKPOINT_FILE
 

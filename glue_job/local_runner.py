@@ -28,7 +28,7 @@ from typing import Any
 
 import boto3
 
-from glue_job.kinesis_source import Checkpoint, LocalKinesisSource, ShardCheckpoint
+from glue_job.kinesis_source import AppliedShardPositions, Checkpoint, LocalKinesisSource
 from glue_job.local_spark import local_spark
 from local.stack import ensure_stack
 from shared.consumer import BatchOutcome
@@ -41,7 +41,7 @@ DEFAULT_STATE_DIR = Path(".local-stack/glue")
 def run(
     job: GlueBatchJob,
     source: LocalKinesisSource,
-    checkpoints: ShardCheckpoint,
+    checkpoints: AppliedShardPositions,
     *,
     once: bool,
     stop: threading.Event | None = None,
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        run(job, source, ShardCheckpoint(state_dir), once=options.once, stop=stop,
+        run(job, source, AppliedShardPositions(state_dir), once=options.once, stop=stop,
             report=lambda line: print(json.dumps(line), flush=True))
     except RuntimeError as exc:
         print(f"local_runner: {exc}", file=sys.stderr)

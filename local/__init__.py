@@ -7,6 +7,6 @@ stand-in), ``event_source_mapping`` (Lambda's Kinesis event source mapping, in-p
 Modules: ``cdc`` (``make demo``: the pipeline end to end, and ``reconcile``), ``workload``
 (changes of every kind on the source database), ``source_db`` (the source tables from the
 spec), ``postgres`` (a throwaway PostgreSQL 15 server), ``ports`` (free loopback ports),
-``dms_records`` (synthetic DMS Kinesis records and Lambda events for tests and samples),
+``record_builders`` (synthetic DMS Kinesis records and Lambda events for tests and samples),
 ``sample_events`` (``make events``), ``invoke`` (``make invoke``), ``sql`` (``make sql``).
 """

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from local.dms_records import (
+from local.record_builders import (
     DmsStream,
     activity,
     customer,

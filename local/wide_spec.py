@@ -14,7 +14,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from local.dms_records import DmsStream
+from local.record_builders import DmsStream
 from shared.spec import PipelineSpec, parse_spec
 
 TYPED_COLUMNS = {

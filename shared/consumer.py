@@ -59,7 +59,7 @@ def lowest_sequence_number(numbers: Sequence[str]) -> str:
     return min(numbers, key=lambda n: (len(n), n))
 
 
-class BatchProcessor:
+class BatchApplier:
     """The core and its writer for one spec and HMAC key (one per Lambda container).
 
     The decoding spec is the spec plus the source columns schema evolution added, read from
@@ -137,9 +137,9 @@ class BatchProcessor:
             return result, self.writer.stage_and_merge(result.changes, result.table_events)
 
 
-def build_processor(
+def build_applier(
     settings: PipelineSettings, spec: PipelineSpec, hmac_key: bytes, clients: Any
-) -> BatchProcessor:
+) -> BatchApplier:
     """Wire the core to its AWS adapters; ``clients(name)`` returns a boto3 client."""
     api = RedshiftDataApi(clients("redshift-data"), settings.target,
                           retry=RetryPolicy(attempts=settings.retry_attempts))
@@ -152,7 +152,7 @@ def build_processor(
         overflow_s3=clients("s3") if settings.staging_bucket else None,
         overflow_bucket=settings.staging_bucket,
     )
-    return BatchProcessor(spec, hmac_key, RedshiftWriter(spec, api, stager), dead_letters)
+    return BatchApplier(spec, hmac_key, RedshiftWriter(spec, api, stager), dead_letters)
 
 
 

@@ -1,9 +1,9 @@
-"""Event and spec factories for the tests (the record builders live in ``local.dms_records``)."""
+"""Event and spec factories for the tests (record builders: ``local.record_builders``)."""
 
 import tomllib
 from typing import Any
 
-from local.dms_records import (
+from local.record_builders import (
     BASE_TIME,
     DmsStream,
     activity,

@@ -29,7 +29,7 @@ What it does, like Lambda:
   predecessors (in every lane) are finished, so it never passes a record in flight or
   failing. A shard reads at most two batches per lane or 1,000 records (the more of the two)
   ahead of its checkpoint.
-- The event is Lambda's (``local.dms_records.kinesis_event_record`` builds each entry). A
+- The event is Lambda's (``local.record_builders.kinesis_event_record`` builds each entry). A
   batch (of one lane) is sent when it holds ``batch_size`` records, when the next record
   would take the event past 6 MB (``max_payload_bytes``), or when its first record has waited
   ``batching_window_seconds``.

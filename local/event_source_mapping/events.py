@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from local.dms_records import kinesis_event_record
+from local.record_builders import kinesis_event_record
 
 # Lambda's limit for a synchronous invocation's payload (the event).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024

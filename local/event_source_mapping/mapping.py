@@ -19,7 +19,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from local.dms_records import INVOKE_IDENTITY_ARN
 from local.event_source_mapping.checkpoints import (
     CheckpointStore,
     MappingState,
@@ -45,6 +44,7 @@ from local.event_source_mapping.events import (
     read_record,
 )
 from local.event_source_mapping.lanes import MAX_PARALLELIZATION_FACTOR, ShardProgress, lane_of
+from local.record_builders import INVOKE_IDENTITY_ARN
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from local.dms_records import DmsStream, lambda_event
+from local.record_builders import DmsStream, lambda_event
 from shared.migrations import migrate
 from shared.spec import parse_spec
 from tests.functional.conftest import Consumer, data_api, reset_caches

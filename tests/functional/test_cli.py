@@ -30,8 +30,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from local.dms_records import DmsStream, lambda_event
 from local.postgres import PostgresServer
+from local.record_builders import DmsStream, lambda_event
 from local.stack import running_stack, stop_stack
 from local.stack.processes import moto_markers, process_running, read_pid_file
 from tools import cli

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from local.dms_records import DmsStream
+from local.record_builders import DmsStream
 from shared.spec import parse_spec
 from tests.functional.conftest import Pipeline
 

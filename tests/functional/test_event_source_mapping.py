@@ -27,13 +27,13 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 
 from functions.kinesis_consumer import app
-from local.dms_records import DmsStream, activity, customer, ticket
 from local.event_source_mapping import (
     DEFAULT_FUNCTION_ARN,
     MAX_PAYLOAD_BYTES,
     LocalEventSourceMapping,
 )
 from local.event_source_mapping.lanes import lane_of
+from local.record_builders import DmsStream, activity, customer, ticket
 from tests.conftest import REGION
 from tests.functional.conftest import Consumer
 

@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from glue_job.kinesis_source import KINESIS_SCHEMA, LocalKinesisSource, ShardCheckpoint
+from glue_job.kinesis_source import KINESIS_SCHEMA, AppliedShardPositions, LocalKinesisSource
 from glue_job.local_runner import run
 from glue_job.local_spark import local_spark
-from local.dms_records import DmsStream, activity, customer, sport_event, ticket
 from local.ports import free_port
+from local.record_builders import DmsStream, activity, customer, sport_event, ticket
 from shared.dead_letter import receive_all
 from shared.glue.arguments import (
     GlueJobSettings,
@@ -428,7 +428,7 @@ def test_local_runner_checkpoints_and_resumes(
     settings = GlueJobSettings.from_mapping(args)
     job = GlueBatchJob(spark, settings)
     source = LocalKinesisSource(kinesis, settings.stream)
-    checkpoints = ShardCheckpoint(tmp_path)
+    checkpoints = AppliedShardPositions(tmp_path)
     stream = DmsStream()
     purchases(stream, 1, 3)
     put_records(kinesis, stream_arn, stream.take())

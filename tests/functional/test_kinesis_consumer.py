@@ -9,8 +9,8 @@ import io
 import pytest
 
 from functions.kinesis_consumer import app
-from local.dms_records import STREAM_ARN, DmsStream, activity, customer, lambda_event, ticket
 from local.ports import free_port
+from local.record_builders import STREAM_ARN, DmsStream, activity, customer, lambda_event, ticket
 from tests.functional.conftest import Consumer, reset_caches
 
 

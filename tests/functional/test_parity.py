@@ -25,10 +25,11 @@ import psycopg
 import pytest
 from pyspark.sql import SparkSession
 
-from glue_job.kinesis_source import LocalKinesisSource, ShardCheckpoint
+from glue_job.kinesis_source import AppliedShardPositions, LocalKinesisSource
 from glue_job.local_runner import run
 from glue_job.local_spark import local_spark
-from local.dms_records import (
+from local.postgres import PostgresServer
+from local.record_builders import (
     BASE_TIME,
     DmsStream,
     activity,
@@ -38,7 +39,6 @@ from local.dms_records import (
     sport_event,
     ticket,
 )
-from local.postgres import PostgresServer
 from shared.glue.arguments import GlueJobSettings
 from shared.glue.job import GlueBatchJob
 from shared.records import StreamRecord
@@ -265,7 +265,7 @@ def test_lambda_and_glue_paths_end_in_the_same_state(
     glue_api = data_api(redshift_data, glue_db)
     table_reload.start(glue_api, spec, "ticket", iso(RELOAD_START))
     source = LocalKinesisSource(kinesis, settings.stream)
-    outcomes = run(job, source, ShardCheckpoint(tmp_path), once=True)
+    outcomes = run(job, source, AppliedShardPositions(tmp_path), once=True)
     assert table_reload.finish(lambda_api, spec, "ticket") == 2  # tickets 3 and 6
     assert table_reload.finish(glue_api, spec, "ticket") == 2
     assert sum(o.records_in for o in outcomes) == len(records)

@@ -15,7 +15,15 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from local.dms_records import DmsStream, activity, customer, iso, lambda_event, sport_event, ticket
+from local.record_builders import (
+    DmsStream,
+    activity,
+    customer,
+    iso,
+    lambda_event,
+    sport_event,
+    ticket,
+)
 from shared.spec import DEFAULT_SPEC_PATH, load_spec
 from tests.functional.conftest import Consumer, data_api
 from tools import table_reload
