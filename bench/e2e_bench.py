@@ -105,6 +105,8 @@ class Report:
     delivered: int = 0  # records the mapping handed to the handler (re-deliveries included)
     redeliveries: int = 0
     drain_seconds: float = 0.0
+    # (seconds into the drain, records handed to the handler so far), sampled by the drain
+    progress: list[tuple[float, int]] = field(default_factory=list)
     source_rows: dict[str, int] = field(default_factory=dict)
     warehouse_rows: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
@@ -122,6 +124,18 @@ class Report:
     @property
     def drain_rate(self) -> float:
         return self.drained / self.drain_seconds if self.drain_seconds else 0.0
+
+    def quarter_rates(self) -> tuple[float, float]:
+        """Changes/s handed to the handler over the first and the last quarter of the backlog
+        (the warehouse grows while it drains; a writer that slows down with it shows here)."""
+        quarter = self.committed / 4
+
+        def reached(count: float) -> float:
+            return next((t for t, n in self.progress if n >= count), self.drain_seconds)
+
+        first, last_start = reached(quarter), reached(3 * quarter)
+        last = self.drain_seconds - last_start
+        return (quarter / first if first > 0 else 0.0, quarter / last if last > 0 else 0.0)
 
     @property
     def slowest(self) -> tuple[str, float]:
@@ -142,6 +156,8 @@ class Report:
             "warehouse live rows = source rows: "
             + ", ".join(f"{t} {self.warehouse_rows.get(t, 0):,}/{n:,}"
                         for t, n in self.source_rows.items()),
+            "drain by quarter of the backlog (handed to the handler): first "
+            f"{self.quarter_rates()[0]:,.0f} changes/s, last {self.quarter_rates()[1]:,.0f}",
             f"drain (capacity) changes/s={self.drain_rate:,.0f}",
         ]
         lines.append(f"each part alone on the backlog's first {self.part_changes:,} changes:")
@@ -307,6 +323,7 @@ def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping, 
             # the stack some work, so they run only when they may succeed.
             captured = dms.counters.records_captured - captured_before
             delivered = consumer.counters.records_delivered - delivered_before
+            report.progress.append((time.perf_counter() - started, delivered))
             if (captured >= report.committed and delivered >= report.committed
                     and marker_visible(warehouse_dsn, pipeline.spec, marker)
                     and stream_consumed(kinesis, stream, consumer.checkpoints())):

@@ -43,6 +43,7 @@ def test_the_drain_applies_every_committed_change(report: Report) -> None:
 
 def test_every_figure_is_measured(report: Report) -> None:
     assert report.drain_seconds > 0 and report.drain_rate > 0
+    assert all(rate > 0 for rate in report.quarter_rates())
     assert [next(p for p in PARTS if name.startswith(p)) for name in report.ceilings] == \
         list(PARTS)
     assert all(rate > 0 for rate in report.ceilings.values())
@@ -55,8 +56,9 @@ def test_every_figure_is_measured(report: Report) -> None:
 def test_the_report_prints_every_figure_and_ends_with_the_ratio(report: Report) -> None:
     lines = report.lines()
     text = "\n".join(lines)
-    for figure in ("drain (capacity) changes/s=", "statements/s=", "ran in the warehouse for",
-                   "p50=", "p95=", "slowest part: "):
+    for figure in ("drain by quarter of the backlog", "drain (capacity) changes/s=",
+                   "statements/s=", "ran in the warehouse for", "p50=", "p95=",
+                   "slowest part: "):
         assert figure in text
     for name in report.ceilings:
         assert f"ceiling {name} changes/s=" in text
