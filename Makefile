@@ -44,7 +44,7 @@ bench-core: bootstrap
 	$(PY) -m bench.core_bench
 
 # Capacity of the local pipeline: a 100,000-change backlog drained, each part's ceiling alone,
-# latency at half the capacity; ~10 minutes. Quicker: make bench-e2e ARGS="--backlog 20000".
+# latency at half the capacity; 14-20 minutes on 2 shared cores. Quicker: ARGS="--backlog 20000".
 bench-e2e: bootstrap
 	$(PY) -m bench.e2e_bench $(ARGS)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import shutil
 import sys
@@ -76,6 +77,10 @@ def stdout_to(path: Path) -> Iterator[None]:
                 os.dup2(saved, 1)
     finally:
         os.close(saved)
+
+
+def seconds(value: float) -> str:
+    return f"{value:.2f}s" if math.isfinite(value) else "unseen"
 
 
 def to_stderr(text: str) -> None:
@@ -146,7 +151,8 @@ class Report:
         return self.drain_rate / self.slowest[1] if self.ceilings else 0.0
 
     def lines(self) -> list[str]:
-        p50, p95 = summary(self.latencies)
+        # A sample never seen counts as slower than every seen one (not left out).
+        p50, p95 = summary(self.latencies + [math.inf] * self.latency_unseen)
         lines = [
             f"backlog: {self.committed:,} source row changes in {self.transactions:,} "
             f"transactions committed in {self.commit_seconds:.1f}s, before capture started",
@@ -172,8 +178,9 @@ class Report:
                      f"{self.writer_executed_seconds:.1f}s of its {self.writer_seconds:.1f}s "
                      "(the rest: S3 staging, Data API calls and waits between polls)")
         lines.append(f"latency commit -> visible at {self.latency_offered:,.0f} changes/s "
-                     f"(half the drain): p50={p50:.2f}s p95={p95:.2f}s "
-                     f"(n={len(self.latencies)}, never seen {self.latency_unseen})")
+                     f"(half the drain): p50={seconds(p50)} p95={seconds(p95)} "
+                     f"(n={len(self.latencies) + self.latency_unseen}, never seen "
+                     f"{self.latency_unseen})")
         lines.append(f"slowest part: {self.slowest[0]}")
         lines.append(f"ratio={self.ratio:.3f}")
         return lines

@@ -17,7 +17,6 @@ wait for the WAL writer would be counted too. A production source commits synchr
 from __future__ import annotations
 
 import math
-import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -102,7 +101,8 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def summary(values: list[float]) -> tuple[float, float]:
-    """(p50, p95) in seconds; zeros without samples."""
+    """(p50, p95) in seconds, nearest rank (``math.inf`` stays infinite); zeros without
+    samples."""
     if not values:
         return 0.0, 0.0
-    return statistics.median(values), percentile(values, 0.95)
+    return percentile(values, 0.5), percentile(values, 0.95)
