@@ -31,10 +31,13 @@ from local.redshift_data_api.translate import BYTES_DOMAIN, VARBYTE_DOMAIN
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+# plan_cache_mode: Redshift plans every query for the data it has; PostgreSQL would switch a
+# procedure's statements to a generic plan after five runs (nested loops over tables that
+# have grown since), which made the stand-in's apply slow down with the warehouse's size.
 SESSION_OPTIONS = (
     "-c standard_conforming_strings=off -c escape_string_warning=off "
     "-c default_transaction_isolation=serializable -c TimeZone=UTC -c DateStyle=ISO,MDY "
-    "-c extra_float_digits=1 -c bytea_output=hex"
+    "-c extra_float_digits=1 -c bytea_output=hex -c plan_cache_mode=force_custom_plan"
 )
 # Loaded as PostgreSQL's text output, which is what the Data API returns for them.
 _TEXT_TYPES = (
