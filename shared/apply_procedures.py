@@ -32,6 +32,8 @@ column. Redshift documentation relied on:
 
 from __future__ import annotations
 
+import hashlib
+
 from shared.spec import PipelineSpec, Table, Target
 from shared.staging import CHANGE_ID, DELETED, ORDER_KEY, sql_literal, staging_columns
 from shared.warehouse_sql import (
@@ -177,7 +179,17 @@ def target_procedure_statement(spec: PipelineSpec, target: Target) -> str:
                       f"{BATCH_PARAM} VARCHAR(64), _cdc_whole BOOLEAN", [], body)
 
 
-def apply_batch_procedure_statement(spec: PipelineSpec) -> str:
+def procedures_fingerprint(spec: PipelineSpec) -> str:
+    """What the table and wide-table procedures of ``spec`` (the spec as written, without the
+    columns schema evolution added) are: a consumer passes it with each call, so a consumer
+    whose spec is not the one the warehouse was migrated to fails with a clear error instead
+    of applying batches with another spec's SQL."""
+    text = "\n".join([*(table_procedure_statement(spec, t) for t in spec.tables.values()),
+                      *(target_procedure_statement(spec, t) for t in spec.targets.values())])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def apply_batch_procedure_statement(spec: PipelineSpec, fingerprint: str) -> str:
     """``_cdc_apply_batch(batch, added_known)``: the one call that applies a landed batch
     (after the caller's LOCK of the replicas and wide tables, in the same transaction).
 
@@ -194,6 +206,10 @@ def apply_batch_procedure_statement(spec: PipelineSpec) -> str:
         "IN _cdc_truncated) > 0 THEN 'TRUE' ELSE 'FALSE' END || ')'"
     )
     body = [
+        f"IF _cdc_fingerprint <> '{fingerprint}' THEN RAISE EXCEPTION '{SPEC_CHANGED}: the "
+        "warehouse was migrated to another spec; run the schema migration with the consumers'' "
+        "spec (procedures %, consumer %)', "
+        f"'{fingerprint}', _cdc_fingerprint; END IF",
         "IF _cdc_added_known >= 0 THEN "
         f"SELECT INTO _cdc_count COUNT(*) FROM {replica_table(spec, ADDED_COLUMNS)}; "
         "IF _cdc_count <> _cdc_added_known THEN "
@@ -234,23 +250,27 @@ def apply_batch_procedure_statement(spec: PipelineSpec) -> str:
                "_cdc_truncated VARCHAR(65535)",
                "_cdc_table VARCHAR(127)", "_cdc_count INTEGER", "_cdc_i INTEGER := 1"]
     return _procedure(procedure_name(spec, "", APPLY_BATCH),
-                      f"{BATCH_PARAM} VARCHAR(64), _cdc_added_known INTEGER", declare, body)
+                      f"{BATCH_PARAM} VARCHAR(64), _cdc_added_known INTEGER, "
+                      "_cdc_fingerprint VARCHAR(32)", declare, body)
 
 
 ADDED_COLUMNS_CHANGED = "added source columns changed"
+SPEC_CHANGED = "apply procedures of another spec"
 
 
-def apply_batch_call(spec: PipelineSpec, batch_id: str, added_known: int | None) -> str:
+def apply_batch_call(spec: PipelineSpec, batch_id: str, added_known: int | None,
+                     fingerprint: str) -> str:
     return (f"CALL {procedure_name(spec, '', APPLY_BATCH)}({sql_literal(batch_id)}, "
-            f"{-1 if added_known is None else int(added_known)})")
+            f"{-1 if added_known is None else int(added_known)}, {sql_literal(fingerprint)})")
 
 
-def procedure_statements(spec: PipelineSpec) -> list[str]:
-    """Every procedure of the spec (``CREATE OR REPLACE``: idempotent)."""
+def procedure_statements(spec: PipelineSpec, base: PipelineSpec | None = None) -> list[str]:
+    """Every procedure of ``spec`` (``CREATE OR REPLACE``: idempotent); ``base``: the spec as
+    written, when ``spec`` has columns schema evolution added (``procedures_fingerprint``)."""
     return [
         *(table_procedure_statement(spec, t) for t in spec.tables.values()),
         *(target_procedure_statement(spec, t) for t in spec.targets.values()),
-        apply_batch_procedure_statement(spec),
+        apply_batch_procedure_statement(spec, procedures_fingerprint(base or spec)),
     ]
 
 
@@ -261,5 +281,5 @@ def procedure_signatures(spec: PipelineSpec) -> list[str]:
           for t in spec.tables),
         *(f"{procedure_name(spec, TARGET_PROCEDURE_PREFIX, t)}(VARCHAR, BOOLEAN)"
           for t in spec.targets),
-        f"{procedure_name(spec, '', APPLY_BATCH)}(VARCHAR, INTEGER)",
+        f"{procedure_name(spec, '', APPLY_BATCH)}(VARCHAR, INTEGER, VARCHAR)",
     ]

@@ -154,7 +154,7 @@ def migrate(api: RedshiftDataApi, spec: PipelineSpec,
         api.execute(statement)
     stages = [s for t in spec.tables.values() for s in sql.recreate_stage_statements(spec, t)]
     _in_transactions(api, stages)
-    _in_transactions(api, procedures.procedure_statements(_with_added_columns(api, spec)))
+    _in_transactions(api, procedures.procedure_statements(_with_added_columns(api, spec), spec))
     for target in plan.rebuild_targets:
         api.run_transaction(sql.rebuild_target_statements(spec, spec.targets[target]))
     if consumer is not None:

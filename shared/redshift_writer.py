@@ -96,6 +96,7 @@ class RedshiftWriter:
         self.api = api
         self.stager = stager
         self.added_columns: AddedColumns | None = None  # None: not read yet
+        self.fingerprint = procedures.procedures_fingerprint(spec)
 
     # -- the warehouse's pipeline state --
 
@@ -255,7 +256,8 @@ class RedshiftWriter:
         at its first statement, so a writer that waited for another must not have read or
         written anything before (else "1023 Serializable isolation violation")."""
         lock = sql.lock_statement(self.spec)
-        call = procedures.apply_batch_call(self.spec, batch_id, self._added_known())
+        call = procedures.apply_batch_call(self.spec, batch_id, self._added_known(),
+                                           self.fingerprint)
         if len(landing) + 2 <= MAX_STATEMENTS:
             self._apply([lock, *landing, call])
             return WriteReport(transactions=1, statements=len(landing) + 2, data_api_calls=1)

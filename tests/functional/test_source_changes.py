@@ -24,6 +24,7 @@ from local.record_builders import (
     sport_event,
     ticket,
 )
+from shared.migrations import migrate
 from shared.spec import DEFAULT_SPEC_PATH, load_spec
 from tests.functional.conftest import Consumer, data_api
 from tools import table_reload
@@ -153,7 +154,7 @@ def test_dms_date_time_forms_and_upper_case_identifiers_land(consumer: Consumer)
 
 
 def test_an_unchanged_toast_value_is_kept_when_the_spec_marks_the_column(
-    consumer: Consumer, monkeypatch: Any, tmp_path: Any,
+    consumer: Consumer, monkeypatch: Any, tmp_path: Any, redshift_data: Any, warehouse_db: str,
 ) -> None:
     spec_file = tmp_path / "spec.toml"
     text = DEFAULT_SPEC_PATH.read_text(encoding="utf-8").replace(
@@ -161,6 +162,7 @@ def test_an_unchanged_toast_value_is_kept_when_the_spec_marks_the_column(
         'keep_when_null = ["location"]\ncolumns = { event_id = "bigint", sport_type')
     spec_file.write_text(text, encoding="utf-8")
     monkeypatch.setenv("PIPELINE_SPEC_PATH", str(spec_file))
+    migrate(data_api(redshift_data, warehouse_db), load_spec(spec_file))  # as deployed
     stream = DmsStream()
     stream.add("sport_event", "insert", sport_event(1, location="A long description"))
     stream.add("sport_event", "update", sport_event(1, sport_type="Tennis") | {"location": None})

@@ -14,8 +14,9 @@ import pytest
 
 from shared.data_api import StatementFailed
 from shared.migrations import migrate, plan_migration, read_existing
-from shared.redshift_writer import S3Stager
+from shared.redshift_writer import RedshiftWriter, S3Stager
 from shared.spec import parse_spec
+from shared.transform import Transformer
 from tests.conftest import standin
 from tests.factories import DmsStream, activity, customer, spec_document, sport_event, ticket
 from tests.functional.conftest import HMAC_KEY, Pipeline, data_api
@@ -504,3 +505,21 @@ def test_a_non_retryable_api_error_is_clear(redshift_data: Any, pipeline: Pipeli
     stream.add("customer", "insert", customer(1))
     with pytest.raises(StatementFailed, match="ValidationException: Workgroup local-workgroup"):
         pipeline.apply(stream.take())
+
+
+def test_a_writer_whose_spec_is_not_the_migrated_one_fails_with_a_clear_error(
+    make_pipeline: Any,
+) -> None:
+    """The apply procedures are the migrated spec's SQL: a consumer running another spec (a
+    deployment whose migration did not run) must not apply batches with them."""
+    pipeline = make_pipeline()
+    document = spec_document()
+    document["tables"]["sport_event"]["keep_when_null"] = ["location"]
+    other = RedshiftWriter(parse_spec(document), pipeline.writer.api)
+    stream = DmsStream()
+    stream.add("customer", "insert", customer(1))
+    result = Transformer(other.spec, HMAC_KEY).transform(stream.take())
+    with pytest.raises(StatementFailed, match="migrated to another spec; run the schema "
+                                              "migration"):
+        other.stage_and_merge(result.changes, result.table_events)
+    assert pipeline.replica("customer") == []

@@ -81,8 +81,10 @@ BUILDERS: dict[str, Callable[[PipelineSpec], list[str]]] = {
                                    for t in s.tables.values()],
     "target_procedure": lambda s: [procedures.target_procedure_statement(s,
                                                                          s.targets["sale_wide"])],
-    "apply_batch_procedure": lambda s: [procedures.apply_batch_procedure_statement(s)],
-    "apply_batch_call": lambda s: [procedures.apply_batch_call(s, "b" * 32, 0)],
+    "apply_batch_procedure": lambda s: [procedures.apply_batch_procedure_statement(
+        s, procedures.procedures_fingerprint(s))],
+    "apply_batch_call": lambda s: [procedures.apply_batch_call(
+        s, "b" * 32, 0, procedures.procedures_fingerprint(s))],
     "landing_insert": _landing,
     "landing_copy": lambda s: [S3Stager(None, "bucket", "staging", "arn:aws:iam::1:role/copy")
                                .copy_statement(s, "staging/b.json")],
