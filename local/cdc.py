@@ -62,6 +62,7 @@ from local.workload import Workload
 from shared.data_api import DataApiTarget, RedshiftDataApi
 from shared.settings import hmac_key_from_secret
 from shared.spec import PipelineSpec, SpecError, load_spec
+from shared.warehouse_sql import ident
 from tools import table_reload
 from tools.progress import steps, watch
 from tools.reconcile import Reconciliation, reconcile_source, reconcile_steps
@@ -685,9 +686,16 @@ def table_events(pipeline: LocalPipeline, workload: Workload
         workload.lose_purchases_and_reload(dms_state, DEFAULT_SLOT)
 
     def reload_evolved() -> None:
-        # The runbook after a source ADD COLUMN whose values were set right away: reload the
-        # table, so rows applied before the add-column record was are filled too.
-        table_reload.start(pipeline.api(), pipeline.spec, EVOLVED_TABLE)
+        # The runbook after a source ADD COLUMN whose values were set right away: once the
+        # warehouse has the column (the consumer reports the rows written without it), reload
+        # the table, so those rows are filled too.
+        api = pipeline.api()
+        added = (f"SELECT 1 AS n FROM {ident(pipeline.spec.replica_schema)}.\"_cdc_columns\" "
+                 f"WHERE table_name = '{EVOLVED_TABLE}' AND column_name = 'section'")
+        deadline = time.monotonic() + 120
+        while not api.query(added) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        table_reload.start(api, pipeline.spec, EVOLVED_TABLE)
         request_reload(dms_state, DEFAULT_SLOT, EVOLVED_TABLE)
 
     return [(0.25, workload.truncate_and_reinsert), (0.5, workload.add_column),

@@ -178,7 +178,7 @@ def test_an_unchanged_toast_value_is_kept_when_the_spec_marks_the_column(
 
 
 def test_rows_read_before_their_add_column_record_are_reported_for_a_reload(
-    consumer: Consumer, caplog: Any,
+    consumer: Consumer, caplog: Any, redshift_data: Any, warehouse_db: str,
 ) -> None:
     stream = DmsStream()
     stream.add("ticket", "insert", ticket(1, 1))
@@ -198,6 +198,15 @@ def test_rows_read_before_their_add_column_record_are_reported_for_a_reload(
     assert "North" not in caplog.text
     (row,) = consumer.sql("SELECT section FROM cdc_replica.ticket")
     assert row["section"] is None  # the value came before the column: a reload fills it
+
+    api = data_api(redshift_data, warehouse_db)
+    table_reload.start(api, load_spec(), "ticket")  # once the column is in the warehouse
+    stream.clock = datetime.now(stream.clock.tzinfo)  # the reload reads after its start
+    stream.add("ticket", "load", ticket(1, 1) | {"section": "North"})
+    assert consumer.invoke(lambda_event(stream.take())) == {"batchItemFailures": []}
+    table_reload.finish(api, load_spec(), "ticket")
+    (row,) = consumer.sql("SELECT section FROM cdc_replica.ticket")
+    assert row["section"] == "North"
 
 
 def test_freshness_is_a_metric_per_table_of_the_batch(consumer: Consumer, capsys: Any) -> None:
