@@ -4,6 +4,7 @@ no figure is compared with a threshold (the machine decides those)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -23,6 +24,9 @@ PARTS = ("capture", "Kinesis put", "Kinesis get", "consumer transform", "writer"
 def report() -> Iterator[Report]:
     root = Path(tempfile.mkdtemp(prefix="cdc-bench-test-"))
     root.chmod(0o755)  # PostgreSQL runs as the postgres OS user when we are root
+    # The benchmark points this process's boto3 at its own stack (local.cdc.LocalPipeline
+    # sets the endpoint variables); the tests after this module must not inherit them.
+    saved = dict(os.environ)
     try:
         yield run_benchmark(Options(backlog=400, latency_seconds=3.0, state_dir=root / "bench",
                                     customers=40, events=5, purchases=60,
@@ -30,6 +34,8 @@ def report() -> Iterator[Report]:
     finally:
         stop_stack(root / "bench" / "stack")
         shutil.rmtree(root, ignore_errors=True)
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_the_drain_applies_every_committed_change(report: Report) -> None:
