@@ -17,10 +17,11 @@ created, and nothing else:
 
 No CREATE: the consumer cannot create tables, nor alter or drop the wide tables analysts
 read. One exception, only with schema evolution on (``pipeline.evolve = "add-columns"``): the
-consumer owns the replicas, because an ``add-column`` from the source becomes an ``ALTER TABLE
-... ADD COLUMN`` on its replica and Redshift lets only a table's owner alter it (GRANT has no
-ALTER privilege for tables). The grants are re-issued on every migration, so tables added
-later are covered.
+consumer owns the replicas, their stages and their apply procedures, and may CREATE in the
+replica schema (recreating a procedure needs it), because an ``add-column`` from the source
+becomes an ``ALTER TABLE ... ADD COLUMN`` on its replica and Redshift lets only a table's
+owner alter it (GRANT has no ALTER privilege for tables). The grants are re-issued on every
+migration, so tables added later are covered.
 Redshift syntax: https://docs.aws.amazon.com/redshift/latest/dg/r_GRANT.html and
 https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_USER.html.
 """
@@ -117,8 +118,9 @@ def grant_statements(spec: PipelineSpec, username: str, database: str) -> list[s
     if spec.evolve == "add-columns":
         statements += [f"ALTER TABLE {table} OWNER TO {user}" for name in spec.tables
                        for table in (replica_table(spec, name), stage_table(spec, name))]
-        # An added column recreates its table's apply procedure (``CREATE OR REPLACE``,
-        # which only the owner may do).
+        # An added column recreates its table's apply procedure (``CREATE OR REPLACE``: only
+        # its owner may, with CREATE on its schema, the pipeline's replica schema).
+        statements.append(f"GRANT CREATE ON SCHEMA {ident(spec.replica_schema)} TO {user}")
         statements += [f"ALTER PROCEDURE {procedure_name(spec, TABLE_PROCEDURE_PREFIX, name)}"
                        f"(VARCHAR, BOOLEAN) OWNER TO {user}" for name in spec.tables]
     return statements

@@ -22,6 +22,8 @@ ALTER TABLE "cdc_replica"."event_log" OWNER TO "cdc_consumer"
 
 ALTER TABLE "cdc_replica"."_cdc_stage_event_log" OWNER TO "cdc_consumer"
 
+GRANT CREATE ON SCHEMA "cdc_replica" TO "cdc_consumer"
+
 ALTER PROCEDURE "cdc_replica"."_cdc_apply_shop"(VARCHAR, BOOLEAN) OWNER TO "cdc_consumer"
 
 ALTER PROCEDURE "cdc_replica"."_cdc_apply_sale"(VARCHAR, BOOLEAN) OWNER TO "cdc_consumer"
