@@ -16,6 +16,7 @@ from shared import warehouse_grants as grants
 from shared import warehouse_sql as sql
 from shared.data_api import RedshiftDataApi
 from shared.landing import MAX_STATEMENTS
+from shared.redshift_writer import read_added_columns
 from shared.schema_evolution import evolved_spec
 from shared.spec import PipelineSpec
 
@@ -169,13 +170,7 @@ def _with_added_columns(api: RedshiftDataApi, spec: PipelineSpec) -> PipelineSpe
     them too)."""
     if spec.evolve == "off":
         return spec
-    added: dict[str, list[tuple[str, str]]] = {}
-    for row in api.query(f"SELECT table_name, column_name, column_type FROM "
-                         f"{sql.replica_table(spec, sql.ADDED_COLUMNS)} "
-                         "ORDER BY table_name, added_key, column_name"):
-        added.setdefault(str(row["table_name"]), []).append(
-            (str(row["column_name"]), str(row["column_type"])))
-    return evolved_spec(spec, added)
+    return evolved_spec(spec, read_added_columns(api, spec))
 
 
 def _in_transactions(api: RedshiftDataApi, statements: list[str]) -> None:

@@ -71,6 +71,17 @@ class AddedColumnsChanged(Exception):
 AddedColumns = dict[str, list[tuple[str, str]]]
 
 
+def read_added_columns(api: RedshiftDataApi, spec: PipelineSpec) -> AddedColumns:
+    """The source columns schema evolution added, per table, in the order they were added."""
+    added: AddedColumns = {}
+    for row in api.query(f"SELECT table_name, column_name, column_type FROM "
+                         f"{sql.replica_table(spec, sql.ADDED_COLUMNS)} "
+                         "ORDER BY table_name, added_key, column_name"):
+        added.setdefault(str(row["table_name"]), []).append(
+            (str(row["column_name"]), str(row["column_type"])))
+    return added
+
+
 @dataclass(frozen=True)
 class AddedColumn:
     """A source column schema evolution added. ``written_without``: replica rows changed after
@@ -105,14 +116,7 @@ class RedshiftWriter:
         if self.base_spec.evolve == "off":
             self.added_columns = {}
             return self.spec
-        added: AddedColumns = {}
-        rows = self.api.query(
-            f"SELECT table_name, column_name, column_type FROM "
-            f"{sql.replica_table(self.base_spec, sql.ADDED_COLUMNS)} "
-            "ORDER BY table_name, added_key, column_name")
-        for row in rows:
-            added.setdefault(str(row["table_name"]), []).append(
-                (str(row["column_name"]), str(row["column_type"])))
+        added = read_added_columns(self.api, self.base_spec)
         self.added_columns = added
         self.spec = evolved_spec(self.base_spec, added)
         return self.spec
