@@ -1,9 +1,10 @@
 """A small Kinesis reader standing in for the Glue Kinesis source, with per-shard checkpoints.
 
 Spark's Kinesis source is not available outside Glue, so locally this reads the stream with
-boto3 (GetRecords, at most ``MAX_FETCH_RECORDS_PER_SHARD`` per shard per micro-batch) and
-builds the DataFrame the Glue source hands ``forEachBatch``: ``data`` (binary),
-``streamName``, ``partitionKey``, ``sequenceNumber``, ``approximateArrivalTimestamp``.
+boto3 (``local.kinesis_shards``, the shard reader the local event source mapping uses too:
+GetRecords, at most ``MAX_FETCH_RECORDS_PER_SHARD`` per shard per micro-batch) and builds
+the DataFrame the Glue source hands ``forEachBatch``: ``data`` (binary), ``streamName``,
+``partitionKey``, ``sequenceNumber``, ``approximateArrivalTimestamp``.
 
 ``AppliedShardPositions`` keeps, per shard, the last sequence number of the last batch that was
 applied (a JSON file in the state dir, replaced atomically after each successful batch), so
@@ -19,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from botocore.exceptions import ClientError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
 from local.atomic_file import replace_text
+from local.kinesis_shards import ShardReader, StartingPosition, list_shards
 from shared.glue.arguments import StreamSettings
 
 KINESIS_SCHEMA = StructType([
@@ -33,7 +34,6 @@ KINESIS_SCHEMA = StructType([
     StructField("sequenceNumber", StringType(), nullable=False),
     StructField("approximateArrivalTimestamp", TimestampType(), nullable=False),
 ])
-GET_RECORDS_LIMIT = 10_000  # the GetRecords maximum
 CHECKPOINT_FILE = "kinesis-checkpoint.json"
 MAX_EMPTY_READS = 3  # GetRecords may return nothing while behind; give up after a few
 
@@ -89,25 +89,12 @@ class LocalKinesisSource:
         return str(summary["StreamDescriptionSummary"]["StreamCreationTimestamp"])
 
     def shard_ids(self) -> list[str]:
-        shards: list[str] = []
-        kwargs: dict[str, Any] = {"StreamName": self.stream.stream_name}
-        while True:
-            page = self.client.list_shards(**kwargs)
-            shards += [s["ShardId"] for s in page["Shards"]]
-            if not page.get("NextToken"):
-                return shards
-            kwargs = {"NextToken": page["NextToken"]}
+        return [s["ShardId"] for s in list_shards(self.client, self.stream.stream_name)]
 
-    def _iterator(self, shard_id: str, after: str | None) -> str | None:
-        kwargs: dict[str, Any] = {"StreamName": self.stream.stream_name, "ShardId": shard_id}
-        if after is not None:
-            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
-        elif self.stream.starting_position == "LATEST":
-            kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=self.started_at)
-        else:
-            kwargs.update(ShardIteratorType="TRIM_HORIZON")
-        iterator = self.client.get_shard_iterator(**kwargs).get("ShardIterator")
-        return str(iterator) if iterator else None
+    def _start(self) -> StartingPosition:
+        if self.stream.starting_position == "LATEST":
+            return StartingPosition("AT_TIMESTAMP", self.started_at)
+        return StartingPosition("TRIM_HORIZON")
 
     def fetch(self, positions: dict[str, str]) -> FetchedBatch:
         """The next micro-batch: up to ``max_fetch_records_per_shard`` records per shard,
@@ -116,29 +103,21 @@ class LocalKinesisSource:
         records: list[dict[str, Any]] = []
         after = dict(positions)
         for shard_id in self.shard_ids():
-            iterator = self._iterator(shard_id, positions.get(shard_id))
+            reader = ShardReader(self.client, self.stream.stream_name, shard_id,
+                                 start=self._start(), after=positions.get(shard_id))
             taken = empty = 0
-            while iterator and taken < limit and empty < MAX_EMPTY_READS:
-                try:
-                    page = self.client.get_records(
-                        ShardIterator=iterator, Limit=min(GET_RECORDS_LIMIT, limit - taken))
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") == "ExpiredIteratorException":
-                        iterator = self._iterator(shard_id, after.get(shard_id))
-                        continue
-                    raise
-                got = page.get("Records", [])
-                for record in got:
+            while not reader.ended and taken < limit and empty < MAX_EMPTY_READS:
+                page = reader.read(limit - taken)
+                for record in page.records:
                     records.append({**record, "ShardId": shard_id})
-                if got:
-                    taken += len(got)
-                    after[shard_id] = str(got[-1]["SequenceNumber"])
+                if page.records:
+                    taken += len(page.records)
+                    after[shard_id] = str(page.records[-1]["SequenceNumber"])
                     empty = 0
-                elif page.get("MillisBehindLatest", 0) == 0:
+                elif page.caught_up:
                     break
                 else:
                     empty += 1
-                iterator = page.get("NextShardIterator")
         return FetchedBatch(records, after)
 
     def dataframe(self, spark: SparkSession, records: list[dict[str, Any]]) -> DataFrame:

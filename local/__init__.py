@@ -8,5 +8,7 @@ Modules: ``cdc`` (``make demo``: the pipeline end to end, and ``reconcile``), ``
 (changes of every kind on the source database), ``source_db`` (the source tables from the
 spec), ``postgres`` (a throwaway PostgreSQL 15 server), ``ports`` (free loopback ports),
 ``record_builders`` (synthetic DMS Kinesis records and Lambda events for tests and samples),
-``sample_events`` (``make events``), ``invoke`` (``make invoke``), ``sql`` (``make sql``).
+``sample_events`` (``make events``), ``invoke`` (``make invoke``), ``sql`` (``make sql``),
+``kinesis_shards`` (reading a stream's shards: the event source mapping's and the local Glue
+source's one reader), ``atomic_file`` (atomic file replacement).
 """

@@ -13,7 +13,8 @@ Modules: ``mapping`` (``LocalEventSourceMapping``: pollers, batching, retries), 
 (which concurrent batch a record goes to, and the shard checkpoint across them), ``events``
 (the Kinesis event, the function's response, the on-failure message), ``environments``
 (where the function runs: in this process, or one process per execution environment),
-``checkpoints`` (per shard, in files), ``context`` (the Lambda context object).
+``checkpoints`` (per shard, in files), ``context`` (the Lambda context object). Shards are
+listed and read with ``local.kinesis_shards`` (shared with the local Glue Kinesis source).
 
 What it does, like Lambda:
 

@@ -44,15 +44,20 @@ from local.event_source_mapping.events import (
     read_record,
 )
 from local.event_source_mapping.lanes import MAX_PARALLELIZATION_FACTOR, ShardProgress, lane_of
+from local.kinesis_shards import (
+    GET_RECORDS_LIMIT,
+    STARTING_POSITIONS,
+    ShardReader,
+    StartingPosition,
+    list_shards,
+)
 from local.record_builders import INVOKE_IDENTITY_ARN
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:cdc-kinesis-consumer-local"
-STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 RETRY_ATTEMPTS_EXHAUSTED = "RetryAttemptsExhausted"
 RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
-GET_RECORDS_LIMIT = 10_000
 MAX_GET_RECORDS_PER_FILL = 5
 # How far a shard reads ahead of its checkpoint: two batches per lane, and at least 1,000
 # records. A lane stuck on a failing record holds the checkpoint; the other lanes go on until
@@ -108,11 +113,10 @@ class _Shard:
     parents: tuple[str, ...]
     initial: bool  # existed when the mapping was created: starts at the starting position
     lanes: list[_Lane]
+    reader: ShardReader  # its last_read starts at the checkpoint
     checkpoint: str | None = None
     ended: bool = False  # closed and every record of it checkpointed
     ending_sequence: str | None = None  # from ListShards once the shard is closed
-    iterator: str | None = None
-    read_to: str | None = None  # the last sequence number read
     reached_end: bool = False  # no record will ever follow what was read
     progress: ShardProgress = field(default_factory=ShardProgress)
     lock: threading.Lock = field(default_factory=threading.Lock)  # queues, progress, checkpoint
@@ -220,7 +224,7 @@ class LocalEventSourceMapping:
             starting_position=starting_position,
         )
         self.starting_position = self._state.starting_position
-        listed = self._list_shards()
+        listed = list_shards(kinesis, stream_name)
         if created:
             self._state.initial_shards = [s["ShardId"] for s in listed]
             self._store.save(self._state)
@@ -228,7 +232,7 @@ class LocalEventSourceMapping:
         if created and self.starting_position == "LATEST":
             # LATEST is where the stream ends now, when the mapping is created.
             for shard in self._shards.values():
-                shard.iterator = self._get_iterator(shard.shard_id, "LATEST")
+                shard.reader.start_at_latest()
 
     # ----------------------------------------------------------------- public API
 
@@ -334,19 +338,9 @@ class LocalEventSourceMapping:
 
     # ----------------------------------------------------------------- shards
 
-    def _list_shards(self) -> list[dict[str, Any]]:
-        shards: list[dict[str, Any]] = []
-        response = self.kinesis.list_shards(StreamName=self.stream_name)
-        while True:
-            shards += response["Shards"]
-            token = response.get("NextToken")
-            if not token:
-                return shards
-            response = self.kinesis.list_shards(NextToken=token)
-
     def _refresh_shards(self) -> None:
         if time.monotonic() - self._last_refresh >= self.shard_refresh_seconds:
-            self._merge_shards(self._list_shards())
+            self._merge_shards(list_shards(self.kinesis, self.stream_name))
 
     def _merge_shards(self, listed: list[dict[str, Any]]) -> None:
         self._last_refresh = time.monotonic()
@@ -357,8 +351,11 @@ class LocalEventSourceMapping:
                 saved = self._state.shards.get(shard_id, ShardCheckpoint())
                 parents = tuple(p for p in (description.get("ParentShardId"),
                                             description.get("AdjacentParentShardId")) if p)
-                shard = _Shard(shard_id, parents, shard_id in self._state.initial_shards,
-                               [_Lane(i) for i in range(self.parallelization_factor)],
+                initial = shard_id in self._state.initial_shards
+                reader = ShardReader(self.kinesis, self.stream_name, shard_id,
+                                     start=self._start(initial), after=saved.sequence_number)
+                shard = _Shard(shard_id, parents, initial,
+                               [_Lane(i) for i in range(self.parallelization_factor)], reader,
                                checkpoint=saved.sequence_number, ended=saved.ended)
                 self._shards[shard_id] = shard
                 logger.info("shard discovered", extra={"shard_id": shard_id,
@@ -370,27 +367,15 @@ class LocalEventSourceMapping:
         longer listed has expired and does not block)."""
         return all(self._shards[p].ended for p in shard.parents if p in self._shards)
 
-    def _get_iterator(self, shard_id: str, kind: str, **position: Any) -> str:
-        response = self.kinesis.get_shard_iterator(
-            StreamName=self.stream_name, ShardId=shard_id, ShardIteratorType=kind, **position)
-        return str(response["ShardIterator"])
-
-    def _iterator(self, shard: _Shard) -> str:
-        if shard.iterator is None:
-            after = shard.read_to or shard.checkpoint
-            if after is not None:
-                shard.iterator = self._get_iterator(
-                    shard.shard_id, "AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
-            elif not shard.initial or self.starting_position == "TRIM_HORIZON":
-                # Shards created after the mapping (by resharding) are read from the start.
-                shard.iterator = self._get_iterator(shard.shard_id, "TRIM_HORIZON")
-            else:
-                # AT_TIMESTAMP, or LATEST after a restart before the shard's first checkpoint:
-                # the stream's end when the mapping was created.
-                shard.iterator = self._get_iterator(
-                    shard.shard_id, "AT_TIMESTAMP",
-                    Timestamp=datetime.fromtimestamp(self._state.created_at, UTC))
-        return shard.iterator
+    def _start(self, initial: bool) -> StartingPosition:
+        """Where a shard with no checkpoint is read from. Shards created after the mapping (by
+        resharding) are read from the start; the others from the mapping's starting position:
+        TRIM_HORIZON, or the stream's end when the mapping was created (AT_TIMESTAMP, or LATEST
+        read again after a restart before the shard's first checkpoint)."""
+        if not initial or self.starting_position == "TRIM_HORIZON":
+            return StartingPosition("TRIM_HORIZON")
+        return StartingPosition("AT_TIMESTAMP",
+                                datetime.fromtimestamp(self._state.created_at, UTC))
 
     def _fill(self, shard: _Shard, idle: Sequence[_Lane]) -> None:
         """Read until each idle lane holds a batch, the shard is caught up, or the shard is
@@ -408,36 +393,29 @@ class LocalEventSourceMapping:
             # ahead in one call what the others will want too (a GetRecords call is the
             # costly part, and one lane's batch is a fraction of what is read).
             want = min(lacking if len(shard.lanes) == 1 else room, GET_RECORDS_LIMIT)
-            try:
-                response = self.kinesis.get_records(ShardIterator=self._iterator(shard),
-                                                    Limit=want)
-            except self.kinesis.exceptions.ExpiredIteratorException:
-                shard.iterator = None
-                continue
+            page = shard.reader.read(want)
             now = time.monotonic()
             records = [read_record(raw, shard_id=shard.shard_id, stream_arn=self.stream_arn,
                                    invoke_identity_arn=self.invoke_identity_arn, read_at=now)
-                       for raw in response["Records"]]
+                       for raw in page.records]
             with shard.lock:
                 for record in records:
                     shard.progress.read(record.sequence_number)
                     lane = lane_of(record.partition_key, len(shard.lanes))
                     shard.lanes[lane].queue.append(record)
-                    shard.read_to = record.sequence_number
-            shard.iterator = response.get("NextShardIterator")
-            if shard.iterator is None:
+            if shard.reader.ended:
                 shard.reached_end = True
                 return
             if not records:
                 # Real Kinesis ends a closed shard with a null NextShardIterator; moto never
                 # does, so a closed shard read up to its EndingSequenceNumber (or from LATEST
                 # or a timestamp, to nothing) has ended too.
-                position = shard.read_to or shard.checkpoint
-                if shard.ending_sequence is not None and not response.get("MillisBehindLatest") \
+                position = shard.reader.last_read
+                if shard.ending_sequence is not None and page.caught_up \
                         and (position is None or int(position) >= int(shard.ending_sequence)):
                     shard.reached_end = True
                 return
-            if not response.get("MillisBehindLatest"):
+            if page.caught_up:
                 return
 
     # ----------------------------------------------------------------- pollers
