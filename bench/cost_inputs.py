@@ -118,7 +118,7 @@ def _verb(sql: str) -> str:
 
 
 def inner_statements(spec: PipelineSpec, tables: Sequence[str]) -> int:
-    """Statements one ``CALL _cdc_apply_batch`` runs in the warehouse for a batch of changes
+    """Statements one ``CALL _cdc_apply_pending`` runs in the warehouse for changes
     to ``tables`` with no truncate, counted from the procedures the migration creates
     (``shared.apply_procedures.procedure_statements``): every SQL statement reached, the
     nested CALLs included (PL/pgSQL assignments and RAISE are not statements); the dispatch
@@ -132,12 +132,9 @@ def inner_statements(spec: PipelineSpec, tables: Sequence[str]) -> int:
     def taken(condition: str) -> bool:
         if "_cdc_tables" in condition:  # a wide table's procedure: one of its tables touched
             return any(f"',{name},'" in condition for name in batch)
-        if "_cdc_added_known >= 0" in condition:
-            return spec.evolve != "off"
-        if (condition in ("_cdc_truncated", "_cdc_whole") or "_cdc_truncate" in condition
-                or "_cdc_count <> _cdc_added_known" in condition
+        if (condition in ("_cdc_has_truncates", "_cdc_whole") or "_cdc_truncate" in condition
                 or condition.startswith("_cdc_fingerprint <>")):
-            return False  # no truncate, no concurrent schema change, the migrated spec
+            return False  # no truncate, the migrated spec
         raise ValueError(f"inner_statements has no rule for the branch {condition!r} of the "
                          "apply procedures: add one, then run make bench-cost and update "
                          "docs/cost.md")
@@ -157,7 +154,7 @@ def inner_statements(spec: PipelineSpec, tables: Sequence[str]) -> int:
                 total += 1
         return total
 
-    return count(bodies[procedures.procedure_name(spec, "", procedures.APPLY_BATCH)])
+    return count(bodies[procedures.procedure_name(spec, "", procedures.APPLY_PENDING)])
 
 
 @dataclass(frozen=True)

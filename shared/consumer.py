@@ -24,7 +24,6 @@ from shared.dead_letter import DeadLetterUnavailable, SqsDeadLetterQueue
 from shared.records import ADD_COLUMNS, Reject, StreamRecord, TransformResult
 from shared.redshift_writer import (
     AddedColumn,
-    AddedColumnsChanged,
     RedshiftWriter,
     S3Stager,
     WriteReport,
@@ -63,7 +62,8 @@ class BatchApplier:
     """The core and its writer for one spec and HMAC key (one per Lambda container).
 
     The decoding spec is the spec plus the source columns schema evolution added, read from
-    the warehouse before the first batch and again whenever another consumer added some.
+    the warehouse before the first batch and again once that read is a minute old
+    (``RedshiftWriter.added_columns_stale``).
     """
 
     def __init__(
@@ -82,7 +82,7 @@ class BatchApplier:
     def transform(self, records: Sequence[StreamRecord]) -> TransformResult:
         """Decode (adding the source columns the batch announces first, then decoding again
         so the records after them keep their values) and reduce the batch."""
-        if self.writer.added_columns is None:
+        if self.writer.added_columns_stale():
             self._refresh_columns()
         decoded = self.transformer.decode(records)
         if any(e.kind == ADD_COLUMNS for e in decoded.result.table_events):
@@ -129,12 +129,7 @@ class BatchApplier:
         result = self.transform(records)
         if not records:
             return result, None
-        try:
-            return result, self.writer.stage_and_merge(result.changes, result.table_events)
-        except AddedColumnsChanged:
-            self._refresh_columns()  # another consumer added columns: decode again, once
-            result = self.transform(records)
-            return result, self.writer.stage_and_merge(result.changes, result.table_events)
+        return result, self.writer.stage_and_merge(result.changes, result.table_events)
 
 
 def build_applier(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from shared.apply_procedures import KIND_CHANGE, KIND_TRUNCATE, landing_columns
+from shared.apply_procedures import KIND_CHANGE, KIND_END, KIND_TRUNCATE, landing_columns
 from shared.order_key import is_newer
 from shared.records import TRUNCATE, Change, TableEvent
 from shared.spec import PipelineSpec
@@ -62,27 +62,34 @@ def newest_truncates(spec: PipelineSpec, events: Sequence[TableEvent]) -> dict[s
     return keys
 
 
+def end_row(known: str) -> bytes:
+    """``row_data`` of a batch's end row (``KIND_END``), last of the batch: it makes the batch
+    pending, and says which added source columns the consumer decoded with."""
+    return _ENCODE({"known": known})
+
+
 def _rows(spec: PipelineSpec, changes: Mapping[str, list[Change]],
-          truncates: Mapping[str, str]) -> Iterable[tuple[str, str, bytes]]:
+          truncates: Mapping[str, str], known: str) -> Iterable[tuple[str, str, bytes]]:
     for table, key in truncates.items():
         yield table, KIND_TRUNCATE, _ENCODE({ORDER_KEY: key})
     for table, rows in changes.items():
         append_only = spec.tables[table].append_only
         for change in rows:
             yield table, KIND_CHANGE, row_json(change, append_only)
+    yield "", KIND_END, end_row(known)
 
 
 def json_lines(spec: PipelineSpec, batch_id: str, changes: Mapping[str, list[Change]],
-               truncates: Mapping[str, str]) -> bytes:
+               truncates: Mapping[str, str], known: str = "") -> bytes:
     """The whole batch as JSON lines for one ``COPY ... FORMAT AS JSON 'auto'``."""
     return b"".join(landing_line(batch_id, table, kind, row)
-                    for table, kind, row in _rows(spec, changes, truncates))
+                    for table, kind, row in _rows(spec, changes, truncates, known))
 
 
 def insert_statements(spec: PipelineSpec, batch_id: str, changes: Mapping[str, list[Change]],
-                      truncates: Mapping[str, str]) -> list[str] | None:
-    """Multi-row ``INSERT``s of the batch, each at most ``MAX_SQL_BYTES``; None when a row's
-    JSON is too long to be a literal (the batch must go through S3)."""
+                      truncates: Mapping[str, str], known: str = "") -> list[str] | None:
+    """Multi-row ``INSERT``s of the batch, each at most ``MAX_SQL_BYTES``, the end row in the
+    last; None when a row's JSON is too long to be a literal (the batch must go through S3)."""
     head = (f"INSERT INTO {replica_table(spec, LANDING)} "
             f"({', '.join(ident(c) for c in LANDED_COLUMNS)}) VALUES ")
     head_size = len(head.encode())
@@ -90,7 +97,7 @@ def insert_statements(spec: PipelineSpec, batch_id: str, changes: Mapping[str, l
     statements: list[str] = []
     values: list[str] = []
     size = head_size
-    for table, kind, row in _rows(spec, changes, truncates):
+    for table, kind, row in _rows(spec, changes, truncates, known):
         if len(row) > MAX_INLINE_ROW_BYTES:
             return None
         text = (f"{prefix}{sql_literal(table)}, '{kind}', "
@@ -115,17 +122,18 @@ class Landing:
 
 
 def plan_landing(spec: PipelineSpec, batch_id: str, changes: Mapping[str, list[Change]],
-                 truncates: Mapping[str, str], copy_available: bool) -> Landing:
+                 truncates: Mapping[str, str], copy_available: bool,
+                 known: str = "") -> Landing:
     """With a staging bucket: one INSERT when the batch fits one statement, else the JSON lines
     for one COPY (the load Redshift is built for; a long VALUES list is parsed on the leader
     node). Without one: as many INSERTs as it takes."""
     rows = sum(len(r) for r in changes.values()) + len(truncates)
     if not (copy_available and rows > INLINE_ROWS_MAX):
-        statements = insert_statements(spec, batch_id, changes, truncates)
+        statements = insert_statements(spec, batch_id, changes, truncates, known)
         if statements is not None and (not copy_available or len(statements) == 1):
             return Landing(statements=statements)
     if not copy_available:
         raise LandingTooLarge(
             "a change's row is longer than 65,000 bytes of JSON, which only a COPY from S3 "
             "can land: configure the staging bucket (STAGING_BUCKET)")
-    return Landing(body=json_lines(spec, batch_id, changes, truncates))
+    return Landing(body=json_lines(spec, batch_id, changes, truncates, known))

@@ -103,6 +103,8 @@ def plan_migration(
         # The pipeline's own; its columns never change (and the SUPER column reads back
         # under a different name in some catalogs), so it is only created.
         plan.statements.append(procedures.create_landing_statement(spec))
+    if (spec.replica_schema, sql.APPLIED) not in existing:
+        plan.statements.append(sql.create_applied_statement(spec))
     for target in spec.targets.values():
         wanted.append((spec.target_schema, target.name, sql.create_target_statement(spec, target),
                        sql.target_columns(spec, target), target.name, target.key))
@@ -155,6 +157,7 @@ def migrate(api: RedshiftDataApi, spec: PipelineSpec,
         api.execute(statement)
     stages = [s for t in spec.tables.values() for s in sql.recreate_stage_statements(spec, t)]
     _in_transactions(api, stages)
+    _in_transactions(api, procedures.replaced_procedure_statements(spec))
     _in_transactions(api, procedures.procedure_statements(_with_added_columns(api, spec), spec))
     for target in plan.rebuild_targets:
         api.run_transaction(sql.rebuild_target_statements(spec, spec.targets[target]))

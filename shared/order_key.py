@@ -297,3 +297,14 @@ def newer_sql(a: str, b: str) -> str:
         f"(NOT ({both_positioned}) AND "
         f"{a_time} || {a_class} || {a_rest} > {b_time} || {b_class} || {b_rest}))"
     )
+
+
+def reduction_key_sql(key: str, all_positioned: str) -> str:
+    """``shared.transform.reduction_key`` as a Redshift SQL expression: what the newest-per-key
+    rule sorts on, given ``all_positioned`` (an SQL boolean: every candidate of the row is
+    class 2). Sorting descending on it picks the change ``newest_change`` picks."""
+    rest = ORDER_KEY_MAX_LENGTH - POSITION_START
+    position = f"SUBSTRING({key}, {POSITION_START + 1}, {rest})"
+    return (f"CASE WHEN {all_positioned} THEN {position} ELSE "
+            f"SUBSTRING({key}, {TIME_START + 1}, {TIME_LENGTH}) || LEFT({key}, 1) || "
+            f"{position} END")

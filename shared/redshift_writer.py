@@ -1,23 +1,38 @@
-"""Write one reduced batch to Redshift: land it, then apply it with one procedure call.
+"""Write one reduced batch to Redshift: land it, then apply every landed batch in one call.
 
 The batch's changes (and truncates) are landed in the generic ``_cdc_landing`` table (one COPY
-from S3, or a few multi-row INSERTs: ``shared.landing``), then ``_cdc_apply_batch`` applies
-them (``shared.apply_procedures``). When landing and call fit one BatchExecuteStatement they
-are one transaction; otherwise the landing is committed first and only the call changes what
-analysts see. Either way the number of Data API calls does not grow with the number of tables.
+from S3, or a few multi-row INSERTs: ``shared.landing``), ending with its end row; the call
+``_cdc_apply_pending`` applies every pending batch (``shared.apply_procedures``), after a LOCK
+of the landing table only (docs/warehouse-apply.md). Two ways to reach the call:
+
+- inline (``stage_and_merge`` without a queue, and the Glue job's ``merge_staged``): LOCK,
+  landing and call in one transaction when they fit one BatchExecuteStatement; otherwise the
+  landing is committed first and only the call changes what analysts see;
+- through the applier (``stage_and_merge`` with an ``ApplierQueue``): the consumer puts the
+  batch's JSON lines in S3 and a message on the applier's queue, and sends no SQL at all; the
+  applier (``apply_landed``) COPYs every queued object through one manifest and calls once, so
+  the warehouse's work follows the applier's pace, not the number of shards.
 """
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from shared import apply_procedures as procedures
 from shared import warehouse_sql as sql
 from shared.data_api import RedshiftDataApi, StatementFailed
-from shared.landing import LANDED_COLUMNS, MAX_STATEMENTS, newest_truncates, plan_landing
+from shared.landing import (
+    LANDED_COLUMNS,
+    MAX_STATEMENTS,
+    json_lines,
+    newest_truncates,
+    plan_landing,
+)
 from shared.records import ADD_COLUMNS, Change, TableEvent
 from shared.schema_evolution import evolved_spec
 from shared.spec import PipelineSpec
@@ -45,13 +60,30 @@ class S3Stager:
         return (
             f"COPY {sql.replica_table(spec, sql.LANDING)} ({cols}) "
             f"FROM 's3://{self.bucket}/{key}' IAM_ROLE '{role}' FORMAT AS JSON 'auto'"
+            f"{' MANIFEST' if key.endswith('.manifest') else ''}"
         )
+
+    def put_manifest(self, name: str, keys: Sequence[str]) -> str:
+        """A COPY manifest of ``keys`` ("Using a manifest to specify data files", Amazon
+        Redshift Database Developer Guide). Entries are not mandatory: an object already
+        applied and deleted (its message delivered again) is skipped, not an error."""
+        entries = [{"url": f"s3://{self.bucket}/{k}", "mandatory": False} for k in keys]
+        key = f"{self.prefix.strip('/')}/manifests/{name}.manifest".lstrip("/")
+        self.client.put_object(Bucket=self.bucket, Key=key,
+                               Body=json.dumps({"entries": entries}).encode())
+        return key
 
     def delete(self, keys: list[str]) -> None:
         if keys:
             self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
             )
+
+
+class ApplierQueue(Protocol):
+    """Where a consumer announces a batch it landed in S3 for the applier."""
+
+    def send(self, batch_id: str, key: str) -> None: ...
 
 
 @dataclass
@@ -61,14 +93,13 @@ class WriteReport:
     statements: int = 0
     data_api_calls: int = 0
     staged_through_s3: bool = False
-
-
-class AddedColumnsChanged(Exception):
-    """Another consumer added source columns since this writer read them: reload, decode
-    the batch again and write it again (nothing of it was applied)."""
+    queued_for_applier: bool = False
+    batches_applied: int = 0
 
 
 AddedColumns = dict[str, list[tuple[str, str]]]
+# How long a consumer trusts its read of the added source columns (``added_columns_stale``).
+ADDED_COLUMNS_MAX_AGE = 60.0
 
 
 def read_added_columns(api: RedshiftDataApi, spec: PipelineSpec) -> AddedColumns:
@@ -100,13 +131,18 @@ class RedshiftWriter:
     evolution added (``load_added_columns``)."""
 
     def __init__(
-        self, spec: PipelineSpec, api: RedshiftDataApi, stager: S3Stager | None = None
+        self, spec: PipelineSpec, api: RedshiftDataApi, stager: S3Stager | None = None,
+        applier_queue: ApplierQueue | None = None,
     ) -> None:
+        if applier_queue is not None and stager is None:
+            raise ValueError("landing for the applier needs a staging bucket (S3Stager)")
         self.base_spec = spec
         self.spec = spec
         self.api = api
         self.stager = stager
+        self.applier_queue = applier_queue
         self.added_columns: AddedColumns | None = None  # None: not read yet
+        self._added_read_at = 0.0
         self.fingerprint = procedures.procedures_fingerprint(spec)
 
     # -- the warehouse's pipeline state --
@@ -118,8 +154,20 @@ class RedshiftWriter:
             return self.spec
         added = read_added_columns(self.api, self.base_spec)
         self.added_columns = added
+        self._added_read_at = time.monotonic()
         self.spec = evolved_spec(self.base_spec, added)
         return self.spec
+
+    def added_columns_stale(self) -> bool:
+        """True when the added source columns were never read, or read longer ago than
+        ``ADDED_COLUMNS_MAX_AGE``: another consumer (another shard) may have added one since,
+        and a batch decoded without it keeps the replica's value of it
+        (``shared.apply_procedures.known_columns``), so consumers read them again now and
+        then, one query per interval, not per batch."""
+        if self.base_spec.evolve == "off":
+            return self.added_columns is None
+        return (self.added_columns is None
+                or time.monotonic() - self._added_read_at > ADDED_COLUMNS_MAX_AGE)
 
     def load_starts(self) -> dict[str, str]:
         """The recorded load start of every table being reloaded (``tools.table_reload``)."""
@@ -171,13 +219,14 @@ class RedshiftWriter:
         added_table = sql.replica_table(self.base_spec, sql.ADDED_COLUMNS)
         for _ in range(10):
             evolved = self.load_added_columns()
-            known = self._added_known() or 0
+            known = sum(len(cols) for cols in (self.added_columns or {}).values())
             try:
                 self.api.run_transaction([
                     f"LOCK {added_table}",
                     f"SELECT 1 / (CASE WHEN COUNT(*) = {known} THEN 1 ELSE 0 END) "
                     f"FROM {added_table}",
-                    procedures.table_procedure_statement(evolved, evolved.tables[table]),
+                    procedures.table_procedure_statement(evolved, evolved.tables[table],
+                                                         self.base_spec.tables[table]),
                 ])
                 return
             except StatementFailed as exc:
@@ -186,32 +235,30 @@ class RedshiftWriter:
         raise RuntimeError(f"could not refresh the apply procedure of {table}: source columns "
                            "kept being added while it ran")
 
-    def _added_known(self) -> int | None:
-        if self.base_spec.evolve == "off" or self.added_columns is None:
-            return None
-        return sum(len(cols) for cols in self.added_columns.values())
-
-    def _apply(self, statements: list[str]) -> None:
-        try:
-            self.api.run_transaction(statements)
-        except StatementFailed as exc:
-            if procedures.ADDED_COLUMNS_CHANGED in str(exc):
-                raise AddedColumnsChanged(str(exc)) from None
-            raise
+    def known_columns(self) -> str:
+        return procedures.known_columns(self.added_columns or {})
 
     # -- batches --
 
     def stage_and_merge(self, changes: Mapping[str, list[Change]],
                         events: Sequence[TableEvent] = ()) -> WriteReport:
-        """Apply the newest-per-key changes of one batch, after its truncates; idempotent and
-        order-guarded, all in one transaction."""
+        """Land the newest-per-key changes of one batch (and its truncates) and have them
+        applied: inline, or by the applier when this writer has an ``ApplierQueue``."""
         batch = {t: changes[t] for t in self.spec.tables if changes.get(t)}
         truncates = newest_truncates(self.spec, events)
         if not batch and not truncates:
             return WriteReport()
         batch_id = uuid.uuid4().hex
+        counts = {t: len(rows) for t, rows in batch.items()}
+        if self.applier_queue is not None:
+            assert self.stager is not None
+            key = self.stager.put(batch_id, json_lines(self.spec, batch_id, batch, truncates,
+                                                       self.known_columns()))
+            self.applier_queue.send(batch_id, key)
+            return WriteReport(changes=counts, staged_through_s3=True, queued_for_applier=True)
         landing = plan_landing(self.spec, batch_id, batch, truncates,
-                               copy_available=self.stager is not None)
+                               copy_available=self.stager is not None,
+                               known=self.known_columns())
         uploaded: list[str] = []
         try:
             if landing.statements is not None:
@@ -224,7 +271,7 @@ class RedshiftWriter:
         finally:
             if self.stager is not None:
                 self.stager.delete(uploaded)
-        report.changes = {t: len(rows) for t, rows in batch.items()}
+        report.changes = counts
         report.staged_through_s3 = bool(uploaded)
         return report
 
@@ -232,8 +279,8 @@ class RedshiftWriter:
                      events: Sequence[TableEvent] = ()) -> WriteReport:
         """Apply a batch whose landing rows are already in S3 under ``prefix`` (the Glue job's
         executors wrote them, ``shared.landing.landing_line`` with ``batch_id``): one COPY of
-        the prefix and the batch's truncates, then the apply call, in one transaction.
-        ``changes`` counts the staged rows per table."""
+        the prefix, the batch's truncates and end row, then the apply call, in one
+        transaction. ``changes`` counts the staged rows per table."""
         if self.stager is None:
             raise ValueError("merging S3-staged rows needs a staging bucket (S3Stager)")
         truncates = newest_truncates(self.spec, events)
@@ -241,36 +288,53 @@ class RedshiftWriter:
         if not staged and not truncates:
             return WriteReport()
         statements = [self.stager.copy_statement(self.spec, prefix)] if staged else []
-        if truncates:
-            landing = plan_landing(self.spec, batch_id, {}, truncates, copy_available=False)
-            assert landing.statements is not None
-            statements += landing.statements
-        report = self._land_and_apply(batch_id, statements)
+        landing = plan_landing(self.spec, batch_id, {}, truncates, copy_available=False,
+                               known=self.known_columns())
+        assert landing.statements is not None
+        report = self._land_and_apply(batch_id, statements + landing.statements)
         report.changes = dict(staged)
         report.staged_through_s3 = bool(staged)
         return report
 
+    def apply_landed(self, keys: Sequence[str]) -> WriteReport:
+        """The applier: COPY the landed batches in ``keys`` (S3 objects the consumers put,
+        listed in one manifest) and apply every pending batch, in one transaction after the
+        LOCK of the landing table. A batch applied before (its message delivered again) is
+        skipped by the procedure. The objects are deleted once applied."""
+        if self.stager is None:
+            raise ValueError("the applier needs the staging bucket (S3Stager)")
+        if not keys:
+            return WriteReport()
+        manifest = self.stager.put_manifest(uuid.uuid4().hex, keys)
+        try:
+            report = self._land_and_apply("", [self.stager.copy_statement(self.spec, manifest)])
+        finally:
+            self.stager.delete([manifest])
+        self.stager.delete(list(keys))
+        report.staged_through_s3 = True
+        report.batches_applied = len(keys)
+        return report
+
     def _land_and_apply(self, batch_id: str, landing: list[str]) -> WriteReport:
         """Lock, land and apply in one transaction when it fits one BatchExecuteStatement;
-        otherwise land in transactions of their own first (a failure then removes the batch's
-        landed rows; the apply procedure also removes rows of batches that never got applied,
-        a day later), then lock and apply.
+        otherwise land in transactions of their own first (the end row in the last, so the
+        batch is pending only once whole; a failure then removes the batch's landed rows),
+        then lock and apply.
 
         The LOCK comes first in the transaction: a serializable transaction's snapshot is taken
-        at its first statement, so a writer that waited for another must not have read or
+        at its first statement, so an applier that waited for another must not have read or
         written anything before (else "1023 Serializable isolation violation")."""
-        lock = sql.lock_statement(self.spec)
-        call = procedures.apply_batch_call(self.spec, batch_id, self._added_known(),
-                                           self.fingerprint)
+        lock = sql.applier_lock_statement(self.spec)
+        call = procedures.apply_pending_call(self.spec, self.fingerprint)
         if len(landing) + 2 <= MAX_STATEMENTS:
-            self._apply([lock, *landing, call])
+            self.api.run_transaction([lock, *landing, call])
             return WriteReport(transactions=1, statements=len(landing) + 2, data_api_calls=1)
         calls = 0
         try:
             for start in range(0, len(landing), MAX_STATEMENTS):
                 self.api.run_transaction(landing[start:start + MAX_STATEMENTS])
                 calls += 1
-            self._apply([lock, call])
+            self.api.run_transaction([lock, call])
         except Exception:
             self.api.execute(
                 f"DELETE FROM {sql.replica_table(self.spec, sql.LANDING)} "

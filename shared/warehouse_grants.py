@@ -36,6 +36,7 @@ from shared.spec import PipelineSpec
 from shared.staging import sql_literal
 from shared.warehouse_sql import (
     ADDED_COLUMNS,
+    APPLIED,
     LANDING,
     TABLE_STATE,
     ident,
@@ -87,7 +88,7 @@ def consumer_tables(spec: PipelineSpec) -> list[str]:
     return ([replica_table(spec, name) for name in spec.tables]
             + [target_table(spec, name) for name in spec.targets]
             + [replica_table(spec, TABLE_STATE), replica_table(spec, ADDED_COLUMNS),
-               replica_table(spec, LANDING)]
+               replica_table(spec, LANDING), replica_table(spec, APPLIED)]
             + [stage_table(spec, name) for name in spec.tables])
 
 
@@ -122,7 +123,7 @@ def grant_statements(spec: PipelineSpec, username: str, database: str) -> list[s
         # its owner may, with CREATE on its schema, the pipeline's replica schema).
         statements.append(f"GRANT CREATE ON SCHEMA {ident(spec.replica_schema)} TO {user}")
         statements += [f"ALTER PROCEDURE {procedure_name(spec, TABLE_PROCEDURE_PREFIX, name)}"
-                       f"(VARCHAR, BOOLEAN) OWNER TO {user}" for name in spec.tables]
+                       f"(BOOLEAN) OWNER TO {user}" for name in spec.tables]
     return statements
 
 

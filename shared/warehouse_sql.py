@@ -1,14 +1,17 @@
-"""SQL text for the warehouse: schema DDL and the statements that apply a batch.
+"""SQL text for the warehouse: schema DDL and the statements that apply landed changes.
 
 Pure functions of the spec. Only Redshift grammar: one WHEN MATCHED and one WHEN NOT MATCHED
 per MERGE with no conditions, so the order guard and deletes are statements of their own. The
-stored procedures of ``shared.apply_procedures`` run them, in one transaction per batch:
+stored procedures of ``shared.apply_procedures`` run them, in one transaction per apply (see
+docs/warehouse-apply.md):
 
-1. ``LOCK`` every replica and wide table (writers queue instead of failing serialization);
-2. per source table in the batch: create a temp stage, fill it, drop staged changes that are
-   not newer than the replica row (order guard), MERGE the rest into the replica (deletes are
-   tombstones: key + order key + ``_cdc_deleted``), and in hard-delete mode remove tombstones;
-3. per wide table: collect the fact keys the batch touched (the facts themselves, and facts
+1. ``LOCK`` the landing table (``applier_lock_statement``): appliers queue behind each other;
+   no table an analyst reads is locked, so readers keep reading the previous snapshot;
+2. per source table with pending changes: fill its stage with the newest change per key among
+   the pending batches that is newer than the replica row and the last truncate (order guard),
+   MERGE it into the replica (deletes are tombstones: key + order key + ``_cdc_deleted``), and
+   in hard-delete mode remove tombstones;
+3. per wide table: collect the fact keys the apply touched (the facts themselves, and facts
    whose joined dimension rows changed), collect their recomputed rows from the replicas in a
    temp table (LEFT JOINs, so a fact without its dimension is written and completed later;
    a MERGE source must be a table), MERGE them and delete the wide rows whose fact is gone.
@@ -16,7 +19,7 @@ stored procedures of ``shared.apply_procedures`` run them, in one transaction pe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from shared.order_key import (
     CLASS_LOAD,
@@ -41,6 +44,8 @@ LOAD_KEY_UNKNOWN_TIME = CLASS_LOAD + LOAD_TIME_UNKNOWN + "0" * (POSITION_LENGTH 
 ADDED_COLUMNS = "_cdc_columns"
 # Where consumers land a batch's changes before ``shared.apply_procedures`` applies them.
 LANDING = "_cdc_landing"
+# The batches applied lately (a landed batch delivered twice is applied once).
+APPLIED = "_cdc_applied"
 
 
 def ident(name: str) -> str:
@@ -125,6 +130,12 @@ def added_columns_columns() -> list[tuple[str, str]]:
             ("column_type", "VARCHAR(64)"), ("added_key", f"VARCHAR({ORDER_KEY_MAX_LENGTH})")]
 
 
+def create_applied_statement(spec: PipelineSpec) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS {replica_table(spec, APPLIED)} "
+            f"({ident('batch_id')} VARCHAR(64) NOT NULL, "
+            f"{ident('applied_at')} TIMESTAMP DEFAULT GETDATE())")
+
+
 def create_pipeline_table_statement(spec: PipelineSpec, name: str) -> str:
     """``CREATE TABLE`` of ``TABLE_STATE`` or ``ADDED_COLUMNS``."""
     columns = table_state_columns() if name == TABLE_STATE else added_columns_columns()
@@ -182,19 +193,24 @@ def widen_varchar_statement(table_name: str, column: str, sql_type: str) -> str:
 
 # --- one batch ------------------------------------------------------------------------------
 
-def lock_statement(spec: PipelineSpec) -> str:
-    """Lock every table a batch may write, always in the same order (no deadlocks)."""
-    names = [replica_table(spec, t) for t in spec.tables]
-    names += [target_table(spec, t) for t in spec.targets]
-    return "LOCK " + ", ".join(names)
+def applier_lock_statement(spec: PipelineSpec) -> str:
+    """The first statement of every transaction that writes replicas or wide tables: LOCK of
+    the landing table, which only appliers (and consumers landing without a staging bucket)
+    write. Redshift's LOCK is ACCESS EXCLUSIVE ("LOCK", Amazon Redshift Database Developer
+    Guide), so appliers run one after another (no "1023 Serializable isolation violation"
+    between them), while analysts' SELECTs on the replicas and wide tables never wait."""
+    return f"LOCK {replica_table(spec, LANDING)}"
 
 
-def guarded_stage_statement(spec: PipelineSpec, table: Table, changes: str) -> str:
+def guarded_stage_statement(spec: PipelineSpec, table: Table, changes: str,
+                            kept_unless: Mapping[str, str] | None = None) -> str:
     """Fill the stage with the changes of the SELECT ``changes`` (typed as the
     replica) that are newer than what the replica holds for their key and than the table's
     last truncate (``shared.order_key.newer_sql``: the log position decides where both have
     one). An append-only table keeps the changes it does not hold yet (a redelivery adds
-    nothing). One statement, so a batch costs few statements per table."""
+    nothing). ``kept_unless`` maps a column to a boolean column of ``changes``: where that is
+    false (the consumer did not know the column yet) the replica's value is kept. One
+    statement, so a batch costs few statements per table."""
     replica, state = replica_table(spec, table.name), replica_table(spec, TABLE_STATE)
     key = replica_key(table)
     order_key = f"s.{ident(ORDER_KEY)}"
@@ -202,8 +218,12 @@ def guarded_stage_statement(spec: PipelineSpec, table: Table, changes: str) -> s
     if not table.append_only:
         held = f"({held} OR {newer_sql(order_key, f'r.{ident(ORDER_KEY)}')})"
     truncate = f"(t.truncated_key IS NULL OR {newer_sql(order_key, 't.truncated_key')})"
+    kept = kept_unless or {}
     columns = ", ".join(ident(c) for c in staging_columns(table))
-    columns_of_s = ", ".join(f"s.{ident(c)}" for c in staging_columns(table))
+    columns_of_s = ", ".join(
+        f"CASE WHEN s.{ident(kept[c])} OR s.{ident(DELETED)} THEN s.{ident(c)} "
+        f"ELSE r.{ident(c)} END" if c in kept else f"s.{ident(c)}"
+        for c in staging_columns(table))
     return (
         f"INSERT INTO {stage_table(spec, table.name)} ({columns}) SELECT {columns_of_s} "
         f"FROM ({changes}) s "
@@ -287,7 +307,7 @@ def reload_sweep_statements(spec: PipelineSpec, table: Table, started: str) -> l
     a late row of the same reload still beats it. (Hard-delete mode keeps no tombstones, so its
     DELETE needs no live-row condition.)"""
     tombstone = sql_literal(with_load_time(LOAD_KEY_UNKNOWN_TIME, started))
-    statements = [lock_statement(spec),
+    statements = [applier_lock_statement(spec),
                   _remove_rows(spec, table, _older_than_reload(spec, table.name, started),
                                tombstone)]
     for target in spec.targets.values():
@@ -455,7 +475,7 @@ def delete_gone_facts_statement(
 def rebuild_target_statements(spec: PipelineSpec, target: Target) -> list[str]:
     """Recompute a whole wide table from the replicas (after a migration changed it)."""
     return [
-        lock_statement(spec),
+        applier_lock_statement(spec),
         *merge_target_statements(spec, target, restrict_to_affected=False),
         delete_gone_facts_statement(spec, target, restrict_to_affected=False),
     ]

@@ -42,7 +42,7 @@ from shared.glue.executors import (
 )
 from shared.glue.steps import BatchSummary, decode_batch, newest_changes, summarize, table_events
 from shared.records import ADD_COLUMNS, TableEvent
-from shared.redshift_writer import AddedColumnsChanged, RedshiftWriter, S3Stager, WriteReport
+from shared.redshift_writer import RedshiftWriter, S3Stager, WriteReport
 from shared.settings import hmac_key_from_secret
 from shared.spec import PipelineSpec, load_spec
 
@@ -125,13 +125,9 @@ class GlueBatchJob:
     def process(self, batch: DataFrame, batch_id: int) -> BatchOutcome:
         """Apply one micro-batch; a failure is reported in ``outcome.failure``."""
         try:
-            if self.writer.added_columns is None:
+            if self.writer.added_columns_stale():
                 self.writer.load_added_columns()
-            try:
-                return self._process(batch, batch_id)
-            except AddedColumnsChanged:
-                self.writer.load_added_columns()  # another consumer added columns: once more
-                return self._process(batch, batch_id)
+            return self._process(batch, batch_id)
         except WarehouseError as exc:
             return BatchOutcome(failure=str(exc))
 

@@ -170,7 +170,8 @@ def test_the_warehouse_is_migrated(state_dir: Path, started: StackInfo) -> None:
     out = sql(state_dir, "SELECT table_schema, table_name FROM information_schema.tables "
                          "WHERE table_schema IN ('cdc_replica', 'public') ORDER BY 1, 2")
     assert out.splitlines() == [
-        "table_schema,table_name", "cdc_replica,_cdc_columns", "cdc_replica,_cdc_landing",
+        "table_schema,table_name", "cdc_replica,_cdc_applied", "cdc_replica,_cdc_columns",
+        "cdc_replica,_cdc_landing",
         *(f"cdc_replica,_cdc_stage_{t}"
           for t in ("customer", "sport_event", "ticket", "ticket_activity")),
         "cdc_replica,_cdc_tables", "cdc_replica,customer", "cdc_replica,sport_event",

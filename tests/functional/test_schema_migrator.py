@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from functions.schema_migrator import app
-from tests.functional.conftest import fake_context
+from tests.functional.pipeline_helpers import fake_context
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_create_update_delete(
 
     app.lambda_handler(event("Create", url, warehouse_db), fake_context())
     assert [r["t"] for r in warehouse_sql(tables)] == [
-        "cdc_replica._cdc_columns", "cdc_replica._cdc_landing",
+        "cdc_replica._cdc_applied", "cdc_replica._cdc_columns", "cdc_replica._cdc_landing",
         *(f"cdc_replica._cdc_stage_{t}"
           for t in ("customer", "sport_event", "ticket", "ticket_activity")),
         "cdc_replica._cdc_tables", "cdc_replica.customer",
@@ -70,7 +70,7 @@ def test_create_update_delete(
     assert [r["Status"] for r in received] == ["SUCCESS", "SUCCESS", "SUCCESS"]
     assert received[0]["Data"]["RebuiltTargets"] == "sport_event_activity"
     assert received[1]["Data"]["Statements"] == 2  # only the idempotent CREATE SCHEMAs
-    assert len(warehouse_sql(tables)) == 12  # delete keeps the warehouse
+    assert len(warehouse_sql(tables)) == 13  # delete keeps the warehouse
 
 
 def test_a_failure_is_reported_with_its_reason(

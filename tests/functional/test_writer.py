@@ -17,9 +17,9 @@ from shared.migrations import migrate, plan_migration, read_existing
 from shared.redshift_writer import RedshiftWriter, S3Stager
 from shared.spec import parse_spec
 from shared.transform import Transformer
-from tests.conftest import standin
 from tests.factories import DmsStream, activity, customer, spec_document, sport_event, ticket
-from tests.functional.conftest import HMAC_KEY, Pipeline, data_api
+from tests.functional.pipeline_helpers import HMAC_KEY, Pipeline, data_api
+from tests.stack_helpers import standin
 
 
 def token(email: str) -> str:
@@ -297,12 +297,13 @@ def test_sql_injection_text_lands_verbatim(pipeline: Pipeline) -> None:
         pipeline.sql(
             "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'cdc_replica'"
         )[0]["n"]
-        == 11  # four replicas and their stages, _cdc_tables, _cdc_columns, _cdc_landing
+        == 12  # four replicas and their stages, _cdc_tables, _cdc_columns, _cdc_landing,
+        # _cdc_applied
     )
 
 
 def test_rejects_leave_good_records_applied_and_land_nothing(pipeline: Pipeline) -> None:
-    from tests.unit.test_transform import _bad_records
+    from tests.factories import bad_records as _bad_records
 
     stream = DmsStream()
     stream.add("customer", "insert", customer(1, "Good Before"))

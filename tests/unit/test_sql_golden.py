@@ -21,6 +21,7 @@ from shared.landing import insert_statements
 from shared.records import Change
 from shared.redshift_writer import S3Stager
 from shared.row_types import row_type
+from shared.schema_evolution import evolved_spec
 from shared.spec import PipelineSpec, parse_spec
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -66,7 +67,8 @@ def _landing(s: PipelineSpec) -> list[str]:
     shop = row.struct(shop_id=1, name="O'Brien", opened=None, cdc_order_key=KEY,
                       cdc_deleted=False)
     change = Change("shop", (1,), shop, False, KEY, "insert", "1", None)
-    return insert_statements(s, "b" * 32, {"shop": [change]}, {"sale": KEY}) or []
+    return insert_statements(s, "b" * 32, {"shop": [change]}, {"sale": KEY},
+                             known=",shop.city,") or []
 
 
 BUILDERS: dict[str, Callable[[PipelineSpec], list[str]]] = {
@@ -76,18 +78,25 @@ BUILDERS: dict[str, Callable[[PipelineSpec], list[str]]] = {
     "create_landing": lambda s: [procedures.create_landing_statement(s)],
     "recreate_stages": lambda s: [x for t in s.tables.values()
                                   for x in sql.recreate_stage_statements(s, t)],
-    "lock": lambda s: [sql.lock_statement(s)],
+    "create_applied": lambda s: [sql.create_applied_statement(s)],
+    "applier_lock": lambda s: [sql.applier_lock_statement(s)],
     "table_procedures": lambda s: [procedures.table_procedure_statement(s, t)
                                    for t in s.tables.values()],
     "target_procedure": lambda s: [procedures.target_procedure_statement(s,
                                                                          s.targets["sale_wide"])],
-    "apply_batch_procedure": lambda s: [procedures.apply_batch_procedure_statement(
+    "table_procedure_with_added_column": lambda s: [procedures.table_procedure_statement(
+        evolved_spec(s, {"shop": [("city", "varchar(32)")]}), evolved_spec(
+            s, {"shop": [("city", "varchar(32)")]}).tables["shop"], s.tables["shop"])],
+    "apply_pending_procedure": lambda s: [procedures.apply_pending_procedure_statement(
         s, procedures.procedures_fingerprint(s))],
-    "apply_batch_call": lambda s: [procedures.apply_batch_call(
-        s, "b" * 32, 0, procedures.procedures_fingerprint(s))],
+    "apply_pending_call": lambda s: [procedures.apply_pending_call(
+        s, procedures.procedures_fingerprint(s))],
+    "replaced_procedures": procedures.replaced_procedure_statements,
     "landing_insert": _landing,
     "landing_copy": lambda s: [S3Stager(None, "bucket", "staging", "arn:aws:iam::1:role/copy")
-                               .copy_statement(s, "staging/b.json")],
+                               .copy_statement(s, "staging/b.json"),
+                               S3Stager(None, "bucket", "staging", "arn:aws:iam::1:role/copy")
+                               .copy_statement(s, "staging/manifests/m.manifest")],
     "truncate": lambda s: sql.truncate_statements(s, s.tables["sale"], sql.sql_literal(KEY)),
     "add_column": lambda s: sql.add_replica_column_statements(s, "shop", "city", "varchar(32)",
                                                               KEY),

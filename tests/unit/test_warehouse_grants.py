@@ -23,6 +23,7 @@ def test_statements_pass_redshifts_grammar_and_grant_only_what_consumers_need() 
         '"cdc_replica"."ticket", "cdc_replica"."customer", "cdc_replica"."ticket_activity", '
         '"public"."sport_event_activity", "cdc_replica"."_cdc_tables", '
         '"cdc_replica"."_cdc_columns", "cdc_replica"."_cdc_landing", '
+        '"cdc_replica"."_cdc_applied", '
         '"cdc_replica"."_cdc_stage_sport_event", "cdc_replica"."_cdc_stage_ticket", '
         '"cdc_replica"."_cdc_stage_customer", "cdc_replica"."_cdc_stage_ticket_activity" '
         'TO "cdc_consumer"',
@@ -37,7 +38,7 @@ def test_statements_pass_redshifts_grammar_and_grant_only_what_consumers_need() 
           for prefix in ("", "_cdc_stage_")),
         # ... and an added column recreates its table's apply procedure.
         'GRANT CREATE ON SCHEMA "cdc_replica" TO "cdc_consumer"',
-        *(f'ALTER PROCEDURE "cdc_replica"."_cdc_apply_{t}"(VARCHAR, BOOLEAN) '
+        *(f'ALTER PROCEDURE "cdc_replica"."_cdc_apply_{t}"(BOOLEAN) '
           'OWNER TO "cdc_consumer"'
           for t in ("sport_event", "ticket", "customer", "ticket_activity")),
     ]

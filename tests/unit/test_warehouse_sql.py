@@ -42,11 +42,13 @@ def _all_statements(spec: PipelineSpec) -> list[str]:
     key = changes["ticket"][0].order_key
     landing = insert_statements(spec, "b" * 32, changes, {"sport_event": key})
     assert landing is not None
-    statements = [*landing, procedures.apply_batch_call(spec, "b" * 32, 2, "f" * 32)]
+    statements = [*landing, procedures.apply_pending_call(spec, "f" * 32)]
     stager = S3Stager(None, "bucket", "prefix", "arn:aws:iam::1:role/r")
     statements.append(stager.copy_statement(spec, "prefix/b.json"))
     statements += plan_migration(spec, {}).statements
     statements += procedures.procedure_statements(spec)
+    statements += procedures.replaced_procedure_statements(spec)
+    statements.append(sql.create_applied_statement(spec))
     statements += [
         sql.add_column_statement('"cdc_replica"."customer"', "tier", "VARCHAR(16)"),
         sql.widen_varchar_statement('"cdc_replica"."customer"', "name", "VARCHAR(512)"),

@@ -1,4 +1,4 @@
-LOCK "cdc_replica"."shop", "cdc_replica"."sale", "cdc_replica"."event_log", "analytics"."sale_wide"
+LOCK "cdc_replica"."_cdc_landing"
 
 CREATE TEMP TABLE "wide_rows_sale_wide" AS SELECT "sale"."shop_id" AS "shop_id", "sale"."sale_no" AS "sale_no", "sale"."amount" AS "amount", "shop"."name" AS "shop_name" FROM "cdc_replica"."sale" "sale" LEFT JOIN "cdc_replica"."shop" "shop" ON "sale"."shop_id" = "shop"."shop_id" AND NOT "shop"."_cdc_deleted" WHERE NOT "sale"."_cdc_deleted"
 

@@ -4,7 +4,7 @@ INSERT INTO "cdc_replica"."_cdc_tables" (table_name, load_started) SELECT 'shop'
 
 SELECT COUNT(*) AS n FROM "cdc_replica"."shop" WHERE NOT "cdc_replica"."shop"."_cdc_deleted" AND SUBSTRING("cdc_replica"."shop"."_cdc_order_key", 2, 27) < '2024-01-01T00:00:00.000000Z'
 
-LOCK "cdc_replica"."shop", "cdc_replica"."sale", "cdc_replica"."event_log", "analytics"."sale_wide"
+LOCK "cdc_replica"."_cdc_landing"
 
 UPDATE "cdc_replica"."shop" SET "name" = NULL, "opened" = NULL, "_cdc_deleted" = TRUE, "_cdc_order_key" = '02024-01-01T00:00:00.000000Z000000000000000000000000000000000000000000000000000000' WHERE NOT "cdc_replica"."shop"."_cdc_deleted" AND SUBSTRING("cdc_replica"."shop"."_cdc_order_key", 2, 27) < '2024-01-01T00:00:00.000000Z'
 

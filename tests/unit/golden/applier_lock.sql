@@ -1,0 +1,1 @@
+LOCK "cdc_replica"."_cdc_landing"
