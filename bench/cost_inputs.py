@@ -4,7 +4,7 @@ One run on the local stack (started if needed), the reference record mix of the 
 (``bench.core_bench.make_records``: purchases, customer and event updates, new tickets,
 deletes), each path into its own fresh warehouse database:
 
-- **Lambda path**: the consumer's ``BatchApplier`` (transform, then
+- **Lambda path**: the consumer's ``BatchConsumer`` (transform, then
   ``RedshiftWriter.stage_and_merge``) on batches of the template's default ``BatchSize``
   (1,000) and of Lambda's largest (10,000), one after another as one shard's consumer runs
   them, each landed as ``shared.landing.plan_landing`` decides (one INSERT when the batch fits
@@ -50,7 +50,7 @@ from bench.warehouse import fresh_databases
 from local.stack import ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
 from shared import apply_procedures as procedures
-from shared.consumer import BatchApplier, build_applier
+from shared.consumer import BatchConsumer, build_consumer
 from shared.landing import json_lines
 from shared.records import StreamRecord
 from shared.settings import PipelineSettings
@@ -299,7 +299,7 @@ def record_sizes(records: Sequence[StreamRecord]) -> list[str]:
             f"kinesis.put_payload_units_per_record={units / len(sizes):.2f}"]
 
 
-def run_lambda(processor: BatchApplier, meter: Meter, spec: PipelineSpec,
+def run_lambda(processor: BatchConsumer, meter: Meter, spec: PipelineSpec,
                batches: list[list[StreamRecord]], report: PathReport) -> None:
     """The consumer's transform and write of each batch, one after another."""
     for batch in batches:
@@ -313,7 +313,7 @@ def run_lambda(processor: BatchApplier, meter: Meter, spec: PipelineSpec,
         _collect(report, meter, spec, result.changes)
 
 
-def run_glue(processor: BatchApplier, meter: Meter, spec: PipelineSpec, s3: Any,
+def run_glue(processor: BatchConsumer, meter: Meter, spec: PipelineSpec, s3: Any,
              settings: PipelineSettings, batches: list[list[StreamRecord]], parts: int,
              report: PathReport) -> None:
     """Per micro-batch what the Glue job does after its executors reduced the records
@@ -552,7 +552,7 @@ def main() -> None:
             clients = {name: boto3.client(name)
                        for name in ("redshift-data", "s3", "sqs")}
             meter = Meter(clients)
-            processor = build_applier(settings, spec, HMAC_KEY, clients.__getitem__)
+            processor = build_consumer(settings, spec, HMAC_KEY, clients.__getitem__)
             # A container's first batch also reads the added columns: not part of a batch's
             # steady cost.
             run_lambda(processor, meter, spec, [warm_up], PathReport("warm_up", small))

@@ -51,7 +51,7 @@ from local.cdc import LocalPipeline, catch_up, quiet_handler_output
 from local.event_source_mapping import LocalEventSourceMapping
 from local.stack import stop_stack
 from local.workload import Workload
-from shared.consumer import build_applier
+from shared.consumer import build_consumer
 from shared.settings import PipelineSettings
 from shared.spec import PipelineSpec, load_spec
 
@@ -380,7 +380,7 @@ def measure_parts(pipeline: LocalPipeline, kinesis: Any, shard_count: int, batch
             return clients.setdefault(name, boto3.client(name))  # type: ignore[call-overload]
 
         meter = parts.DataApiMeter(client("redshift-data"))
-        processor = build_applier(PipelineSettings.from_mapping(environment), pipeline.spec,
+        processor = build_consumer(PipelineSettings.from_mapping(environment), pipeline.spec,
                                     pipeline.hmac_key(), client)
         results, transformed = parts.transform(processor, records, batch_size)
         report.ceilings["consumer transform (decode, PII, reduce)"] = transformed.per_second

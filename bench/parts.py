@@ -5,7 +5,7 @@ unit until the consumer's reduction).
 The parts are measured one after another with nothing else of the pipeline running, on the
 same local stack the drain used, through the same public entry points the pipeline uses:
 ``LocalDms.drain`` (capture), boto3 ``put_records``/``get_records`` on moto (Kinesis),
-``BatchApplier.transform`` (the consumer's decode, PII and newest-per-key reduction, as the
+``BatchConsumer.transform`` (the consumer's decode, PII and newest-per-key reduction, as the
 Lambda handler calls it), ``RedshiftDataApi.execute`` (the Data API stand-in's round trip) and
 ``RedshiftWriter.stage_and_merge`` (the consumer's write of a transformed batch: S3 staging,
 COPY and MERGE in one transaction, through the stand-in).
@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 
 from local.dms import LocalDms
-from shared.consumer import BatchApplier
+from shared.consumer import BatchConsumer
 from shared.data_api import RedshiftDataApi
 from shared.records import StreamRecord, TransformResult
 from shared.spec import PipelineSpec
@@ -130,7 +130,7 @@ def batches(records: Sequence[StreamRecord], size: int) -> list[list[StreamRecor
             for start in range(0, len(rows), size)]
 
 
-def transform(processor: BatchApplier, records: Sequence[StreamRecord],
+def transform(processor: BatchConsumer, records: Sequence[StreamRecord],
               batch_size: int) -> tuple[list[TransformResult], Rate]:
     """The consumer's transform alone (no warehouse write) on every batch."""
     processor.transform([])  # reads the added columns once, as a container's first batch does
@@ -185,7 +185,7 @@ class DataApiMeter:
             self.executed_ns += max(0, int(parsed.get("Duration", 0)))
 
 
-def write(processor: BatchApplier, results: Sequence[TransformResult],
+def write(processor: BatchConsumer, results: Sequence[TransformResult],
           records: int) -> Rate:
     """The consumer's write of pre-transformed batches, one after another; the rate is of
     the source changes (records) the batches came from."""

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared.applier import SqsApplierQueue
 from shared.data_api import RedshiftDataApi, RetryPolicy, WarehouseUnavailable
 from shared.dead_letter import DeadLetterUnavailable, SqsDeadLetterQueue
 from shared.records import ADD_COLUMNS, Reject, StreamRecord, TransformResult
@@ -58,7 +59,7 @@ def lowest_sequence_number(numbers: Sequence[str]) -> str:
     return min(numbers, key=lambda n: (len(n), n))
 
 
-class BatchApplier:
+class BatchConsumer:
     """The core and its writer for one spec and HMAC key (one per Lambda container).
 
     The decoding spec is the spec plus the source columns schema evolution added, read from
@@ -132,22 +133,31 @@ class BatchApplier:
         return result, self.writer.stage_and_merge(result.changes, result.table_events)
 
 
-def build_applier(
-    settings: PipelineSettings, spec: PipelineSpec, hmac_key: bytes, clients: Any
-) -> BatchApplier:
-    """Wire the core to its AWS adapters; ``clients(name)`` returns a boto3 client."""
+def build_writer(settings: PipelineSettings, spec: PipelineSpec, clients: Any,
+                 applier_queue: bool = True) -> RedshiftWriter:
+    """The writer and its AWS adapters (the applier's queue only when ``applier_queue`` and
+    configured); ``clients(name)`` returns a boto3 client."""
     api = RedshiftDataApi(clients("redshift-data"), settings.target,
                           retry=RetryPolicy(attempts=settings.retry_attempts))
     stager = None
     if settings.staging_bucket and settings.copy_iam_role_arn:
         stager = S3Stager(clients("s3"), settings.staging_bucket, settings.staging_prefix,
                           settings.copy_iam_role_arn)
+    queue = (SqsApplierQueue(clients("sqs"), settings.applier_queue_url)
+             if applier_queue and settings.applier_queue_url else None)
+    return RedshiftWriter(spec, api, stager, queue)
+
+
+def build_consumer(
+    settings: PipelineSettings, spec: PipelineSpec, hmac_key: bytes, clients: Any
+) -> BatchConsumer:
+    """Wire the core to its AWS adapters; ``clients(name)`` returns a boto3 client."""
     dead_letters = SqsDeadLetterQueue(
         clients("sqs"), settings.dead_letter_queue_url,
         overflow_s3=clients("s3") if settings.staging_bucket else None,
         overflow_bucket=settings.staging_bucket,
     )
-    return BatchApplier(spec, hmac_key, RedshiftWriter(spec, api, stager), dead_letters)
+    return BatchConsumer(spec, hmac_key, build_writer(settings, spec, clients), dead_letters)
 
 
 

@@ -28,6 +28,9 @@ class PipelineSettings:
     staging_prefix: str = "staging"
     copy_iam_role_arn: str | None = None
     spec_path: str | None = None
+    # The single applier's queue (``shared.applier``): consumers land batches in S3 and announce
+    # them there instead of applying them themselves.
+    applier_queue_url: str | None = None
     retry_attempts: int = 8  # per Data API call and per transaction (serialization conflicts)
 
     @classmethod
@@ -45,6 +48,8 @@ class PipelineSettings:
                 "set exactly one of REDSHIFT_WORKGROUP_NAME and REDSHIFT_CLUSTER_IDENTIFIER")
         if get("STAGING_BUCKET") and not get("COPY_IAM_ROLE_ARN"):
             problems.append("STAGING_BUCKET needs COPY_IAM_ROLE_ARN (the role COPY assumes)")
+        if get("APPLIER_QUEUE_URL") and not get("STAGING_BUCKET"):
+            problems.append("APPLIER_QUEUE_URL needs STAGING_BUCKET (batches are landed in S3)")
         attempts = get("REDSHIFT_RETRY_ATTEMPTS") or "8"
         if not attempts.isdigit() or int(attempts) < 1:
             problems.append("REDSHIFT_RETRY_ATTEMPTS must be a positive integer")
@@ -64,6 +69,7 @@ class PipelineSettings:
             staging_prefix=get("STAGING_PREFIX") or "staging",
             copy_iam_role_arn=get("COPY_IAM_ROLE_ARN"),
             spec_path=get("PIPELINE_SPEC_PATH"),
+            applier_queue_url=get("APPLIER_QUEUE_URL"),
             retry_attempts=int(attempts),
         )
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import boto3
 
-from shared.consumer import BatchApplier, build_applier
+from shared.consumer import BatchConsumer, build_consumer
 from shared.records import StreamRecord
 from shared.settings import hmac_key_from_secret
 from tools.cli_settings import add_spec_argument, settings_and_spec
@@ -47,7 +47,7 @@ def _record(body: dict[str, Any], s3: Any) -> StreamRecord:
 
 
 def replay(
-    sqs: Any, s3: Any, queue_url: str, processor: BatchApplier, dry_run: bool,
+    sqs: Any, s3: Any, queue_url: str, processor: BatchConsumer, dry_run: bool,
     max_messages: int = 10_000,
 ) -> ReplayReport:
     report = ReplayReport()
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     settings, spec = settings_and_spec(args.spec, overrides)
     secret = boto3.client("secretsmanager").get_secret_value(
         SecretId=settings.hmac_key_secret_arn)["SecretString"]
-    processor = build_applier(settings, spec, hmac_key_from_secret(secret), boto3.client)
+    processor = build_consumer(settings, spec, hmac_key_from_secret(secret), boto3.client)
     report = replay(boto3.client("sqs"), boto3.client("s3"), settings.dead_letter_queue_url,
                     processor, args.dry_run, args.max_messages)
     verb = "would replay" if args.dry_run else "replayed"

@@ -1,6 +1,6 @@
 """Kinesis consumer Lambda: a thin edge around the shared core.
 
-Parse the event, log and measure, delegate to ``shared.consumer.BatchApplier``. Partial
+Parse the event, log and measure, delegate to ``shared.consumer.BatchConsumer``. Partial
 failures use ``ReportBatchItemFailures``: rejects go to the dead-letter queue and never block
 the shard; a transient failure reports the lowest unapplied sequence number so Lambda retries
 from there; a statement Redshift refuses raises, so the event source mapping can bisect.
@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.batch_log import added_column_fields, batch_fields
-from shared.consumer import BatchApplier, BatchOutcome, build_applier
+from shared.consumer import BatchConsumer, BatchOutcome, build_consumer
 from shared.decode import DROP_TABLE_REASON
 from shared.records import StreamRecord
 from shared.settings import PipelineSettings, hmac_key_from_secret
@@ -52,16 +52,16 @@ def client(name: str) -> Any:
     return boto3.client(name)  # type: ignore[call-overload]
 
 
-_processors: dict[bytes, BatchApplier] = {}
+_processors: dict[bytes, BatchConsumer] = {}
 
 
-def processor() -> BatchApplier:
+def processor() -> BatchConsumer:
     """The processor for the current HMAC key (cached; a rotated key builds a new one)."""
     secret = parameters.get_secret(settings().hmac_key_secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
     key = hmac_key_from_secret(str(secret))
     if key not in _processors:
         _processors.clear()
-        _processors[key] = build_applier(settings(), spec(), key, client)
+        _processors[key] = build_consumer(settings(), spec(), key, client)
     return _processors[key]
 
 

@@ -10,11 +10,11 @@ from typing import Any
 import boto3
 
 from local.record_builders import DmsStream, customer, lambda_event
-from shared.consumer import build_applier
+from shared.consumer import build_consumer
 from shared.migrations import migrate
 from shared.settings import PipelineSettings, hmac_key_from_secret
 from shared.spec import DEFAULT_SPEC_PATH, load_spec
-from tests.functional.conftest import Consumer, data_api
+from tests.functional.pipeline_helpers import Consumer, data_api
 from tools.dlq_replay import replay
 
 
@@ -36,7 +36,7 @@ def test_replay_after_a_spec_fix(
     settings = PipelineSettings.from_mapping(dict(os.environ))
     secret = boto3.client("secretsmanager").get_secret_value(
         SecretId=settings.hmac_key_secret_arn)["SecretString"]
-    processor = build_applier(settings, spec, hmac_key_from_secret(secret), boto3.client)
+    processor = build_consumer(settings, spec, hmac_key_from_secret(secret), boto3.client)
     sqs, s3 = boto3.client("sqs"), boto3.client("s3")
 
     dry = replay(sqs, s3, consumer.queue_url, processor, dry_run=True)
