@@ -1,16 +1,14 @@
 """Session-wide local stack for the tests: a real PostgreSQL 15, a moto server and the
-Redshift Data API stand-in. Nothing here mocks our own code or the database."""
+Redshift Data API stand-in. Nothing here mocks our own code or the database. Helpers that
+tests import (``REGION``, ``fresh_database``, ``standin``) are in ``tests/stack_helpers.py``."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import boto3
 import psycopg
@@ -18,16 +16,16 @@ import pytest
 
 from local.ports import free_port
 from local.postgres import PostgresServer, start_postgres, stop_postgres
+from tests.stack_helpers import REGION, fresh_database, standin
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 # Powertools reads these when the handler module is imported, as Lambda sets them first.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "cdc-consumer")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CdcPipeline")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-REGION = os.environ["AWS_DEFAULT_REGION"]
 
 
 @pytest.fixture(scope="session")
@@ -43,17 +41,10 @@ def pg_server() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _fresh_database(server: PostgresServer, prefix: str) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
 @pytest.fixture
 def warehouse_db(pg_server: PostgresServer) -> str:
     """Name of a fresh, empty warehouse database (one per test)."""
-    return _fresh_database(pg_server, "wh")
+    return fresh_database(pg_server, "wh")
 
 
 @pytest.fixture
@@ -81,24 +72,6 @@ def moto_endpoint() -> Iterator[str]:
     server.start()
     try:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@contextmanager
-def standin(pg_server: PostgresServer, moto_endpoint: str | None = None,
-            **options: Any) -> Iterator[str]:
-    """A Redshift Data API stand-in over the test PostgreSQL while the block runs; yields its
-    endpoint URL. ``options`` go to ``RedshiftDataApiServer`` (page size, limits, ...)."""
-    from local.redshift_data_api.server import RedshiftDataApiServer
-
-    server = RedshiftDataApiServer(
-        pg_conninfo=f"host={pg_server.host} port={pg_server.port} user={pg_server.user}",
-        s3_endpoint_url=moto_endpoint, **options,
-    )
-    server.start()
-    try:
-        yield server.endpoint_url
     finally:
         server.stop()
 

@@ -3,7 +3,8 @@
 
 The tools live in their own virtualenv, .venv-tools/ (scripts/install_tools.sh), so their pins
 never meet the project's. If it is missing, the `tools` fixture runs the install script once
-(PyPI only); set DEPLOY_TESTS_NO_INSTALL=1 to fail instead.
+(PyPI only); set DEPLOY_TESTS_NO_INSTALL=1 to fail instead. Helpers that tests import are in
+``tests/deploy/deploy_helpers.py``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,15 @@ import pytest
 
 from local.stack import StackInfo
 from tests.deploy.cfn_model import REGION, REPO
+from tests.deploy.deploy_helpers import (
+    ARTIFACT_BUCKET,
+    AppCopy,
+    Build,
+    Tools,
+    install_tools,
+    running_local_stack,
+    sam_build,
+)
 
 TOOLS_VENV = REPO / ".venv-tools"
 
@@ -47,44 +55,6 @@ APP_PARTS = [
     "layers",
     "glue_job",
 ]
-ARTIFACT_BUCKET = "sam-artifacts-deploy-tests"
-
-
-def layer_requirements(pyproject: Path) -> list[str]:
-    """The SharedLayer's requirements, as layers/shared/layer_requirements.py computes them."""
-    spec = importlib.util.spec_from_file_location(
-        "layer_requirements", REPO / "layers/shared/layer_requirements.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result: list[str] = module.layer_requirements(pyproject)
-    return result
-
-
-@dataclass(frozen=True)
-class Tools:
-    sam: Path
-    cfn_lint: Path
-    python: Path
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": REGION, **extra})
-        return env
-
-    def run(
-        self, args: list[str | Path], cwd: Path, timeout: int = 300, **extra_env: str
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(a) for a in args],
-            cwd=cwd,
-            env=self.env(**extra_env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
 
 
 @pytest.fixture(scope="session")
@@ -93,22 +63,8 @@ def tools() -> Tools:
     if not (found.sam.exists() and found.cfn_lint.exists()):
         if os.environ.get("DEPLOY_TESTS_NO_INSTALL"):
             pytest.fail("AWS SAM CLI / cfn-lint missing: run bash scripts/install_tools.sh")
-        done = subprocess.run(
-            ["bash", str(REPO / "scripts/install_tools.sh")],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        assert done.returncode == 0, f"install_tools.sh failed:\n{done.stdout}\n{done.stderr}"
+        install_tools()
     return found
-
-
-@dataclass(frozen=True)
-class AppCopy:
-    root: Path
-    stand_ins: tuple[str, ...]
 
 
 @pytest.fixture(scope="session")
@@ -130,13 +86,6 @@ def app_copy(tmp_path_factory: pytest.TempPathFactory) -> AppCopy:
             target.write_text(text)
             stand_ins.append(rel)
     return AppCopy(root, tuple(stand_ins))
-
-
-@dataclass(frozen=True)
-class Build:
-    root: Path
-    build_dir: Path
-    output: str
 
 
 @pytest.fixture(scope="session")
@@ -210,7 +159,6 @@ def translated(tools: Tools, packaged_template: Path) -> dict[str, Any]:
 # --- the artifacts as the runtimes run them ---------------------------------------------------
 
 RUNTIME_REQUIREMENTS = REPO / "scripts/lambda_docker/runtime-requirements.txt"
-LAMBDA_PROVIDED = REPO / "tests/deploy/lambda_provided"
 
 
 def find_python312() -> Path:
@@ -242,29 +190,6 @@ def lambda_runtime_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "bin/python"
 
 
-def run_in_lambda_runtime(python: Path, work: Path, request: dict[str, Any]) -> dict[str, Any]:
-    """Run a built handler with tests/deploy/lambda_provided/runtime_runner.py; its response."""
-    request_file = work / f"request-{len(list(work.glob('request-*')))}.json"
-    request_file.write_text(json.dumps(request))
-    done = subprocess.run(
-        [python, "-I", LAMBDA_PROVIDED / "runtime_runner.py", request_file],
-        cwd=work, capture_output=True, text=True, check=False, timeout=600,
-        env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
-    response: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return response
-
-
-def sam_build(tools: Tools, app: Path, build_dir: Path, architecture: str,
-              *resources: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(REPO / "scripts/sam_build.sh"), "--build-dir", str(build_dir), *resources],
-        cwd=app, env=tools.env(APP_DIR=str(app), LAMBDA_ARCHITECTURE=architecture),
-        capture_output=True, text=True, timeout=600, check=False,
-    )
-
-
 @pytest.fixture(scope="session")
 def built_x86_64(tools: Tools, app_copy: AppCopy) -> Build:
     """The same application built for x86_64 (LambdaArchitecture=x86_64), runnable here."""
@@ -273,27 +198,6 @@ def built_x86_64(tools: Tools, app_copy: AppCopy) -> Build:
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"sam build (x86_64) failed:\n{output}"
     return Build(app_copy.root, build_dir, output)
-
-
-@contextmanager
-def running_local_stack(prefix: str) -> Iterator[StackInfo]:
-    """The persistent local stack (local.stack) in a fresh state dir while the block runs.
-
-    The directory is world-readable (pytest's temporary dirs are not): PostgreSQL runs as the
-    postgres OS user when the tests run as root.
-    """
-    from local.stack import start_stack, stop_stack
-
-    state_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    state_dir.chmod(0o755)
-    try:
-        info = start_stack(state_dir)
-        try:
-            yield info
-        finally:
-            stop_stack(state_dir)
-    finally:
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

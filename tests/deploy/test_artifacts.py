@@ -40,7 +40,7 @@ import pytest
 
 from local.stack import StackInfo, handler_environment
 from tests.deploy.cfn_model import REPO, Evaluator, load_template
-from tests.deploy.conftest import (
+from tests.deploy.deploy_helpers import (
     LAMBDA_PROVIDED,
     Build,
     run_in_lambda_runtime,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.conftest import AppCopy, Build, layer_requirements
+from tests.deploy.deploy_helpers import AppCopy, Build, layer_requirements
 
 
 def _built_template(build: Build) -> dict:  # type: ignore[type-arg]

@@ -51,7 +51,7 @@ from tests.deploy.cfn_model import (
     resolve_optional_list_items,
     strip_for_moto,
 )
-from tests.deploy.conftest import ARTIFACT_BUCKET, AppCopy
+from tests.deploy.deploy_helpers import ARTIFACT_BUCKET, AppCopy
 
 MOTO_CANNOT_CREATE = {
     "AWS::SecretsManager::Secret",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.deploy.cfn_model import REPO, TEMPLATE
-from tests.deploy.conftest import Tools
+from tests.deploy.deploy_helpers import Tools
 
 
 def test_template_has_no_lint_ignores() -> None:

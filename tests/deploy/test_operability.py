@@ -30,7 +30,7 @@ from shared.dms_table_mappings import (
 )
 from shared.spec import PipelineSpec, load_spec, parse_spec
 from tests.deploy.cfn_model import ACCOUNT, REGION, REPO, Evaluator, load_template
-from tests.deploy.conftest import Build, layer_requirements
+from tests.deploy.deploy_helpers import Build, layer_requirements
 from tools.dms_table_mappings import TEMPLATE_MAX_BYTES, main
 
 DMS_ON = {

@@ -21,7 +21,7 @@ import psycopg
 
 from local.stack import StackInfo
 from tests.deploy.cfn_model import REPO
-from tests.deploy.conftest import AppCopy, Tools, sam_build
+from tests.deploy.deploy_helpers import AppCopy, Tools, sam_build
 
 
 def sam_invoke(app: Path, stack: StackInfo, event: str,

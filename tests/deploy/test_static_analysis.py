@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.deploy.cfn_model import REPO, TEMPLATE
-from tests.deploy.conftest import Tools
+from tests.deploy.deploy_helpers import Tools, install_tools
 
 CHECKOV = REPO / ".venv-tools/checkov/bin/checkov"
 BASELINE = REPO / "checkov-baseline.txt"
@@ -28,15 +27,7 @@ def checkov(tools: Tools) -> Path:
     if not CHECKOV.exists():
         if os.environ.get("DEPLOY_TESTS_NO_INSTALL"):
             pytest.fail("checkov missing: run bash scripts/install_tools.sh")
-        done = subprocess.run(
-            ["bash", str(REPO / "scripts/install_tools.sh")],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        assert done.returncode == 0, f"install_tools.sh failed:\n{done.stdout}\n{done.stderr}"
+        install_tools()
     return CHECKOV
 
 

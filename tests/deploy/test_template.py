@@ -519,7 +519,7 @@ def test_alarms_and_dashboard(template: dict[str, Any]) -> None:
 
 
 def test_layer_and_glue_get_the_runtime_dependencies(template: dict[str, Any]) -> None:
-    from tests.deploy.conftest import layer_requirements
+    from tests.deploy.deploy_helpers import layer_requirements
 
     requirements = layer_requirements(REPO / "pyproject.toml")
     names = [re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements]

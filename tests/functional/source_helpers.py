@@ -15,7 +15,7 @@ import psycopg
 from local.postgres import PostgresServer
 from shared.records import StreamRecord, TransformResult
 from shared.spec import PipelineSpec
-from tests.conftest import REGION
+from tests.stack_helpers import REGION
 
 
 def fresh_source(server: PostgresServer) -> str:

@@ -12,7 +12,7 @@ import pytest
 from local.record_builders import DmsStream, lambda_event
 from shared.migrations import migrate
 from shared.spec import parse_spec
-from tests.functional.conftest import Consumer, data_api, reset_caches
+from tests.functional.pipeline_helpers import Consumer, data_api, reset_caches
 
 SPEC = """
 [pipeline]

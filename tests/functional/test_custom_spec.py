@@ -8,7 +8,7 @@ from typing import Any
 
 from local.record_builders import DmsStream
 from shared.spec import parse_spec
-from tests.functional.conftest import Pipeline
+from tests.functional.pipeline_helpers import Pipeline
 
 SHOP = parse_spec({
     "pipeline": {"name": "shop", "replica_schema": "shop_replica", "target_schema": "analytics"},

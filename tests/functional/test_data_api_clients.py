@@ -26,7 +26,7 @@ import pytest
 
 from local.postgres import PostgresServer
 from local.redshift_data_api.auth import AuthSettings
-from tests.conftest import REGION, standin
+from tests.stack_helpers import REGION, standin
 
 WG = "local-workgroup"
 

@@ -30,7 +30,7 @@ from local.ports import free_port
 from local.postgres import PostgresServer
 from local.redshift_data_api.auth import AuthSettings
 from local.redshift_data_api.server import RedshiftDataApiServer
-from tests.conftest import REGION, standin
+from tests.stack_helpers import REGION, standin
 
 MODEL = botocore.session.get_session().get_service_model("redshift-data")
 WG = "local-workgroup"

@@ -16,7 +16,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from tests.functional.test_redshift_data_api import WG, ok
+from tests.functional.data_api_helpers import WG, ok
 
 REQUESTS = 30
 HEADERS = {"Content-Type": "application/x-amz-json-1.1",

@@ -13,7 +13,7 @@ import json
 import uuid
 from typing import Any
 
-from tests.functional.test_redshift_data_api import ok, query, run
+from tests.functional.data_api_helpers import ok, query, run
 
 
 def _bucket(s3: Any) -> str:

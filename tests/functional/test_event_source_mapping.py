@@ -34,8 +34,8 @@ from local.event_source_mapping import (
 )
 from local.event_source_mapping.lanes import lane_of
 from local.record_builders import DmsStream, activity, customer, ticket
-from tests.conftest import REGION
-from tests.functional.conftest import Consumer
+from tests.functional.pipeline_helpers import Consumer
+from tests.stack_helpers import REGION
 
 SHARD_0, SHARD_1 = "shardId-000000000000", "shardId-000000000001"
 HASH_KEYS = {SHARD_0: "0", SHARD_1: str(2**127)}  # moto splits the hash range evenly

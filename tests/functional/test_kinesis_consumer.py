@@ -11,7 +11,7 @@ import pytest
 from functions.kinesis_consumer import app
 from local.ports import free_port
 from local.record_builders import STREAM_ARN, DmsStream, activity, customer, lambda_event, ticket
-from tests.functional.conftest import Consumer, reset_caches
+from tests.functional.pipeline_helpers import Consumer, reset_caches
 
 
 def purchases(stream: DmsStream, count: int, start: int = 1) -> None:

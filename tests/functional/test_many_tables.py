@@ -19,12 +19,12 @@ from local.wide_spec import (
 )
 from shared.glue.job import GlueBatchJob
 from shared.redshift_writer import S3Stager
-from tests.functional.test_glue_batch import (  # noqa: F401
+from tests.functional.glue_helpers import (
     batch_frame,
-    endpoints,
     glue_target,
-    spark,
 )
+from tests.functional.glue_helpers import endpoints_fixture as endpoints  # noqa: F401
+from tests.functional.glue_helpers import spark_fixture as spark  # noqa: F401
 
 
 @pytest.fixture(scope="module")

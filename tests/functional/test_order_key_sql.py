@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from local.postgres import PostgresServer
 from local.redshift_data_api.grammar import check_redshift_sql
 from shared.order_key import ORDER_KEY_MAX_LENGTH, is_newer, newer_sql
-from tests.unit.test_order_key import any_key
+from tests.order_key_strategies import any_key
 
 KEY_TYPE = f"VARCHAR({ORDER_KEY_MAX_LENGTH})"
 QUERY = (

@@ -27,7 +27,6 @@ from pyspark.sql import SparkSession
 
 from glue_job.kinesis_source import AppliedShardPositions, LocalKinesisSource
 from glue_job.local_runner import run
-from glue_job.local_spark import local_spark
 from local.postgres import PostgresServer
 from local.record_builders import (
     BASE_TIME,
@@ -43,9 +42,9 @@ from shared.glue.arguments import GlueJobSettings
 from shared.glue.job import GlueBatchJob
 from shared.records import StreamRecord
 from shared.spec import load_spec
-from tests.conftest import REGION, _fresh_database
-from tests.functional.conftest import Consumer, data_api
-from tests.functional.test_glue_batch import glue_target, put_records
+from tests.functional.glue_helpers import glue_target, put_records, spark_fixture  # noqa: F401
+from tests.functional.pipeline_helpers import Consumer, data_api
+from tests.stack_helpers import REGION, fresh_database
 from tools import table_reload
 
 # PySpark 3.5 calls pandas APIs that pandas 2 deprecates.
@@ -80,11 +79,6 @@ ENGINE_CORPUS = [
     (25, ("00000002/7C008000.3.00000002/7C008000", "2021-08-15T10:10:11Z", 1),
          ("00000002/7C008000.2.00000002/7C008000", "2021-08-15T10:10:11Z", 2)),
 ]
-
-
-@pytest.fixture(scope="module")
-def spark() -> SparkSession:
-    return local_spark("local[2]", shuffle_partitions=4)
 
 
 def change_stream() -> list[StreamRecord]:
@@ -255,7 +249,7 @@ def test_lambda_and_glue_paths_end_in_the_same_state(
 
     # The Glue path: the local runner's reader + the Glue batch function, its own warehouse,
     # its own dead-letter queue, the same HMAC key secret.
-    glue_db = _fresh_database(pg_server, "wh_glue")
+    glue_db = fresh_database(pg_server, "wh_glue")
     target = glue_target(moto_endpoint, redshift_api, redshift_data, glue_db,
                          secret_arn=consumer.env["HMAC_KEY_SECRET_ARN"])
     args = {**target.args, "STREAM_ARN": stream_arn,

@@ -11,7 +11,7 @@ import pytest
 
 from local.source_db import schema_statements
 from shared.spec import PipelineSpec
-from tests.functional.conftest import HMAC_KEY, Pipeline, data_api
+from tests.functional.pipeline_helpers import HMAC_KEY, Pipeline, data_api
 from tools.reconcile import read_source, reconcile
 
 

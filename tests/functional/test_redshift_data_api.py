@@ -24,50 +24,10 @@ import pytest
 from botocore.config import Config
 
 from local.postgres import PostgresServer
-from tests.conftest import standin
+from tests.functional.data_api_helpers import FINAL, WG, batch, ok, query, rows, run, wait
+from tests.stack_helpers import standin
 
 REPO = Path(__file__).resolve().parents[2]
-FINAL = ("FINISHED", "FAILED", "ABORTED")
-WG = "local-workgroup"
-
-
-def wait(client: Any, statement_id: str, timeout: float = 15.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        desc: dict[str, Any] = client.describe_statement(Id=statement_id)
-        if desc["Status"] in FINAL:
-            return desc
-        assert time.monotonic() < deadline, f"statement still {desc['Status']}"
-        time.sleep(0.02)
-
-
-def run(client: Any, db: str, sql: str, **kwargs: Any) -> dict[str, Any]:
-    submitted = client.execute_statement(Sql=sql, WorkgroupName=WG, Database=db, **kwargs)
-    return wait(client, submitted["Id"])
-
-
-def ok(client: Any, db: str, sql: str, **kwargs: Any) -> dict[str, Any]:
-    desc = run(client, db, sql, **kwargs)
-    assert desc["Status"] == "FINISHED", desc.get("Error")
-    return desc
-
-
-def batch(client: Any, db: str, sqls: list[str], **kwargs: Any) -> dict[str, Any]:
-    submitted = client.batch_execute_statement(Sqls=sqls, ClusterIdentifier="local-cluster",
-                                               Database=db, **kwargs)
-    return wait(client, submitted["Id"])
-
-
-def rows(client: Any, statement_id: str) -> list[list[dict[str, Any]]]:
-    return list(client.get_statement_result(Id=statement_id)["Records"])
-
-
-def query(client: Any, db: str, sql: str) -> list[list[Any]]:
-    """The rows of ``sql`` with each field reduced to its value."""
-    desc = ok(client, db, sql)
-    return [[next(iter(f.values())) for f in row] for row in rows(client, desc["Id"])]
-
-
 @pytest.fixture(scope="module")
 def tiny_api(pg_server: PostgresServer, moto_endpoint: str) -> Iterator[str]:
     """A second stand-in with 2-row result pages and a single worker (statements queue)."""

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from local.sample_events import EVENT_ORDER, EVENTS_DIR, POISON_KINDS
-from tests.functional.conftest import Consumer
+from tests.functional.pipeline_helpers import Consumer
 
 WIDE = "SELECT * FROM public.sport_event_activity ORDER BY ticket_id"
 

@@ -26,7 +26,7 @@ from local.record_builders import (
 )
 from shared.migrations import migrate
 from shared.spec import DEFAULT_SPEC_PATH, load_spec
-from tests.functional.conftest import Consumer, data_api
+from tests.functional.pipeline_helpers import Consumer, data_api
 from tools import table_reload
 
 

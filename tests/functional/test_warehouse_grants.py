@@ -26,9 +26,9 @@ from shared.data_api import DataApiTarget, RedshiftDataApi, StatementFailed
 from shared.redshift_writer import RedshiftWriter
 from shared.spec import load_spec
 from shared.transform import Transformer
-from tests.conftest import REGION, standin
 from tests.factories import DmsStream, activity, customer, sport_event, ticket
-from tests.functional.conftest import FAST_RETRY, HMAC_KEY
+from tests.functional.pipeline_helpers import FAST_RETRY, HMAC_KEY
+from tests.stack_helpers import REGION, standin
 
 WG = "local-workgroup"
 CLUSTER = "local-cluster"
