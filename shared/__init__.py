@@ -16,8 +16,8 @@ Pure modules (plain data in, plain data out, no I/O):
 - ``batch_log``: the per-batch log fields, the same on both consumers.
 - ``warehouse_sql``: the SQL text of the schema DDL and of the statements that apply a batch
   (stage, MERGE, truncates, wide-table recomputation).
-- ``apply_procedures``: the landing table and the stored procedures that apply a landed batch
-  in one call (``docs/warehouse-apply.md``).
+- ``apply_procedures``: the landing table and the stored procedures that apply every pending
+  landed batch in one call (``docs/warehouse-apply.md``).
 - ``warehouse_grants``: the consumers' database user and its grants (SQL builders).
 - ``staging``: SQL literals and the JSON of a change's typed row.
 - ``landing``: a batch as landing rows: one INSERT, or JSON lines for one COPY, within the Data
@@ -28,8 +28,10 @@ Edges (they do I/O):
 
 - ``data_api``: the Redshift Data API adapter (submit, wait, retry); the only caller of
   ``redshift-data``.
-- ``redshift_writer``: one reduced batch into Redshift: land it, apply it with one call, in one
-  transaction (Data API + S3).
+- ``redshift_writer``: one reduced batch into Redshift: land it and apply it inline, or hand
+  it to the applier (S3 + its queue); the applier's apply of landed batches (Data API + S3).
+- ``applier``: the single applier's core: the queue adapter, its messages, applying them with
+  bisection so a bad batch fails alone.
 - ``migrations``: create and migrate the warehouse schema from the spec, idempotently (the
   plan, ``plan_migration``, is pure).
 - ``dead_letter``: rejected records, with their reason and payload, to the SQS queue.
