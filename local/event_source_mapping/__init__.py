@@ -79,6 +79,11 @@ Choices where the Lambda documentation leaves room, and differences from AWS:
   environment process that runs too long is stopped and discarded.
 - Only an SQS queue as on-failure destination; no tumbling windows, no event filtering, no
   enhanced fan-out consumers; the failure record's ``timestamp`` is the local clock.
+
+``sqs`` holds the other mapping, Lambda's for an SQS queue (``LocalSqsEventSourceMapping``:
+batching window, ReportBatchItemFailures, messages left to the queue's visibility timeout and
+redrive policy); the single applier runs behind it on the local stack (``local.cdc``). It
+invokes through the same ``environments``.
 """
 
 from local.event_source_mapping.context import LambdaContext
