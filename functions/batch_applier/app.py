@@ -1,0 +1,125 @@
+"""Batch applier Lambda: applies the batches the Kinesis consumers landed, a thin edge around
+``shared.applier``.
+
+The applier queue's SQS event source mapping hands it up to thousands of ``{"batch_id",
+"key"}`` messages per invocation; all the landed batches among them are applied in one
+transaction (``apply_batches``: one manifest COPY and one ``_cdc_apply_pending`` call), a
+statement Redshift refuses is bisected down to the one batch that causes it. Partial failures
+use ``ReportBatchItemFailures`` ("Handling errors for an SQS event source in Lambda", AWS
+Lambda Developer Guide): only the failed messages come back after the queue's visibility
+timeout, and after ``maxReceiveCount`` deliveries SQS moves them to the applier's dead-letter
+queue. Logs and metrics hold message ids, counts and reasons, never a message body or a row.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.applier import ApplierOutcome, LandedBatch, NotALandedBatch, apply_batches, parse_landed
+from shared.consumer import build_writer
+from shared.data_api import WarehouseUnavailable
+from shared.redshift_writer import RedshiftWriter
+from shared.settings import PipelineSettings
+from shared.spec import PipelineSpec, load_spec
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+# A quoted literal in Redshift's error text may be a landed value (a row the procedure could
+# not cast); the log keeps the error without it.
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+@cache
+def settings() -> PipelineSettings:
+    """Validated once per container."""
+    return PipelineSettings.from_mapping(os.environ)
+
+
+@cache
+def spec() -> PipelineSpec:
+    return load_spec(settings().spec_path)
+
+
+@cache
+def client(name: str) -> Any:
+    return boto3.client(name)  # type: ignore[call-overload]
+
+
+@cache
+def writer() -> RedshiftWriter:
+    """The applier's writer: the staging bucket and the warehouse, never the applier queue (the
+    applier applies; it does not land)."""
+    return build_writer(settings(), spec(), client, applier_queue=False)
+
+
+def without_literals(reason: str) -> str:
+    """``reason`` with every quoted literal replaced by ``'…'``."""
+    return _QUOTED.sub("'…'", reason)
+
+
+def landed_batches(event: SQSEvent, staging_prefix: str,
+                   ) -> tuple[list[LandedBatch], dict[str, str]]:
+    """The landed batches of the event, and the messages that are not one, with the reason."""
+    batches: list[LandedBatch] = []
+    refused: dict[str, str] = {}
+    for record in event.records:
+        try:
+            batches.append(parse_landed(record.message_id, record.body, staging_prefix))
+        except NotALandedBatch as exc:
+            refused[record.message_id] = str(exc)
+    return batches, refused
+
+
+def record_metrics(outcome: ApplierOutcome, failed: int, started: float) -> None:
+    metrics.add_metric("BatchesApplied", MetricUnit.Count, len(outcome.applied))
+    metrics.add_metric("ApplyTransactions", MetricUnit.Count, outcome.transactions)
+    metrics.add_metric("BatchesFailed", MetricUnit.Count, failed)
+    metrics.add_metric("ApplyLatency", MetricUnit.Milliseconds,
+                       (time.perf_counter() - started) * 1000)
+
+
+def failures(message_ids: list[str]) -> dict[str, Any]:
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in message_ids]}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    sqs_event = SQSEvent(event)
+    message_ids = [r.message_id for r in sqs_event.records]
+    batches, refused = landed_batches(sqs_event, settings().staging_prefix)
+    for message_id, reason in refused.items():
+        logger.error("message is not a landed batch; it fails alone",
+                     extra={"message_id": message_id, "reason": reason})
+    try:
+        outcome = apply_batches(writer(), batches)
+    except WarehouseUnavailable as exc:
+        record_metrics(ApplierOutcome(), len(message_ids), started)
+        logger.warning("warehouse unavailable; every message will be retried",
+                       extra={"messages": len(message_ids),
+                              "failure": without_literals(str(exc))})
+        return failures(message_ids)
+    for message_id, reason in outcome.failed.items():
+        logger.error("batch could not be applied; it fails alone",
+                     extra={"message_id": message_id, "reason": without_literals(reason)})
+    failed = [m for m in message_ids if m in refused or m in outcome.failed]
+    record_metrics(outcome, len(failed), started)
+    logger.info("batches applied", extra={"messages": len(message_ids),
+                                          "batches_applied": len(outcome.applied),
+                                          "transactions": outcome.transactions,
+                                          "batches_failed": len(failed)})
+    return failures(failed)

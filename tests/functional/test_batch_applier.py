@@ -1,0 +1,204 @@
+"""The batch applier's Lambda handler on SQS events against the local stack: consumers (the
+Kinesis handler with APPLIER_QUEUE_URL) land batches in S3 and announce them on the applier
+queue (moto); the applier's event carries those messages, as Lambda's SQS event source mapping
+delivers them ("Using Lambda with Amazon SQS", AWS Lambda Developer Guide: the event's
+``Records`` with ``messageId`` and ``body``; ``batchItemFailures`` with ReportBatchItemFailures).
+Asserted: rows in the warehouse, ``_cdc_applied``, the failed message ids."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from functions.batch_applier import app as applier
+from local.record_builders import DmsStream, activity, customer, lambda_event, ticket
+from tests.functional.pipeline_helpers import Consumer, fake_context, reset_caches
+from tests.stack_helpers import REGION
+
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:123456789012:cdc-applier"
+
+
+def reset_applier() -> None:
+    for cached in (applier.settings, applier.spec, applier.client, applier.writer):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def applier_queue(consumer: Consumer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The consumer with an applier queue: it lands its batches instead of applying them."""
+    url: str = consumer.sqs.create_queue(
+        QueueName=f"applier-{consumer.queue_url.rsplit('-', 1)[-1]}")["QueueUrl"]
+    monkeypatch.setenv("APPLIER_QUEUE_URL", url)
+    reset_caches()
+    reset_applier()
+    yield url
+    reset_applier()
+
+
+def purchases(count: int, start: int = 1) -> dict[str, Any]:
+    stream = DmsStream()
+    for i in range(start, start + count):
+        stream.add("customer", "insert", customer(i, f"Buyer {i}", f"buyer{i}@example.com"))
+        stream.add("ticket", "insert", ticket(i, 1))
+        stream.add("ticket_activity", "insert", activity(i, i))
+    return lambda_event(stream.take())
+
+
+def sqs_record(message_id: str, body: str, receive_count: int = 1) -> dict[str, Any]:
+    """One record of Lambda's SQS event."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"handle-{message_id}",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receive_count),
+                       "SentTimestamp": "1764495000000", "SenderId": "AROAEXAMPLE",
+                       "ApproximateFirstReceiveTimestamp": "1764495000001"},
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 (SQS's own digest)
+        "eventSource": "aws:sqs",
+        "eventSourceARN": QUEUE_ARN,
+        "awsRegion": REGION,
+    }
+
+
+def landed(consumer: Consumer, queue_url: str, *events: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run the consumer on each Kinesis event; the applier queue's messages as event records."""
+    for event in events:
+        assert consumer.invoke(event) == {"batchItemFailures": []}
+    messages = consumer.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                            WaitTimeSeconds=0)["Messages"]
+    assert len(messages) == len(events)
+    return [sqs_record(m["MessageId"], m["Body"]) for m in messages]
+
+
+def apply(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return applier.lambda_handler({"Records": records}, fake_context())  # type: ignore[no-any-return]
+
+
+@contextmanager
+def applier_log() -> Iterator[io.StringIO]:
+    """The applier's log lines, written during the block."""
+    log_stream = io.StringIO()
+    previous = applier.logger.registered_handler.setStream(log_stream)  # type: ignore[attr-defined]
+    try:
+        yield log_stream
+    finally:
+        applier.logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+def ticket_ids(consumer: Consumer) -> list[int]:
+    return [r["ticket_id"] for r in consumer.sql(
+        "SELECT ticket_id FROM public.sport_event_activity ORDER BY 1")]
+
+
+def applied_batches(consumer: Consumer) -> list[str]:
+    return [r["batch_id"] for r in consumer.sql(
+        'SELECT batch_id FROM cdc_replica."_cdc_applied" ORDER BY 1')]
+
+
+def test_two_landed_batches_are_applied_in_one_transaction(
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    records = landed(consumer, applier_queue, purchases(2), purchases(2, start=3))
+    assert ticket_ids(consumer) == []  # landed, not applied: the consumer sent no apply
+
+    assert apply(records) == {"batchItemFailures": []}
+
+    assert ticket_ids(consumer) == [1, 2, 3, 4]
+    batches = sorted(json.loads(r["body"])["batch_id"] for r in records)
+    assert applied_batches(consumer) == batches
+    output = capfd.readouterr().out
+    metrics = [json.loads(line) for line in output.splitlines() if '"_aws"' in line]
+    emitted = {name: value for m in metrics for name, value in m.items()
+               if name in ("BatchesApplied", "ApplyTransactions", "BatchesFailed")}
+    assert emitted == {"BatchesApplied": [2.0], "ApplyTransactions": [1.0],
+                       "BatchesFailed": [0.0]}
+    assert any("ApplyLatency" in m for m in metrics)
+
+
+def test_a_redelivered_message_changes_nothing(consumer: Consumer, applier_queue: str) -> None:
+    [record] = landed(consumer, applier_queue, purchases(2))
+    assert apply([record]) == {"batchItemFailures": []}
+    before = consumer.sql("SELECT * FROM public.sport_event_activity ORDER BY ticket_id")
+
+    again = sqs_record(record["messageId"], record["body"], receive_count=2)
+    assert apply([again]) == {"batchItemFailures": []}
+
+    assert consumer.sql("SELECT * FROM public.sport_event_activity ORDER BY ticket_id") == before
+    assert applied_batches(consumer) == [json.loads(record["body"])["batch_id"]]
+
+
+def test_a_message_that_is_no_landed_batch_fails_alone(
+    consumer: Consumer, applier_queue: str,
+) -> None:
+    [good] = landed(consumer, applier_queue, purchases(1))
+    garbage = sqs_record("garbage-1", '{"hello": "world"}')
+    foreign_key = sqs_record("foreign-1", json.dumps(
+        {"batch_id": "ab" * 16, "key": "elsewhere/" + "ab" * 16 + ".json"}))
+    with applier_log() as log_stream:
+        response = apply([garbage, good, foreign_key])
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "garbage-1"},
+                                              {"itemIdentifier": "foreign-1"}]}
+    assert ticket_ids(consumer) == [1]
+    logged = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    reasons = {e["message_id"]: e["reason"] for e in logged if "message_id" in e}
+    assert reasons == {
+        "garbage-1": "not a landed batch message (JSON with batch_id and key)",
+        "foreign-1": "key is not the batch's landing object under the staging prefix",
+    }
+    assert "hello" not in log_stream.getvalue() and "elsewhere" not in log_stream.getvalue()
+
+
+def test_a_batch_the_warehouse_refuses_fails_alone_and_its_neighbours_are_applied(
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    records = landed(consumer, applier_queue, purchases(1), purchases(1, start=2),
+                     purchases(1, start=3))
+    bad = records[1]
+    s3 = applier.client("s3")
+    bucket, key = consumer.env["STAGING_BUCKET"], json.loads(bad["body"])["key"]
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert b'"ticket_price":"100.00"' in body
+    # A value the apply procedure cannot cast to the column's type (DECIMAL).
+    s3.put_object(Bucket=bucket, Key=key,
+                  Body=body.replace(b'"ticket_price":"100.00"', b'"ticket_price":"secret-price"'))
+
+    with applier_log() as log_stream:
+        response = apply(records)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": bad["messageId"]}]}
+    assert ticket_ids(consumer) == [1, 3]
+    good = sorted(json.loads(r["body"])["batch_id"] for r in (records[0], records[2]))
+    assert applied_batches(consumer) == good
+    assert consumer.sql('SELECT count(*) AS n FROM cdc_replica."_cdc_landing"')[0]["n"] == 0
+    output = capfd.readouterr()
+    assert "secret-price" not in output.out + output.err + log_stream.getvalue()
+    [failure] = [e for e in map(json.loads, log_stream.getvalue().splitlines())
+                 if "message_id" in e]
+    assert failure["message_id"] == bad["messageId"]
+    assert "invalid input syntax for type numeric" in failure["reason"]
+
+
+def test_warehouse_unavailable_fails_every_message(
+    consumer: Consumer, applier_queue: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = landed(consumer, applier_queue, purchases(1), purchases(1, start=2))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    reset_applier()
+
+    assert apply(records) == {"batchItemFailures": [{"itemIdentifier": r["messageId"]}
+                                                    for r in records]}
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA",
+                       consumer.env["AWS_ENDPOINT_URL_REDSHIFT_DATA"])
+    reset_applier()
+    assert apply(records) == {"batchItemFailures": []}
+    assert ticket_ids(consumer) == [1, 2]
