@@ -38,6 +38,29 @@ LAMBDA_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE",
     "LOG_LEVEL",
 }
+# The Kinesis consumer's alone: on the Lambda path it lands batches for the batch applier; the
+# Glue job applies inline and has no such argument.
+CONSUMER_ONLY_ENV = {"APPLIER_QUEUE_URL"}
+# The batch applier's own variables (it shares the Globals with the other functions).
+APPLIER_ENV = {
+    "HMAC_KEY_SECRET_ARN",
+    "DEAD_LETTER_QUEUE_URL",
+    "STAGING_BUCKET",
+    "STAGING_PREFIX",
+    "COPY_IAM_ROLE_ARN",
+    "POWERTOOLS_SERVICE_NAME",
+}
+APPLIER_RESOURCES = {
+    "ApplierQueue",
+    "ApplierDeadLetterQueue",
+    "BatchApplierLogGroup",
+    "BatchApplierRole",
+    "BatchApplierFunction",
+    "ApplierEventSourceMapping",
+    "ApplierQueueAgeAlarm",
+    "ApplierDeadLetterQueueDepthAlarm",
+    "ApplierErrorsAlarm",
+}
 # boto3's endpoint variables the functions declare, empty on AWS (make sam-invoke sets them).
 ENDPOINT_ENV = {
     "AWS_ENDPOINT_URL_REDSHIFT_DATA",
@@ -131,9 +154,14 @@ def test_outputs(template: dict[str, Any]) -> None:
         "GlueJobName",
         "RedshiftWorkgroup",
         "RedshiftCluster",
+        "BatchApplierFunctionName",
+        "ApplierQueueUrl",
+        "ApplierDeadLetterQueueUrl",
     ]:
         assert name in outputs, name
         assert outputs[name]["Description"]
+    for name in ("BatchApplierFunctionName", "ApplierQueueUrl", "ApplierDeadLetterQueueUrl"):
+        assert outputs[name]["Condition"] == "UseLambdaPath", name
     for mode, overrides in REDSHIFT_MODES.items():
         ev = Evaluator(template, overrides)
         shown = {
@@ -168,6 +196,55 @@ def test_processing_path_toggle(template: dict[str, Any], path: str) -> None:
     assert run_state["Desired"] == ("RUNNING" if path == "Glue" else "STOPPED")
     # Both consumers stay defined, so a switch keeps each one's checkpoints.
     assert "KinesisConsumerFunction" in resources and "GlueStreamingJob" in resources
+    # The batch applier and its queues exist on the Lambda path only (the Glue job applies
+    # inline); the consumer lands for it there, and applies inline otherwise.
+    assert (APPLIER_RESOURCES & set(resources)) == (APPLIER_RESOURCES if path == "Lambda"
+                                                     else set())
+    env = ev.value(resources["KinesisConsumerFunction"]["Properties"]["Environment"]["Variables"])
+    expected = {"Ref": "ApplierQueue"} if path == "Lambda" else ""
+    assert env["APPLIER_QUEUE_URL"] == expected
+
+
+def test_applier_queue_and_its_event_source_mapping(template: dict[str, Any]) -> None:
+    """"Creating and configuring an Amazon SQS event source mapping" (AWS Lambda Developer
+    Guide): visibility timeout at least six times the function's timeout; a batch size above
+    10 needs a batching window of at least 1 s; ScalingConfig.MaximumConcurrency 2-1000."""
+    resources = Evaluator(template, {"ProcessingPath": "Lambda"}).resources()
+    function = resources["BatchApplierFunction"]["Properties"]
+    queue = resources["ApplierQueue"]["Properties"]
+    assert int(queue["VisibilityTimeout"]) >= 6 * int(function["Timeout"])
+    assert queue["MessageRetentionPeriod"] == 1209600  # 14 days, the most SQS keeps
+    assert queue["KmsMasterKeyId"] == {"Ref": "DataKey"}
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ApplierDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    dead_letters = resources["ApplierDeadLetterQueue"]["Properties"]
+    assert dead_letters["KmsMasterKeyId"] == {"Ref": "DataKey"}
+    assert dead_letters["MessageRetentionPeriod"] >= queue["MessageRetentionPeriod"]
+    for name in ("ApplierQueue", "ApplierDeadLetterQueue"):
+        assert resources[name]["DeletionPolicy"] == "Retain", name
+
+    raw = template["Resources"]["ApplierEventSourceMapping"]
+    esm = raw["Properties"]
+    assert raw["DependsOn"] == "SchemaMigration"
+    assert esm["EventSourceArn"] == {"Fn::GetAtt": ["ApplierQueue", "Arn"]}
+    assert esm["FunctionName"] == {"Ref": "BatchApplierFunction"}
+    assert esm["BatchSize"] == 10000
+    assert esm["MaximumBatchingWindowInSeconds"] == {"Ref": "ApplierBatchingWindowSeconds"}
+    window = template["Parameters"]["ApplierBatchingWindowSeconds"]
+    assert (window["Default"], window["MinValue"], window["MaxValue"]) == (1, 1, 300)
+    assert esm["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+    env = function["Environment"]["Variables"]
+    assert set(env) == APPLIER_ENV
+    assert env["POWERTOOLS_SERVICE_NAME"] == "cdc-batch-applier"
+    assert env["STAGING_PREFIX"] == "staging/"  # the StagingPrefix default, as the consumer's
+    assert "APPLIER_QUEUE_URL" not in env  # it applies; it never lands
+    # A message must not outlive its landed batch (the lifecycle rule of the staging prefix).
+    expiration = template["Parameters"]["StagingExpirationDays"]["Default"]
+    assert expiration * 86400 > queue["MessageRetentionPeriod"]
 
 
 def test_event_source_mapping(template: dict[str, Any]) -> None:
@@ -207,6 +284,7 @@ def test_lambda_functions(template: dict[str, Any]) -> None:
     for name, code_uri in [
         ("KinesisConsumerFunction", "functions/kinesis_consumer/"),
         ("SchemaMigratorFunction", "functions/schema_migrator/"),
+        ("BatchApplierFunction", "functions/batch_applier/"),
     ]:
         props = resources[name]["Properties"]
         assert props["CodeUri"] == code_uri
@@ -227,7 +305,7 @@ def test_consumer_environment(template: dict[str, Any], mode: str) -> None:
         template["Resources"]["KinesisConsumerFunction"]["Properties"]["Environment"]["Variables"]
     )
     env = common | own
-    assert set(env) == LAMBDA_ENV | ENDPOINT_ENV
+    assert set(env) == LAMBDA_ENV | CONSUMER_ONLY_ENV | ENDPOINT_ENV
     assert all(env[name] == "" for name in ENDPOINT_ENV)
     target = [env["REDSHIFT_WORKGROUP_NAME"], env["REDSHIFT_CLUSTER_IDENTIFIER"]]
     assert sum(1 for t in target if t != "") == 1, target
@@ -477,6 +555,45 @@ def test_least_privilege(template: dict[str, Any], mode: str) -> None:
     if mode in ("CreateServerless", "ExistingServerlessSecret"):
         assert "secretsmanager:GetSecretValue" in by_action
         assert "redshift-serverless:GetCredentials" not in by_action
+
+
+def _role_actions(resources: dict[str, Any], role: str) -> dict[str, Any]:
+    """Each action of the role's inline policies and the resource it is granted on."""
+    granted: dict[str, Any] = {}
+    for _, st in iter_policy_statements({role: resources[role]}):
+        for action in _actions(st):
+            granted[action] = st["Resource"]
+    return granted
+
+
+def test_batch_applier_role_is_least_privilege(template: dict[str, Any]) -> None:
+    resources = Evaluator(template, {"ProcessingPath": "Lambda"}).resources()
+    staging = {"Fn::Sub": "${StagingBucket.Arn}/${StagingPrefix}*"}
+    queue = {"Fn::GetAtt": ["ApplierQueue", "Arn"]}
+    assert _role_actions(resources, "BatchApplierRole") == {
+        "logs:CreateLogStream": {"Fn::Sub": "${BatchApplierLogGroup.Arn}:*"},
+        "logs:PutLogEvents": {"Fn::Sub": "${BatchApplierLogGroup.Arn}:*"},
+        # What the SQS event source mapping does with the function's role.
+        "sqs:ReceiveMessage": queue,
+        "sqs:DeleteMessage": queue,
+        "sqs:GetQueueAttributes": queue,
+        "sqs:ChangeMessageVisibility": queue,
+        "kms:Decrypt": {"Fn::GetAtt": ["DataKey", "Arn"]},
+        # The COPY manifest in, the applied batches out; Redshift reads them (RedshiftCopyRole).
+        "s3:PutObject": staging,
+        "s3:DeleteObject": staging,
+    }
+    role = resources["BatchApplierRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == [{"Ref": "RedshiftDataAccessPolicy"}]
+    sends = [st["Resource"] for _, st in iter_policy_statements(
+        {"KinesisConsumerRole": resources["KinesisConsumerRole"]})
+        if "sqs:SendMessage" in _actions(st)]
+    assert queue in sends
+    glue = Evaluator(template, {"ProcessingPath": "Glue"}).resources()
+    sends = [st["Resource"] for _, st in iter_policy_statements(
+        {"KinesisConsumerRole": glue["KinesisConsumerRole"]})
+        if "sqs:SendMessage" in _actions(st)]
+    assert queue not in sends
 
 
 def test_glue_and_lambda_role_scopes(template: dict[str, Any]) -> None:
