@@ -4,13 +4,16 @@ the warehouse.
     python -m local.cdc demo [--path lambda] [--duration 30] [--rate 40] [--spec FILE]
     python -m local.cdc demo --source DSN --spec FILE [--duration 30]   # your own database
     python -m local.cdc run --source DSN --spec FILE [--duration S]     # until Ctrl-C
-    python -m local.cdc consume --stack-dir DIR --state-dir DIR     # the consumer process
+    python -m local.cdc consume --stack-dir DIR --state-dir DIR     # consumer (+ applier)
+    python -m local.cdc apply --stack-dir DIR --state-dir DIR       # the applier alone
     python -m local.cdc reconcile --stack-dir DIR --state-dir DIR
 
 ``demo`` starts a fresh local stack (PostgreSQL with a ``source`` database in logical
 replication and the ``warehouse`` database behind the Redshift Data API stand-in, moto for
 Kinesis, S3, SQS and Secrets Manager), creates and seeds the source, runs the local DMS (full
-load, then CDC), the consumer (the Lambda handler behind a local event source mapping) and a
+load, then CDC), the consumer (the Lambda handler behind a local event source mapping; it
+lands each batch, and the single applier, the batch applier function behind a local SQS event
+source mapping on the applier's queue, applies every landed batch in one transaction) and a
 workload of purchases, updates, deletes, email changes, late dimensions and bad rows, shows
 progress, waits until the warehouse has caught up, prints the analyst table and a summary,
 reconciles source and warehouse, and stops everything; the handler's own output (EMF metrics,
@@ -55,8 +58,10 @@ from local.dms import DEFAULT_SLOT, LocalDms
 from local.dms.capture import DDL_AUDIT_TABLE, DDL_FUNCTION, DEFAULT_DDL_SCHEMA, OUTPUT_PLUGIN
 from local.dms.requests import request_reload
 from local.event_source_mapping import LocalEventSourceMapping
+from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
 from local.postgres import PostgresServer, create_database
 from local.stack import StackInfo, ensure_stack, stop_stack
+from local.stack.state import APPLIER_VISIBILITY_TIMEOUT_SECONDS
 from local.workload import TABLES as WORKLOAD_TABLES
 from local.workload import Workload
 from shared.data_api import DataApiTarget, RedshiftDataApi
@@ -77,6 +82,7 @@ EVOLVED_TABLE = "ticket"
 ON_FAILURE_QUEUE = "cdc-on-failure"
 USER_SOURCE_SLOT = "cdc_local_run"  # the slot `run` creates on a user's database, and drops
 HANDLER_OUTPUT = "handler-output.log"  # in the state dir: the handler's EMF metrics and logs
+APPLIER_HANDLER = "functions.batch_applier.app.lambda_handler"
 log = logging.getLogger("local.cdc")
 
 
@@ -89,23 +95,32 @@ class LocalPipeline:
     """The parts of the pipeline on one local stack; each part can run in a thread.
 
     The source is the stack's own ``source`` database, or ``external_source`` (a user's
-    database, ``run``)."""
+    database, ``run``). With ``applier`` the Kinesis consumer lands its batches for the single
+    applier (``APPLIER_QUEUE_URL``, as template.yaml configures it), and whoever runs the
+    consumer runs ``applier_mapping()`` too; without, it applies each batch inline."""
 
     stack: StackInfo
     spec: PipelineSpec
     state_dir: Path
     external_source: str | None = None
+    applier: bool = False
     threads: list[threading.Thread] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def prepare(cls, stack_dir: Path, state_dir: Path, spec: PipelineSpec | None = None, *,
-                spec_path: str | None = None, source_dsn: str | None = None) -> LocalPipeline:
+                spec_path: str | None = None, source_dsn: str | None = None,
+                applier: bool = False) -> LocalPipeline:
         """Start (or reuse) the stack, migrated to ``spec_path`` when given; ``spec`` defaults
-        to the spec the stack follows (the consumer reads that one too)."""
+        to the spec the stack follows (the consumer reads that one too). ``applier``: the
+        consumer lands for the single applier (see the class)."""
         stack = ensure_stack(stack_dir, spec_path)
-        os.environ.update(stack.environment())  # plain boto3 clients now reach the stack
-        pipeline = cls(stack, spec or load_spec(stack.spec_path or None), state_dir, source_dsn)
+        # Plain boto3 clients (and the execution environments, started later) reach the stack.
+        os.environ.update(stack.environment(applier))
+        if not applier:
+            os.environ.pop("APPLIER_QUEUE_URL", None)
+        pipeline = cls(stack, spec or load_spec(stack.spec_path or None), state_dir, source_dsn,
+                       applier)
         state_dir.mkdir(parents=True, exist_ok=True)
         if source_dsn is None:
             create_database(PostgresServer(stack_dir / "pg", stack.postgres_port),
@@ -142,13 +157,40 @@ class LocalPipeline:
             poll_interval_seconds=0.2,
         )
 
-    def consumer_command(self, path: str, once: bool = False) -> list[str]:
-        """``python -m`` arguments of the consumer process for ``path`` (lambda | glue)."""
+    def applier_mapping(self) -> LocalSqsEventSourceMapping:
+        """The batch applier function behind an SQS event source mapping on the applier's
+        queue: one invocation at a time (the single applier), up to 10,000 landed batches per
+        event gathered for at most a second, in an execution environment of its own."""
+        return LocalSqsEventSourceMapping(
+            boto3.client("sqs"), self.stack.resources.applier_queue_url, APPLIER_HANDLER,
+            batch_size=10_000, batching_window_seconds=1.0, maximum_concurrency=1,
+            function_timeout_seconds=APPLIER_VISIBILITY_TIMEOUT_SECONDS,
+            poll_interval_seconds=0.2)
+
+    def applier_depth(self) -> int:
+        """Landed batches waiting for the applier (visible, in flight or delayed)."""
+        counts = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                  "ApproximateNumberOfMessagesDelayed")
+        attributes = boto3.client("sqs").get_queue_attributes(
+            QueueUrl=self.stack.resources.applier_queue_url,
+            AttributeNames=list(counts))["Attributes"]
+        return sum(int(attributes.get(name, 0)) for name in counts)
+
+    def consumer_command(self, path: str, once: bool = False,
+                         applier: bool = True) -> list[str]:
+        """``python -m`` arguments of the consumer process for ``path`` (lambda | glue); on
+        the Lambda path it runs the applier too unless ``applier`` is False (then run
+        ``applier_command()`` in a process of its own)."""
         if path == "glue":
             return ["glue_job.local_runner", "--stack-dir", str(self.stack.state_dir),
                     "--state-dir", str(self.state_dir / "glue"), "--window-size", "2 seconds",
                     *(["--once"] if once else [])]
         return ["local.cdc", "consume", "--stack-dir", str(self.stack.state_dir),
+                "--state-dir", str(self.state_dir), *([] if applier else ["--no-applier"])]
+
+    def applier_command(self) -> list[str]:
+        """``python -m`` arguments of a process that runs the applier alone."""
+        return ["local.cdc", "apply", "--stack-dir", str(self.stack.state_dir),
                 "--state-dir", str(self.state_dir)]
 
     def start(self, target: Any, name: str) -> None:
@@ -207,8 +249,10 @@ class LocalPipeline:
         return reasons
 
 
-def catch_up(dms: LocalDms, consumer: LocalEventSourceMapping, timeout: float = 120.0) -> None:
-    """Capture and consume until the source has nothing new and the stream is drained.
+def catch_up(dms: LocalDms, consumer: LocalEventSourceMapping, timeout: float = 120.0,
+             applier: LocalSqsEventSourceMapping | None = None) -> None:
+    """Capture, consume and apply until the source has nothing new, the stream is drained and
+    the applier's queue (when there is an applier) is empty.
 
     The local source commits asynchronously, so its last changes reach the WAL (and logical
     decoding) up to ~0.6 s after they commit: wait that out first.
@@ -218,7 +262,10 @@ def catch_up(dms: LocalDms, consumer: LocalEventSourceMapping, timeout: float = 
     while True:
         captured = dms.drain()
         consumer.drain(timeout_seconds=max(1.0, deadline - time.monotonic()))
-        if captured == 0 and consumer.pending_records == 0:
+        if applier is not None:
+            applier.drain(timeout_seconds=max(1.0, deadline - time.monotonic()))
+        if captured == 0 and consumer.pending_records == 0 and (
+                applier is None or applier.queue_depth() == 0):
             return
         if time.monotonic() > deadline:
             raise TimeoutError("the pipeline did not catch up in time")
@@ -229,15 +276,17 @@ def records_sent(dms: LocalDms) -> int:
 
 
 def pipeline_status(dms: LocalDms, consumer: LocalEventSourceMapping, rejected: int,
-                    transactions: int | None = None) -> str:
+                    transactions: int | None = None, applier_depth: int | None = None) -> str:
     """One line of counters: what the source did (when a workload runs), what DMS captured,
-    what the consumer got, what was dead-lettered and how far the consumer is behind."""
+    what the consumer got, what was dead-lettered, how far the consumer is behind and (with
+    an applier) how many landed batches wait on the applier's queue."""
     captured = records_sent(dms)
     delivered = consumer.counters.records_delivered
     behind = max(captured - delivered, 0)
     source = "" if transactions is None else f"source txns {transactions}  "
+    applier = "" if applier_depth is None else f"  applier queue {applier_depth}"
     return (f"{source}captured {captured}  consumed {delivered}  rejected {rejected}  "
-            f"behind {behind}")
+            f"behind {behind}{applier}")
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str], width: int = 14) -> None:
@@ -453,16 +502,20 @@ class StopRequest:
 @dataclass
 class PipelineRun:
     """The local DMS and a consumer (the Lambda handler in threads, or the Glue runner in a
-    process of its own) on one ``LocalPipeline``."""
+    process of its own) on one ``LocalPipeline``; on the Lambda path of a pipeline with the
+    applier, the applier's mapping beside the consumer (the Glue job applies inline)."""
 
     pipeline: LocalPipeline
     path: str
     dms: LocalDms = field(init=False)
     consumer: LocalEventSourceMapping = field(init=False)
+    applier: LocalSqsEventSourceMapping | None = field(init=False)
     glue: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.dms, self.consumer = self.pipeline.dms(), self.pipeline.consumer()
+        self.applier = (self.pipeline.applier_mapping()
+                        if self.pipeline.applier and self.path != "glue" else None)
 
     def full_load(self) -> int:
         total = estimated_rows(self.pipeline.source_dsn, self.pipeline.spec)
@@ -477,9 +530,12 @@ class PipelineRun:
                                self.pipeline.state_dir / "glue-runner.log")
         else:
             self.pipeline.start(self.consumer.run, "consumer")
+            if self.applier is not None:
+                self.pipeline.start(self.applier.run, "applier")
 
     def status(self, transactions: int | None = None) -> str:
-        return pipeline_status(self.dms, self.consumer, self.pipeline.rejected(), transactions)
+        return pipeline_status(self.dms, self.consumer, self.pipeline.rejected(), transactions,
+                               None if self.applier is None else self.pipeline.applier_depth())
 
     def stream(self, duration: float | None, until: threading.Event,
                tick: Callable[[float], None] | None = None,
@@ -509,7 +565,7 @@ class PipelineRun:
         if self.glue is None:
             with watch("catch-up", lambda: (self.consumer.counters.records_delivered,
                                             records_sent(self.dms), "")):
-                catch_up(self.dms, self.consumer)
+                catch_up(self.dms, self.consumer, applier=self.applier)
             return
         self.glue.terminate()
         self.glue.wait(timeout=60)
@@ -525,6 +581,9 @@ class PipelineRun:
         if self.glue is not None and self.glue.poll() is None:
             self.glue.kill()
         self.pipeline.shutdown()
+        self.consumer.close()
+        if self.applier is not None:
+            self.applier.close()
 
     def reconcile(self) -> Reconciliation:
         with steps("reconcile", reconcile_steps(self.pipeline.spec)) as step:
@@ -570,7 +629,7 @@ def demo(args: argparse.Namespace) -> int:
     run: PipelineRun | None = None
     try:
         pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec,
-                                         spec_path=spec_path)
+                                         spec_path=spec_path, applier=args.path == "lambda")
         workload = pipeline.workload()
         workload.create_schema(loose=True)
         workload.seed_data(customers=args.customers, events=10, purchases=args.purchases)
@@ -643,7 +702,8 @@ def run_on_source(args: argparse.Namespace) -> int:
     run: PipelineRun | None = None
     try:
         pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec,
-                                         spec_path=spec_path, source_dsn=args.source)
+                                         spec_path=spec_path, source_dsn=args.source,
+                                         applier=args.path == "lambda")
         run = PipelineRun(pipeline, args.path)
         until = "until Ctrl-C" if args.duration is None else f"for {args.duration:.0f}s"
         print(f"full load of {len(spec.tables)} tables from your database, then CDC through "
@@ -735,11 +795,36 @@ def show_results(pipeline: LocalPipeline, run: PipelineRun, rows: int,
 
 
 def consume(args: argparse.Namespace) -> int:
-    """Run the consumer (event source mapping + Lambda handler) until SIGTERM."""
+    """Run the consumer (event source mapping + Lambda handler, landing for the applier) and,
+    unless ``--no-applier``, the applier beside it, until SIGTERM."""
     pipeline = LocalPipeline.prepare(Path(args.stack_dir), Path(args.state_dir),
-                                     spec_path=_spec_path(args))
+                                     spec_path=_spec_path(args), applier=True)
     signal.signal(signal.SIGTERM, lambda *_: pipeline.stop.set())
-    pipeline.consumer().run(pipeline.stop)
+    consumer = pipeline.consumer()
+    applier = pipeline.applier_mapping() if args.applier else None
+    try:
+        if applier is not None:
+            pipeline.start(applier.run, "applier")
+        consumer.run(pipeline.stop)
+    finally:
+        pipeline.shutdown()
+        consumer.close()
+        if applier is not None:
+            applier.close()
+    return 0
+
+
+def apply(args: argparse.Namespace) -> int:
+    """Run the applier alone (its SQS event source mapping + the batch applier) until
+    SIGTERM."""
+    pipeline = LocalPipeline.prepare(Path(args.stack_dir), Path(args.state_dir),
+                                     spec_path=_spec_path(args), applier=True)
+    signal.signal(signal.SIGTERM, lambda *_: pipeline.stop.set())
+    applier = pipeline.applier_mapping()
+    try:
+        applier.run(pipeline.stop)
+    finally:
+        applier.close()
     return 0
 
 
@@ -804,11 +889,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m local.cdc") -> in
     _add_run_options(run_parser, None, ".local-stack/run")
     _add_source_options(run_parser, required=True)
     run_parser.set_defaults(func=run_on_source)
-    for name, func in (("consume", consume), ("reconcile", reconcile_command)):
+    for name, func in (("consume", consume), ("apply", apply),
+                       ("reconcile", reconcile_command)):
         sub = commands.add_parser(name)
         sub.add_argument("--stack-dir", required=True)
         sub.add_argument("--state-dir", required=True)
         sub.add_argument("--spec", help="pipeline spec (default: the one the stack follows)")
+        if name == "consume":
+            sub.add_argument("--applier", action=argparse.BooleanOptionalAction, default=True,
+                             help="run the applier in this process too (default: yes)")
         sub.set_defaults(func=func)
     args = parser.parse_args(argv)
     try:

@@ -12,6 +12,13 @@ including the ones it sets to an empty string on this kind of deployment (a Serv
 workgroup, no cluster, no DB user): the consumer must read an empty value as unset there too.
 ``REDSHIFT_SECRET_ARN`` is the consumers' own user (created and granted by the schema
 migrator), never the admin's: the consumer runs with least privilege, as on AWS.
+
+``APPLIER_QUEUE_URL`` (the single applier's queue) is set only with ``applier=True``: a
+consumer that has it lands its batches and leaves them to the applier, so it belongs to runs
+that run the applier too (``local.cdc.LocalPipeline``). One-off invocations (``make invoke``,
+``sam local invoke``, ``cdc dlq replay``) run without it and apply inline, in the same
+transaction design (``shared.redshift_writer``). The applier function reads the same variables
+(it ignores ``APPLIER_QUEUE_URL``: it applies, it does not land).
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ CONFLICTING_VARIABLES = (
 )
 
 
-def handler_environment(info: StackInfo) -> dict[str, str]:
-    """Every variable the consumer reads, plus endpoints, region and dummy credentials."""
+def handler_environment(info: StackInfo, applier: bool = False) -> dict[str, str]:
+    """Every variable the consumer reads, plus endpoints, region and dummy credentials; with
+    ``applier``, the applier's queue too (the consumer then lands for the applier)."""
     resources = info.resources
     env = {
         "AWS_DEFAULT_REGION": info.region,
@@ -68,6 +76,8 @@ def handler_environment(info: StackInfo) -> dict[str, str]:
         "POWERTOOLS_METRICS_NAMESPACE": "CdcRedshiftUpserts",
         "LOG_LEVEL": "INFO",
     })
+    if applier:
+        env["APPLIER_QUEUE_URL"] = resources.applier_queue_url
     return env
 
 

@@ -1,8 +1,9 @@
 """Provision what the consumer needs on the local stack, idempotently.
 
-In moto: the HMAC key secret, the dead-letter queue, the staging bucket, the change stream and
-the two warehouse secrets (``{"username", "password"}``, as the Data API reads them): the
-namespace's admin user and the consumers' user.
+In moto: the HMAC key secret, the dead-letter queue, the single applier's queue with its
+redrive dead-letter queue, the staging bucket, the change stream and the two warehouse secrets
+(``{"username", "password"}``, as the Data API reads them): the namespace's admin user and the
+consumers' user.
 In the warehouse: the admin user (a superuser, like a namespace's AdminUsername), Redshift's
 defaults PostgreSQL lacks (every user may CREATE in schema ``public``), then the schema of the
 pipeline spec (the packaged one or the stack's, see ``lifecycle``) through the Data API
@@ -37,6 +38,10 @@ from local.stack.state import (
     ACCESS_KEY_ID,
     ADMIN_SECRET_NAME,
     ADMIN_USER,
+    APPLIER_DEAD_LETTER_QUEUE_NAME,
+    APPLIER_MAX_RECEIVE_COUNT,
+    APPLIER_QUEUE_NAME,
+    APPLIER_VISIBILITY_TIMEOUT_SECONDS,
     BUCKET_NAME,
     CONSUMER_SECRET_NAME,
     CONSUMER_USER,
@@ -139,8 +144,26 @@ def _ensure_stream(client: Any) -> str:
     return str(summary["StreamDescriptionSummary"]["StreamARN"])
 
 
+def _ensure_applier_queues(client: Any) -> tuple[str, str]:
+    """The applier's queue and its dead-letter queue (URLs), created or brought back to their
+    attributes: the visibility timeout, and a redrive policy that moves a message received
+    ``APPLIER_MAX_RECEIVE_COUNT`` times to the dead-letter queue ("Using dead-letter queues in
+    Amazon SQS", Amazon SQS Developer Guide). The attributes are set after creating, so a
+    queue that exists with others is corrected rather than refused."""
+    dead_letter_url = str(client.create_queue(QueueName=APPLIER_DEAD_LETTER_QUEUE_NAME)["QueueUrl"])
+    dead_letter_arn = client.get_queue_attributes(
+        QueueUrl=dead_letter_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = str(client.create_queue(QueueName=APPLIER_QUEUE_NAME)["QueueUrl"])
+    client.set_queue_attributes(QueueUrl=queue_url, Attributes={
+        "VisibilityTimeout": str(APPLIER_VISIBILITY_TIMEOUT_SECONDS),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_letter_arn,
+                                     "maxReceiveCount": APPLIER_MAX_RECEIVE_COUNT}),
+    })
+    return queue_url, dead_letter_url
+
+
 def provision_aws(moto_endpoint: str, region: str, state_dir: Path) -> Resources:
-    """Create (or find) the secrets, queue, bucket and stream in moto."""
+    """Create (or find) the secrets, queues, bucket and stream in moto."""
     key_hex = hmac_key_hex(state_dir)
     secrets_client = aws_client("secretsmanager", moto_endpoint, region)
     secret_arn = _ensure_secret(secrets_client, key_hex)
@@ -150,15 +173,18 @@ def provision_aws(moto_endpoint: str, region: str, state_dir: Path) -> Resources
             {"username": user, "password": passwords[user], "engine": "redshift"}))
         for user, name in ((ADMIN_USER, ADMIN_SECRET_NAME), (CONSUMER_USER, CONSUMER_SECRET_NAME))
     }
-    queue_url = aws_client("sqs", moto_endpoint, region).create_queue(
-        QueueName=QUEUE_NAME)["QueueUrl"]
+    sqs = aws_client("sqs", moto_endpoint, region)
+    queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+    applier_queue_url, applier_dead_letter_url = _ensure_applier_queues(sqs)
     _ensure_bucket(aws_client("s3", moto_endpoint, region))
     stream_arn = _ensure_stream(aws_client("kinesis", moto_endpoint, region))
     return Resources(hmac_secret_arn=secret_arn, dead_letter_queue_url=str(queue_url),
                      staging_bucket=BUCKET_NAME, staging_prefix=STAGING_PREFIX,
                      stream_name=STREAM_NAME, stream_arn=stream_arn, copy_role_arn=COPY_ROLE_ARN,
                      admin_secret_arn=login_arns[ADMIN_USER],
-                     consumer_secret_arn=login_arns[CONSUMER_USER])
+                     consumer_secret_arn=login_arns[CONSUMER_USER],
+                     applier_queue_url=applier_queue_url,
+                     applier_dead_letter_queue_url=applier_dead_letter_url)
 
 
 def prepare_namespace(pg: PostgresServer, database: str, admin_password: str) -> None:

@@ -17,7 +17,9 @@ from local.atomic_file import replace_text
 
 DEFAULT_STATE_DIR = Path(".local-stack/stack")
 STATE_FILE = "stack.json"
-STATE_VERSION = 2  # 2: warehouse users (admin and consumer secrets), authenticating stand-in
+# 2: warehouse users (admin and consumer secrets), authenticating stand-in; 3: the applier's
+# queue and its dead-letter queue
+STATE_VERSION = 3
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -37,6 +39,14 @@ CONSUMER_SECRET_NAME = "cdc-redshift-upserts/warehouse-consumer"  # noqa: S105 -
 STREAM_NAME = "cdc-stream"
 STREAM_SHARDS = 4
 QUEUE_NAME = "cdc-dead-letter"
+# The single applier's queue (consumers announce landed batches on it) and its redrive
+# dead-letter queue. Lambda advises a visibility timeout of six times the function's timeout
+# ("Using Lambda with Amazon SQS"); locally the applier's timeout is as long as the visibility
+# timeout, so a failed batch comes back within a minute rather than after half an hour.
+APPLIER_QUEUE_NAME = "cdc-applier"
+APPLIER_DEAD_LETTER_QUEUE_NAME = "cdc-applier-dead-letter"
+APPLIER_VISIBILITY_TIMEOUT_SECONDS = 60
+APPLIER_MAX_RECEIVE_COUNT = 5
 BUCKET_NAME = "cdc-staging-local"
 STAGING_PREFIX = "staging/"
 SECRET_NAME = "cdc-redshift-upserts/hmac-key"  # noqa: S105 - a name, not a secret
@@ -66,6 +76,8 @@ class Resources:
     copy_role_arn: str
     admin_secret_arn: str
     consumer_secret_arn: str
+    applier_queue_url: str
+    applier_dead_letter_queue_url: str
 
 
 @dataclass(frozen=True)
@@ -94,11 +106,12 @@ class StackInfo:
         """libpq conninfo of the warehouse database (direct access, bypassing the Data API)."""
         return f"host=127.0.0.1 port={self.postgres_port} user=postgres dbname={self.database}"
 
-    def environment(self) -> dict[str, str]:
-        """The consumer's environment on this stack (see ``local.stack.environment``)."""
+    def environment(self, applier: bool = False) -> dict[str, str]:
+        """The consumer's environment on this stack (see ``local.stack.environment``); with
+        ``applier``, it lands for the applier."""
         from local.stack.environment import handler_environment
 
-        return handler_environment(self)
+        return handler_environment(self, applier)
 
     def to_json(self) -> str:
         data = asdict(self)
