@@ -10,16 +10,25 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from functions.batch_applier import app as applier
 from local.record_builders import DmsStream, activity, customer, lambda_event, ticket
-from tests.functional.pipeline_helpers import Consumer, fake_context, reset_caches
+from shared.landing import json_lines
+from shared.spec import load_spec
+from shared.transform import Transformer
+from tests.functional.pipeline_helpers import HMAC_KEY, Consumer, fake_context, reset_caches
 from tests.stack_helpers import REGION
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_EVENT = REPO / "events/applier/landed_batches.json"
 
 QUEUE_ARN = f"arn:aws:sqs:{REGION}:123456789012:cdc-applier"
 
@@ -202,3 +211,34 @@ def test_warehouse_unavailable_fails_every_message(
     reset_applier()
     assert apply(records) == {"batchItemFailures": []}
     assert ticket_ids(consumer) == [1, 2]
+
+
+def test_the_sample_event_is_what_make_events_writes(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "scripts/make_events.py", "--out", str(tmp_path)],
+                   cwd=REPO, check=True, capture_output=True)
+    assert (tmp_path / "applier/landed_batches.json").read_bytes() == SAMPLE_EVENT.read_bytes()
+
+
+def test_the_sample_event_applies_the_batches_it_names(
+    consumer: Consumer, applier_queue: str,
+) -> None:
+    """events/applier/landed_batches.json against objects landed at its keys, as a consumer
+    lands them (``shared.landing.json_lines``)."""
+    event = json.loads(SAMPLE_EVENT.read_text())
+    spec = load_spec()
+    s3 = applier.client("s3")
+    for n, record in enumerate(event["Records"]):
+        message = json.loads(record["body"])
+        stream = DmsStream()
+        stream.add("customer", "insert", customer(20 + n, f"Sample {n}", f"s{n}@example.com"))
+        stream.add("ticket", "insert", ticket(20 + n, 1))
+        stream.add("ticket_activity", "insert", activity(20 + n, 20 + n))
+        changes = Transformer(spec, HMAC_KEY).transform(stream.take()).changes
+        s3.put_object(Bucket=consumer.env["STAGING_BUCKET"], Key=message["key"],
+                      Body=json_lines(spec, message["batch_id"], changes, {}))
+
+    assert apply(event["Records"]) == {"batchItemFailures": []}
+
+    assert ticket_ids(consumer) == [20, 21]
+    assert applied_batches(consumer) == sorted(
+        json.loads(r["body"])["batch_id"] for r in event["Records"])
