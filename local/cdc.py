@@ -589,6 +589,15 @@ class PipelineRun:
         with steps("reconcile", reconcile_steps(self.pipeline.spec)) as step:
             return self.pipeline.reconcile(step)
 
+    def print_outcome(self, rows: int, workload: Workload | None = None) -> int:
+        """After ``catch_up``: print the counters and ``rows`` rows of each target, reconcile
+        the source with the warehouse and print it; the exit code, 0 when they agree."""
+        print(self.status(workload.counters.transactions if workload else None))
+        show_results(self.pipeline, self, rows, workload)
+        reconciliation = self.reconcile()
+        print_reconciliation(reconciliation)
+        return 0 if reconciliation.differences == 0 else 1
+
 
 def print_reconciliation(report: Reconciliation) -> None:
     print("\nreconciliation (source with the spec's PII rules vs warehouse):")
@@ -657,11 +666,7 @@ def demo(args: argparse.Namespace) -> int:
                   "deleted")
             table_reload.finish(pipeline.api(), pipeline.spec, EVOLVED_TABLE)
             print(f"reload of {EVOLVED_TABLE} after its added column finished")
-        print(run.status(workload.counters.transactions))
-        show_results(pipeline, run, args.rows, workload)
-        report = run.reconcile()
-        print_reconciliation(report)
-        return 0 if report.differences == 0 else 1
+        return run.print_outcome(args.rows, workload)
     finally:
         if run is not None:
             run.kill()
@@ -713,11 +718,7 @@ def run_on_source(args: argparse.Namespace) -> int:
         run.start()
         run.stream(args.duration, stop.event)
         run.catch_up()
-        print(run.status())
-        show_results(pipeline, run, args.rows)
-        report = run.reconcile()
-        print_reconciliation(report)
-        return 0 if report.differences == 0 else 1
+        return run.print_outcome(args.rows)
     finally:
         if run is not None:
             run.kill()

@@ -54,7 +54,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -512,10 +512,12 @@ class RowType:
                 raise BadRow(f"column {name!r}: char(n) holds single-byte (ASCII) characters "
                              "only; declare the column varchar(n) in the spec")
 
-    def _fit_strings(self, row: Any, data_size: int, has_nul: bool) -> None:
-        """``long_text = "truncate"``: cut varchar/text values to their byte limit at a UTF-8
-        character boundary and flag the row; key and char columns are checked as usual."""
-        key = self.table.key
+    def _strings_to_check(self, row: Any, data_size: int,
+                          has_nul: bool) -> Iterator[tuple[str, int, str]]:
+        """The string columns that may be too long, as (name, byte limit, value), after
+        rejecting a value that holds a NUL. A value's UTF-8 size is at most the size of the
+        JSON it came from, so only columns whose limit is below ``data_size`` can be too long
+        (``strings`` is sorted by limit); with a NUL in the data every column is looked at."""
         for name, limit in self.strings:
             if limit >= data_size and not has_nul:
                 return
@@ -524,6 +526,13 @@ class RowType:
                 continue
             if has_nul and "\x00" in value:
                 raise BadRow(f"column {name!r}: value holds a NUL character")
+            yield name, limit, value
+
+    def _fit_strings(self, row: Any, data_size: int, has_nul: bool) -> None:
+        """``long_text = "truncate"``: cut varchar/text values to their byte limit at a UTF-8
+        character boundary and flag the row; key and char columns are checked as usual."""
+        key = self.table.key
+        for name, limit, value in self._strings_to_check(row, data_size, has_nul):
             if len(value) * 4 <= limit:
                 continue
             encoded = value.encode("utf-8")
@@ -537,16 +546,7 @@ class RowType:
             setattr(row, TRUNCATED_FLAG, True)
 
     def _check_strings(self, row: Any, data_size: int, has_nul: bool) -> None:
-        """A value's UTF-8 size is at most the size of the JSON it came from, so only columns
-        whose limit is below ``data_size`` can be too long (``strings`` is sorted by limit)."""
-        for name, limit in self.strings:
-            if limit >= data_size and not has_nul:
-                return
-            value = getattr(row, name)
-            if value is None:
-                continue
-            if has_nul and "\x00" in value:
-                raise BadRow(f"column {name!r}: value holds a NUL character")
+        for name, limit, value in self._strings_to_check(row, data_size, has_nul):
             if len(value) * 4 > limit and len(value.encode("utf-8")) > limit:
                 size = len(value.encode("utf-8"))
                 raise BadRow(f"column {name!r}: value too long ({size} bytes, limit {limit})")

@@ -62,20 +62,22 @@ class ColumnType:
     @property
     def sql(self) -> str:
         """The Redshift column type."""
-        if self.kind in ("varchar", "char", "varbyte"):
-            return f"{self.kind.upper()}({self.length})"
-        if self.kind == "decimal":
-            return f"DECIMAL({self.precision},{self.scale})"
-        return _SQL_NAMES[self.kind]
+        if self.kind in _SQL_NAMES:
+            return _SQL_NAMES[self.kind]
+        return self._with_parameters(self.kind.upper())
 
     @property
     def spec_name(self) -> str:
         """The type as a spec writes it (``text``, ``uuid``, ``varbyte(100)``, ...)."""
+        return self._with_parameters(self.kind)
+
+    def _with_parameters(self, name: str) -> str:
+        """``name`` followed by the type's length, or its precision and scale, if it has them."""
         if self.kind in ("varchar", "char", "varbyte"):
-            return f"{self.kind}({self.length})"
+            return f"{name}({self.length})"
         if self.kind == "decimal":
-            return f"decimal({self.precision},{self.scale})"
-        return self.kind
+            return f"{name}({self.precision},{self.scale})"
+        return name
 
     @property
     def is_text(self) -> bool:

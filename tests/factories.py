@@ -16,6 +16,18 @@ from local.record_builders import (
 from shared.records import StreamRecord
 from shared.spec import DEFAULT_SPEC_PATH
 
+# A spec with char(n) columns (ASCII only, "Character types", Amazon Redshift Database
+# Developer Guide), for the tests of how a non-ASCII char value is rejected.
+CHAR_COLUMNS_SPEC = """
+[pipeline]
+source_schema = "public"
+replica_schema = "cdc_replica"
+target_schema = "public"
+[tables.country]
+key = ["code"]
+columns = { code = "char(2)", currency = "char(3)", name = "varchar(64)" }
+"""
+
 
 def spec_document() -> dict[str, Any]:
     """The shipped spec as a fresh TOML document, for tests to edit and ``parse_spec``."""
@@ -73,5 +85,5 @@ def bad_records(stream: DmsStream) -> list[tuple[StreamRecord, str]]:
     ]
 
 
-__all__ = ["BASE_TIME", "DmsStream", "activity", "bad_records", "customer", "encode", "iso",
-           "spec_document", "sport_event", "ticket"]
+__all__ = ["BASE_TIME", "CHAR_COLUMNS_SPEC", "DmsStream", "activity", "bad_records", "customer",
+           "encode", "iso", "spec_document", "sport_event", "ticket"]

@@ -12,17 +12,8 @@ import pytest
 from local.record_builders import DmsStream, lambda_event
 from shared.migrations import migrate
 from shared.spec import parse_spec
+from tests.factories import CHAR_COLUMNS_SPEC
 from tests.functional.pipeline_helpers import Consumer, data_api, reset_caches
-
-SPEC = """
-[pipeline]
-source_schema = "public"
-replica_schema = "cdc_replica"
-target_schema = "public"
-[tables.country]
-key = ["code"]
-columns = { code = "char(2)", currency = "char(3)", name = "varchar(64)" }
-"""
 
 
 def test_a_non_ascii_char_value_is_a_dead_letter_and_the_rest_lands(
@@ -30,8 +21,8 @@ def test_a_non_ascii_char_value_is_a_dead_letter_and_the_rest_lands(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec_file = tmp_path / "countries.toml"
-    spec_file.write_text(SPEC, encoding="utf-8")
-    migrate(data_api(redshift_data, warehouse_db), parse_spec(tomllib.loads(SPEC)))
+    spec_file.write_text(CHAR_COLUMNS_SPEC, encoding="utf-8")
+    migrate(data_api(redshift_data, warehouse_db), parse_spec(tomllib.loads(CHAR_COLUMNS_SPEC)))
     monkeypatch.setenv("PIPELINE_SPEC_PATH", str(spec_file))
     reset_caches()
     stream = DmsStream()

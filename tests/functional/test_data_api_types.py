@@ -25,6 +25,17 @@ def _bucket(s3: Any) -> str:
 TABLE = "CREATE TABLE typed (id INT, at TIME, blob VARBYTE(4), doc SUPER, big VARBINARY)"
 
 
+def _copy_blob(redshift_data: Any, warehouse_db: str, s3: Any, fmt: str, body: bytes,
+               options: str) -> dict[str, Any]:
+    """Create ``typed``, put ``body`` as one file in a fresh bucket and COPY its (id, blob)
+    columns with ``options``; the finished statement's description."""
+    ok(redshift_data, warehouse_db, TABLE)
+    bucket = _bucket(s3)
+    s3.put_object(Bucket=bucket, Key=f"{fmt}/part-0.{fmt}", Body=body)
+    return run(redshift_data, warehouse_db,
+               f"COPY typed (id, blob) FROM 's3://{bucket}/{fmt}/' IAM_ROLE default {options}")
+
+
 def test_time_varbyte_and_super_columns_store_and_return_values(
     redshift_data: Any, warehouse_db: str
 ) -> None:
@@ -96,12 +107,8 @@ def test_copy_loads_time_and_super_from_json_and_varbyte_from_csv_hex(
 def test_copy_json_into_a_varbyte_column_fails_as_the_copy_docs_list_no_json(
     redshift_data: Any, warehouse_db: str, s3: Any
 ) -> None:
-    ok(redshift_data, warehouse_db, TABLE)
-    bucket = _bucket(s3)
-    s3.put_object(Bucket=bucket, Key="json/part-0.json", Body=b'{"id": 1, "blob": "6162"}')
-    desc = run(redshift_data, warehouse_db,
-               f"COPY typed (id, blob) FROM 's3://{bucket}/json/' IAM_ROLE default "
-               "FORMAT AS JSON 'auto'")
+    desc = _copy_blob(redshift_data, warehouse_db, s3, "json", b'{"id": 1, "blob": "6162"}',
+                      "FORMAT AS JSON 'auto'")
     assert desc["Status"] == "FAILED"
     assert desc["Error"].startswith("ERROR: Load into table 'typed' failed.")
     assert "VARBYTE column blob loads from CSV, Parquet or ORC files only" in desc["Error"]
@@ -110,10 +117,6 @@ def test_copy_json_into_a_varbyte_column_fails_as_the_copy_docs_list_no_json(
 def test_a_bad_hexadecimal_varbyte_in_csv_fails_the_load(
     redshift_data: Any, warehouse_db: str, s3: Any
 ) -> None:
-    ok(redshift_data, warehouse_db, TABLE)
-    bucket = _bucket(s3)
-    s3.put_object(Bucket=bucket, Key="csv/part-0.csv", Body=b"1,xyz\n")
-    desc = run(redshift_data, warehouse_db,
-               f"COPY typed (id, blob) FROM 's3://{bucket}/csv/' IAM_ROLE default CSV")
+    desc = _copy_blob(redshift_data, warehouse_db, s3, "csv", b"1,xyz\n", "CSV")
     assert desc["Status"] == "FAILED"
     assert "Invalid hexadecimal VARBYTE value for column blob" in desc["Error"]

@@ -9,21 +9,11 @@ import tomllib
 
 from shared.spec import parse_spec
 from shared.transform import Transformer
-from tests.factories import DmsStream
-
-SPEC = """
-[pipeline]
-source_schema = "public"
-replica_schema = "cdc_replica"
-target_schema = "public"
-[tables.country]
-key = ["code"]
-columns = { code = "char(2)", currency = "char(3)", name = "varchar(64)" }
-"""
+from tests.factories import CHAR_COLUMNS_SPEC, DmsStream
 
 
 def test_non_ascii_char_values_are_rejected_per_row_without_quoting_them() -> None:
-    core = Transformer(parse_spec(tomllib.loads(SPEC)), b"k" * 32)
+    core = Transformer(parse_spec(tomllib.loads(CHAR_COLUMNS_SPEC)), b"k" * 32)
     stream = DmsStream()
     stream.add("country", "insert", {"code": "DE", "currency": "EUR", "name": "Deutschland"})
     stream.add("country", "insert", {"code": "FR", "currency": "\u20ac\u20ac", "name": "France"})
@@ -47,7 +37,7 @@ def test_non_ascii_char_values_are_rejected_per_row_without_quoting_them() -> No
 
 def test_tokens_in_char_64_are_hex() -> None:
     """A tokenized column becomes char(64): its value is an HMAC's hex digest, ASCII."""
-    spec = parse_spec(tomllib.loads(SPEC + '[pii]\n"country.name" = "tokenize"\n'))
+    spec = parse_spec(tomllib.loads(CHAR_COLUMNS_SPEC + '[pii]\n"country.name" = "tokenize"\n'))
     core = Transformer(spec, b"k" * 32)
     stream = DmsStream()
     stream.add("country", "insert", {"code": "IS", "currency": "ISK", "name": "\u00cdsland"})
