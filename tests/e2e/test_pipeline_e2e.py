@@ -2,7 +2,10 @@
 (wal2json), through Kinesis (moto) and either consumer (the Lambda handler behind a local event
 source mapping, or the Glue batch function on local Spark), into the warehouse (the Redshift
 Data API stand-in on PostgreSQL). The DMS stand-in and the
-consumer run as their own processes and are killed (SIGKILL) and restarted mid-stream."""
+consumer run as their own processes and are killed (SIGKILL) and restarted mid-stream; on the
+Lambda path the consumer lands its batches and the single applier (the batch applier function
+behind a local SQS event source mapping) runs as a process of its own, killed and restarted
+too."""
 
 from __future__ import annotations
 
@@ -96,9 +99,18 @@ def test_full_load_cdc_and_restarts_reconcile_to_zero(pipeline: LocalPipeline, p
     dms = Process("dms", ["local.dms", "run", "--source-dsn", pipeline.source_dsn, "--stream",
                           pipeline.stack.resources.stream_name, "--state-dir",
                           str(pipeline.state_dir / "dms")], logs)
-    consumer = Process("consumer", pipeline.consumer_command(path), logs)
+    consumer = Process("consumer", pipeline.consumer_command(path, applier=False), logs)
+    # The Glue job applies inline; on the Lambda path the applier runs on its own, and its
+    # queue gives a killed applier's batches back after a few seconds.
+    applier = Process("applier", pipeline.applier_command(), logs) if path == "lambda" else None
+    sqs = boto3.client("sqs")
+    sqs.set_queue_attributes(QueueUrl=pipeline.stack.resources.applier_queue_url,
+                             Attributes={"VisibilityTimeout": "8"})
+    applying = [applier] if applier is not None else []
     dms.start()
     consumer.start()
+    for process in applying:
+        process.start()
     stop = threading.Event()
     runner = threading.Thread(target=workload.run, kwargs={
         "rate_per_second": 25, "duration_seconds": 24, "stop_event": stop,
@@ -108,20 +120,32 @@ def test_full_load_cdc_and_restarts_reconcile_to_zero(pipeline: LocalPipeline, p
         time.sleep(8)
         dms.kill()       # mid-stream, without a chance to clean up
         consumer.kill()
-        time.sleep(3)    # the source keeps changing while both are down
+        for process in applying:
+            process.kill()
+        time.sleep(3)    # the source keeps changing while they are down
         dms.start()
         consumer.start()
+        for process in applying:
+            process.start()
         time.sleep(5)
         consumer.kill()  # once more, the consumer alone
         consumer.start()
+        time.sleep(3)
+        for process in applying:  # and the applier alone
+            process.kill()
+            process.start()
         runner.join(timeout=60)
         assert not runner.is_alive()
         report = wait_for_zero_differences(pipeline, timeout=150)
-        assert dms.alive() and consumer.alive(), "a pipeline process died on its own"
+        deadline = time.monotonic() + 60
+        while applying and pipeline.applier_depth() and time.monotonic() < deadline:
+            time.sleep(1)  # a killed applier's messages come back and are found applied
+        assert all(p.alive() for p in (dms, consumer, *applying)), \
+            "a pipeline process died on its own"
     finally:
         stop.set()
-        dms.stop()
-        consumer.stop()
+        for process in (dms, consumer, *applying):
+            process.stop()
 
     summary = "\n".join(t.summary() for t in report.tables)
     assert report.differences == 0, summary
@@ -144,3 +168,9 @@ def test_full_load_cdc_and_restarts_reconcile_to_zero(pipeline: LocalPipeline, p
         assert reason is not None, f"bad row {bad} is not on the dead-letter queue"
         assert reason.startswith(f"{bad.table}: column "), reason
     assert sum(report.rejected_source_rows.values()) == len(workload.bad_rows)
+    if applier is not None:  # every landed batch applied, none given up
+        assert pipeline.applier_depth() == 0
+        dead = sqs.get_queue_attributes(
+            QueueUrl=pipeline.stack.resources.applier_dead_letter_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        assert dead["ApproximateNumberOfMessages"] == "0"
