@@ -8,7 +8,8 @@ From Python: ``ensure_stack(state_dir)`` returns a running stack's ``StackInfo``
 if needed) and ``handler_environment(info)`` the consumer's environment on it.
 
 Modules: ``lifecycle`` (start, stop, status), ``processes`` (the background processes),
-``provision`` (stream, queue, bucket, secrets, warehouse schema, idempotently), ``state``
+``provision`` (stream, dead-letter queue, the applier's queue and its dead-letter queue,
+bucket, secrets, warehouse schema, idempotently), ``state``
 (``stack.json`` and ``StackInfo``), ``environment`` (the consumer's environment),
 ``__main__`` (command line).
 """
