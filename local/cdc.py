@@ -788,6 +788,11 @@ def show_results(pipeline: LocalPipeline, run: PipelineRun, rows: int,
           f"({dms.counters.records_loaded} loaded, {dms.counters.records_captured} captured); "
           f"{consumer.counters.invocations} handler invocations, "
           f"{consumer.counters.retries} retries")
+    if run.applier is not None:
+        applier = run.applier.counters
+        print(f"applier: {applier.invocations} invocations applied {applier.messages_deleted} "
+              f"landed batches ({applier.messages_failed} failed and retried, "
+              f"{applier.redeliveries} redelivered)")
     letters = pipeline.dead_letters()
     bad = "" if workload is None else f" (bad source rows written: {len(workload.bad_rows)})"
     print(f"dead-letter queue: {sum(letters.values())} records{bad}")
