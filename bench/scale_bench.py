@@ -19,11 +19,12 @@ For each configuration, on the local stack (started if needed), from one run:
   same shard;
 - a reader thread running ``SELECT count(*)`` on the wide table in a loop through the Data API,
   as an analyst would, on the stack's own Data API stand-in; its longest wait is reported;
-- every Data API request of the consumers and the applier goes to a stand-in this process
-  runs (``CountingDataApi``), which counts them all, whatever process sent them: transactions
-  (each ExecuteStatement or BatchExecuteStatement is one: "BatchExecuteStatement", Amazon
-  Redshift Data API reference: "the SQL statements ... run as a single transaction"),
-  statements (a BatchExecuteStatement's ``Sqls``) and calls of any operation. The reader's
+- every Data API request of the consumers and the applier goes to a stand-in the benchmark
+  runs (``CountingDataApi``, a process of its own), which counts them all, whatever process
+  sent them: transactions (each ExecuteStatement or BatchExecuteStatement is one:
+  "BatchExecuteStatement", Amazon Redshift Data API reference, ``Sqls``: "By default, the SQL
+  statements are run as a single transaction"), statements (a BatchExecuteStatement's
+  ``Sqls``) and calls of any operation. The reader's
   requests go to the other stand-in and are not counted.
 
 The run of a configuration ends when the warehouse holds every change sent (each replica's
@@ -39,11 +40,12 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import json
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -59,7 +61,7 @@ import psycopg
 from psycopg import sql
 
 from bench.e2e_bench import stdout_to
-from bench.warehouse import fresh_databases
+from bench.warehouse import fresh_databases, live_replica_counts
 from local.cdc import quiet_handler_output
 from local.event_source_mapping import LambdaContext, LocalEventSourceMapping
 from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
@@ -98,6 +100,8 @@ class Options:
     rate: float = 250.0  # source changes offered per second
     seconds: float = 20.0  # for this long
     stack_dir: Path = Path(".local-stack/stack")
+    # The functions' output (EMF metrics, logs) and the benchmark's log; replaced each run.
+    state_dir: Path = Path(".local-stack/bench-scale")
     drain_timeout: float = 240.0  # seconds after the load stopped
     progress: Callable[[str], None] = to_stderr
 
@@ -118,6 +122,8 @@ class Figures:
     reader_longest_wait: float = 0.0
     applier_invocations: int = 0
     consumer_invocations: int = 0
+    sent_rows: dict[str, int] = field(default_factory=dict)  # live rows per table, as sent
+    warehouse_rows: dict[str, int] = field(default_factory=dict)  # live replica rows, drained
 
     @property
     def changes_per_second(self) -> float:
@@ -176,6 +182,10 @@ class Load:
     records: list[tuple[bytes, str]] = field(default_factory=list)
     newest: dict[str, dict[int, tuple[str, ...] | None]] = field(
         default_factory=lambda: {t: {} for t in COMPARED})
+
+    def live_rows(self) -> dict[str, int]:
+        return {t: sum(row is not None for row in rows.values())
+                for t, rows in self.newest.items()}
 
 
 def _stamp(unit: int) -> str:
@@ -259,48 +269,70 @@ class Counts:
     calls: int = 0
 
 
-class CountingDataApi:
-    """A Data API stand-in in this process, over the stack's PostgreSQL and as the stack's
-    authenticates, counting every request it serves."""
+def _serve_counting(info_json: str, counts: Any, ready: Any, stop: Any) -> None:
+    """The counting stand-in's process: serve until ``stop`` is set; every request adds to
+    ``counts`` (transactions, statements, calls)."""
+    info = StackInfo.from_dict(json.loads(info_json))
+    server = RedshiftDataApiServer(
+        pg_conninfo=f"host=127.0.0.1 port={info.postgres_port} user=postgres",
+        s3_endpoint_url=info.moto_endpoint,
+        auth=AuthSettings(secrets_endpoint_url=info.moto_endpoint,
+                          sts_endpoint_url=info.moto_endpoint, region=info.region),
+        workgroups=(WORKGROUP_NAME,), clusters=(CLUSTER_IDENTIFIER,))
+    handlers = server.operations.handlers
 
-    def __init__(self, info: StackInfo) -> None:
-        self.server = RedshiftDataApiServer(
-            pg_conninfo=f"host=127.0.0.1 port={info.postgres_port} user=postgres",
-            s3_endpoint_url=info.moto_endpoint,
-            auth=AuthSettings(secrets_endpoint_url=info.moto_endpoint,
-                              sts_endpoint_url=info.moto_endpoint, region=info.region),
-            workgroups=(WORKGROUP_NAME,), clusters=(CLUSTER_IDENTIFIER,))
-        self._lock = threading.Lock()
-        self.counts = Counts()
-        handlers = self.server.operations.handlers
-        for name, handler in list(handlers.items()):
-            handlers[name] = self._counted(name, handler)
-
-    def _counted(self, operation: str, handler: Handler) -> Handler:
-        def counted(body: dict[str, Any], caller: Any) -> dict[str, Any]:
-            with self._lock:
-                self.counts.calls += 1
+    def counted(operation: str, handler: Handler) -> Handler:
+        def run(body: dict[str, Any], caller: Any) -> dict[str, Any]:
+            with counts.get_lock():
+                counts[2] += 1
                 if operation == "ExecuteStatement":
-                    self.counts.transactions += 1
-                    self.counts.statements += 1
+                    counts[0] += 1
+                    counts[1] += 1
                 elif operation == "BatchExecuteStatement":
-                    self.counts.transactions += 1
-                    self.counts.statements += len(body.get("Sqls") or [])
+                    counts[0] += 1
+                    counts[1] += len(body.get("Sqls") or [])
             return handler(body, caller)
 
-        return counted
+        return run
+
+    for name, handler in list(handlers.items()):
+        handlers[name] = counted(name, handler)
+    server.start()
+    ready.put(server.endpoint_url)
+    stop.wait()
+    server.stop()
+
+
+class CountingDataApi:
+    """A Data API stand-in of the benchmark's own, over the stack's PostgreSQL and
+    authenticating as the stack's does, counting every request it serves whatever process
+    sent it. It runs in a process of its own, as the stack's stand-in does, so the
+    benchmark's pollers do not slow it down."""
+
+    def __init__(self, info: StackInfo) -> None:
+        self._info = info
+        spawn = multiprocessing.get_context("spawn")
+        self._counts = spawn.Array("q", 3)
+        self._ready = spawn.Queue()
+        self._stop = spawn.Event()
+        self._process = spawn.Process(target=_serve_counting, name="counting-data-api",
+                                      args=(info.to_json(), self._counts, self._ready,
+                                            self._stop), daemon=True)
 
     def snapshot(self) -> Counts:
-        with self._lock:
-            return Counts(self.counts.transactions, self.counts.statements, self.counts.calls)
+        with self._counts.get_lock():
+            return Counts(*self._counts[:])
 
     @contextlib.contextmanager
     def running(self) -> Iterator[str]:
-        self.server.start()
+        self._process.start()
         try:
-            yield self.server.endpoint_url
+            yield str(self._ready.get(timeout=120))
         finally:
-            self.server.stop()
+            self._stop.set()
+            self._process.join(timeout=30)
+            if self._process.is_alive():
+                self._process.kill()
 
 
 class Reader:
@@ -338,18 +370,24 @@ class Reader:
 
 # -- one configuration --------------------------------------------------------------------------
 
-def warm_up(environments: Any, count: int, event: dict[str, Any]) -> None:
+def warm_up(environments: Any, count: int, event: dict[str, Any], attempts: int = 3) -> None:
     """Start ``count`` execution environments and let each build its clients and writer (an
-    empty event), so the run measures warm functions, as a stream in steady state has."""
+    empty event), so the run measures warm functions, as a stream in steady state has. On a
+    busy machine a fresh interpreter may miss its init time; the pool discards it and the next
+    attempt starts another (the warm ones are reused)."""
     context = LambdaContext(function_name="warm-up",
                             invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:"
                                                  "function:warm-up")
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        answers = list(pool.map(lambda _: environments.invoke(event, context, 300.0),
-                                range(count)))
-    failed = [a.error for a in answers if a.error is not None]
-    if failed:
-        raise RuntimeError(f"the function failed its warm-up invocation: {failed[0]}")
+    failed: list[str] = []
+    for _ in range(attempts):
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            answers = list(pool.map(lambda _: environments.invoke(event, context, 300.0),
+                                    range(count)))
+        failed = [a.error for a in answers if a.error is not None]
+        if not failed:
+            return
+    raise RuntimeError(f"the function failed its warm-up invocation {attempts} times: "
+                       f"{failed[0]}")
 
 
 def run_configuration(info: StackInfo, spec: PipelineSpec, counter: CountingDataApi,
@@ -363,7 +401,7 @@ def run_configuration(info: StackInfo, spec: PipelineSpec, counter: CountingData
     queue_url = None
     if design == APPLIER:
         queue_url = sqs.create_queue(QueueName=name,
-                                     Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+                                     Attributes={"VisibilityTimeout": "1800"})["QueueUrl"]
     try:
         with fresh_databases(info, f"scale_{design}_{shards}", spec=spec) as [database]:
             os.environ.update({"REDSHIFT_DATABASE": database,
@@ -384,13 +422,18 @@ def _measure(info: StackInfo, spec: PipelineSpec, counter: CountingDataApi, figu
              stream: str, queue_url: str | None, database: str, load: Load, options: Options,
              state_dir: Path) -> None:
     kinesis, sqs = boto3.client("kinesis"), boto3.client("sqs")
-    # As local.cdc's LocalPipeline.consumer wires the Kinesis consumer.
+    # As local.cdc's LocalPipeline.consumer wires the Kinesis consumer, except that each shard
+    # is polled once per second, as Lambda does ("Lambda polls each shard ... at a base rate of
+    # once per second": "Using AWS Lambda with Amazon Kinesis", AWS Lambda Developer Guide);
+    # faster polling of 16 shards would load moto, which also serves the landing objects.
     consumer = LocalEventSourceMapping(
         kinesis, stream, CONSUMER_HANDLER, batch_size=500, batching_window_seconds=0.5,
         maximum_retry_attempts=10, bisect_on_error=True, state_dir=state_dir / "esm",
-        retry_backoff_seconds=0.2, poll_interval_seconds=0.2)
+        retry_backoff_seconds=0.2, poll_interval_seconds=1.0)
+    # As template.yaml's ApplierEventSourceMapping: 10,000 messages, a 1 s window, at most two
+    # concurrent appliers (the lowest MaximumConcurrency SQS allows).
     applier = (LocalSqsEventSourceMapping(sqs, queue_url, APPLIER_HANDLER, batch_size=10_000,
-                                          batching_window_seconds=1.0, maximum_concurrency=1,
+                                          batching_window_seconds=1.0, maximum_concurrency=2,
                                           poll_interval_seconds=0.2)
                if queue_url else None)
     stop = threading.Event()
@@ -425,6 +468,8 @@ def _measure(info: StackInfo, spec: PipelineSpec, counter: CountingDataApi, figu
                 time.sleep(0.2)
             figures.drain_seconds = time.perf_counter() - started
             after = counter.snapshot()
+        figures.sent_rows = load.live_rows()
+        figures.warehouse_rows = live_replica_counts(dsn, spec)
         figures.transactions = after.transactions - before.transactions
         figures.statements = after.statements - before.statements
         figures.calls = after.calls - before.calls
@@ -449,7 +494,9 @@ def run_benchmark(options: Options) -> Report:
     running). This process's environment is restored afterwards."""
     say = options.progress
     saved = dict(os.environ)
-    state_dir = Path(tempfile.mkdtemp(prefix="cdc-bench-scale-"))
+    state_dir = options.state_dir
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True)
     log_handler = logging.FileHandler(state_dir / "bench.log")
     log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
@@ -481,7 +528,6 @@ def run_benchmark(options: Options) -> Report:
         log_handler.close()
         os.environ.clear()
         os.environ.update(saved)
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -502,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=Options.drain_timeout,
                         help="seconds after the load the warehouse may take to hold it all")
     parser.add_argument("--stack-dir", type=Path, default=Options.stack_dir)
+    parser.add_argument("--state-dir", type=Path, default=Options.state_dir,
+                        help="where the functions' output and the benchmark's log go")
     args = parser.parse_args(argv)
     if len(args.shards) < 2 or min(args.shards + args.inline_shards, default=1) < 1:
         parser.error("--shards needs at least two shard counts, each at least 1")
@@ -509,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate and --seconds must be positive")
     report = run_benchmark(Options(
         shard_counts=tuple(sorted(args.shards)), inline_shard_counts=args.inline_shards,
-        rate=args.rate, seconds=args.seconds, stack_dir=args.stack_dir,
+        rate=args.rate, seconds=args.seconds, stack_dir=args.stack_dir, state_dir=args.state_dir,
         drain_timeout=args.drain_timeout))
     for line in report.lines():
         print(line)

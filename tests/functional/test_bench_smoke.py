@@ -1,6 +1,7 @@
-"""``make bench-e2e`` on a tiny backlog: the benchmark code runs end to end on its own fresh
-local stack, drains exactly what it committed, and reports every figure. Correctness only:
-no figure is compared with a threshold (the machine decides those)."""
+"""``make bench-e2e`` on a tiny backlog and ``make bench-scale`` on a tiny load: the benchmark
+code runs end to end on its own fresh local stack, drains exactly what it committed or sent,
+and reports every figure. Correctness only: no figure is compared with a threshold (the
+machine decides those)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from pathlib import Path
 import pytest
 
 from bench.e2e_bench import Options, Report, run_benchmark
+from bench.scale_bench import Options as ScaleOptions
+from bench.scale_bench import Report as ScaleReport
+from bench.scale_bench import build_load
+from bench.scale_bench import run_benchmark as run_scale
 from local.stack import stop_stack
 
 PARTS = ("capture", "Kinesis put", "Kinesis get", "consumer transform", "writer",
@@ -69,3 +74,60 @@ def test_the_report_prints_every_figure_and_ends_with_the_ratio(report: Report) 
     for name in report.ceilings:
         assert f"ceiling {name} changes/s=" in text
     assert re.fullmatch(r"ratio=\d+\.\d{3}", lines[-1])
+
+
+# -- make bench-scale ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def scale_report() -> Iterator[ScaleReport]:
+    """``make bench-scale`` with tiny sizes (1 and 2 shards with the applier, 1 inline) on a
+    stack of its own."""
+    root = Path(tempfile.mkdtemp(prefix="cdc-bench-scale-test-"))
+    root.chmod(0o755)  # PostgreSQL runs as the postgres OS user when we are root
+    saved = dict(os.environ)
+    try:
+        yield run_scale(ScaleOptions(shard_counts=(1, 2), inline_shard_counts=(1,), rate=60.0,
+                                     seconds=2.0, stack_dir=root / "stack",
+                                     state_dir=root / "run", progress=lambda _: None))
+    finally:
+        stop_stack(root / "stack")
+        shutil.rmtree(root, ignore_errors=True)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_bench_scale_drains_exactly_the_changes_sent(scale_report: ScaleReport) -> None:
+    sent = build_load(120)
+    assert [(r.design, r.shards) for r in scale_report.runs] == \
+        [("applier", 1), ("applier", 2), ("inline", 1)]
+    for run in scale_report.runs:
+        assert run.changes == len(sent.records)
+        assert run.sent_rows == sent.live_rows()
+        assert run.warehouse_rows == run.sent_rows
+        assert set(run.warehouse_rows) == {"sport_event", "ticket", "customer",
+                                           "ticket_activity"}
+
+
+def test_bench_scale_measures_every_figure(scale_report: ScaleReport) -> None:
+    for run in scale_report.runs:
+        assert run.drain_seconds >= run.load_seconds > 0
+        assert run.transactions > 0 and run.statements >= run.transactions
+        assert run.calls > run.transactions  # each submission is waited for
+        assert run.reader_queries > 0 and run.reader_longest_wait > 0
+        assert run.consumer_invocations > 0
+    assert all(r.applier_invocations > 0 for r in scale_report.of("applier"))
+
+
+def test_bench_scale_prints_every_figure_and_ends_with_the_ratio(
+        scale_report: ScaleReport) -> None:
+    lines = scale_report.lines()
+    for design, shards in (("applier", 1), ("applier", 2), ("inline", 1)):
+        line = next(x for x in lines if re.match(rf"{design}\s+{shards} shards:", x))
+        for figure in ("changes/s drained=", "transactions/min=", "statements/1000 changes=",
+                       "Data API calls/1000 changes=", "reader longest wait="):
+            assert figure in line
+    applier = scale_report.of("applier")
+    assert scale_report.ratio == pytest.approx(
+        applier[1].per_1000_changes(applier[1].statements)
+        / applier[0].per_1000_changes(applier[0].statements))
+    assert re.fullmatch(r"ratio=\d+\.\d{2}", lines[-1])
