@@ -156,7 +156,9 @@ def newest_pending_select(spec: PipelineSpec, table: Table, added: Sequence[str]
     ``shared.transform.newest_change`` picks it within one batch (``reduction_key_sql``;
     a change landed twice counts once). A ``keep_when_null`` column the newest change lacks
     takes the newest value an older pending change carries, never from before a delete
-    (``shared.transform.kept_values``)."""
+    (``shared.transform.kept_values``); so does a column in ``added`` (schema evolution) whose
+    newest change came from a consumer that did not know it yet, from the newest change whose
+    consumer did (its ``_cdc_knew_`` flag then says some change knew it)."""
     key = ", ".join(f"a.{ident(k)}" for k in replica_key(table))
     classes = (f"SELECT a.*, MIN(LEFT(a.{ident(ORDER_KEY)}, 1)) OVER (PARTITION BY {key}) "
                f"AS _cdc_classes FROM ({landed_rows_select(spec, table, added)}) a")
@@ -164,27 +166,36 @@ def newest_pending_select(spec: PipelineSpec, table: Table, added: Sequence[str]
     rank_key = reduction_key_sql(f"b.{ident(ORDER_KEY)}", "b._cdc_classes = '2'")
     windows = [f"ROW_NUMBER() OVER ({partition} ORDER BY {rank_key} DESC, b._cdc_batch DESC) "
                f"AS {_RANK}"]
-    if table.keep_when_null:
+    carried = [(c, f"b.{ident(c)} IS NOT NULL") for c in table.keep_when_null]
+    carried += [(c, f"b.{ident(_KNEW_PREFIX + c)}") for c in added]
+    if carried:
         windows.append(f"MAX(CASE WHEN b.{ident(DELETED)} THEN {rank_key} END) "
                        f"OVER ({partition}) AS _cdc_deleted_rank")
     whole = "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
-    for i, column in enumerate(table.keep_when_null):
-        carrying = (f"OVER ({partition} ORDER BY CASE WHEN b.{ident(column)} IS NULL THEN 1 "
-                    f"ELSE 0 END, {rank_key} DESC {whole})")
+    for i, (column, present) in enumerate(carried):
+        carrying = (f"OVER ({partition} ORDER BY CASE WHEN {present} THEN 0 ELSE 1 END, "
+                    f"{rank_key} DESC {whole})")
         windows += [f"FIRST_VALUE(b.{ident(column)}) {carrying} AS _cdc_kept_{i}",
-                    f"FIRST_VALUE({rank_key}) {carrying} AS _cdc_kept_rank_{i}"]
+                    f"FIRST_VALUE({rank_key}) {carrying} AS _cdc_kept_rank_{i}",
+                    f"MAX(CASE WHEN {present} THEN 1 ELSE 0 END) OVER ({partition}) "
+                    f"AS _cdc_kept_any_{i}"]
     ranked = f"SELECT b.*, {', '.join(windows)} FROM ({classes}) b"
+
+    def since_delete(i: int) -> str:
+        return (f"c._cdc_kept_any_{i} = 1 AND (c._cdc_deleted_rank IS NULL "
+                f"OR c._cdc_kept_rank_{i} > c._cdc_deleted_rank)")
+
+    index = {column: i for i, (column, _) in enumerate(carried)}
     outputs = []
     for name in staging_columns(table):
-        if name in table.keep_when_null:
-            i = table.keep_when_null.index(name)
+        if name in index:
             outputs.append(
-                f"CASE WHEN c.{ident(DELETED)} THEN NULL WHEN c._cdc_deleted_rank IS NULL "
-                f"OR c._cdc_kept_rank_{i} > c._cdc_deleted_rank THEN c._cdc_kept_{i} "
-                f"ELSE c.{ident(name)} END AS {ident(name)}")
+                f"CASE WHEN c.{ident(DELETED)} THEN NULL WHEN {since_delete(index[name])} "
+                f"THEN c._cdc_kept_{index[name]} ELSE c.{ident(name)} END AS {ident(name)}")
         else:
             outputs.append(f"c.{ident(name)}")
-    outputs += [f"c.{ident(_KNEW_PREFIX + col)}" for col in added]
+    outputs += [f"c.{ident(_KNEW_PREFIX + col)} OR ({since_delete(index[col])}) "
+                f"AS {ident(_KNEW_PREFIX + col)}" for col in added]
     return f"SELECT {', '.join(outputs)} FROM ({ranked}) c WHERE c.{_RANK} = 1"
 
 

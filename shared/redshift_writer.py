@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from shared import apply_procedures as procedures
 from shared import warehouse_sql as sql
+from shared.apply_procedures import known_columns as known_columns_of
 from shared.data_api import RedshiftDataApi, StatementFailed
 from shared.landing import (
     LANDED_COLUMNS,
@@ -73,6 +74,26 @@ class S3Stager:
                                Body=json.dumps({"entries": entries}).encode())
         return key
 
+    def _marker_key(self) -> str:
+        return f"{self.prefix.strip('/')}/{ADDED_COLUMNS_MARKER}".lstrip("/")
+
+    def added_columns_marker(self) -> str | None:
+        """The ETag of the added-columns marker (None: no column added yet). A HEAD request
+        of a missing object answers 404 when the caller may list the bucket ("HeadObject",
+        Amazon S3 API Reference), which the consumers' role allows on the staging prefix."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._marker_key())
+        except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return str(head["ETag"])
+
+    def mark_added_columns(self, known: str) -> None:
+        """Rewrite the marker after adding a source column (its body: the columns known)."""
+        self.client.put_object(Bucket=self.bucket, Key=self._marker_key(), Body=known.encode())
+
     def delete(self, keys: list[str]) -> None:
         if keys:
             self.client.delete_objects(
@@ -98,8 +119,10 @@ class WriteReport:
 
 
 AddedColumns = dict[str, list[tuple[str, str]]]
-# How long a consumer trusts its read of the added source columns (``added_columns_stale``).
+# How long a consumer without a staging bucket trusts its read of the added source columns
+# (``added_columns_stale``); with one, a marker object says when to read them again.
 ADDED_COLUMNS_MAX_AGE = 60.0
+ADDED_COLUMNS_MARKER = "_state/added-columns"
 
 
 def read_added_columns(api: RedshiftDataApi, spec: PipelineSpec) -> AddedColumns:
@@ -143,6 +166,7 @@ class RedshiftWriter:
         self.applier_queue = applier_queue
         self.added_columns: AddedColumns | None = None  # None: not read yet
         self._added_read_at = 0.0
+        self._marker_seen: str | None = None
         self.fingerprint = procedures.procedures_fingerprint(spec)
 
     # -- the warehouse's pipeline state --
@@ -152,22 +176,29 @@ class RedshiftWriter:
         if self.base_spec.evolve == "off":
             self.added_columns = {}
             return self.spec
+        marker = self.stager.added_columns_marker() if self.stager is not None else None
         added = read_added_columns(self.api, self.base_spec)
         self.added_columns = added
         self._added_read_at = time.monotonic()
+        self._marker_seen = marker
         self.spec = evolved_spec(self.base_spec, added)
         return self.spec
 
     def added_columns_stale(self) -> bool:
-        """True when the added source columns were never read, or read longer ago than
-        ``ADDED_COLUMNS_MAX_AGE``: another consumer (another shard) may have added one since,
-        and a batch decoded without it keeps the replica's value of it
-        (``shared.apply_procedures.known_columns``), so consumers read them again now and
-        then, one query per interval, not per batch."""
+        """True when the added source columns must be read again before decoding: never read;
+        another consumer added one since (the writer that adds a column rewrites a marker
+        object in the staging bucket, ``S3Stager.mark_added_columns``, which every batch
+        checks with one HEAD request, not a warehouse query); or, without a staging bucket,
+        read longer ago than ``ADDED_COLUMNS_MAX_AGE``. A change decoded without a column
+        keeps the replica's value of it (``shared.apply_procedures.known_columns``), so the
+        check keeps such changes to the ones already in flight when the column was added."""
+        if self.added_columns is None:
+            return True
         if self.base_spec.evolve == "off":
-            return self.added_columns is None
-        return (self.added_columns is None
-                or time.monotonic() - self._added_read_at > ADDED_COLUMNS_MAX_AGE)
+            return False
+        if self.stager is not None:
+            return self.stager.added_columns_marker() != self._marker_seen
+        return time.monotonic() - self._added_read_at > ADDED_COLUMNS_MAX_AGE
 
     def load_starts(self) -> dict[str, str]:
         """The recorded load start of every table being reloaded (``tools.table_reload``)."""
@@ -204,6 +235,8 @@ class RedshiftWriter:
                 self.added_columns.setdefault(event.table, []).append((column, spec_type))
                 known.add(column)
                 self._refresh_table_procedure(event.table)
+                if self.stager is not None:
+                    self.stager.mark_added_columns(known_columns_of(self.added_columns))
                 rows = self.api.query(sql.rows_newer_than_query(
                     self.base_spec, event.table, event.order_key))
                 done.append(AddedColumn(event.table, column, spec_type, int(rows[0]["n"])))
@@ -236,7 +269,7 @@ class RedshiftWriter:
                            "kept being added while it ran")
 
     def known_columns(self) -> str:
-        return procedures.known_columns(self.added_columns or {})
+        return known_columns_of(self.added_columns or {})
 
     # -- batches --
 

@@ -209,3 +209,14 @@ def test_a_change_from_a_consumer_that_did_not_know_an_added_column_keeps_its_va
 
     row = landing.row("ticket", 1)
     assert (row["seat_level"], row["section"]) == ("Premium", "North")
+
+    # Both in one apply: the newer change's consumer did not know the column, an older one
+    # did: the older one's value is the newest the warehouse knows.
+    stream.add("ticket", "update", ticket(1, 1, seat_level="Premium") | {"section": "South"})
+    knew = landing.land(stream.take())
+    stream.add("ticket", "update", ticket(1, 1, seat_level="Box") | {"section": "South"})
+    did_not = landing.land(stream.take(), writer=stale)
+    landing.applier.apply_landed([did_not, knew])
+
+    row = landing.row("ticket", 1)
+    assert (row["seat_level"], row["section"]) == ("Box", "South")

@@ -1,1 +1,1 @@
-CALL "cdc_replica"."_cdc_apply_pending"('3e3ec6ae40f1523720e3d1dfe39d3c90')
+CALL "cdc_replica"."_cdc_apply_pending"('b789099e6f1aa6b545c344bfeee75520')
