@@ -258,7 +258,7 @@ def recorded_api_calls(request: pytest.FixtureRequest) -> Path:
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "tests/functional/test_kinesis_consumer.py", "tests/functional/test_schema_migrator.py",
-         "tests/functional/test_glue_batch.py"],
+         "tests/functional/test_glue_batch.py", "tests/functional/test_batch_applier.py"],
         cwd=REPO, env={**os.environ, "CDC_API_CALLS_FILE": name},
         capture_output=True, text=True, timeout=1800, check=False,
     )

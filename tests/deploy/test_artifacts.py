@@ -4,11 +4,12 @@
   checked, not file names), the arm64 and x86_64 builds hold the same packages, nothing the
   runtime provides is duplicated, and every module the handlers import (followed through the
   `shared` package) is in the layer, the runtime or the standard library.
-- The x86_64 build (what these machines can execute) of the Kinesis consumer, the schema
-  migrator and the deploy helper runs in a Python 3.12 virtualenv holding only what the Lambda
-  runtime provides (boto3), with the layer and function directories on sys.path as Lambda
-  puts them (tests/deploy/lambda_provided/runtime_runner.py), against the local stack; the
-  warehouse, S3 and CloudFormation's response URL are checked, not the code's internals.
+- The x86_64 build (what these machines can execute) of the Kinesis consumer, the batch
+  applier, the schema migrator and the deploy helper runs in a Python 3.12 virtualenv holding
+  only what the Lambda runtime provides (boto3), with the layer and function directories on
+  sys.path as Lambda puts them (tests/deploy/lambda_provided/runtime_runner.py), against the
+  local stack; the warehouse, S3 and CloudFormation's response URL are checked, not the code's
+  internals.
 - The built layer without aws_xray_sdk (powertools' `tracer` extra) fails exactly as the
   deployed function did (`Runtime.ImportModuleError: No module named 'aws_xray_sdk'`).
 - The Glue job as deployed: the job script plus the `--extra-py-files` zip the deploy helper
@@ -172,7 +173,7 @@ def _imports(path: Path) -> set[str]:
 def test_layer_holds_what_the_handlers_import(built_app: Build) -> None:
     python = built_app.build_dir / "SharedLayer/python"
     available = top_level_names(python) | PROVIDED_BY_RUNTIME | set(sys.stdlib_module_names)
-    for function in ("KinesisConsumerFunction", "SchemaMigratorFunction"):
+    for function in ("KinesisConsumerFunction", "SchemaMigratorFunction", "BatchApplierFunction"):
         seen: set[str] = set()
         pending = [built_app.build_dir / function / "app.py"]
         missing = set()
@@ -273,6 +274,48 @@ def test_built_schema_migrator_migrates_and_answers_cloudformation(
         local_stack, f"SELECT has_table_privilege('{consumer}', 'public.sport_event_activity', "
                      "'INSERT')", database=database)
     assert can_write
+
+
+def test_built_applier_applies_what_the_built_consumer_landed(
+    built_x86_64: Build, lambda_runtime_python: Path, local_stack: StackInfo, tmp_path: Path,
+) -> None:
+    """The Lambda path as deployed: the built consumer (APPLIER_QUEUE_URL set) lands a batch
+    and announces it; the built applier gets that message as the SQS event source mapping
+    delivers it ("Using Lambda with Amazon SQS": Records of messageId, body, ...) and applies
+    it. Both run in the runtime-only environment."""
+    env = handler_environment(local_stack)
+    sqs = boto3.client("sqs", endpoint_url=local_stack.moto_endpoint,
+                       region_name=local_stack.region)
+    queue_url = sqs.create_queue(QueueName="cdc-applier-artifact")["QueueUrl"]
+    layers = [str(built_x86_64.build_dir / "SharedLayer")]
+    landed = run_in_lambda_runtime(lambda_runtime_python, tmp_path, {
+        "task": str(built_x86_64.build_dir / "KinesisConsumerFunction"),
+        "layers": layers,
+        "handler": "app.lambda_handler",
+        "function_name": "KinesisConsumerFunction",
+        "environment": env | {"APPLIER_QUEUE_URL": queue_url},
+        "event": json.loads((EVENTS / "inserts.json").read_text()),
+    })
+    assert landed == {"batchItemFailures": []}
+    query = "SELECT ticket_id FROM public.sport_event_activity WHERE ticket_id IN (9, 10)"
+    assert warehouse_rows(local_stack, query) == []  # landed, not applied
+    [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    record = {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+              "body": message["Body"], "attributes": {"ApproximateReceiveCount": "1"},
+              "messageAttributes": {}, "md5OfBody": message["MD5OfBody"],
+              "eventSource": "aws:sqs", "awsRegion": local_stack.region,
+              "eventSourceARN": f"arn:aws:sqs:{local_stack.region}:123456789012:cdc-applier"}
+    garbage = {**record, "messageId": "not-a-batch", "body": "{}"}
+    applied = run_in_lambda_runtime(lambda_runtime_python, tmp_path, {
+        "task": str(built_x86_64.build_dir / "BatchApplierFunction"),
+        "layers": layers,
+        "handler": "app.lambda_handler",
+        "function_name": "BatchApplierFunction",
+        "environment": env | {"POWERTOOLS_SERVICE_NAME": "cdc-batch-applier"},
+        "event": {"Records": [record, garbage]},
+    })
+    assert applied == {"batchItemFailures": [{"itemIdentifier": "not-a-batch"}]}
+    assert sorted(r[0] for r in warehouse_rows(local_stack, query)) == [9, 10]
 
 
 @pytest.fixture(scope="module")

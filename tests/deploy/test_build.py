@@ -35,6 +35,7 @@ def test_functions_are_built(built_app: Build, app_copy: AppCopy) -> None:
     for function, source in [
         ("KinesisConsumerFunction", "functions/kinesis_consumer"),
         ("SchemaMigratorFunction", "functions/schema_migrator"),
+        ("BatchApplierFunction", "functions/batch_applier"),
     ]:
         built = built_app.build_dir / function
         assert (built / "app.py").read_text() == (app_copy.root / source / "app.py").read_text()
@@ -76,6 +77,7 @@ def test_built_template_points_at_artifacts(built_app: Build, app_copy: AppCopy)
         resources["KinesisConsumerFunction"]["Properties"]["CodeUri"] == "KinesisConsumerFunction"
     )
     assert resources["SchemaMigratorFunction"]["Properties"]["CodeUri"] == "SchemaMigratorFunction"
+    assert resources["BatchApplierFunction"]["Properties"]["CodeUri"] == "BatchApplierFunction"
     # sam build leaves the Glue script in place and rewrites its path relative to the build dir;
     # `sam package` uploads it (Command.ScriptLocation is a packageable property).
     script = resources["GlueStreamingJob"]["Properties"]["Command"]["ScriptLocation"]

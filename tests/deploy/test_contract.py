@@ -190,6 +190,30 @@ def test_consumer_configuration_passes_the_settings_validation(
         assert settings.target.workgroup_name == "analytics"
 
 
+def test_batch_applier_configuration_passes_the_settings_validation(
+    mode: tuple[str, Resolved],
+) -> None:
+    """The applier reads the landed batches where the consumer lands them, and writes as the
+    same database user; the consumer announces them on the applier's queue."""
+    _, resolved = mode
+    applier = PipelineSettings.from_mapping(resolved.environment("BatchApplierFunction"))
+    consumer = PipelineSettings.from_mapping(resolved.environment("KinesisConsumerFunction"))
+    assert applier.target == consumer.target
+    assert (applier.staging_bucket, applier.staging_prefix, applier.copy_iam_role_arn) == (
+        consumer.staging_bucket, consumer.staging_prefix, consumer.copy_iam_role_arn)
+    assert applier.applier_queue_url is None
+    assert consumer.applier_queue_url == resolved.ref("ApplierQueue")
+    queue = resolved.att("ApplierQueue", "Arn")
+    assert queue in resolved.allows("KinesisConsumerRole", "sqs:SendMessage")
+    mapping = resolved.resources["ApplierEventSourceMapping"]["Properties"]
+    assert mapping["EventSourceArn"] == queue
+    # What the SQS event source mapping does with the function's role ("Using Lambda with
+    # Amazon SQS", execution role permissions), on the applier's queue only.
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                   "sqs:ChangeMessageVisibility"):
+        assert resolved.allows("BatchApplierRole", action) == [queue], action
+
+
 def test_glue_job_arguments_pass_the_settings_validation(mode: tuple[str, Resolved]) -> None:
     _, resolved = mode
     arguments = resolved.resources["GlueStreamingJob"]["Properties"]["DefaultArguments"]
@@ -239,6 +263,9 @@ def test_each_role_reads_only_the_secrets_it_needs(mode: tuple[str, Resolved]) -
     assert _secret_resources(resolved, "SchemaMigratorRole") == (
         {resolved.ref("RedshiftConsumerSecret")} | admin.get(name, set()))
     assert _secret_resources(resolved, "DeployHelperRole") == set()
+    # The applier's Data API calls name the consumers' secret; it never reads the HMAC key.
+    assert _secret_resources(resolved, "BatchApplierRole") == {
+        resolved.ref("RedshiftConsumerSecret")}
     # The secrets the consumers' and the migrator's Data API calls name are readable by them.
     consumer_env = resolved.environment("KinesisConsumerFunction")
     assert consumer_env["REDSHIFT_SECRET_ARN"] in _secret_resources(resolved, "KinesisConsumerRole")
@@ -246,7 +273,7 @@ def test_each_role_reads_only_the_secrets_it_needs(mode: tuple[str, Resolved]) -
     if migrator_secret:
         assert migrator_secret in _secret_resources(resolved, "SchemaMigratorRole")
     # ... and decryptable: the stack's secrets are encrypted with its DataKey.
-    for role in ("KinesisConsumerRole", "GlueJobRole", "SchemaMigratorRole"):
+    for role in ("KinesisConsumerRole", "GlueJobRole", "SchemaMigratorRole", "BatchApplierRole"):
         assert resolved.att("DataKey", "Arn") in resolved.allows(role, "kms:Decrypt"), role
 
 
@@ -258,7 +285,8 @@ def test_only_the_migrator_gets_the_credentials_its_mode_needs(mode: tuple[str, 
     for action in CREDENTIAL_ACTIONS:
         granted = bool(resolved.allows("SchemaMigratorRole", action))
         assert granted == (action == needed), (name, action)
-        for role in ("KinesisConsumerRole", "GlueJobRole", "DeployHelperRole"):
+        for role in ("KinesisConsumerRole", "GlueJobRole", "DeployHelperRole",
+                     "BatchApplierRole"):
             assert not resolved.allows(role, action), (role, action)
 
 
@@ -277,14 +305,18 @@ def test_no_action_on_a_wildcard_resource_without_a_condition(mode: tuple[str, R
             assert statement.get("Condition"), (role, actions)
 
 
+# Run alone (``pytest tests/deploy``), its fixture records the functional tests of the four
+# entry points in a subprocess, itself allowed 1800 s; the project's 300 s would cut it short.
+@pytest.mark.timeout(1900)
 def test_recorded_api_calls_are_allowed_to_their_roles(
     translated: dict[str, Any], recorded_api_calls: Path,
 ) -> None:
     calls = {(c["role"], c["action"]) for c in map(json.loads,
                                                      recorded_api_calls.read_text().splitlines())}
     roles = {role for role, _ in calls}
-    # The functional tests exercise all three deployed entry points that call AWS.
-    assert {"KinesisConsumerRole", "SchemaMigratorRole", "GlueJobRole"} <= roles, calls
+    # The functional tests exercise all four deployed entry points that call AWS.
+    assert {"KinesisConsumerRole", "SchemaMigratorRole", "GlueJobRole",
+            "BatchApplierRole"} <= roles, calls
     for name, parameters in MODES.items():
         resolved = Resolved(translated, parameters)
         refused = sorted(

@@ -372,12 +372,32 @@ def test_alarms_cover_the_whole_path(translated: dict[str, Any], path: str, mode
     assert rejected == 'SELECT SUM(RecordsRejected) FROM SCHEMA("${MetricsNamespace}", service)'
     assert alarms["RecordsRejectedAlarm"]["Threshold"] == 0
 
+    applier_alarms = {"ApplierQueueAgeAlarm", "ApplierDeadLetterQueueDepthAlarm",
+                      "ApplierErrorsAlarm"}
     if path == "Lambda":
         lambda_age = alarms["ConsumerIteratorAgeAlarm"]
         assert (lambda_age["Namespace"], lambda_age["MetricName"]) == ("AWS/Lambda", "IteratorAge")
         assert lambda_age["Dimensions"][0]["Value"] == {"Ref": "KinesisConsumerFunction"}
+        # The applier down or behind: consumers keep landing, the oldest message ages
+        # ("Available CloudWatch metrics for Amazon SQS": ApproximateAgeOfOldestMessage, s).
+        age = alarms["ApplierQueueAgeAlarm"]
+        assert (age["Namespace"], age["MetricName"], age["Statistic"]) == (
+            "AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum")
+        assert age["Dimensions"] == [{"Name": "QueueName",
+                                      "Value": {"Fn::GetAtt": ["ApplierQueue", "QueueName"]}}]
+        assert age["Threshold"] == "600"  # ApplierQueueAgeAlarmSeconds
+        assert age["OKActions"] == [{"Ref": "AlarmTopic"}]
+        dead = alarms["ApplierDeadLetterQueueDepthAlarm"]
+        assert (dead["MetricName"], dead["Threshold"], dead["ComparisonOperator"]) == (
+            "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold")
+        assert dead["Dimensions"][0]["Value"] == {
+            "Fn::GetAtt": ["ApplierDeadLetterQueue", "QueueName"]}
+        errors = alarms["ApplierErrorsAlarm"]
+        assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+        assert errors["Dimensions"][0]["Value"] == {"Ref": "BatchApplierFunction"}
     else:
         assert "ConsumerIteratorAgeAlarm" not in alarms
+        assert not applier_alarms & set(alarms)
         assert alarms["GlueJobFailureAlarm"]["MetricName"] == "TriggeredRules"
 
     assert "RedshiftRpuHoursAlarm" not in alarms  # optional: RedshiftRpuHoursPerDayAlarm > 0
@@ -439,15 +459,25 @@ def test_alarms_cover_the_whole_path(translated: dict[str, Any], path: str, mode
     assert settings["ErrorBehavior"]["TableErrorPolicy"] == "STOP_TASK"
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("mode", [*DMS_MODES, "None"])
 def test_dashboard_shows_dms_stream_consumer_freshness_and_dead_letters(
-    translated: dict[str, Any], mode: str
+    translated: dict[str, Any], mode: str, path: str
 ) -> None:
-    params = {"DmsMode": mode, **(DMS_ON if mode != "None" else {})}
+    params = {"ProcessingPath": path, "DmsMode": mode, **(DMS_ON if mode != "None" else {})}
     resources = _resources(translated, **params)
     text, variables = _props(resources, "Dashboard")["DashboardBody"]["Fn::Sub"]
     dms_filter = variables["DmsFilter"]
+    applier = {"ApplierFunction": {"Ref": "BatchApplierFunction"},
+               "ApplierQueueName": {"Fn::GetAtt": ["ApplierQueue", "QueueName"]},
+               "ApplierDeadLetterQueueName": {"Fn::GetAtt": ["ApplierDeadLetterQueue",
+                                                             "QueueName"]}}
+    for name, reference in applier.items():
+        assert variables[name] == (reference if path == "Lambda" else "none"), name
     values = {
+        "ApplierFunction": "applier",
+        "ApplierQueueName": "applierqueue",
+        "ApplierDeadLetterQueueName": "applierdlq",
         "DmsFilter": "" if dms_filter == "" else " WHERE ReplicationTaskIdentifier = 'TASKID'",
         "DmsRuleName": "rule" if isinstance(variables["DmsRuleName"], dict) else "none",
         "AWS::Region": REGION,
@@ -469,6 +499,10 @@ def test_dashboard_shows_dms_stream_consumer_freshness_and_dead_letters(
         "SourceLag",
         "RecordsRejected",
         "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
+        "BatchesApplied",
+        "ApplyTransactions",
+        "applierdlq",
     ):
         assert needle in shown, needle
     assert ("TASKID" in shown) is (mode == "Instance")
@@ -666,12 +700,16 @@ def test_secrets_key_namespace_and_dead_letters_are_retained(translated: dict[st
         "RedshiftNamespace",
         "RedshiftAdminSecret",
         "DeadLetterQueue",
+        # Landed batches the warehouse has not got (Lambda path, the default).
+        "ApplierQueue",
+        "ApplierDeadLetterQueue",
     ):
         assert resources[name]["DeletionPolicy"] == "Retain", name
         assert resources[name]["UpdateReplacePolicy"] == "Retain", name
     # Every other stateful resource says what happens to it (cfn-lint I3011, in
     # test_static_analysis.py); the Lambda log groups are encrypted with the stack's key.
-    for name in ("KinesisConsumerLogGroup", "SchemaMigratorLogGroup", "DeployHelperLogGroup"):
+    for name in ("KinesisConsumerLogGroup", "SchemaMigratorLogGroup", "DeployHelperLogGroup",
+                 "BatchApplierLogGroup"):
         assert _props(resources, name)["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
 
 

@@ -7,7 +7,8 @@ processes, Spark's Python workers), when ``CDC_API_CALLS_FILE`` names the file t
 A botocore ``before-call`` handler, registered on every botocore session as it is created,
 appends one JSON line per call: ``{"role": ..., "action": "service:Operation"}``. The role is
 that of the deployed entry point on the call stack -- the Kinesis consumer's handler
-(KinesisConsumerRole), the schema migrator's (SchemaMigratorRole), the Glue job or its batch
+(KinesisConsumerRole), the schema migrator's (SchemaMigratorRole), the batch applier's
+(BatchApplierRole), the Glue job or its batch
 function (GlueJobRole); calls made by the tests themselves, the local stand-ins or the tools
 have no such entry point and are not recorded.
 """
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[3]
 ENTRY_POINTS = (
     (str(REPO / "functions/kinesis_consumer") + os.sep, "KinesisConsumerRole"),
     (str(REPO / "functions/schema_migrator") + os.sep, "SchemaMigratorRole"),
+    (str(REPO / "functions/batch_applier") + os.sep, "BatchApplierRole"),
     (str(REPO / "glue_job/cdc_streaming_job.py"), "GlueJobRole"),
     (str(REPO / "shared/glue") + os.sep, "GlueJobRole"),
 )
