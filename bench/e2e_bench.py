@@ -8,14 +8,18 @@ half the capacity, from one run on a fresh local stack.
    least ``--backlog`` row changes as fast as the source takes them, with nothing capturing.
    A last change, committed synchronously (which also flushes the WAL before it), is the
    marker.
-2. **Drain** (the capacity): the local DMS (full-load task's slot) and the consumer (the
-   Lambda handler behind the local event source mapping, as ``make demo`` wires them) start
-   together; the time runs until the DMS has captured every committed change, the mapping's
+2. **Drain** (the capacity): the local DMS (full-load task's slot), the consumer (the
+   Lambda handler behind the local event source mapping, landing its batches for the single
+   applier) and the applier (the batch applier function behind the local SQS event source
+   mapping), as ``make demo`` wires them, start together;
+   the time runs until the DMS has captured every committed change, the mapping's
    checkpoints are at the end of every shard, and the warehouse shows the marker and the
    source's row count in every replica.
 3. **Ceilings**, each part alone on the same changes (``bench.parts``): capture, moto Kinesis
-   put and get, the consumer's transform, the Data API stand-in's round trip and the
-   consumer's write of the pre-transformed batches into a fresh warehouse database.
+   put and get, the consumer's transform, the consumer's landing of the pre-transformed
+   batches (S3 + the applier's queue), the applier's COPY + MERGE of those landed batches into
+   a fresh warehouse database (as many per apply as the drain's applier took on average), and
+   the Data API stand-in's round trip.
 4. **Latency** at half the drained rate for ``--latency-seconds``: the workload at that rate,
    capture and consumer live, a sampler thread timing commit -> visible (``bench.latency``).
 
@@ -49,15 +53,18 @@ from bench.latency import LatencySampler, summary
 from bench.warehouse import fresh_databases, live_replica_counts, source_row_counts
 from local.cdc import LocalPipeline, catch_up, quiet_handler_output
 from local.event_source_mapping import LocalEventSourceMapping
+from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
 from local.stack import stop_stack
 from local.workload import Workload
-from shared.consumer import build_consumer
+from shared.applier import apply_batches, parse_landed
+from shared.consumer import build_consumer, build_writer
 from shared.settings import PipelineSettings
 from shared.spec import PipelineSpec, load_spec
 
 CAPTURE_SLOT = "bench_capture"
 CAPTURE_STREAM = "bench-capture"
 PUT_STREAM = "bench-put"
+PARTS_APPLIER_QUEUE = "bench-parts-applier"
 WAL2JSON = "wal2json"  # the local DMS's output plugin
 
 
@@ -115,6 +122,8 @@ class Report:
     source_rows: dict[str, int] = field(default_factory=dict)
     warehouse_rows: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
+    consumer_batches: int = 0  # consumer invocations during the drain
+    applies: int = 0  # applier invocations during the drain
     ceilings: dict[str, float] = field(default_factory=dict)  # part -> changes/s
     part_changes: int = 0  # the changes each ceiling was measured on
     round_trips_per_second: float = 0.0
@@ -122,6 +131,7 @@ class Report:
     writer_polls_per_submit: float = 0.0
     writer_seconds: float = 0.0
     writer_executed_seconds: float = 0.0  # of writer_seconds: statements running
+    applier_batches_per_apply: int = 0
     latency_offered: float = 0.0  # changes/s the pipeline took during the latency run
     latencies: list[float] = field(default_factory=list)
     latency_unseen: int = 0
@@ -158,7 +168,8 @@ class Report:
             f"transactions committed in {self.commit_seconds:.1f}s, before capture started",
             f"drained {self.drained:,} of {self.committed:,} committed changes in "
             f"{self.drain_seconds:.1f}s; handler got {self.delivered:,} records "
-            f"({self.redeliveries} re-delivered); dead-letter queue {self.dead_letters}",
+            f"({self.redeliveries} re-delivered); dead-letter queue {self.dead_letters}; "
+            f"{self.consumer_batches:,} consumer batches applied by {self.applies:,} applies",
             "warehouse live rows = source rows: "
             + ", ".join(f"{t} {self.warehouse_rows.get(t, 0):,}/{n:,}"
                         for t, n in self.source_rows.items()),
@@ -171,12 +182,12 @@ class Report:
             lines.append(f"ceiling {name} changes/s={rate:,.0f}  "
                          f"drain/ceiling={self.drain_rate / rate:.3f}")
         lines.append(f"Data API stand-in round trip (SELECT 1) statements/s="
-                     f"{self.round_trips_per_second:,.1f}; the writer submits "
+                     f"{self.round_trips_per_second:,.1f}; the applier submits "
                      f"{self.submits_per_1000_changes:.2f} per 1,000 changes and polls "
                      f"{self.writer_polls_per_submit:.1f} times per submission")
-        lines.append(f"writer: statements ran in the warehouse for "
+        lines.append(f"applier: statements ran in the warehouse for "
                      f"{self.writer_executed_seconds:.1f}s of its {self.writer_seconds:.1f}s "
-                     "(the rest: S3 staging, Data API calls and waits between polls)")
+                     "(the rest: the manifest, Data API calls and waits between polls)")
         lines.append(f"latency commit -> visible at {self.latency_offered:,.0f} changes/s "
                      f"(half the drain): p50={seconds(p50)} p95={seconds(p95)} "
                      f"(n={len(self.latencies) + self.latency_unseen}, never seen "
@@ -221,13 +232,16 @@ def marker_visible(warehouse_dsn: str, spec: PipelineSpec, marker: tuple[int, da
 
 
 class Running:
-    """The local DMS and the consumer, each in its own thread, until ``stop``."""
+    """The local DMS, the consumer and the applier, each in its own thread, until ``stop``."""
 
-    def __init__(self, dms: Any, consumer: LocalEventSourceMapping) -> None:
+    def __init__(self, dms: Any, consumer: LocalEventSourceMapping,
+                 applier: LocalSqsEventSourceMapping) -> None:
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=dms.run, args=(self.stop,), name="dms"),
                         threading.Thread(target=consumer.run, args=(self.stop,),
-                                         name="consumer")]
+                                         name="consumer"),
+                        threading.Thread(target=applier.run, args=(self.stop,),
+                                         name="applier")]
         for thread in self.threads:
             thread.start()
 
@@ -263,18 +277,20 @@ def run_benchmark(options: Options) -> Report:
 def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report:
     state_dir = options.state_dir
     consumer: LocalEventSourceMapping | None = None
+    applier: LocalSqsEventSourceMapping | None = None
     try:
         spec = load_spec()
-        pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec)
+        pipeline = LocalPipeline.prepare(state_dir / "stack", state_dir / "run", spec,
+                                         applier=True)
         warehouse_dsn = pipeline.stack.postgres_conninfo
         stream = pipeline.stack.resources.stream_name
         kinesis = boto3.client("kinesis")
         workload = pipeline.workload(seed=options.seed)
         workload.create_schema(loose=True)
         workload.seed_data(options.customers, options.events, options.purchases)
-        dms, consumer = pipeline.dms(), pipeline.consumer()
+        dms, consumer, applier = pipeline.dms(), pipeline.consumer(), pipeline.applier_mapping()
         dms.full_load()
-        catch_up(dms, consumer)  # the full load is not part of the measured drain
+        catch_up(dms, consumer, applier=applier)  # the full load is not part of the drain
         create_slot(pipeline.source_dsn, CAPTURE_SLOT)
 
         say(f"committing a backlog of {options.backlog:,} changes, nothing capturing ...")
@@ -282,7 +298,8 @@ def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report
         report.source_rows = source_row_counts(pipeline.source_dsn, spec)
 
         say("draining it: local DMS + consumer ...")
-        drain(pipeline, dms, consumer, kinesis, stream, marker, report, options.drain_timeout)
+        drain(pipeline, dms, consumer, applier, kinesis, stream, marker, report,
+              options.drain_timeout)
         report.dead_letters = pipeline.rejected()
 
         say("each part alone ...")
@@ -291,12 +308,14 @@ def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report
                       report=report)
 
         say(f"latency at half the drained rate for {options.latency_seconds:.0f}s ...")
-        measure_latency(pipeline, workload, dms, consumer, warehouse_dsn, report,
+        measure_latency(pipeline, workload, dms, consumer, applier, warehouse_dsn, report,
                         options.latency_seconds)
         return report
     finally:
         if consumer is not None:
             consumer.close()
+        if applier is not None:
+            applier.close()
         stop_stack(state_dir / "stack")
 
 
@@ -315,14 +334,17 @@ def commit_backlog(workload: Workload, source_dsn: str, changes: int,
     return marker
 
 
-def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping, kinesis: Any,
-          stream: str, marker: tuple[int, datetime], report: Report, timeout: float) -> None:
+def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping,
+          applier: LocalSqsEventSourceMapping, kinesis: Any, stream: str,
+          marker: tuple[int, datetime], report: Report, timeout: float) -> None:
     warehouse_dsn = pipeline.stack.postgres_conninfo
     captured_before = dms.counters.records_captured
     delivered_before = consumer.counters.records_delivered
     retries_before = consumer.counters.retries
+    invocations_before = consumer.counters.invocations
+    applies_before = applier.counters.invocations
     started = time.perf_counter()
-    running = Running(dms, consumer)
+    running = Running(dms, consumer, applier)
     try:
         while True:
             # The in-memory counters first (the end is near once the handler got every
@@ -350,6 +372,19 @@ def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping, 
     report.drained = dms.counters.records_captured - captured_before
     report.delivered = consumer.counters.records_delivered - delivered_before
     report.redeliveries = consumer.counters.retries - retries_before
+    report.consumer_batches = consumer.counters.invocations - invocations_before
+    report.applies = applier.counters.invocations - applies_before
+
+
+def queued_messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every message on the queue (each hidden for 10 minutes)."""
+    messages: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                  VisibilityTimeout=600).get("Messages", [])
+        if not got:
+            return messages
+        messages += got
 
 
 def measure_parts(pipeline: LocalPipeline, kinesis: Any, shard_count: int, batch_size: int,
@@ -380,37 +415,54 @@ def measure_parts(pipeline: LocalPipeline, kinesis: Any, shard_count: int, batch
             return clients.setdefault(name, boto3.client(name))  # type: ignore[call-overload]
 
         meter = parts.DataApiMeter(client("redshift-data"))
-        processor = build_consumer(PipelineSettings.from_mapping(environment), pipeline.spec,
-                                    pipeline.hmac_key(), client)
+        sqs = client("sqs")
+        queue_url = sqs.create_queue(QueueName=PARTS_APPLIER_QUEUE,
+                                     Attributes={"VisibilityTimeout": "600"})["QueueUrl"]
+        settings = PipelineSettings.from_mapping(
+            {**environment, "APPLIER_QUEUE_URL": queue_url})
+        processor = build_consumer(settings, pipeline.spec, pipeline.hmac_key(), client)
         results, transformed = parts.transform(processor, records, batch_size)
         report.ceilings["consumer transform (decode, PII, reduce)"] = transformed.per_second
+        landed = parts.write(processor, results, len(records))
+        report.ceilings["consumer landing (S3 object + applier queue message)"] = \
+            landed.per_second
+        batches = [parse_landed(m["MessageId"], m["Body"], settings.staging_prefix)
+                   for m in queued_messages(sqs, queue_url)]
+        per_apply = max(1, round(report.consumer_batches / max(report.applies, 1)))
+        writer = build_writer(settings, pipeline.spec, client, applier_queue=False)
         submits, polls, executed = meter.submits, meter.polls, meter.executed_ns
-        written = parts.write(processor, results, len(records))
-        report.ceilings["writer (S3 + COPY + MERGE via the Data API stand-in)"] = \
-            written.per_second
+        started = time.perf_counter()
+        for start in range(0, len(batches), per_apply):
+            outcome = apply_batches(writer, batches[start:start + per_apply])
+            if outcome.failed:
+                raise RuntimeError(f"the applier ceiling's apply failed: {outcome.failed}")
+        applied = time.perf_counter() - started
+        report.applier_batches_per_apply = per_apply
+        report.ceilings[f"applier (manifest COPY + MERGE, {per_apply} batches per apply)"] = \
+            len(records) / applied
         report.submits_per_1000_changes = 1000 * (meter.submits - submits) / len(records)
         report.writer_polls_per_submit = (meter.polls - polls) / max(meter.submits - submits, 1)
-        report.writer_seconds = written.seconds
+        report.writer_seconds = applied
         report.writer_executed_seconds = (meter.executed_ns - executed) / 1e9
     round_trip = parts.data_api_round_trip(pipeline.api())
     report.round_trips_per_second = round_trip.per_second
     # Every write is at least one Data API round trip per submission: at the writer's
     # submissions per change, the round trips alone allow this many changes/s.
-    report.ceilings["Data API round trips (at the writer's submits/change)"] = (
+    report.ceilings["Data API round trips (at the applier's submits/change)"] = (
         round_trip.per_second * 1000 / report.submits_per_1000_changes
         if report.submits_per_1000_changes else float("inf"))
 
 
 def measure_latency(pipeline: LocalPipeline, workload: Workload, dms: Any,
-                    consumer: LocalEventSourceMapping, warehouse_dsn: str, report: Report,
-                    seconds: float) -> None:
+                    consumer: LocalEventSourceMapping, applier: LocalSqsEventSourceMapping,
+                    warehouse_dsn: str, report: Report, seconds: float) -> None:
     changes_per_transaction = report.committed / max(report.transactions, 1)
     rate = max(1.0, report.drain_rate / 2 / changes_per_transaction)
     sampler = LatencySampler(workload, pipeline.source_dsn, warehouse_dsn, pipeline.spec)
     sampler_stop = threading.Event()
     sampler_thread = threading.Thread(target=sampler.run, args=(sampler_stop,), name="sampler")
     captured_before = dms.counters.records_captured
-    running = Running(dms, consumer)
+    running = Running(dms, consumer, applier)
     try:
         sampler_thread.start()
         started = time.perf_counter()

@@ -21,8 +21,8 @@ from bench.scale_bench import build_load
 from bench.scale_bench import run_benchmark as run_scale
 from local.stack import stop_stack
 
-PARTS = ("capture", "Kinesis put", "Kinesis get", "consumer transform", "writer",
-         "Data API round trips")
+PARTS = ("capture", "Kinesis put", "Kinesis get", "consumer transform", "consumer landing",
+         "applier", "Data API round trips")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,7 @@ def test_the_drain_applies_every_committed_change(report: Report) -> None:
     assert report.delivered >= report.drained  # at least once
     assert report.dead_letters == 0
     assert report.warehouse_rows == report.source_rows
+    assert 0 < report.applies <= report.consumer_batches
     assert set(report.source_rows) == {"sport_event", "ticket", "customer", "ticket_activity"}
 
 
