@@ -4,26 +4,31 @@ One run on the local stack (started if needed), the reference record mix of the 
 (``bench.core_bench.make_records``: purchases, customer and event updates, new tickets,
 deletes), each path into its own fresh warehouse database:
 
-- **Lambda path**: the consumer's ``BatchConsumer`` (transform, then
-  ``RedshiftWriter.stage_and_merge``) on batches of the template's default ``BatchSize``
-  (1,000) and of Lambda's largest (10,000), one after another as one shard's consumer runs
-  them, each landed as ``shared.landing.plan_landing`` decides (one INSERT when the batch fits
-  one statement, else one COPY from S3);
+- **Lambda path, consumer**: the consumer's ``BatchConsumer`` with an applier queue (a fresh
+  queue on the stack's SQS, ``shared.applier.SqsApplierQueue``): per batch the transform, the
+  batch's JSON lines put in S3 and one message sent; no SQL. Batches of the template's default
+  ``BatchSize`` (1,000) and of Lambda's largest (10,000);
+- **Lambda path, applier**: what the batch applier function does per invocation: the messages
+  received (``ReceiveMessage`` of up to 10, as Lambda's SQS poller does, counted as the
+  poller's), ``shared.applier.apply_batches`` (``RedshiftWriter.apply_landed``: one manifest
+  COPY and one ``_cdc_apply_pending`` call after the LOCK of the landing table), the messages
+  deleted (``DeleteMessageBatch`` of up to 10). Applies of one consumer batch of 1,000, of ten
+  (10,000 changes) and of all the 10,000-record batches together;
 - **Glue path**: per micro-batch, what the Glue job does: the executors' reduced rows as
   landing JSON lines in ``--glue-parts`` S3 objects under one prefix, then the driver's
-  ``RedshiftWriter.merge_staged`` (one COPY of the prefix and the apply call in one
-  transaction), then the staged objects deleted.
+  ``RedshiftWriter.merge_staged`` (LOCK of the landing table, one COPY of the prefix, the end
+  row and the apply call in one transaction), then the staged objects deleted.
 
-Counted from botocore events on the boto3 clients the writer uses (whatever our adapters do
-around the calls), per batch: Data API operations, SQL statements submitted, the warehouse's
-execution time of each statement (``Duration`` of a FINISHED DescribeStatement and of its
-SubStatements, in nanoseconds: "DescribeStatement" in the Amazon Redshift Data API
+Counted from botocore events on the boto3 clients each part uses (whatever our adapters do
+around the calls), per batch or apply: Data API operations, SQL statements submitted, the
+warehouse's execution time of each statement (``Duration`` of a FINISHED DescribeStatement and
+of its SubStatements, in nanoseconds: "DescribeStatement" in the Amazon Redshift Data API
 reference), S3 and SQS requests; plus the statements the apply procedure runs inside its one
 CALL (counted from the procedures' bodies, ``inner_statements``), the records' sizes (Kinesis
-bills records rounded up to 1 KB on demand, 25 KB PUT payload units provisioned) and the
-process time of the transform. The warehouse here is PostgreSQL behind the Data API
-stand-in: its durations are PostgreSQL's, not Redshift's (docs/cost.md turns counts into
-Redshift Serverless RPU-seconds with an assumed per-statement time).
+bills records rounded up to 1 KB on demand, 25 KB PUT payload units provisioned), the process
+time of the transform and the wall time of each part. The warehouse here is PostgreSQL behind
+the Data API stand-in: its durations are PostgreSQL's, not Redshift's (docs/cost.md turns
+counts into Redshift Serverless RPU-seconds with an assumed time per statement and per change).
 
 Prints one ``key=value`` line per figure (the doc quotes them).
 """
@@ -50,9 +55,11 @@ from bench.warehouse import fresh_databases
 from local.stack import ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
 from shared import apply_procedures as procedures
-from shared.consumer import BatchConsumer, build_consumer
+from shared.applier import apply_batches, parse_landed
+from shared.consumer import BatchConsumer, build_consumer, build_writer
 from shared.landing import json_lines
 from shared.records import StreamRecord
+from shared.redshift_writer import RedshiftWriter
 from shared.settings import PipelineSettings
 from shared.spec import PipelineSpec, load_spec
 
@@ -68,6 +75,7 @@ class Meter:
         self.calls: Counter[str] = Counter()
         self.statements = 0
         self.durations: list[tuple[str, int]] = []  # (first SQL word, ns) of finished statements
+        self.keys: list[str] = []  # the S3 keys put
         self._sqls: dict[str, list[str]] = {}
         self._pending: list[str] = []
         for service, client in clients.items():
@@ -84,7 +92,9 @@ class Meter:
     def _before(self, service: str) -> Callable[..., None]:
         def count(params: dict[str, Any], model: Any, **_: Any) -> None:
             self.calls[f"{service}:{model.name}"] += 1
-            if model.name == "BatchExecuteStatement":
+            if model.name == "PutObject":
+                self.keys.append(str(params.get("Key")))
+            elif model.name == "BatchExecuteStatement":
                 self.statements += len(params.get("Sqls", []))
                 self._pending = list(params.get("Sqls", []))
             elif model.name == "ExecuteStatement":
@@ -111,6 +121,7 @@ class Meter:
         self.calls.clear()
         self.statements = 0
         self.durations.clear()
+        self.keys.clear()
 
 
 def _verb(sql: str) -> str:
@@ -238,11 +249,14 @@ def _parse(pieces: list[str]) -> list[Node]:
 
 @dataclass
 class PathReport:
-    """Per-batch figures of one path (means over the measured batches)."""
+    """Per-batch (or, for the applier, per-apply) figures of one part: means over the measured
+    batches or applies."""
 
     name: str
     records_per_batch: int
+    unit: str = "batch"
     batches: int = 0
+    landed: int = 0  # consumer batches applied (the applier's applies)
     changes: int = 0  # reduced changes written (newest per key)
     tables_per_batch: list[int] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
@@ -256,29 +270,31 @@ class PathReport:
         return value / self.batches if self.batches else 0.0
 
     def lines(self) -> list[str]:
-        prefix = self.name
+        prefix, per = self.name, f"per_{self.unit}"
         lines = [f"{prefix}.records_per_batch={self.records_per_batch}",
-                 f"{prefix}.batches={self.batches}",
-                 f"{prefix}.changes_per_batch={self.per_batch(self.changes):.0f}",
-                 f"{prefix}.tables_per_batch={statistics.mean(self.tables_per_batch):.1f}"]
+                 f"{prefix}.{'batches' if self.unit == 'batch' else 'applies'}={self.batches}",
+                 f"{prefix}.changes_{per}={self.per_batch(self.changes):.0f}",
+                 f"{prefix}.tables_{per}={statistics.mean(self.tables_per_batch):.1f}"]
+        if self.landed:
+            lines.append(f"{prefix}.consumer_batches_{per}={self.per_batch(self.landed):.1f}")
         for call in sorted(self.calls):
-            lines.append(f"{prefix}.calls_per_batch.{call}={self.per_batch(self.calls[call]):.2f}")
-        lines.append(f"{prefix}.data_api_submissions_per_batch="
+            lines.append(f"{prefix}.calls_{per}.{call}={self.per_batch(self.calls[call]):.2f}")
+        lines.append(f"{prefix}.data_api_submissions_{per}="
                      f"{self.per_batch(self.submissions):.2f}")
-        lines.append(f"{prefix}.statements_submitted_per_batch="
+        lines.append(f"{prefix}.statements_submitted_{per}="
                      f"{self.per_batch(self.statements):.2f}")
-        lines.append(f"{prefix}.statements_inside_call_per_batch={self.per_batch(self.inner):.1f}")
+        lines.append(f"{prefix}.statements_inside_call_{per}={self.per_batch(self.inner):.1f}")
         by_verb: dict[str, list[int]] = {}
         for verb, ns in self.durations:
             by_verb.setdefault(verb, []).append(ns)
         for verb, values in sorted(by_verb.items()):
-            lines.append(f"{prefix}.postgres_seconds_per_batch.{verb}="
+            lines.append(f"{prefix}.postgres_seconds_{per}.{verb}="
                          f"{sum(values) / 1e9 / self.batches:.3f}")
         total = sum(ns for _, ns in self.durations) / 1e9
-        lines.append(f"{prefix}.postgres_seconds_per_batch={total / self.batches:.3f}")
-        lines.append(f"{prefix}.transform_seconds_per_batch="
+        lines.append(f"{prefix}.postgres_seconds_{per}={total / self.batches:.3f}")
+        lines.append(f"{prefix}.transform_seconds_{per}="
                      f"{self.transform_seconds / self.batches:.3f}")
-        lines.append(f"{prefix}.write_seconds_per_batch={self.write_seconds / self.batches:.3f}")
+        lines.append(f"{prefix}.wall_seconds_{per}={self.write_seconds / self.batches:.3f}")
         return lines
 
     @property
@@ -299,18 +315,62 @@ def record_sizes(records: Sequence[StreamRecord]) -> list[str]:
             f"kinesis.put_payload_units_per_record={units / len(sizes):.2f}"]
 
 
-def run_lambda(processor: BatchConsumer, meter: Meter, spec: PipelineSpec,
-               batches: list[list[StreamRecord]], report: PathReport) -> None:
-    """The consumer's transform and write of each batch, one after another."""
+def run_consumer(processor: BatchConsumer, meter: Meter, spec: PipelineSpec,
+                 batches: list[list[StreamRecord]], report: PathReport) -> dict[str, int]:
+    """The consumer's transform and write of each batch, one after another; with an applier
+    queue the write is the S3 put and the message. Returns each landed batch's changes by the
+    S3 key it was put at."""
+    landed: dict[str, int] = {}
     for batch in batches:
         meter.reset()
         started = time.process_time()
+        wall = time.perf_counter()
         result = processor.transform(batch)
         report.transform_seconds += time.process_time() - started
+        written = processor.writer.stage_and_merge(result.changes, result.table_events)
+        report.write_seconds += time.perf_counter() - wall
+        _collect(report, meter, spec, result.changes, applied=not written.queued_for_applier)
+        if written.queued_for_applier:
+            if not meter.keys:
+                raise RuntimeError("the consumer queued a batch without putting its object")
+            landed[meter.keys[-1]] = sum(written.changes.values())
+    return landed
+
+
+def run_applier(writer: RedshiftWriter, meter: Meter, spec: PipelineSpec, sqs: Any,
+                queue_url: str, staging_prefix: str, landed: Mapping[str, int],
+                groups: Sequence[int], tables: list[str], report: PathReport) -> None:
+    """One applier invocation per group: receive that many messages (up to 10 per
+    ReceiveMessage, as Lambda's poller does), apply them (``apply_batches``), delete them."""
+    for size in groups:
+        meter.reset()
+        messages: list[dict[str, Any]] = []
+        while len(messages) < size:
+            got = sqs.receive_message(QueueUrl=queue_url,
+                                      MaxNumberOfMessages=min(10, size - len(messages)))
+            if not got.get("Messages"):
+                raise RuntimeError(f"the applier queue has {len(messages)} messages, "
+                                   f"expected {size}")
+            messages += got["Messages"]
+        batches = [parse_landed(m["MessageId"], m["Body"], staging_prefix) for m in messages]
         started = time.perf_counter()
-        processor.writer.stage_and_merge(result.changes, result.table_events)
+        outcome = apply_batches(writer, batches)
         report.write_seconds += time.perf_counter() - started
-        _collect(report, meter, spec, result.changes)
+        if outcome.failed:
+            raise RuntimeError(f"the applier failed {len(outcome.failed)} batches: "
+                               f"{sorted(set(outcome.failed.values()))}")
+        for start in range(0, len(messages), 10):
+            sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(messages[start:start + 10])])
+        report.batches += 1
+        report.landed += len(batches)
+        report.changes += sum(landed[b.key] for b in batches)
+        report.tables_per_batch.append(len(tables))
+        report.calls.update(meter.calls)
+        report.statements += meter.statements
+        report.inner += inner_statements(spec, tables)  # every table of the mix: all pending
+        report.durations += meter.durations
 
 
 def run_glue(processor: BatchConsumer, meter: Meter, spec: PipelineSpec, s3: Any,
@@ -348,14 +408,15 @@ def run_glue(processor: BatchConsumer, meter: Meter, spec: PipelineSpec, s3: Any
 
 
 def _collect(report: PathReport, meter: Meter, spec: PipelineSpec,
-             changes: Mapping[str, list[Any]]) -> None:
+             changes: Mapping[str, list[Any]], applied: bool = True) -> None:
+    """Add one batch; ``applied``: the batch's own transaction ran the apply CALL."""
     tables = [t for t in spec.tables if changes.get(t)]
     report.batches += 1
     report.changes += sum(len(changes[t]) for t in tables)
     report.tables_per_batch.append(len(tables))
     report.calls.update(meter.calls)
     report.statements += meter.statements
-    report.inner += inner_statements(spec, tables)
+    report.inner += inner_statements(spec, tables) if applied else 0
     report.durations += meter.durations
 
 
@@ -369,7 +430,8 @@ P_LAMBDA_REQUEST = 0.20 / 1e6
 P_DPU_HOUR = 0.44
 P_RPU_HOUR = 0.375
 P_S3_PUT = 0.005 / 1000  # PUT, COPY, POST, LIST (DeleteObjects counted here too)
-P_S3_GET = 0.0004 / 1000
+P_S3_GET = 0.0004 / 1000  # GET, HEAD and all other requests
+P_SQS_REQUEST = 0.40 / 1e6  # standard queue, past the free million a month
 P_KINESIS_STREAM_HOUR = 0.04
 P_KINESIS_GB_IN = 0.08
 P_KINESIS_GB_OUT = 0.04
@@ -377,77 +439,139 @@ P_KINESIS_GB_OUT = 0.04
 CONSUMER_MEMORY_MB = 1024
 BATCH_SIZE = 1000
 BATCHING_WINDOW_S = 30
+APPLIER_MEMORY_MB = 512  # BatchApplierFunction's MemorySize
+APPLIER_WINDOW_S = 1  # ApplierBatchingWindowSeconds
+APPLIER_BATCH_SIZE = 10_000  # ApplierEventSourceMapping's BatchSize (messages per invocation)
+APPLIER_CONCURRENCY = 2  # its MaximumConcurrency
 GLUE_WORKER_DPU = 1.0  # G.1X
 GLUE_WORKERS = 2
 GLUE_WINDOW_S = 60
 RPU_BASE = 8
-# Assumed on Redshift (docs/cost.md says why): per statement, per COPY, per inline INSERT.
+# Assumed on Redshift (docs/cost.md says why): per statement, per manifest or prefix COPY, per
+# change landed and merged.
 STATEMENT_S = 0.2
 COPY_S = 2.0
-INSERT_S = 0.5
-INLINE_ROWS = 250  # about what one inline INSERT holds (100,000 bytes) of the reference mix
-LAMBDA_OVERHEAD_S = 0.6  # transform, S3 put, the last polling interval
-S3_REQUESTS_LAMBDA = (3, 1)  # (PUT-class, GET) per COPY-landed batch
-S3_REQUESTS_GLUE = (10, 4)  # 4 objects, LIST, DeleteObjects, 4 checkpoint writes; 4 GETs
+CHANGE_S = 0.0001
+# Measured by make bench-cost (2026-11-30, against moto and the stand-in; docs/cost.md): the
+# consumer's wall time per batch with an applier queue, ≈ fixed + per record (transform, one
+# HEAD, one PutObject, one SendMessage), and the applier's wall time around its warehouse time
+# (receive, manifest put, deletes, the Data API polls' last interval).
+CONSUMER_FIXED_S = 0.02
+CONSUMER_PER_RECORD_S = 0.00004
+APPLIER_OVERHEAD_S = 0.3
+# Requests per consumer batch: (PUT-class, GET-class): the object; the marker's HEAD and the
+# COPY's read of the object. Per apply: the manifest and two DeleteObjects (the manifest, then
+# the objects); the COPY's read of the manifest.
+S3_PER_CONSUMER_BATCH = (1, 2)
+S3_PER_APPLY = (3, 1)
+S3_REQUESTS_GLUE = (10, 5)  # 4 objects, LIST, DeleteObjects, 4 checkpoint writes; HEAD, 4 GETs
+# Lambda's SQS poller: five long polls (20 s each, SQS's longest) at all times when
+# MaximumConcurrency is set ("Configuring scaling behavior for SQS event source mappings", AWS
+# Lambda Developer Guide); the empty ones are billed to the queue's owner (docs/cost.md, "SQS").
+SQS_POLLERS = 5
+SQS_LONG_POLL_S = 20
+SQS_RECEIVE_MAX = 10  # ReceiveMessage and DeleteMessageBatch: at most 10 messages each
+S3_DELETE_MAX = 1000  # DeleteObjects: at most 1,000 keys
 BILLED_MINIMUM_S = 60
 
 
 @dataclass(frozen=True)
 class Model:
-    """One path's cost per day at a steady change rate."""
+    """Both paths' cost per day at a steady change rate, below the warehouse's ceiling."""
 
     inner: int  # statements the apply CALL runs (``inner_statements``)
     statement_s: float = STATEMENT_S
+    change_s: float = CHANGE_S
     batch_size: int = BATCH_SIZE
 
-    def batch_seconds(self, changes: float) -> float:
-        """``d``: one batch's time in Redshift (landing, then the CALL's statements)."""
-        landing = INSERT_S if changes <= INLINE_ROWS else COPY_S
-        return landing + self.inner * self.statement_s
+    def apply_seconds(self, changes: float, extra_statements: int = 0) -> float:
+        """``d``: one apply's time in Redshift: one COPY, the CALL's statements (and any
+        ``extra_statements``), and each change landed and merged."""
+        return (COPY_S + (self.inner + extra_statements) * self.statement_s
+                + changes * self.change_s)
+
+    def ceiling(self) -> float:
+        """Changes a day the warehouse can apply at all: applies back to back, each taking
+        everything that arrived during the previous one, keep up while ``rate * c < 1``."""
+        return DAY / self.change_s
 
     @staticmethod
-    def redshift(batches: float, seconds: float) -> float:
+    def redshift(applies: float, seconds: float) -> float:
         """$ a day: the base RPUs billed at least 60 s from each transaction's start (at most
         the whole day), or the work itself once it fills the day."""
-        billed = max(min(DAY, batches * max(BILLED_MINIMUM_S, seconds)), batches * seconds)
+        billed = max(min(DAY, applies * max(BILLED_MINIMUM_S, seconds)), applies * seconds)
         return RPU_BASE * billed / 3600 * P_RPU_HOUR
+
+    def applies(self, changes_a_day: float, interval: float, window: float,
+                extra_statements: int = 0) -> tuple[float, float, bool]:
+        """(applies a day, changes per apply, back to back) of one applier that gets work
+        every ``interval`` seconds and gathers at least ``window`` seconds: one apply per
+        arrival while an apply takes less than the interval, else one per ``window`` or, once
+        an apply outlasts the window, back to back, each taking what came during the last."""
+        rate = changes_a_day / DAY
+        if rate * self.change_s >= 1:
+            raise ValueError(f"{changes_a_day:,.0f} changes a day is past the warehouse's "
+                             f"ceiling ({self.ceiling():,.0f} a day at {self.change_s:g} s "
+                             "per change)")
+        if interval >= max(window, self.apply_seconds(rate * interval, extra_statements)):
+            return DAY / interval, rate * interval, False
+        busy = self.apply_seconds(0, extra_statements) / (1 - rate * self.change_s)
+        period = max(window, busy)
+        return DAY / period, rate * period, busy > window
 
     def lambda_day(self, changes_a_day: float) -> dict[str, float]:
         rate = changes_a_day / DAY
         size = min(self.batch_size, 1 + BATCHING_WINDOW_S * rate)
         batches = changes_a_day / size
-        seconds = self.batch_seconds(size)
-        put, get = S3_REQUESTS_LAMBDA if size > INLINE_ROWS else (0, 0)
-        invocation = ((seconds + LAMBDA_OVERHEAD_S) * CONSUMER_MEMORY_MB / 1024
-                      * P_GB_SECOND_ARM + P_LAMBDA_REQUEST)
-        return {"lambda": batches * invocation,
-                "s3": batches * (put * P_S3_PUT + get * P_S3_GET),
-                "redshift": self.redshift(batches, seconds),
-                "batches": batches, "batch_seconds": seconds,
-                "saturated": float(batches * seconds > DAY)}
+        applies, per_apply, back_to_back = self.applies(changes_a_day, DAY / batches,
+                                                        APPLIER_WINDOW_S)
+        seconds = self.apply_seconds(per_apply)
+        messages = per_apply / size
+        # A second invocation waits on the landing table's LOCK while the first applies.
+        wait = max(0.0, seconds - APPLIER_WINDOW_S) if back_to_back else 0.0
+        consumer_s = CONSUMER_FIXED_S + CONSUMER_PER_RECORD_S * size
+        applier_s = seconds + APPLIER_OVERHEAD_S + wait
+        consumer = batches * (consumer_s * CONSUMER_MEMORY_MB / 1024 * P_GB_SECOND_ARM
+                              + P_LAMBDA_REQUEST)
+        applier = applies * (applier_s * APPLIER_MEMORY_MB / 1024 * P_GB_SECOND_ARM
+                             + P_LAMBDA_REQUEST)
+        s3_put = (batches * S3_PER_CONSUMER_BATCH[0] + applies * (
+            S3_PER_APPLY[0] - 1 + math.ceil(messages / S3_DELETE_MAX)))
+        s3_get = batches * S3_PER_CONSUMER_BATCH[1] + applies * S3_PER_APPLY[1]
+        receives = applies * math.ceil(messages / SQS_RECEIVE_MAX)
+        requests = batches + 2 * receives + SQS_POLLERS * DAY / SQS_LONG_POLL_S
+        return {"lambda": consumer + applier, "consumer": consumer, "applier": applier,
+                "s3": s3_put * P_S3_PUT + s3_get * P_S3_GET,
+                "sqs": requests * P_SQS_REQUEST,
+                "redshift": self.redshift(applies, seconds),
+                "batches": batches, "batch_records": size, "consumer_seconds": consumer_s,
+                "applies": applies, "apply_changes": per_apply, "apply_seconds": seconds,
+                "applier_seconds": applier_s, "sqs_requests": requests}
 
     def glue_day(self, changes_a_day: float) -> dict[str, float]:
         rate = changes_a_day / DAY
-        batches = DAY / GLUE_WINDOW_S * (1 - math.exp(-GLUE_WINDOW_S * rate))
-        seconds = self.batch_seconds(changes_a_day / batches if batches else 0)
+        applies, _, _ = self.applies(changes_a_day, 0.0, GLUE_WINDOW_S, extra_statements=1)
+        period = DAY / applies
+        batches = applies * (1 - math.exp(-period * rate))  # windows with at least one change
+        seconds = self.apply_seconds(changes_a_day / batches if batches else 0, 1)
         put, get = S3_REQUESTS_GLUE
         return {"glue": GLUE_WORKER_DPU * GLUE_WORKERS * 24 * P_DPU_HOUR,
                 "s3": batches * (put * P_S3_PUT + get * P_S3_GET),
                 "redshift": self.redshift(batches, seconds),
-                "batches": batches, "batch_seconds": seconds}
+                "batches": batches, "apply_seconds": seconds}
 
     def month(self, path: str, changes_a_day: float) -> float:
         day = self.lambda_day(changes_a_day) if path == "lambda" else self.glue_day(
             changes_a_day)
-        return sum(day[k] for k in ("lambda", "glue", "s3", "redshift") if k in day) * MONTH_DAYS
+        return sum(day[k] for k in ("lambda", "glue", "s3", "sqs", "redshift")
+                   if k in day) * MONTH_DAYS
 
-    def ceiling(self) -> float:
-        """Changes a day at which the Lambda path's transactions fill the day."""
-        return DAY * self.batch_size / self.batch_seconds(self.batch_size)
-
-    def crossover(self) -> float:
-        """Changes a day above which the Glue path costs less (bisection)."""
-        low, high = 1e3, 1e11
+    def crossover(self) -> float | None:
+        """Changes a day above which the Glue path costs less (bisection below the ceiling);
+        None: not below it."""
+        low, high = 1e3, 0.999 * self.ceiling()
+        if self.month("lambda", high) <= self.month("glue", high):
+            return None
         for _ in range(200):
             middle = math.sqrt(low * high)
             if self.month("lambda", middle) > self.month("glue", middle):
@@ -463,26 +587,38 @@ def kinesis_day(changes_a_day: float) -> float:
     return 24 * P_KINESIS_STREAM_HOUR + gib * (P_KINESIS_GB_IN + P_KINESIS_GB_OUT)
 
 
-MODEL_RATES = (1_000, 10_000, 100_000, 1_000_000, 5_000_000, 10_000_000, 20_000_000)
+MODEL_RATES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 500_000_000)
+# (t per statement, c per change): optimistic, assumed, pessimistic
+SENSITIVITY = ((0.1, 0.00002), (STATEMENT_S, CHANGE_S), (0.5, 0.0005))
+
+
+def _rate(changes_a_day: float) -> str:
+    return f"{changes_a_day / 1e6:,.1f} M/day ({changes_a_day / DAY:,.0f}/s)"
 
 
 def model_lines(inner: int) -> list[str]:
     """docs/cost.md's computed tables, as markdown rows."""
     base = Model(inner)
-    lines = ["| changes a day | Lambda path, $/month | Glue path, $/month |", "|---|---|---|"]
+    lines = ["| changes a day | Lambda path, $/month | Glue path, $/month | "
+             "Lambda applies a day | changes per apply |", "|---|---|---|---|---|"]
     for rate in MODEL_RATES:
-        past = " (past its ceiling)" if base.lambda_day(rate)["saturated"] else ""
-        lines.append(f"| {rate:,} | {base.month('lambda', rate):,.0f}{past} | "
-                     f"{base.month('glue', rate):,.0f} |")
-    lines += ["", "| assumed `t` per statement | `d` per batch | RPU-seconds per batch | "
-              "Lambda path's warehouse ceiling | Glue cheaper from |", "|---|---|---|---|---|"]
-    for statement_s in (0.1, STATEMENT_S, 0.5):
-        model = Model(inner, statement_s)
-        seconds = model.batch_seconds(BATCH_SIZE)
-        ceiling, crossover = model.ceiling(), model.crossover()
-        lines.append(f"| {statement_s:g} s | {seconds:.1f} s | {RPU_BASE * seconds:.0f} | "
-                     f"{ceiling / 1e6:.1f} M/day ({ceiling / DAY:,.0f}/s) | "
-                     f"{crossover / 1e6:.1f} M/day ({crossover / DAY:,.0f}/s) |")
+        lam = base.lambda_day(rate)
+        lines.append(f"| {rate:,} | {base.month('lambda', rate):,.0f} | "
+                     f"{base.month('glue', rate):,.0f} | {lam['applies']:,.0f} | "
+                     f"{lam['apply_changes']:,.0f} |")
+    lines += ["", "| assumed `t` per statement | assumed `c` per change | apply of 1,000 changes "
+              "| apply of 10,000 changes | warehouse ceiling (`1 / c`) | Glue cheaper from |",
+              "|---|---|---|---|---|---|"]
+    for statement_s, change_s in SENSITIVITY:
+        model = Model(inner, statement_s, change_s)
+        cells = []
+        for changes in (1_000, 10_000):
+            seconds = model.apply_seconds(changes)
+            cells.append(f"{seconds:.1f} s ({changes / seconds:,.0f}/s)")
+        crossover = model.crossover()
+        lines.append(f"| {statement_s:g} s | {change_s * 1000:g} ms | {cells[0]} | {cells[1]} | "
+                     f"{_rate(model.ceiling())} | "
+                     f"{'not below the ceiling' if crossover is None else _rate(crossover)} |")
     return lines
 
 
@@ -491,13 +627,22 @@ def answer_lines(inner: int, changes_a_day: float = 1e6) -> list[str]:
     model = Model(inner)
     lam, glue = model.lambda_day(changes_a_day), model.glue_day(changes_a_day)
     kinesis = kinesis_day(changes_a_day)
+    lambda_total = kinesis + lam["lambda"] + lam["s3"] + lam["sqs"] + lam["redshift"]
     return [f"model.day.kinesis={kinesis:.2f}",
-            f"model.day.lambda.invocations={lam['batches']:,.0f}",
-            f"model.day.lambda.batch_seconds={lam['batch_seconds']:.1f}",
-            f"model.day.lambda.lambda={lam['lambda']:.2f}",
+            f"model.day.lambda.consumer_invocations={lam['batches']:,.0f}",
+            f"model.day.lambda.consumer_seconds={lam['consumer_seconds']:.2f}",
+            f"model.day.lambda.consumer={lam['consumer']:.3f}",
+            f"model.day.lambda.applier_invocations={lam['applies']:,.0f}",
+            f"model.day.lambda.applier_seconds={lam['applier_seconds']:.1f}",
+            f"model.day.lambda.applier={lam['applier']:.3f}",
+            f"model.day.lambda.apply_changes={lam['apply_changes']:,.0f}",
+            f"model.day.lambda.apply_seconds={lam['apply_seconds']:.1f}",
+            f"model.day.lambda.sqs_requests={lam['sqs_requests']:,.0f}",
+            f"model.day.lambda.sqs={lam['sqs']:.3f}",
             f"model.day.lambda.s3={lam['s3']:.2f}",
             f"model.day.lambda.redshift={lam['redshift']:.2f}",
-            f"model.day.lambda.total={kinesis + lam['lambda'] + lam['s3'] + lam['redshift']:.2f}",
+            f"model.day.lambda.total={lambda_total:.2f}",
+            f"model.day.glue.apply_seconds={glue['apply_seconds']:.1f}",
             f"model.day.glue.glue={glue['glue']:.2f}",
             f"model.day.glue.s3={glue['s3']:.2f}",
             f"model.day.glue.redshift={glue['redshift']:.2f}",
@@ -510,10 +655,12 @@ def chunks(records: list[StreamRecord], size: int) -> list[list[StreamRecord]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small-batches", type=int, default=10,
-                        help="Lambda batches of the template's default BatchSize (1,000)")
+    parser.add_argument("--small-batches", type=int, default=20,
+                        help="consumer batches of the template's default BatchSize (1,000): "
+                             "the first half applied one per apply, the rest ten per apply")
     parser.add_argument("--large-batches", type=int, default=3,
-                        help="Lambda batches and Glue micro-batches of 10,000 records")
+                        help="consumer batches (applied together in one apply) and Glue "
+                             "micro-batches of 10,000 records")
     parser.add_argument("--glue-parts", type=int, default=4,
                         help="S3 objects the executors write per micro-batch (Spark "
                              "partitions with rows)")
@@ -541,39 +688,69 @@ def main() -> None:
     rest = records[args.small_batches * small:]
     large_batches = chunks(rest[:args.large_batches * large], large)
     glue_batches = chunks(rest[args.large_batches * large:], large)
+    alone = max(1, args.small_batches // 2)
+    together = args.small_batches - alone
+    groups_small = [1] * alone + [10] * (together // 10) + (
+        [together % 10] if together % 10 else [])
 
-    reports = [PathReport("lambda_1000", small), PathReport("lambda_10000", large),
-               PathReport("glue_10000", large)]
-    with fresh_databases(info, "cost_lambda", "cost_glue") as (lambda_db, glue_db):
-        for database, runs in ((lambda_db, ("lambda_1000", "lambda_10000")),
-                               (glue_db, ("glue_10000",))):
+    consumer_reports = [PathReport("consumer_1000", small), PathReport("consumer_10000", large)]
+    applier_reports = [PathReport("applier_1x1000", small, "apply"),
+                       PathReport(f"applier_{min(10, together)}x1000", small, "apply"),
+                       PathReport(f"applier_{args.large_batches}x10000", large, "apply")]
+    glue = PathReport("glue_10000", large)
+    sqs_admin = boto3.client("sqs")
+    queue_url = sqs_admin.create_queue(QueueName=f"cost-applier-{uuid.uuid4().hex[:8]}",
+                                       Attributes={"VisibilityTimeout": "1800"})["QueueUrl"]
+    try:
+        with fresh_databases(info, "cost_lambda", "cost_glue") as (lambda_db, glue_db):
             settings = PipelineSettings.from_mapping(
-                {**info.environment(), "REDSHIFT_DATABASE": database})
-            clients = {name: boto3.client(name)
-                       for name in ("redshift-data", "s3", "sqs")}
-            meter = Meter(clients)
-            processor = build_consumer(settings, spec, HMAC_KEY, clients.__getitem__)
+                {**info.environment(), "REDSHIFT_DATABASE": lambda_db,
+                 "APPLIER_QUEUE_URL": queue_url})
+            consumer_clients = {name: boto3.client(name) for name in ("redshift-data", "s3", "sqs")}
+            consumer_meter = Meter(consumer_clients)
+            consumer = build_consumer(settings, spec, HMAC_KEY, consumer_clients.__getitem__)
+            applier_clients = {name: boto3.client(name) for name in ("redshift-data", "s3", "sqs")}
+            applier_meter = Meter(applier_clients)
+            applier = build_writer(settings, spec, applier_clients.__getitem__,
+                                   applier_queue=False)
+            applier_sqs = applier_clients["sqs"]
+
+            def apply(landed: Mapping[str, int], groups: list[int], report: PathReport) -> None:
+                run_applier(applier, applier_meter, spec, applier_sqs, queue_url,
+                            settings.staging_prefix, landed, groups, list(spec.tables), report)
+
             # A container's first batch also reads the added columns: not part of a batch's
-            # steady cost.
-            run_lambda(processor, meter, spec, [warm_up], PathReport("warm_up", small))
-            for report in reports:
-                if report.name not in runs:
-                    continue
-                if report.name == "lambda_1000":
-                    run_lambda(processor, meter, spec, small_batches, report)
-                elif report.name == "lambda_10000":
-                    run_lambda(processor, meter, spec, large_batches, report)
-                else:
-                    run_glue(processor, meter, spec, clients["s3"], settings, glue_batches,
-                             args.glue_parts, report)
+            # steady cost; nor is the applier's first apply.
+            apply(run_consumer(consumer, consumer_meter, spec, [warm_up],
+                               PathReport("warm_up", small)), [1],
+                  PathReport("warm_up", small, "apply"))
+            landed = run_consumer(consumer, consumer_meter, spec, small_batches,
+                                  consumer_reports[0])
+            apply(landed, groups_small[:alone], applier_reports[0])
+            apply(landed, groups_small[alone:], applier_reports[1])
+            landed = run_consumer(consumer, consumer_meter, spec, large_batches,
+                                  consumer_reports[1])
+            apply(landed, [len(large_batches)], applier_reports[2])
+
+            glue_settings = PipelineSettings.from_mapping(
+                {**info.environment(), "REDSHIFT_DATABASE": glue_db})
+            clients = {name: boto3.client(name) for name in ("redshift-data", "s3", "sqs")}
+            meter = Meter(clients)
+            processor = build_consumer(glue_settings, spec, HMAC_KEY, clients.__getitem__)
+            run_consumer(processor, meter, spec, [warm_up], PathReport("warm_up", small))
+            run_glue(processor, meter, spec, clients["s3"], glue_settings, glue_batches,
+                     args.glue_parts, glue)
+    finally:
+        sqs_admin.delete_queue(QueueUrl=queue_url)
 
     print(f"spec.tables={len(spec.tables)} spec.targets={len(spec.targets)} "
           f"records={len(records)} cpus={os.cpu_count()}")
     for line in record_sizes(records):
         print(line)
-    for report in reports:
-        for line in report.lines():
-            print(line)
+    for report in [*consumer_reports, *applier_reports, glue]:
+        if report.batches:
+            for line in report.lines():
+                print(line)
     print("\n".join([*answer_lines(inner), *model_lines(inner)]))
 
 

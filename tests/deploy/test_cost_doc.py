@@ -52,6 +52,8 @@ def test_the_quoted_parameters_are_what_the_resources_use() -> None:
             resources["GlueStreamingJob"]["Properties"]["DefaultArguments"]["--WINDOW_SIZE"],
         "GlueMaxFetchRecordsPerShard": resources["GlueStreamingJob"]["Properties"][
             "DefaultArguments"]["--MAX_FETCH_RECORDS_PER_SHARD"],
+        "ApplierBatchingWindowSeconds": resources["ApplierEventSourceMapping"]["Properties"][
+            "MaximumBatchingWindowInSeconds"],
     }
     for name, value in used.items():
         assert value == {"Ref": name}, f"{name} no longer sets what docs/cost.md says it does"
@@ -71,6 +73,23 @@ def test_the_models_constants_are_the_template_defaults() -> None:
     assert int(defaults["RedshiftBaseCapacity"]) == cost_inputs.RPU_BASE
     assert defaults["LambdaArchitecture"] == "arm64"  # the GB-second price the model uses
     assert defaults["KinesisStreamMode"] == "ON_DEMAND"
+    assert int(defaults["ApplierBatchingWindowSeconds"]) == cost_inputs.APPLIER_WINDOW_S
+
+
+def test_the_models_applier_is_the_templates() -> None:
+    """The batch applier's memory and its SQS mapping, fixed in the template, as the model and
+    docs/cost.md take them."""
+    resources: dict[str, Any] = load_template()["Resources"]
+    applier = resources["BatchApplierFunction"]["Properties"]
+    mapping = resources["ApplierEventSourceMapping"]["Properties"]
+    assert applier["MemorySize"] == cost_inputs.APPLIER_MEMORY_MB
+    assert mapping["BatchSize"] == cost_inputs.APPLIER_BATCH_SIZE
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] == cost_inputs.APPLIER_CONCURRENCY
+    text = " ".join(DOC.read_text().split())
+    assert (f"`BatchApplierFunction` {applier['MemorySize']} MB; its SQS event source mapping "
+            f"`BatchSize` {mapping['BatchSize']:,} messages, `MaximumConcurrency` "
+            f"{mapping['ScalingConfig']['MaximumConcurrency']}") in text
+    assert f"{applier['MemorySize'] / 1024:g} GB arm64" in text
 
 
 def test_the_docs_tables_are_the_models() -> None:
@@ -100,7 +119,8 @@ def test_derived_figures_follow_the_template_defaults() -> None:
 def test_statements_inside_the_apply_call_are_the_procedures() -> None:
     spec = load_spec()
     count = inner_statements(spec, list(spec.tables))
-    assert f"statements the CALL runs in the warehouse | {count} | {count} | {count} |" in \
+    assert f"statements the CALL runs in the warehouse | {count} | {count} | {count} | {count} |" \
+        in \
         DOC.read_text(), ("the apply procedures changed: run make bench-cost and update the "
                           "measured table of docs/cost.md")
 
@@ -128,23 +148,42 @@ def test_the_docs_figures_are_the_models() -> None:
     spec = load_spec()
     model = cost_inputs.Model(inner_statements(spec, list(spec.tables)))
     text = " ".join(DOC.read_text().split())
-    seconds = model.batch_seconds(cost_inputs.BATCH_SIZE)
-    invocation = seconds + cost_inputs.LAMBDA_OVERHEAD_S
-    per_batch = (invocation * cost_inputs.CONSUMER_MEMORY_MB / 1024
-                 * cost_inputs.P_GB_SECOND_ARM + cost_inputs.P_LAMBDA_REQUEST)
-    crossover = model.crossover()
     day = dict(line.split("=") for line in cost_inputs.answer_lines(model.inner))
     lambda_total = float(day["model.day.lambda.total"])
     glue_total = float(day["model.day.glue.total"])
+    ceiling = model.ceiling()
+    crossover = model.crossover()
     times = "\N{MULTIPLICATION SIGN}"
-    for figure in [
-        f"= {cost_inputs.COPY_S:g} + {model.inner} {times} {cost_inputs.STATEMENT_S:g} = "
-        f"**{seconds:.1f} s per batch**",
-        f"≈ **{crossover / 1e6:.1f} million changes a day** "
-        f"(≈ {crossover / cost_inputs.DAY:,.0f}/s)",
-        f"**${1000 * per_batch:.2f} per million changes in batches of 1,000**",
-        f"| Lambda ({day['model.day.lambda.invocations']} invocations of 1 GB arm64, "
-        f"≈ {invocation:.1f} s each) | ${day['model.day.lambda.lambda']} | — |",
+    figures = [
+        f"`d` = {cost_inputs.COPY_S:g} + {model.inner} {times} {cost_inputs.STATEMENT_S:g} = "
+        f"**{model.apply_seconds(0):.1f} s per apply**, plus "
+        f"{cost_inputs.CHANGE_S * 1000:g} ms per change",
+        f"**{ceiling / 1e6:,.0f} million changes a day** (≈ {ceiling / cost_inputs.DAY:,.0f}/s)",
+        f"| Lambda, consumer ({day['model.day.lambda.consumer_invocations']} invocations of 1 GB "
+        f"arm64, ≈ {day['model.day.lambda.consumer_seconds']} s each) | "
+        f"${day['model.day.lambda.consumer']} | — |",
+        f"| Lambda, batch applier ({day['model.day.lambda.applier_invocations']} invocations of "
+        f"0.5 GB arm64, ≈ {day['model.day.lambda.applier_seconds']} s each) | "
+        f"${day['model.day.lambda.applier']} | — |",
+        f"| SQS: applier queue ({day['model.day.lambda.sqs_requests']} requests, the poller's "
+        f"empty receives included) | ${day['model.day.lambda.sqs']} | — |",
+        f"| S3 staging requests | ${day['model.day.lambda.s3']} | ${day['model.day.glue.s3']} |",
         f"**≈ ${lambda_total:.0f}** | **≈ ${glue_total:.0f}**",
-    ]:
+    ]
+    if crossover is None:
+        figures.append("Glue is not cheaper anywhere below the warehouse's ceiling")
+    else:
+        figures.append(f"Glue is cheaper from ≈ **{crossover / 1e6:,.1f} million changes a day**")
+    for figure in figures:
         assert figure in text, f"docs/cost.md is out of date; it should say: {figure}"
+
+
+def test_sqs_requests_of_lambdas_poller_are_priced() -> None:
+    """The applier's queue is read by Lambda's poller, whose receives (empty ones included) are
+    billed to the queue's owner ("Why are my Amazon SQS charges higher than expected?", AWS
+    Knowledge Center): the model prices them and the doc cites where that is said."""
+    day = cost_inputs.Model(40).lambda_day(0.5)  # one change every other day: the idle polls
+    idle = cost_inputs.SQS_POLLERS * cost_inputs.DAY / cost_inputs.SQS_LONG_POLL_S
+    assert day["sqs_requests"] >= idle
+    assert "https://aws.amazon.com/premiumsupport/knowledge-center/sqs-high-charges/" in \
+        DOC.read_text()
