@@ -194,11 +194,17 @@ def _update(stack: Stack, translated: dict[str, Any], body: dict[str, Any], **pa
     ready = resolve_optional_list_items(body, after)
     # Resources whose resolved form changes with the new parameters get that form, so moto
     # sees them change (CloudFormation re-evaluates conditions by itself); the rest stay as-is.
+    # Resources and outputs whose condition is false for the new parameters are left out, so
+    # moto deletes what CloudFormation would (the batch applier's, off the Lambda path).
+    existing = after.resources()
     resources = {
-        name: after.value(res, refs=False) if before.value(res) != after.value(res) else res
-        for name, res in ready["Resources"].items()
+        name: _without_layers(after.value(res, refs=False))
+        if before.value(res) != after.value(res) else res
+        for name, res in ready["Resources"].items() if name in existing
     }
-    ready = {**ready, "Resources": resources}
+    outputs = {name: out for name, out in ready.get("Outputs", {}).items()
+               if "Condition" not in out or after.condition(out["Condition"])}
+    ready = {**ready, "Resources": resources, "Outputs": outputs}
     stack.cfn.update_stack(
         StackName=stack.name,
         TemplateBody=json.dumps(ready),
@@ -207,6 +213,16 @@ def _update(stack: Stack, translated: dict[str, Any], body: dict[str, Any], **pa
     )
     assert stack.describe()["StackStatus"] == "UPDATE_COMPLETE"
     stack.params = merged
+
+
+def _without_layers(resource: dict[str, Any]) -> dict[str, Any]:
+    """A changed Lambda function without its Layers: moto's update of a function passes the
+    layer object where it expects the ARN and fails (moto ignores layers anyway; the layer of
+    every function is asserted on the translated template)."""
+    if resource.get("Type") != "AWS::Lambda::Function":
+        return resource
+    properties = {k: v for k, v in resource["Properties"].items() if k != "Layers"}
+    return {**resource, "Properties": properties}
 
 
 # --- packaging and translation ----------------------------------------------------------------
@@ -219,6 +235,7 @@ def test_sam_package_uploads_every_artifact(
     uris = {
         "SharedLayer": resources["SharedLayer"]["Properties"]["ContentUri"],
         "KinesisConsumerFunction": resources["KinesisConsumerFunction"]["Properties"]["CodeUri"],
+        "BatchApplierFunction": resources["BatchApplierFunction"]["Properties"]["CodeUri"],
         "SchemaMigratorFunction": resources["SchemaMigratorFunction"]["Properties"]["CodeUri"],
         "GlueStreamingJob": resources["GlueStreamingJob"]["Properties"]["Command"][
             "ScriptLocation"
@@ -238,7 +255,8 @@ def test_sam_package_uploads_every_artifact(
 def test_translation_keeps_runtime_arch_and_layer(translated: dict[str, Any]) -> None:
     resources = translated["Resources"]
     (layer,) = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::LayerVersion"]
-    for name in ("KinesisConsumerFunction", "SchemaMigratorFunction", "DeployHelperFunction"):
+    for name in ("KinesisConsumerFunction", "SchemaMigratorFunction", "DeployHelperFunction",
+                 "BatchApplierFunction"):
         props = resources[name]["Properties"]
         assert props["Runtime"] == "python3.12"
         assert props["Architectures"] == [{"Ref": "LambdaArchitecture"}]  # default arm64
@@ -328,6 +346,31 @@ def test_lambda_path_stack(deploy: Callable[..., Stack], moto_endpoint: str) -> 
     assert env["REDSHIFT_CLUSTER_IDENTIFIER"] == ""
     assert env["REDSHIFT_WORKGROUP_NAME"]  # the created workgroup (placeholder in moto)
 
+    # The batch applier: the consumer lands for it; its queue feeds it through a mapping.
+    sqs = _client("sqs", moto_endpoint)
+    assert env["APPLIER_QUEUE_URL"] == outputs["ApplierQueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=outputs["ApplierQueueUrl"],
+                                     AttributeNames=["All"])["Attributes"]
+    dead = sqs.get_queue_attributes(QueueUrl=outputs["ApplierDeadLetterQueueUrl"],
+                                    AttributeNames=["All"])["Attributes"]
+    assert (queue["VisibilityTimeout"], queue["MessageRetentionPeriod"]) == ("1800", "1209600")
+    assert queue["KmsMasterKeyId"] == dead["KmsMasterKeyId"] == stack.resources["DataKey"]
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dead["QueueArn"]
+    assert int(redrive["maxReceiveCount"]) == 5
+    lambda_client = _client("lambda", moto_endpoint)
+    mapping = lambda_client.get_event_source_mapping(
+        UUID=stack.resources["ApplierEventSourceMapping"])
+    assert mapping["EventSourceArn"] == queue["QueueArn"]
+    assert mapping["BatchSize"] == 10000
+    assert mapping["FunctionArn"].endswith(":" + outputs["BatchApplierFunctionName"])
+    applier = lambda_client.get_function_configuration(
+        FunctionName=outputs["BatchApplierFunctionName"])
+    assert applier["Handler"] == "app.lambda_handler" and applier["Timeout"] == 300
+    applier_env = applier["Environment"]["Variables"]
+    assert applier_env["STAGING_BUCKET"] == outputs["StagingBucketName"]
+    assert "APPLIER_QUEUE_URL" not in applier_env
+
     stream = _client("kinesis", moto_endpoint).describe_stream_summary(
         StreamName=outputs["ChangeStreamName"]
     )["StreamDescriptionSummary"]
@@ -352,6 +395,9 @@ def test_glue_path_stack(deploy: Callable[..., Stack]) -> None:
     stack = deploy(ProcessingPath="Glue")
     assert stack.outputs["ProcessingPathInUse"] == "Glue"
     assert stack.esm()["State"] == "Disabled"
+    # The Glue job applies inline: no batch applier, and a consumer that would apply inline.
+    assert "ApplierQueueUrl" not in stack.outputs
+    assert not {"BatchApplierFunction", "ApplierQueue"} & set(stack.resources)
     # The Glue job, its trigger and run state are not creatable in moto; see test_template.py
     # test_processing_path_toggle for the trigger (Glue path only) and the run state.
     assert "GlueJobRole" in stack.resources and "DeployHelperFunction" in stack.resources
@@ -368,16 +414,33 @@ def test_switching_paths_on_a_deployed_stack(
     function = stack.outputs["KinesisConsumerFunctionName"]
     assert stack.esm()["State"] == "Enabled"
 
+    lambda_client = _client("lambda", stack.endpoint)
+
+    def applier_queue_url() -> str:
+        config = lambda_client.get_function_configuration(FunctionName=function)
+        return str(config["Environment"]["Variables"]["APPLIER_QUEUE_URL"])
+
+    assert applier_queue_url() == stack.outputs["ApplierQueueUrl"]
+
     _update(stack, translated, body, ProcessingPath="Glue")
     assert stack.esm()["State"] == "Disabled"
     # Same mapping (kept, not replaced: its shard checkpoints survive), same function.
     assert stack.resources["KinesisEventSourceMapping"] == uuid
     assert stack.outputs["KinesisConsumerFunctionName"] == function
     assert stack.outputs["ProcessingPathInUse"] == "Glue"
+    # No batch applier on the Glue path; the consumer function would apply inline.
+    assert not {"BatchApplierFunction", "ApplierEventSourceMapping"} & set(stack.resources)
+    assert "ApplierQueueUrl" not in stack.outputs
+    assert applier_queue_url() == ""
 
     _update(stack, translated, body, ProcessingPath="Lambda")
     assert stack.esm()["State"] == "Enabled"
     assert stack.resources["KinesisEventSourceMapping"] == uuid
+    assert applier_queue_url() == stack.outputs["ApplierQueueUrl"]
+    # The applier is back in the stack (its properties: test_lambda_path_stack; moto's Lambda
+    # API does not serve the function and mapping a stack update created).
+    assert {"BatchApplierFunction", "ApplierEventSourceMapping"} <= set(stack.resources)
+    assert stack.outputs["BatchApplierFunctionName"]
 
 
 def test_existing_cluster_without_dms(deploy: Callable[..., Stack], moto_endpoint: str) -> None:
