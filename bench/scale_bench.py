@@ -152,6 +152,8 @@ class Figures:
 
 @dataclass
 class Report:
+    rate: float = 0.0  # changes/s offered to every configuration
+    seconds: float = 0.0
     runs: list[Figures] = field(default_factory=list)
 
     def of(self, design: str) -> list[Figures]:
@@ -164,7 +166,11 @@ class Report:
         return most.per_1000_changes(most.statements) / fewest.per_1000_changes(fewest.statements)
 
     def lines(self) -> list[str]:
-        lines = [r.line() for r in self.of(APPLIER) + self.of(INLINE)]
+        changes = self.runs[0].changes if self.runs else 0
+        lines = [f"offered to each configuration: {changes:,} changes (the reference "
+                 f"workload's tables, primary-key partition keys) at {self.rate:,.0f} "
+                 f"changes/s for {self.seconds:.0f}s; fresh stream and warehouse each"]
+        lines += [r.line() for r in self.of(APPLIER) + self.of(INLINE)]
         runs = self.of(APPLIER)
         lines.append(f"ratio: statements per 1,000 changes at {runs[-1].shards} shards / at "
                      f"{runs[0].shards}, applier design (target <= 1.2)")
@@ -501,7 +507,7 @@ def run_benchmark(options: Options) -> Report:
     log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.addHandler(log_handler)
-    report = Report()
+    report = Report(rate=options.rate, seconds=options.seconds)
     try:
         info = ensure_stack(options.stack_dir)
         for name in CONFLICTING_VARIABLES:

@@ -122,6 +122,8 @@ def test_bench_scale_measures_every_figure(scale_report: ScaleReport) -> None:
 def test_bench_scale_prints_every_figure_and_ends_with_the_ratio(
         scale_report: ScaleReport) -> None:
     lines = scale_report.lines()
+    changes = len(build_load(120).records)
+    assert lines[0].startswith(f"offered to each configuration: {changes} changes")
     for design, shards in (("applier", 1), ("applier", 2), ("inline", 1)):
         line = next(x for x in lines if re.match(rf"{design}\s+{shards} shards:", x))
         for figure in ("changes/s drained=", "transactions/min=", "statements/1000 changes=",
