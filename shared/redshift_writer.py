@@ -94,11 +94,13 @@ class S3Stager:
         """Rewrite the marker after adding a source column (its body: the columns known)."""
         self.client.put_object(Bucket=self.bucket, Key=self._marker_key(), Body=known.encode())
 
-    def delete(self, keys: list[str]) -> None:
-        if keys:
-            self.client.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
-            )
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete ``keys``, at most 1,000 per request ("DeleteObjects", Amazon S3 API
+        Reference: "up to 1,000 keys")."""
+        for start in range(0, len(keys), DELETE_OBJECTS_MAX):
+            self.client.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": k} for k in keys[start:start + DELETE_OBJECTS_MAX]],
+                "Quiet": True})
 
 
 class ApplierQueue(Protocol):
@@ -123,6 +125,7 @@ AddedColumns = dict[str, list[tuple[str, str]]]
 # (``added_columns_stale``); with one, a marker object says when to read them again.
 ADDED_COLUMNS_MAX_AGE = 60.0
 ADDED_COLUMNS_MARKER = "_state/added-columns"
+DELETE_OBJECTS_MAX = 1000
 
 
 def read_added_columns(api: RedshiftDataApi, spec: PipelineSpec) -> AddedColumns:

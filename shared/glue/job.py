@@ -49,7 +49,6 @@ from shared.spec import PipelineSpec, load_spec
 log = logging.getLogger("cdc.glue")
 
 SECRET_MAX_AGE_SECONDS = 300  # as the Lambda's Parameters cache: a rotated key is picked up
-DELETE_BATCH = 1000  # keys per S3 DeleteObjects call
 
 
 class BatchFailed(Exception):
@@ -197,8 +196,7 @@ class GlueBatchJob:
         try:
             return self.writer.merge_staged(landing_batch, run_prefix, counts, events)
         finally:
-            for start in range(0, len(keys), DELETE_BATCH):
-                self.stager.delete(keys[start : start + DELETE_BATCH])
+            self.stager.delete(keys)
 
     @staticmethod
     def _send_rejects(decoded: DataFrame, config: Broadcast[ExecutorConfig]) -> str | None:
