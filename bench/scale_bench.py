@@ -71,6 +71,9 @@ from local.redshift_data_api.operations import Handler
 from local.redshift_data_api.server import RedshiftDataApiServer
 from local.stack import StackInfo, ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
+from local.stack.state import (
+    APPLIER_VISIBILITY_TIMEOUT_SECONDS as VISIBILITY_TIMEOUT,
+)
 from local.stack.state import CLUSTER_IDENTIFIER, WORKGROUP_NAME
 from shared.data_api import DataApiTarget, RedshiftDataApi
 from shared.spec import PipelineSpec, load_spec
@@ -101,7 +104,7 @@ class Options:
     seconds: float = 20.0  # for this long
     stack_dir: Path = Path(".local-stack/stack")
     # The functions' output (EMF metrics, logs) and the benchmark's log; replaced each run.
-    state_dir: Path = Path(".local-stack/bench-scale")
+    state_dir: Path = Path(".local-stack/bench-scale-run")
     drain_timeout: float = 240.0  # seconds after the load stopped
     progress: Callable[[str], None] = to_stderr
 
@@ -406,8 +409,8 @@ def run_configuration(info: StackInfo, spec: PipelineSpec, counter: CountingData
     kinesis.get_waiter("stream_exists").wait(StreamName=name)
     queue_url = None
     if design == APPLIER:
-        queue_url = sqs.create_queue(QueueName=name,
-                                     Attributes={"VisibilityTimeout": "1800"})["QueueUrl"]
+        queue_url = sqs.create_queue(QueueName=name, Attributes={
+            "VisibilityTimeout": str(VISIBILITY_TIMEOUT)})["QueueUrl"]
     try:
         with fresh_databases(info, f"scale_{design}_{shards}", spec=spec) as [database]:
             os.environ.update({"REDSHIFT_DATABASE": database,
@@ -437,9 +440,11 @@ def _measure(info: StackInfo, spec: PipelineSpec, counter: CountingDataApi, figu
         maximum_retry_attempts=10, bisect_on_error=True, state_dir=state_dir / "esm",
         retry_backoff_seconds=0.2, poll_interval_seconds=1.0)
     # As template.yaml's ApplierEventSourceMapping: 10,000 messages, a 1 s window, at most two
-    # concurrent appliers (the lowest MaximumConcurrency SQS allows).
+    # concurrent appliers (the lowest MaximumConcurrency SQS allows; local.cdc runs one); the
+    # queue's visibility timeout and the function's timeout as the local stack has them.
     applier = (LocalSqsEventSourceMapping(sqs, queue_url, APPLIER_HANDLER, batch_size=10_000,
                                           batching_window_seconds=1.0, maximum_concurrency=2,
+                                          function_timeout_seconds=VISIBILITY_TIMEOUT,
                                           poll_interval_seconds=0.2)
                if queue_url else None)
     stop = threading.Event()
@@ -499,8 +504,12 @@ def run_benchmark(options: Options) -> Report:
     """Every configuration on the stack in ``options.stack_dir`` (started if needed; left
     running). This process's environment is restored afterwards."""
     say = options.progress
-    saved = dict(os.environ)
     state_dir = options.state_dir
+    stack, run = options.stack_dir.resolve(), state_dir.resolve()
+    if run == stack or run in stack.parents or stack in run.parents:
+        raise ValueError(f"the benchmark's state dir {state_dir} would replace the stack's "
+                         f"files in {options.stack_dir}: give them separate directories")
+    saved = dict(os.environ)
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
     log_handler = logging.FileHandler(state_dir / "bench.log")
