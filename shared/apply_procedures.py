@@ -295,7 +295,7 @@ def apply_pending_procedure_statement(spec: PipelineSpec, fingerprint: str) -> s
         "spec (procedures %, consumer %)', "
         f"'{fingerprint}', _cdc_fingerprint; END IF",
         f"DROP TABLE IF EXISTS {PENDING}",
-        f"CREATE TEMP TABLE {PENDING} AS SELECT l.{batch_id}, "
+        f"CREATE TEMP TABLE {PENDING} AS SELECT DISTINCT l.{batch_id}, "
         f"CAST(l.{ident('row_data')}.{ident('known')} AS VARCHAR(65535)) AS known "
         f"FROM {landing} l LEFT JOIN {applied} a ON a.{batch_id} = l.{batch_id} "
         f"WHERE l.{ident('kind')} = '{KIND_END}' AND a.{batch_id} IS NULL",
