@@ -596,6 +596,22 @@ def test_batch_applier_role_is_least_privilege(template: dict[str, Any]) -> None
     assert queue not in sends
 
 
+def test_consumers_may_read_the_added_columns_marker(template: dict[str, Any]) -> None:
+    """Each batch HEADs the marker object (shared.redshift_writer.S3Stager); a missing one must
+    answer 404, which S3 does only for a caller allowed s3:ListBucket ("HeadObject", Amazon S3
+    API Reference), not 403."""
+    resources = Evaluator(template).resources()
+    for role in ("KinesisConsumerRole", "GlueJobRole"):
+        granted = _role_actions(resources, role)
+        assert granted["s3:GetObject"] != "*", role
+        gets = [st["Resource"] for _, st in iter_policy_statements({role: resources[role]})
+                if "s3:GetObject" in _actions(st)]
+        assert {"Fn::Sub": "${StagingBucket.Arn}/${StagingPrefix}_state/added-columns"} in gets
+        lists = [st["Resource"] for _, st in iter_policy_statements({role: resources[role]})
+                 if "s3:ListBucket" in _actions(st)]
+        assert {"Fn::GetAtt": ["StagingBucket", "Arn"]} in lists, role
+
+
 def test_glue_and_lambda_role_scopes(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     for role in ("KinesisConsumerRole", "GlueJobRole"):
