@@ -85,8 +85,9 @@ def run_lambda(events: list[dict[str, Any]], database: str) -> float:
     """Seconds the handler takes for all events, one after the other."""
     os.environ["REDSHIFT_DATABASE"] = database
     from functions.kinesis_consumer import app
+    from shared import runtime
 
-    app.settings.cache_clear()
+    runtime.reset()
     app._processors.clear()
     sink = io.StringIO()  # Powertools' EMF metrics and logs go to stdout
     gc.collect()

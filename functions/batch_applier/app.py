@@ -13,13 +13,11 @@ queue. Logs and metrics hold message ids, counts and reasons, never a message bo
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
@@ -29,8 +27,7 @@ from shared.applier import ApplierOutcome, LandedBatch, NotALandedBatch, apply_b
 from shared.consumer import build_writer
 from shared.data_api import WarehouseUnavailable
 from shared.redshift_writer import RedshiftWriter
-from shared.settings import PipelineSettings
-from shared.spec import PipelineSpec, load_spec
+from shared.runtime import client, settings, spec
 
 logger = Logger()
 metrics = Metrics()
@@ -39,22 +36,6 @@ tracer = Tracer()
 # A quoted literal in Redshift's error text may be a landed value (a row the procedure could
 # not cast); the log keeps the error without it.
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-
-
-@cache
-def settings() -> PipelineSettings:
-    """Validated once per container."""
-    return PipelineSettings.from_mapping(os.environ)
-
-
-@cache
-def spec() -> PipelineSpec:
-    return load_spec(settings().spec_path)
-
-
-@cache
-def client(name: str) -> Any:
-    return boto3.client(name)  # type: ignore[call-overload]
 
 
 @cache

@@ -9,13 +9,10 @@ Logs and metrics never hold record payloads or personal data.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
@@ -26,30 +23,14 @@ from shared.batch_log import added_column_fields, batch_fields
 from shared.consumer import BatchConsumer, BatchOutcome, build_consumer
 from shared.decode import DROP_TABLE_REASON
 from shared.records import StreamRecord
-from shared.settings import PipelineSettings, hmac_key_from_secret
-from shared.spec import PipelineSpec, load_spec
+from shared.runtime import client, settings, spec
+from shared.settings import hmac_key_from_secret
 
 SECRET_MAX_AGE_SECONDS = 300
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
-
-
-@cache
-def settings() -> PipelineSettings:
-    """Validated once per container."""
-    return PipelineSettings.from_mapping(os.environ)
-
-
-@cache
-def spec() -> PipelineSpec:
-    return load_spec(settings().spec_path)
-
-
-@cache
-def client(name: str) -> Any:
-    return boto3.client(name)  # type: ignore[call-overload]
 
 
 _processors: dict[bytes, BatchConsumer] = {}

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from functions.kinesis_consumer import app
 from local.event_source_mapping.context import LambdaContext
+from shared import runtime
 from shared.data_api import DataApiTarget, RedshiftDataApi, RetryPolicy
 from shared.dead_letter import receive_all
 from shared.records import StreamRecord, TransformResult
@@ -80,9 +81,7 @@ def fake_context() -> LambdaContext:
 
 
 def reset_caches() -> None:
-    app.settings.cache_clear()
-    app.spec.cache_clear()
-    app.client.cache_clear()
+    runtime.reset()
     app._processors.clear()
     parameters.clear_caches()
     parameters.base.DEFAULT_PROVIDERS.clear()

@@ -21,6 +21,7 @@ import pytest
 
 from functions.batch_applier import app as applier
 from local.record_builders import DmsStream, activity, customer, lambda_event, ticket
+from shared import runtime
 from shared.landing import json_lines
 from shared.spec import load_spec
 from shared.transform import Transformer
@@ -34,8 +35,8 @@ QUEUE_ARN = f"arn:aws:sqs:{REGION}:123456789012:cdc-applier"
 
 
 def reset_applier() -> None:
-    for cached in (applier.settings, applier.spec, applier.client, applier.writer):
-        cached.cache_clear()
+    runtime.reset()
+    applier.writer.cache_clear()
 
 
 @pytest.fixture
