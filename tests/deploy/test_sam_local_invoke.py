@@ -38,7 +38,7 @@ def test_sam_local_invoke_applies_a_sample_event(
 ) -> None:
     done = sam_invoke(app_copy.root, local_stack, "inserts.json")
     assert done.returncode == 0, done.stderr[-6000:]
-    assert json.loads(done.stdout) == {"batchItemFailures": []}
+    assert json.loads(done.stdout) == {"batchItemFailures": []}, done.stderr[-6000:]
     assert "START RequestId" in done.stderr  # it ran in the emulator, not in-process
     with psycopg.connect(local_stack.postgres_conninfo) as conn:
         rows = conn.execute("SELECT ticket_id, event_id FROM public.sport_event_activity "

@@ -51,7 +51,7 @@ def pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
 @pytest.fixture
 def staging_bucket(moto_endpoint: str) -> Iterator[tuple[Any, str]]:
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
-    name = "cdc-staging-test"
+    name = f"cdc-staging-{uuid.uuid4().hex[:12]}"  # a test's own: tests count its objects
     s3.create_bucket(Bucket=name)
     yield s3, name
 
