@@ -13,7 +13,8 @@ workgroup, no cluster, no DB user): the consumer must read an empty value as uns
 ``REDSHIFT_SECRET_ARN`` is the consumers' own user (created and granted by the schema
 migrator), never the admin's: the consumer runs with least privilege, as on AWS.
 
-``APPLIER_QUEUE_URL`` (the single applier's queue) is set only with ``applier=True``: a
+``APPLIER_QUEUE_URL`` (the single applier's queue) is set only with ``applier=True`` (empty
+otherwise): a
 consumer that has it lands its batches and leaves them to the applier, so it belongs to runs
 that run the applier too (``local.cdc.LocalPipeline``). One-off invocations (``make invoke``,
 ``sam local invoke``, ``cdc dlq replay``) run without it and apply inline, in the same
@@ -76,8 +77,9 @@ def handler_environment(info: StackInfo, applier: bool = False) -> dict[str, str
         "POWERTOOLS_METRICS_NAMESPACE": "CdcRedshiftUpserts",
         "LOG_LEVEL": "INFO",
     })
-    if applier:
-        env["APPLIER_QUEUE_URL"] = resources.applier_queue_url
+    # Empty without the applier (read as unset, as the template sets it on the Glue path), so
+    # the template's own value cannot reach a one-off ``sam local invoke`` either.
+    env["APPLIER_QUEUE_URL"] = resources.applier_queue_url if applier else ""
     return env
 
 
