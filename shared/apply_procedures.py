@@ -94,6 +94,16 @@ def create_landing_statement(spec: PipelineSpec) -> str:
             f"DISTSTYLE EVEN SORTKEY({ident('batch_id')})")
 
 
+def copy_landing_statement(spec: PipelineSpec, url: str, iam_role_arn: str) -> str:
+    """COPY landing rows from the JSON-lines object (or every object under the prefix) at
+    ``url``, or from the objects a manifest lists when ``url`` ends with ``.manifest``."""
+    columns = ", ".join(ident(c) for c, _ in landing_columns() if c != "landed_at")
+    role = iam_role_arn.replace("'", "''")
+    manifest = " MANIFEST" if url.endswith(".manifest") else ""
+    return (f"COPY {replica_table(spec, LANDING)} ({columns}) FROM '{url}' "
+            f"IAM_ROLE '{role}' FORMAT AS JSON 'auto'{manifest}")
+
+
 def known_columns(added: Mapping[str, Sequence[tuple[str, str]]]) -> str:
     """The added source columns a consumer decoded with, as the end-of-batch row carries them:
     ``,table.column,`` for each (spec names: no commas)."""

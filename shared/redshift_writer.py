@@ -28,7 +28,6 @@ from shared import warehouse_sql as sql
 from shared.apply_procedures import known_columns as known_columns_of
 from shared.data_api import RedshiftDataApi, StatementFailed
 from shared.landing import (
-    LANDED_COLUMNS,
     MAX_STATEMENTS,
     json_lines,
     newest_truncates,
@@ -37,7 +36,6 @@ from shared.landing import (
 from shared.records import ADD_COLUMNS, Change, TableEvent
 from shared.schema_evolution import evolved_spec
 from shared.spec import PipelineSpec
-from shared.staging import sql_literal
 
 
 @dataclass(frozen=True)
@@ -55,14 +53,10 @@ class S3Stager:
         return key
 
     def copy_statement(self, spec: PipelineSpec, key: str) -> str:
-        """COPY the landing rows in the object ``key`` (or every object under that prefix)."""
-        cols = ", ".join(sql.ident(c) for c in LANDED_COLUMNS)
-        role = self.iam_role_arn.replace("'", "''")
-        return (
-            f"COPY {sql.replica_table(spec, sql.LANDING)} ({cols}) "
-            f"FROM 's3://{self.bucket}/{key}' IAM_ROLE '{role}' FORMAT AS JSON 'auto'"
-            f"{' MANIFEST' if key.endswith('.manifest') else ''}"
-        )
+        """COPY the landing rows in the object ``key`` (or every object under that prefix, or
+        the objects of the manifest ``key``)."""
+        return procedures.copy_landing_statement(spec, f"s3://{self.bucket}/{key}",
+                                                 self.iam_role_arn)
 
     def put_manifest(self, name: str, keys: Sequence[str]) -> str:
         """A COPY manifest of ``keys`` ("Using a manifest to specify data files", Amazon
@@ -131,9 +125,7 @@ DELETE_OBJECTS_MAX = 1000
 def read_added_columns(api: RedshiftDataApi, spec: PipelineSpec) -> AddedColumns:
     """The source columns schema evolution added, per table, in the order they were added."""
     added: AddedColumns = {}
-    for row in api.query(f"SELECT table_name, column_name, column_type FROM "
-                         f"{sql.replica_table(spec, sql.ADDED_COLUMNS)} "
-                         "ORDER BY table_name, added_key, column_name"):
+    for row in api.query(sql.added_columns_query(spec)):
         added.setdefault(str(row["table_name"]), []).append(
             (str(row["column_name"]), str(row["column_type"])))
     return added
@@ -205,9 +197,7 @@ class RedshiftWriter:
 
     def load_starts(self) -> dict[str, str]:
         """The recorded load start of every table being reloaded (``tools.table_reload``)."""
-        rows = self.api.query(
-            f"SELECT table_name, load_started FROM "
-            f"{sql.replica_table(self.base_spec, sql.TABLE_STATE)} WHERE load_started IS NOT NULL")
+        rows = self.api.query(sql.load_starts_query(self.base_spec))
         return {str(r["table_name"]): str(r["load_started"]) for r in rows}
 
     def add_columns(self, events: Sequence[TableEvent]) -> list[AddedColumn]:
@@ -252,15 +242,12 @@ class RedshiftWriter:
         transaction locks ``_cdc_columns`` and checks it still holds what was read (else
         reads again), so of two consumers adding columns at once the later one's procedure,
         which knows both, is the one that stays."""
-        added_table = sql.replica_table(self.base_spec, sql.ADDED_COLUMNS)
         for _ in range(10):
             evolved = self.load_added_columns()
             known = sum(len(cols) for cols in (self.added_columns or {}).values())
             try:
                 self.api.run_transaction([
-                    f"LOCK {added_table}",
-                    f"SELECT 1 / (CASE WHEN COUNT(*) = {known} THEN 1 ELSE 0 END) "
-                    f"FROM {added_table}",
+                    *sql.added_columns_still_statements(self.base_spec, known),
                     procedures.table_procedure_statement(evolved, evolved.tables[table],
                                                          self.base_spec.tables[table]),
                 ])
@@ -372,9 +359,7 @@ class RedshiftWriter:
                 calls += 1
             self.api.run_transaction([lock, call])
         except Exception:
-            self.api.execute(
-                f"DELETE FROM {sql.replica_table(self.spec, sql.LANDING)} "
-                f"WHERE batch_id = {sql_literal(batch_id)}")
+            self.api.execute(sql.delete_landed_batch_statement(self.spec, batch_id))
             raise
         return WriteReport(transactions=calls + 1, statements=len(landing) + 2,
                            data_api_calls=calls + 1)

@@ -193,6 +193,32 @@ def widen_varchar_statement(table_name: str, column: str, sql_type: str) -> str:
 
 # --- one batch ------------------------------------------------------------------------------
 
+def added_columns_query(spec: PipelineSpec) -> str:
+    """The source columns schema evolution added, per table in the order they were added."""
+    return (f"SELECT table_name, column_name, column_type FROM "
+            f"{replica_table(spec, ADDED_COLUMNS)} ORDER BY table_name, added_key, column_name")
+
+
+def added_columns_still_statements(spec: PipelineSpec, known: int) -> list[str]:
+    """The start of a transaction that must see exactly ``known`` added columns: LOCK of
+    ``ADDED_COLUMNS`` (concurrent adders queue), then a division by zero when another consumer
+    added one since it was read (Redshift has no RAISE outside procedures)."""
+    added = replica_table(spec, ADDED_COLUMNS)
+    return [f"LOCK {added}",
+            f"SELECT 1 / (CASE WHEN COUNT(*) = {int(known)} THEN 1 ELSE 0 END) FROM {added}"]
+
+
+def load_starts_query(spec: PipelineSpec) -> str:
+    """The recorded load start of every table being reloaded (``tools.table_reload``)."""
+    return (f"SELECT table_name, load_started FROM {replica_table(spec, TABLE_STATE)} "
+            "WHERE load_started IS NOT NULL")
+
+
+def delete_landed_batch_statement(spec: PipelineSpec, batch_id: str) -> str:
+    """Remove a batch's landing rows (its landing or apply failed; it is landed again)."""
+    return f"DELETE FROM {replica_table(spec, LANDING)} WHERE batch_id = {sql_literal(batch_id)}"
+
+
 def applier_lock_statement(spec: PipelineSpec) -> str:
     """The first statement of every transaction that writes replicas or wide tables: LOCK of
     the landing table, which only appliers (and consumers landing without a staging bucket)

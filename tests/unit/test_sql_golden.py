@@ -105,6 +105,9 @@ BUILDERS: dict[str, Callable[[PipelineSpec], list[str]]] = {
                          *sql.reload_sweep_statements(s, s.tables["shop"], KEY[1:28])],
     "rebuild_target": lambda s: sql.rebuild_target_statements(s, s.targets["sale_wide"]),
     "grants": lambda s: grants.grant_statements(s, "cdc_consumer", "warehouse"),
+    "writer_state": lambda s: [sql.added_columns_query(s), sql.load_starts_query(s),
+                               *sql.added_columns_still_statements(s, 2),
+                               sql.delete_landed_batch_statement(s, "b" * 32)],
 }
 
 
