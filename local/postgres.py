@@ -31,6 +31,10 @@ _SERVER_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "shared_buffers": "128MB",
+    # The apply procedures' joins are estimated large before their temp tables have
+    # statistics, which made PostgreSQL JIT-compile them on every call (hundreds of ms each);
+    # Redshift compiles a query's segments once and caches them.
+    "jit": "off",
 }
 
 

@@ -36,6 +36,7 @@ touched:
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 
 from local.redshift_data_api.lexer import Kind, Token, split_statements, tokenize, top_level_word
@@ -330,8 +331,19 @@ def _super_navigation(tokens: list[Token], i: int,
     return f"NULLIF({text}, 'null'::jsonb)" if arrow == "->" else text, chain[-1] + 1
 
 
+# A CREATE TEMP TABLE ... AS statement of a procedure body, up to its ';' (the bodies the
+# pipeline creates have no ';' inside a statement).
+_NAME = r"(?:\"[^\"]+\"|\w+)"
+_CTAS = re.compile(rf"(CREATE\s+TEMP(?:ORARY)?\s+TABLE\s+({_NAME}(?:\.{_NAME})?)\s+AS\s[^;]*;)",
+                   re.IGNORECASE)
+
+
 def _procedure_body(tok: Token, schemas: Schemas | None) -> str:
-    """A dollar-quoted procedure body, translated."""
+    """A dollar-quoted procedure body, translated. Each table a ``CREATE TEMP TABLE ... AS``
+    makes is analyzed right after: Redshift keeps table statistics itself ("Analyzing tables",
+    Amazon Redshift Database Developer Guide: the service updates them automatically), while
+    PostgreSQL's autovacuum never sees temp tables, and a plan from no statistics turns the
+    join of a few affected keys with a big replica into a scan of the replica."""
     tag_end = tok.text.index("$", 1) + 1
     tag = tok.text[:tag_end]
     inner = tok.text[tag_end:-tag_end]
@@ -339,7 +351,7 @@ def _procedure_body(tok: Token, schemas: Schemas | None) -> str:
         translated = _rewrite_types_and_functions(tokenize(inner), ddl=False, schemas=schemas)
     except ValueError:
         return tok.text
-    return tag + translated + tag
+    return tag + _CTAS.sub(lambda m: f"{m.group(1)} ANALYZE {m.group(2)};", translated) + tag
 
 
 def _rewrite_types_and_functions(tokens: list[Token], ddl: bool, domains: bool = False,
