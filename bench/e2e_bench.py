@@ -124,6 +124,7 @@ class Report:
     dead_letters: int = 0
     consumer_batches: int = 0  # consumer invocations during the drain
     applies: int = 0  # applier invocations during the drain
+    apply_seconds: float = 0.0  # their run time, summed
     ceilings: dict[str, float] = field(default_factory=dict)  # part -> changes/s
     part_changes: int = 0  # the changes each ceiling was measured on
     round_trips_per_second: float = 0.0
@@ -169,7 +170,8 @@ class Report:
             f"drained {self.drained:,} of {self.committed:,} committed changes in "
             f"{self.drain_seconds:.1f}s; handler got {self.delivered:,} records "
             f"({self.redeliveries} re-delivered); dead-letter queue {self.dead_letters}; "
-            f"{self.consumer_batches:,} consumer batches applied by {self.applies:,} applies",
+            f"{self.consumer_batches:,} consumer batches applied by {self.applies:,} applies "
+            f"running {self.apply_seconds:.1f}s in all",
             "warehouse live rows = source rows: "
             + ", ".join(f"{t} {self.warehouse_rows.get(t, 0):,}/{n:,}"
                         for t, n in self.source_rows.items()),
@@ -343,6 +345,7 @@ def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping,
     retries_before = consumer.counters.retries
     invocations_before = consumer.counters.invocations
     applies_before = applier.counters.invocations
+    apply_seconds_before = applier.counters.invocation_seconds
     started = time.perf_counter()
     running = Running(dms, consumer, applier)
     try:
@@ -374,6 +377,7 @@ def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping,
     report.redeliveries = consumer.counters.retries - retries_before
     report.consumer_batches = consumer.counters.invocations - invocations_before
     report.applies = applier.counters.invocations - applies_before
+    report.apply_seconds = applier.counters.invocation_seconds - apply_seconds_before
 
 
 def queued_messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:

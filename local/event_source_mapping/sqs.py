@@ -77,6 +77,7 @@ class SqsMappingCounters:
     invalid_responses: int = 0  # responses Lambda treats as a failure of the whole batch
     messages_deleted: int = 0  # messages the function processed (deleted from the queue)
     messages_failed: int = 0  # messages left on the queue to come back after their timeout
+    invocation_seconds: float = 0.0  # the functions' run time, summed (Lambda's Duration)
 
 
 def sqs_event_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
@@ -327,6 +328,7 @@ class LocalSqsEventSourceMapping:
         finally:
             with self._lock:
                 self._running -= 1
+                self.counters.invocation_seconds += time.monotonic() - started
         failed: set[str] | None
         if invocation.error is not None or \
                 time.monotonic() - started > self.function_timeout_seconds:
