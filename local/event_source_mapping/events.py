@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -96,39 +96,52 @@ class Outcome:
         return self.verdict is Verdict.SUCCESS
 
 
-def parse_response(
-    response: Any, records: Sequence[KinesisRecord], report_batch_item_failures: bool
-) -> Outcome:
-    """Read a handler's response the way Lambda does.
+def read_batch_item_failures(response: Any, identifiers: Collection[str],
+                             report_batch_item_failures: bool,
+                             ) -> tuple[Verdict, str, list[str]]:
+    """Read a handler's ``ReportBatchItemFailures`` response the way Lambda does, for any
+    event source (Kinesis sequence numbers, SQS message ids): the verdict, why (for the log,
+    never a payload) and, when PARTIAL, the failed identifiers.
 
     Complete success: no ``ReportBatchItemFailures``, a null response, no or a null or an
     empty ``batchItemFailures``. Complete failure: an entry without ``itemIdentifier``, an
-    empty or non-string one, or one that names no record of the batch, or a response that is
-    not a JSON object. Otherwise Lambda checkpoints before the lowest failed sequence number.
+    empty or non-string one, or one that names no item of the batch, or a response that is
+    not a JSON object.
     """
     try:
         response = json.loads(json.dumps(response))
     except (TypeError, ValueError):
         # Lambda cannot serialize it: the runtime reports a function error.
-        return Outcome(Verdict.FUNCTION_ERROR, detail="response is not JSON serializable")
+        return Verdict.FUNCTION_ERROR, "response is not JSON serializable", []
     if not report_batch_item_failures or response is None:
-        return Outcome(Verdict.SUCCESS)
+        return Verdict.SUCCESS, "", []
     if not isinstance(response, dict):
-        return Outcome(Verdict.INVALID, detail="response is not a JSON object")
+        return Verdict.INVALID, "response is not a JSON object", []
     failures = response.get("batchItemFailures")
     if not failures:
-        return Outcome(Verdict.SUCCESS)
+        return Verdict.SUCCESS, "", []
     if not isinstance(failures, list):
-        return Outcome(Verdict.INVALID, detail="batchItemFailures is not a list")
-    index = {r.sequence_number: i for i, r in enumerate(records)}
-    failed: list[int] = []
+        return Verdict.INVALID, "batchItemFailures is not a list", []
+    failed: list[str] = []
     for failure in failures:
         identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
-        if not isinstance(identifier, str) or identifier not in index:
-            return Outcome(Verdict.INVALID,
-                           detail="an itemIdentifier is missing, empty or not in the batch")
-        failed.append(index[identifier])
-    return Outcome(Verdict.PARTIAL, failed_index=min(failed))
+        if not isinstance(identifier, str) or identifier not in identifiers:
+            return Verdict.INVALID, "an itemIdentifier is missing, empty or not in the batch", []
+        failed.append(identifier)
+    return Verdict.PARTIAL, "", failed
+
+
+def parse_response(
+    response: Any, records: Sequence[KinesisRecord], report_batch_item_failures: bool
+) -> Outcome:
+    """A Kinesis batch's outcome (``read_batch_item_failures``): on a partial failure Lambda
+    checkpoints before the lowest failed sequence number."""
+    index = {r.sequence_number: i for i, r in enumerate(records)}
+    verdict, detail, failed = read_batch_item_failures(response, index,
+                                                       report_batch_item_failures)
+    if verdict is Verdict.PARTIAL:
+        return Outcome(Verdict.PARTIAL, failed_index=min(index[f] for f in failed))
+    return Outcome(verdict, detail=detail)
 
 
 def iso_millis(moment: datetime) -> str:

@@ -52,7 +52,11 @@ from local.event_source_mapping.environments import (
     InProcess,
     IsolatedProcesses,
 )
-from local.event_source_mapping.events import MAX_PAYLOAD_BYTES
+from local.event_source_mapping.events import (
+    MAX_PAYLOAD_BYTES,
+    Verdict,
+    read_batch_item_failures,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,28 +111,14 @@ def sqs_event_record(message: dict[str, Any], queue_arn: str, region: str) -> di
 def failed_message_ids(response: Any, message_ids: list[str],
                        report_batch_item_failures: bool) -> set[str] | None:
     """The messages a response leaves on the queue: none, some, or every one (returned as
-    None: the whole batch failed), read as Lambda reads it."""
-    try:
-        response = json.loads(json.dumps(response))
-    except (TypeError, ValueError):
-        return None
-    if not report_batch_item_failures or response is None:
+    None: the whole batch failed), read as Lambda reads it (``read_batch_item_failures``)."""
+    verdict, _, failed = read_batch_item_failures(response, set(message_ids),
+                                                  report_batch_item_failures)
+    if verdict is Verdict.SUCCESS:
         return set()
-    if not isinstance(response, dict):
-        return None
-    failures = response.get("batchItemFailures")
-    if not failures:
-        return set()
-    if not isinstance(failures, list):
-        return None
-    known = set(message_ids)
-    failed: set[str] = set()
-    for failure in failures:
-        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
-        if not isinstance(identifier, str) or identifier not in known:
-            return None
-        failed.add(identifier)
-    return failed
+    if verdict is Verdict.PARTIAL:
+        return set(failed)
+    return None
 
 
 class LocalSqsEventSourceMapping:
