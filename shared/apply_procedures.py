@@ -85,6 +85,10 @@ def landing_columns() -> list[tuple[str, str]]:
             ("row_data", "SUPER"), ("landed_at", "TIMESTAMP")]
 
 
+# The landing columns a consumer writes (``landed_at`` takes its default).
+LANDED_COLUMNS = tuple(name for name, _ in landing_columns() if name != "landed_at")
+
+
 def create_landing_statement(spec: PipelineSpec) -> str:
     required = ("batch_id", "table_name", "kind")
     body = ", ".join(f"{ident(c)} {t}{' NOT NULL' if c in required else ''}"
@@ -97,7 +101,7 @@ def create_landing_statement(spec: PipelineSpec) -> str:
 def copy_landing_statement(spec: PipelineSpec, url: str, iam_role_arn: str) -> str:
     """COPY landing rows from the JSON-lines object (or every object under the prefix) at
     ``url``, or from the objects a manifest lists when ``url`` ends with ``.manifest``."""
-    columns = ", ".join(ident(c) for c, _ in landing_columns() if c != "landed_at")
+    columns = ", ".join(ident(c) for c in LANDED_COLUMNS)
     role = iam_role_arn.replace("'", "''")
     manifest = " MANIFEST" if url.endswith(".manifest") else ""
     return (f"COPY {replica_table(spec, LANDING)} ({columns}) FROM '{url}' "
@@ -130,11 +134,15 @@ def _value(column: str, kind: str, sql_type: str) -> str:
     return f"CAST(CAST({attribute} AS VARCHAR(65535)) AS {sql_type})"
 
 
-def _pending_rows(spec: PipelineSpec, table: Table, kind: str) -> str:
+def _pending_landing(spec: PipelineSpec) -> str:
+    """The landing rows (``l``) of the pending batches (``p``, with their ``known``)."""
     return (f"FROM {replica_table(spec, LANDING)} l JOIN {PENDING} p "
-            f"ON l.{ident('batch_id')} = p.{ident('batch_id')} "
-            f"WHERE l.{ident('table_name')} = {sql_literal(table.name)} "
-            f"AND l.{ident('kind')} = '{kind}'")
+            f"ON l.{ident('batch_id')} = p.{ident('batch_id')}")
+
+
+def _pending_rows(spec: PipelineSpec, table: Table, kind: str) -> str:
+    return (f"{_pending_landing(spec)} WHERE l.{ident('table_name')} = "
+            f"{sql_literal(table.name)} AND l.{ident('kind')} = '{kind}'")
 
 
 def landed_rows_select(spec: PipelineSpec, table: Table, added: Sequence[str] = ()) -> str:
@@ -291,8 +299,7 @@ def apply_pending_procedure_statement(spec: PipelineSpec, fingerprint: str) -> s
     LOCK of the landing table, in the same transaction."""
     landing, applied = replica_table(spec, LANDING), replica_table(spec, APPLIED)
     batch_id = ident("batch_id")
-    pending_rows = (f"FROM {landing} l JOIN {PENDING} p ON l.{batch_id} = p.{batch_id} "
-                    f"WHERE l.{ident('kind')}")
+    pending_rows = f"{_pending_landing(spec)} WHERE l.{ident('kind')}"
     dispatch = (
         f"EXECUTE 'CALL ' || {sql_literal(ident(spec.replica_schema) + '.')} || "
         f"QUOTE_IDENT({sql_literal(TABLE_PROCEDURE_PREFIX)} || _cdc_table) || '(' || "

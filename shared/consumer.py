@@ -63,7 +63,7 @@ class BatchConsumer:
     """The core and its writer for one spec and HMAC key (one per Lambda container).
 
     The decoding spec is the spec plus the source columns schema evolution added, read from
-    the warehouse before the first batch and again once that read is a minute old
+    the warehouse before the first batch and again when another consumer added one
     (``RedshiftWriter.added_columns_stale``).
     """
 

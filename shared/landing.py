@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from shared.apply_procedures import KIND_CHANGE, KIND_END, KIND_TRUNCATE, landing_columns
+from shared.apply_procedures import KIND_CHANGE, KIND_END, KIND_TRUNCATE, LANDED_COLUMNS
 from shared.order_key import is_newer
 from shared.records import TRUNCATE, Change, TableEvent
 from shared.spec import PipelineSpec
@@ -37,7 +37,6 @@ MAX_INLINE_ROW_BYTES = 65_000
 # With a staging bucket, a batch of more rows than this is landed through S3 (one COPY).
 INLINE_ROWS_MAX = 2000
 _ENCODE = msgspec.json.Encoder(decimal_format="string").encode
-LANDED_COLUMNS = tuple(name for name, _ in landing_columns() if name != "landed_at")
 
 
 class LandingTooLarge(ValueError):

@@ -333,7 +333,7 @@ class RedshiftWriter:
             report = self._land_and_apply("", [self.stager.copy_statement(self.spec, manifest)])
         finally:
             self.stager.delete([manifest])
-        self.stager.delete(list(keys))
+        self.stager.delete(keys)
         report.staged_through_s3 = True
         report.batches_applied = len(keys)
         return report
