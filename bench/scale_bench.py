@@ -45,7 +45,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import sys
 import threading
 import time
 import uuid
@@ -60,7 +59,8 @@ import boto3
 import psycopg
 from psycopg import sql
 
-from bench.e2e_bench import stdout_to
+from bench import parts
+from bench.e2e_bench import stdout_to, to_stderr
 from bench.warehouse import fresh_databases, live_replica_counts
 from local.cdc import quiet_handler_output
 from local.event_source_mapping import LambdaContext, LocalEventSourceMapping
@@ -90,10 +90,6 @@ COMPARED = {"sport_event": ("event_id", "location"),
             "ticket_activity": ("ticket_id", "purchased_by", "updated_at")}
 APPLIER = "applier"
 INLINE = "inline"
-
-
-def to_stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -405,8 +401,7 @@ def run_configuration(info: StackInfo, spec: PipelineSpec, counter: CountingData
     figures = Figures(design, shards, changes=len(load.records))
     kinesis, sqs = boto3.client("kinesis"), boto3.client("sqs")
     name = f"bench-scale-{design}-{shards}-{uuid.uuid4().hex[:6]}"
-    kinesis.create_stream(StreamName=name, ShardCount=shards)
-    kinesis.get_waiter("stream_exists").wait(StreamName=name)
+    parts.create_stream(kinesis, name, shards)
     queue_url = None
     if design == APPLIER:
         queue_url = sqs.create_queue(QueueName=name, Attributes={
