@@ -67,6 +67,9 @@ def moto_endpoint() -> Iterator[str]:
     """A moto server (Kinesis, S3, SQS, Secrets Manager, ...) on a free port."""
     from moto.server import ThreadedMotoServer
 
+    from local.moto_server import patch
+
+    patch()  # as the local stack runs it
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

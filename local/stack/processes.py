@@ -207,12 +207,12 @@ def stop_postgres_cluster(data_dir: Path, timeout: float = 30.0) -> bool:
 
 
 def moto_markers(port: int) -> list[str]:
-    return ["moto.server", str(port)]
+    return ["local.moto_server", str(port)]
 
 
 def start_moto(port: int, log_path: Path, pid_path: Path) -> int:
     log.info("local stack: starting moto on port %d", port)
-    pid = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    pid = spawn([sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)],
                 port, log_path, pid_path)
     wait_until_serving(pid, moto_markers(port), port, log_path)
     return pid
