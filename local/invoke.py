@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m local.invoke") ->
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    apply_environment(handler_environment(info))
+    apply_environment(handler_environment(info, handler=args.handler.replace(":", ".")))
     try:
         response = invoke(event, args.handler)
     except ModuleNotFoundError as exc:

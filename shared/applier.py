@@ -1,11 +1,15 @@
 """The single applier: consumers hand it landed batches; it applies them all at once.
 
 A consumer with an applier queue puts its batch's landing rows in S3 and sends one message
-(``SqsApplierQueue.send``: ``{"batch_id", "key"}``); it sends no SQL. The applier function
-receives up to thousands of such messages per invocation and applies them with one manifest
-COPY and one ``_cdc_apply_pending`` call (``RedshiftWriter.apply_landed``), so the number of
-Redshift transactions follows the applier's pace, not the number of shards, and no table an
-analyst reads is locked (docs/warehouse-apply.md).
+(``SqsApplierQueue.send``: ``{"batch_id", "key", "newest_commit", "newest_commit_by_table"}``,
+``landed_message``); it sends no SQL. The commit timestamps let the applier report freshness
+where the change becomes visible (``SourceLag``, ``TableFreshness``) once it committed.
+
+The applier function receives up to thousands of such messages per invocation and applies
+them with one manifest COPY and one ``_cdc_apply_pending`` call
+(``RedshiftWriter.apply_landed``), so the number of Redshift transactions follows the
+applier's pace, not the number of shards, and no table an analyst reads is locked
+(docs/warehouse-apply.md).
 
 Failures, as a demanding operator expects them:
 
@@ -25,14 +29,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.data_api import StatementFailed, WarehouseUnavailable
+from shared.freshness import commit_moment, newest_by_table, newest_commit
 from shared.redshift_writer import RedshiftWriter, WriteReport
 
 _BATCH_ID = re.compile(r"[0-9a-f]{32}")
+# An SQS message body is at most 262,144 bytes (256 KiB) ("Amazon SQS message quotas", Amazon
+# SQS Developer Guide); a landed message whose per-table commits would not fit keeps the
+# batch's newest commit only.
+MAX_MESSAGE_BYTES = 262_144
 
 
 class ApplierQueueUnavailable(WarehouseUnavailable):
@@ -46,24 +55,47 @@ class SqsApplierQueue:
     client: Any
     queue_url: str
 
-    def send(self, batch_id: str, key: str) -> None:
+    def send(self, batch_id: str, key: str,
+             newest_commit_by_table: Mapping[str, str] | None = None) -> None:
+        body = landed_message(batch_id, key, newest_commit_by_table)
         try:
-            self.client.send_message(QueueUrl=self.queue_url,
-                                     MessageBody=landed_message(batch_id, key))
+            self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
         except Exception as exc:  # botocore's ClientError and connection errors alike
             raise ApplierQueueUnavailable(
                 f"the applier queue did not take the batch: {type(exc).__name__}") from None
 
 
-def landed_message(batch_id: str, key: str) -> str:
-    return json.dumps({"batch_id": batch_id, "key": key}, separators=(",", ":"))
+def landed_message(batch_id: str, key: str,
+                   newest_commit_by_table: Mapping[str, str] | None = None) -> str:
+    """The applier queue's message for one landed batch: its id, its landing object and, when
+    the batch has commit timestamps, its newest source commit overall and per table (ISO
+    strings as the transform renders them). Should the per-table map push the body past
+    ``MAX_MESSAGE_BYTES`` (about 1,600 tables of 127-character names), it is left out and the
+    applier reports ``SourceLag`` only for that batch."""
+    fields: dict[str, Any] = {"batch_id": batch_id, "key": key}
+    commits = dict(sorted((newest_commit_by_table or {}).items()))
+    newest = newest_commit(commits.values())
+    if newest is not None:
+        fields["newest_commit"] = newest
+        fields["newest_commit_by_table"] = commits
+    body = json.dumps(fields, separators=(",", ":"))
+    if len(body.encode()) > MAX_MESSAGE_BYTES:
+        fields["newest_commit_by_table"] = {}
+        body = json.dumps(fields, separators=(",", ":"))
+    return body
 
 
 @dataclass(frozen=True)
 class LandedBatch:
+    """A landed batch the applier is asked to apply. ``newest_commit`` and
+    ``newest_commit_by_table`` are absent (None, empty) in a message of a consumer older than
+    them (deploys roll: both versions' messages share the queue)."""
+
     message_id: str
     batch_id: str
     key: str
+    newest_commit: str | None = None
+    newest_commit_by_table: dict[str, str] = field(default_factory=dict)
 
 
 class NotALandedBatch(ValueError):
@@ -83,17 +115,39 @@ def parse_landed(message_id: str, body: str, staging_prefix: str) -> LandedBatch
         raise NotALandedBatch("batch_id is not a 32-character hex batch id")
     if key != f"{prefix}/{batch_id}.json".lstrip("/"):
         raise NotALandedBatch("key is not the batch's landing object under the staging prefix")
-    return LandedBatch(message_id, batch_id, key)
+    by_table = fields.get("newest_commit_by_table", {})
+    newest = fields.get("newest_commit")
+    if not (isinstance(by_table, dict)
+            and all(isinstance(t, str) and t and _is_timestamp(c) for t, c in by_table.items())):
+        raise NotALandedBatch("newest_commit_by_table is not an object of table names to ISO "
+                              "8601 commit timestamps")
+    if newest is not None and not _is_timestamp(newest):
+        raise NotALandedBatch("newest_commit is not an ISO 8601 commit timestamp")
+    return LandedBatch(message_id, batch_id, key, newest or newest_commit(by_table.values()),
+                       by_table)
+
+
+def _is_timestamp(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        commit_moment(value)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
 class ApplierOutcome:
     """What one applier invocation did: the messages that failed (with their reasons, no
-    payload) and the write reports of the applies that committed."""
+    payload), the write reports of the applies that committed, and the newest source commit
+    (overall and per table) among the batches those applies made visible."""
 
     applied: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     reports: list[WriteReport] = field(default_factory=list)
+    newest_commit: str | None = None
+    newest_commit_by_table: dict[str, str] = field(default_factory=dict)
 
     @property
     def transactions(self) -> int:
@@ -115,6 +169,10 @@ def _apply(writer: RedshiftWriter, batches: list[LandedBatch], outcome: ApplierO
     try:
         outcome.reports.append(writer.apply_landed([b.key for b in batches]))
         outcome.applied += [b.message_id for b in batches]
+        outcome.newest_commit = newest_commit(
+            c for c in [outcome.newest_commit, *(b.newest_commit for b in batches)] if c)
+        outcome.newest_commit_by_table = newest_by_table(
+            [outcome.newest_commit_by_table, *(b.newest_commit_by_table for b in batches)])
     except StatementFailed as exc:
         if len(batches) == 1:
             outcome.failed[batches[0].message_id] = str(exc)

@@ -52,6 +52,9 @@ class BatchOutcome:
     table_events: Counter[str] = field(default_factory=Counter)  # "TRUNCATE:ticket": 1
     added_columns: list[AddedColumn] = field(default_factory=list)
     newest_commit_by_table: dict[str, str] = field(default_factory=dict)
+    # The writer only landed the batch for the batch applier (an applier queue): the change
+    # is not visible yet, so freshness (source commit -> applied) is the applier's to report.
+    landed_for_applier: bool = False
 
 
 def lowest_sequence_number(numbers: Sequence[str]) -> str:
@@ -115,6 +118,7 @@ class BatchConsumer:
             table_events=Counter(f"{e.kind}:{e.table}" for e in result.table_events),
             added_columns=list(self.added_columns),
             newest_commit_by_table=dict(result.newest_commit_by_table),
+            landed_for_applier=self.writer.applier_queue is not None,
         )
         if result.rejects:
             try:
@@ -130,7 +134,8 @@ class BatchConsumer:
         result = self.transform(records)
         if not records:
             return result, None
-        return result, self.writer.stage_and_merge(result.changes, result.table_events)
+        return result, self.writer.stage_and_merge(result.changes, result.table_events,
+                                                   result.newest_commit_by_table)
 
 
 def build_writer(settings: PipelineSettings, spec: PipelineSpec, clients: Any,

@@ -100,7 +100,8 @@ class S3Stager:
 class ApplierQueue(Protocol):
     """Where a consumer announces a batch it landed in S3 for the applier."""
 
-    def send(self, batch_id: str, key: str) -> None: ...
+    def send(self, batch_id: str, key: str,
+             newest_commit_by_table: Mapping[str, str] | None = None) -> None: ...
 
 
 @dataclass
@@ -264,9 +265,11 @@ class RedshiftWriter:
     # -- batches --
 
     def stage_and_merge(self, changes: Mapping[str, list[Change]],
-                        events: Sequence[TableEvent] = ()) -> WriteReport:
+                        events: Sequence[TableEvent] = (),
+                        newest_commit_by_table: Mapping[str, str] | None = None) -> WriteReport:
         """Land the newest-per-key changes of one batch (and its truncates) and have them
-        applied: inline, or by the applier when this writer has an ``ApplierQueue``."""
+        applied: inline, or by the applier when this writer has an ``ApplierQueue`` (the
+        batch's newest source commit per table goes with it, for the applier's freshness)."""
         batch = {t: changes[t] for t in self.spec.tables if changes.get(t)}
         truncates = newest_truncates(self.spec, events)
         if not batch and not truncates:
@@ -277,7 +280,7 @@ class RedshiftWriter:
             assert self.stager is not None
             key = self.stager.put(batch_id, json_lines(self.spec, batch_id, batch, truncates,
                                                        self.known_columns()))
-            self.applier_queue.send(batch_id, key)
+            self.applier_queue.send(batch_id, key, newest_commit_by_table)
             return WriteReport(changes=counts, staged_through_s3=True, queued_for_applier=True)
         landing = plan_landing(self.spec, batch_id, batch, truncates,
                                copy_available=self.stager is not None,

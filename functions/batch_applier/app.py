@@ -9,6 +9,12 @@ use ``ReportBatchItemFailures`` ("Handling errors for an SQS event source in Lam
 Lambda Developer Guide): only the failed messages come back after the queue's visibility
 timeout, and after ``maxReceiveCount`` deliveries SQS moves them to the applier's dead-letter
 queue. Logs and metrics hold message ids, counts and reasons, never a message body or a row.
+
+Freshness is measured here, where the change becomes visible: after an apply commits, the
+applier emits ``SourceLag`` (ms since the newest source commit among the batches it applied)
+and ``TableFreshness`` per table (dimension ``Table``), from the commit timestamps the
+consumers put in their messages (``shared.applier.landed_message``). A batch that failed
+reports nothing; a message of an older consumer (without them) is applied and reports nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.applier import ApplierOutcome, LandedBatch, NotALandedBatch, apply_batches, parse_landed
 from shared.consumer import build_writer
 from shared.data_api import WarehouseUnavailable
+from shared.freshness import milliseconds_since
 from shared.redshift_writer import RedshiftWriter
 from shared.runtime import client, settings, spec
 
@@ -69,6 +76,22 @@ def record_metrics(outcome: ApplierOutcome, failed: int, started: float) -> None
     metrics.add_metric("BatchesFailed", MetricUnit.Count, failed)
     metrics.add_metric("ApplyLatency", MetricUnit.Milliseconds,
                        (time.perf_counter() - started) * 1000)
+    record_freshness(outcome)
+
+
+def record_freshness(outcome: ApplierOutcome) -> None:
+    """``SourceLag`` (source commit -> applied in Redshift) and ``TableFreshness`` per table,
+    the metric names and units the Kinesis consumer emits when it applies inline, so the
+    dashboard and alarms read both paths alike. Only the batches whose apply committed count."""
+    if outcome.newest_commit is None:
+        return
+    metrics.add_metric("SourceLag", MetricUnit.Milliseconds,
+                       milliseconds_since(outcome.newest_commit))
+    for table, commit in sorted(outcome.newest_commit_by_table.items()):
+        with single_metric(name="TableFreshness", unit=MetricUnit.Milliseconds,
+                           value=milliseconds_since(commit),
+                           default_dimensions=metrics.default_dimensions) as metric:
+            metric.add_dimension(name="Table", value=table)
 
 
 def failures(message_ids: list[str]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ Logs and metrics never hold record payloads or personal data.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -22,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.batch_log import added_column_fields, batch_fields
 from shared.consumer import BatchConsumer, BatchOutcome, build_consumer
 from shared.decode import DROP_TABLE_REASON
+from shared.freshness import milliseconds_since, newest_commit
 from shared.records import StreamRecord
 from shared.runtime import client, settings, spec
 from shared.settings import hmac_key_from_secret
@@ -60,11 +60,18 @@ def stream_records(event: KinesisStreamEvent) -> tuple[list[StreamRecord], str]:
     return records, source
 
 
-def _milliseconds_since(iso_timestamp: str) -> float:
-    moment = datetime.fromisoformat(iso_timestamp)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - moment).total_seconds() * 1000
+def record_freshness(newest_commit_by_table: dict[str, str]) -> None:
+    """``SourceLag`` (source commit -> applied in Redshift) and ``TableFreshness`` per table
+    (dimension ``Table``) for a batch this function made visible in the warehouse."""
+    newest = newest_commit(newest_commit_by_table.values())
+    if newest is None:
+        return
+    metrics.add_metric("SourceLag", MetricUnit.Milliseconds, milliseconds_since(newest))
+    for table, commit in sorted(newest_commit_by_table.items()):
+        with single_metric(name="TableFreshness", unit=MetricUnit.Milliseconds,
+                           value=milliseconds_since(commit),
+                           default_dimensions=metrics.default_dimensions) as metric:
+            metric.add_dimension(name="Table", value=table)
 
 
 def record_metrics(outcome: BatchOutcome, started: float) -> None:
@@ -75,14 +82,13 @@ def record_metrics(outcome: BatchOutcome, started: float) -> None:
     metrics.add_metric("BatchLatency", MetricUnit.Milliseconds,
                        (time.perf_counter() - started) * 1000)
     if outcome.newest_commit_timestamp and outcome.failed_from is None:
-        metrics.add_metric("SourceLag", MetricUnit.Milliseconds,
-                           _milliseconds_since(outcome.newest_commit_timestamp))
-        for table, commit in sorted(outcome.newest_commit_by_table.items()):
-            # Per table: source commit -> applied in Redshift, for the tables of this batch.
-            with single_metric(name="TableFreshness", unit=MetricUnit.Milliseconds,
-                               value=_milliseconds_since(commit),
-                               default_dimensions=metrics.default_dimensions) as metric:
-                metric.add_dimension(name="Table", value=table)
+        if outcome.landed_for_applier:
+            # Landed, not yet visible: the batch applier reports SourceLag/TableFreshness
+            # once its transaction commits (functions/batch_applier).
+            metrics.add_metric("LandingLag", MetricUnit.Milliseconds,
+                               milliseconds_since(outcome.newest_commit_timestamp))
+        else:
+            record_freshness(outcome.newest_commit_by_table)
     if outcome.failed_from is not None:
         metrics.add_metric("BatchRetries", MetricUnit.Count, 1)
     dropped = dropped_tables(outcome)

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import logging
 import multiprocessing
+import os
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -76,7 +77,11 @@ class InProcess:
 
 def _serve(handler_path: str, connection: Connection) -> None:
     """An environment's process: import the handler, then serve invocations until the mapping
-    closes the pipe (or its process dies)."""
+    closes the pipe (or its process dies). The function's own variables (its service name)
+    are set before the import, where Powertools reads them."""
+    from local.stack.environment import function_variables
+
+    os.environ.update(function_variables(handler_path))
     module_name, _, attribute = handler_path.rpartition(".")
     try:
         handler = getattr(importlib.import_module(module_name), attribute)

@@ -20,6 +20,12 @@ that run the applier too (``local.cdc.LocalPipeline``). One-off invocations (``m
 ``sam local invoke``, ``cdc dlq replay``) run without it and apply inline, in the same
 transaction design (``shared.redshift_writer``). The applier function reads the same variables
 (it ignores ``APPLIER_QUEUE_URL``: it applies, it does not land).
+
+What template.yaml sets on one function alone, ``POWERTOOLS_SERVICE_NAME`` (the ``service``
+dimension of its metrics and the ``service`` key of its logs), follows the handler:
+``handler_environment(info, handler=...)`` gives that function's, and every local execution
+environment of a function (``local.event_source_mapping.environments``) sets its own
+(``function_variables``), as Lambda gives each function its own configuration.
 """
 
 from __future__ import annotations
@@ -39,6 +45,18 @@ ENDPOINT_VARIABLES = {
     "sts": "AWS_ENDPOINT_URL_STS",
 }
 
+# Lambda's ``Handler`` of each function in template.yaml as the local runs name it (module path
+# from the repository root), and the POWERTOOLS_SERVICE_NAME the template gives that function
+# (tests/deploy/test_local_environment.py keeps the two in step).
+CONSUMER_HANDLER = "functions.kinesis_consumer.app.lambda_handler"
+APPLIER_HANDLER = "functions.batch_applier.app.lambda_handler"
+MIGRATOR_HANDLER = "functions.schema_migrator.app.lambda_handler"
+SERVICE_NAMES = {
+    CONSUMER_HANDLER: "cdc-kinesis-consumer",
+    APPLIER_HANDLER: "cdc-batch-applier",
+    MIGRATOR_HANDLER: "cdc-schema-migrator",
+}
+
 # Variables of the caller's environment that would stop the stack's endpoints or credentials
 # from applying; ``local.invoke`` removes them before it calls the handler.
 CONFLICTING_VARIABLES = (
@@ -46,9 +64,18 @@ CONFLICTING_VARIABLES = (
 )
 
 
-def handler_environment(info: StackInfo, applier: bool = False) -> dict[str, str]:
+def function_variables(handler: str) -> dict[str, str]:
+    """The variables template.yaml sets on the function of ``handler`` alone (none for a
+    handler that is no function of the template, such as a test's)."""
+    service = SERVICE_NAMES.get(handler)
+    return {"POWERTOOLS_SERVICE_NAME": service} if service else {}
+
+
+def handler_environment(info: StackInfo, applier: bool = False,
+                        handler: str = CONSUMER_HANDLER) -> dict[str, str]:
     """Every variable the consumer reads, plus endpoints, region and dummy credentials; with
-    ``applier``, the applier's queue too (the consumer then lands for the applier)."""
+    ``applier``, the applier's queue too (the consumer then lands for the applier). The
+    function's own variables are those of ``handler`` (default: the Kinesis consumer)."""
     resources = info.resources
     env = {
         "AWS_DEFAULT_REGION": info.region,
@@ -73,10 +100,11 @@ def handler_environment(info: StackInfo, applier: bool = False) -> dict[str, str
         "COPY_IAM_ROLE_ARN": resources.copy_role_arn,
         "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
         "PIPELINE_SPEC_PATH": info.spec_path,
-        "POWERTOOLS_SERVICE_NAME": "cdc-kinesis-consumer",
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAMES[CONSUMER_HANDLER],
         "POWERTOOLS_METRICS_NAMESPACE": "CdcRedshiftUpserts",
         "LOG_LEVEL": "INFO",
     })
+    env.update(function_variables(handler))
     # Empty without the applier (read as unset, as the template sets it on the Glue path), so
     # the template's own value cannot reach a one-off ``sam local invoke`` either.
     env["APPLIER_QUEUE_URL"] = resources.applier_queue_url if applier else ""

@@ -20,8 +20,11 @@ from typing import Any
 import pytest
 
 from functions.batch_applier import app as applier
+from local.event_source_mapping.environments import IsolatedProcesses
 from local.record_builders import DmsStream, activity, customer, lambda_event, ticket
+from local.stack.environment import APPLIER_HANDLER
 from shared import runtime
+from shared.freshness import milliseconds_since
 from shared.landing import json_lines
 from shared.spec import load_spec
 from shared.transform import Transformer
@@ -212,6 +215,149 @@ def test_warehouse_unavailable_fails_every_message(
     reset_applier()
     assert apply(records) == {"batchItemFailures": []}
     assert ticket_ids(consumer) == [1, 2]
+
+
+def emf_documents(output: str) -> list[dict[str, Any]]:
+    """The EMF documents (CloudWatch embedded metric format) among the output's lines."""
+    return [json.loads(line) for line in output.splitlines() if '"_aws"' in line]
+
+
+def emitted(documents: list[dict[str, Any]], name: str) -> list[float]:
+    return [v for d in documents if name in d
+            for v in (d[name] if isinstance(d[name], list) else [d[name]])]
+
+
+def table_freshness(documents: list[dict[str, Any]]) -> dict[str, float]:
+    """``TableFreshness`` by its ``Table`` dimension (one value each)."""
+    return {d["Table"]: v for d in documents if "TableFreshness" in d
+            for v in emitted([d], "TableFreshness")}
+
+
+def with_body(record: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    return sqs_record(record["messageId"], json.dumps(fields))
+
+
+def test_the_applier_reports_freshness_of_what_it_applied(
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """SourceLag and TableFreshness (ms since the newest source commit among the applied
+    batches, overall and per table) come from the applier once its transaction committed."""
+    records = landed(consumer, applier_queue, purchases(2), purchases(2, start=3))
+    messages = [json.loads(r["body"]) for r in records]
+    newest = {t: max(m["newest_commit_by_table"][t] for m in messages)
+              for t in messages[0]["newest_commit_by_table"]}
+    assert set(newest) == {"customer", "ticket", "ticket_activity"}
+    capfd.readouterr()
+    before = {t: milliseconds_since(c) for t, c in newest.items()}
+
+    assert apply(records) == {"batchItemFailures": []}
+
+    after = {t: milliseconds_since(c) for t, c in newest.items()}
+    documents = emf_documents(capfd.readouterr().out)
+    [source_lag] = emitted(documents, "SourceLag")
+    assert min(before.values()) <= source_lag <= min(after.values())
+    freshness = table_freshness(documents)
+    assert set(freshness) == set(newest)
+    for table, value in freshness.items():
+        assert before[table] <= value <= after[table]
+    assert ticket_ids(consumer) == [1, 2, 3, 4]
+
+
+def test_a_batch_that_failed_reports_no_freshness(
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Of a refused batch neither its tables nor its commits reach the freshness metrics; its
+    applied neighbour's do."""
+    good, bad = landed(consumer, applier_queue, purchases(1), purchases(1, start=2))
+    s3 = applier.client("s3")
+    bucket, key = consumer.env["STAGING_BUCKET"], json.loads(bad["body"])["key"]
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=key,
+                  Body=body.replace(b'"ticket_price":"100.00"', b'"ticket_price":"not-a-price"'))
+    stale = "2001-01-01T00:00:00.000000Z"
+    bad = with_body(bad, {**json.loads(bad["body"]), "newest_commit": stale,
+                          "newest_commit_by_table": {"refused_only": stale}})
+    capfd.readouterr()
+
+    assert apply([bad]) == {"batchItemFailures": [{"itemIdentifier": bad["messageId"]}]}
+    documents = emf_documents(capfd.readouterr().out)
+    assert emitted(documents, "BatchesFailed") == [1.0]
+    assert emitted(documents, "SourceLag") == [] and table_freshness(documents) == {}
+
+    assert apply([good, bad]) == {"batchItemFailures": [{"itemIdentifier": bad["messageId"]}]}
+    documents = emf_documents(capfd.readouterr().out)
+    [source_lag] = emitted(documents, "SourceLag")
+    assert source_lag < milliseconds_since(stale) / 2
+    assert set(table_freshness(documents)) == {"customer", "ticket", "ticket_activity"}
+    assert ticket_ids(consumer) == [1]
+
+
+def test_a_message_of_an_older_consumer_is_applied_without_freshness(
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Deploys roll: a message without the commit fields is applied; there is nothing to
+    measure freshness from."""
+    [record] = landed(consumer, applier_queue, purchases(2))
+    message = json.loads(record["body"])
+    old = with_body(record, {"batch_id": message["batch_id"], "key": message["key"]})
+    capfd.readouterr()
+
+    assert apply([old]) == {"batchItemFailures": []}
+
+    assert ticket_ids(consumer) == [1, 2]
+    documents = emf_documents(capfd.readouterr().out)
+    assert emitted(documents, "BatchesApplied") == [1.0]
+    assert emitted(documents, "SourceLag") == [] and table_freshness(documents) == {}
+
+
+def test_the_consumer_that_only_lands_reports_landing_lag_not_freshness(
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A landed batch is not visible yet: the consumer reports LandingLag (source commit ->
+    landed), and SourceLag/TableFreshness are left to the applier."""
+    capfd.readouterr()
+    [record] = landed(consumer, applier_queue, purchases(2))
+    newest = json.loads(record["body"])["newest_commit"]
+
+    documents = emf_documents(capfd.readouterr().out)
+    [landing_lag] = emitted(documents, "LandingLag")
+    assert 0 < landing_lag <= milliseconds_since(newest)
+    assert emitted(documents, "SourceLag") == [] and table_freshness(documents) == {}
+    assert emitted(documents, "ChangesApplied") == [6.0]
+
+
+def test_the_consumer_that_applies_inline_reports_freshness(
+    consumer: Consumer, capfd: pytest.CaptureFixture[str],
+) -> None:
+    capfd.readouterr()
+    assert consumer.invoke(purchases(1)) == {"batchItemFailures": []}
+
+    documents = emf_documents(capfd.readouterr().out)
+    assert len(emitted(documents, "SourceLag")) == 1
+    assert set(table_freshness(documents)) == {"customer", "ticket", "ticket_activity"}
+    assert emitted(documents, "LandingLag") == []
+    assert ticket_ids(consumer) == [1]
+
+
+def test_the_applier_execution_environment_has_its_own_service_name(
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The local stack's execution environment of the applier (a process of its own, started
+    from the consumer's environment) carries template.yaml's POWERTOOLS_SERVICE_NAME of the
+    BatchApplierFunction, so its metrics' ``service`` dimension is the applier's."""
+    [record] = landed(consumer, applier_queue, purchases(1))
+    environments = IsolatedProcesses(APPLIER_HANDLER)
+    capfd.readouterr()
+    try:
+        invocation = environments.invoke({"Records": [record]}, fake_context(), 120.0)
+    finally:
+        environments.close()
+
+    assert invocation.response == {"batchItemFailures": []}
+    documents = emf_documents(capfd.readouterr().out)
+    assert {d["service"] for d in documents} == {"cdc-batch-applier"}
+    assert emitted(documents, "BatchesApplied") == [1.0]
+    assert ticket_ids(consumer) == [1]
 
 
 def test_the_sample_event_is_what_make_events_writes(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ without its end row waits."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,8 @@ class ListQueue:
 
     sent: list[tuple[str, str]] = field(default_factory=list)
 
-    def send(self, batch_id: str, key: str) -> None:
+    def send(self, batch_id: str, key: str,
+             newest_commit_by_table: Mapping[str, str] | None = None) -> None:
         self.sent.append((batch_id, key))
 
 
