@@ -33,7 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from local.stack import DEFAULT_STATE_DIR, ensure_stack, handler_environment  # noqa: E402
-from local.stack.environment import CONFLICTING_VARIABLES  # noqa: E402
+from local.stack.environment import (  # noqa: E402
+    CONFLICTING_VARIABLES,
+    CONSUMER_HANDLER,
+    HANDLERS_BY_LOGICAL_ID,
+)
 
 ARCHITECTURE = "x86_64"
 BUILD_DIR = Path(".aws-sam/local-x86_64")
@@ -65,7 +69,8 @@ def failed(response: Any) -> bool:
 
 
 def run(event: Path, state_dir: Path, app_dir: Path, function: str, build: bool = True) -> int:
-    stack_env = handler_environment(ensure_stack(state_dir))
+    stack_env = handler_environment(
+        ensure_stack(state_dir), handler=HANDLERS_BY_LOGICAL_ID.get(function, CONSUMER_HANDLER))
     subprocess.run(["bash", str(REPO / "scripts/lambda_docker.sh"), "image"], check=True)
     build_dir = app_dir / BUILD_DIR
     if build:

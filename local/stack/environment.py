@@ -56,6 +56,12 @@ SERVICE_NAMES = {
     APPLIER_HANDLER: "cdc-batch-applier",
     MIGRATOR_HANDLER: "cdc-schema-migrator",
 }
+# The same functions by their logical id in template.yaml (``sam local invoke <id>``).
+HANDLERS_BY_LOGICAL_ID = {
+    "KinesisConsumerFunction": CONSUMER_HANDLER,
+    "BatchApplierFunction": APPLIER_HANDLER,
+    "SchemaMigratorFunction": MIGRATOR_HANDLER,
+}
 
 # Variables of the caller's environment that would stop the stack's endpoints or credentials
 # from applying; ``local.invoke`` removes them before it calls the handler.

@@ -12,6 +12,7 @@ from typing import Any
 from local.stack.environment import (
     APPLIER_HANDLER,
     CONSUMER_HANDLER,
+    HANDLERS_BY_LOGICAL_ID,
     SERVICE_NAMES,
     function_variables,
     handler_environment,
@@ -22,10 +23,11 @@ from tests.deploy.cfn_model import load_template
 
 def template_service_names() -> dict[str, str]:
     """Handler (``package.module.function`` from the repository root) -> the template's
-    POWERTOOLS_SERVICE_NAME, for every function under ``functions/``."""
+    POWERTOOLS_SERVICE_NAME, for every function under ``functions/``; each function's logical
+    id names that handler in ``HANDLERS_BY_LOGICAL_ID`` (``make sam-invoke``)."""
     template: dict[str, Any] = load_template()
     names = {}
-    for resource in template["Resources"].values():
+    for logical_id, resource in template["Resources"].items():
         props = resource.get("Properties", {})
         code = props.get("CodeUri")
         if resource["Type"] != "AWS::Serverless::Function" or not (
@@ -33,6 +35,7 @@ def template_service_names() -> dict[str, str]:
             continue
         module, _, function = props["Handler"].rpartition(".")
         handler = f"{code.strip('/').replace('/', '.')}.{module}.{function}"
+        assert HANDLERS_BY_LOGICAL_ID[logical_id] == handler
         names[handler] = props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
     return names
 
