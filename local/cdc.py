@@ -62,6 +62,7 @@ from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
 from local.postgres import PostgresServer, create_database
 from local.stack import StackInfo, ensure_stack, stop_stack
 from local.stack.state import APPLIER_VISIBILITY_TIMEOUT_SECONDS
+from local.template import applier_batching, consumer_batching
 from local.workload import TABLES as WORKLOAD_TABLES
 from local.workload import Workload
 from shared.data_api import DataApiTarget, RedshiftDataApi
@@ -147,23 +148,33 @@ class LocalPipeline:
         sqs = boto3.client("sqs")
         on_failure = sqs.get_queue_url(QueueName=ON_FAILURE_QUEUE)["QueueUrl"]
         # The shards' batches run concurrently, each in an execution environment (process)
-        # of its own as in Lambda: the handler's module state is per environment.
+        # of its own as in Lambda: the handler's module state is per environment. Batching as
+        # template.yaml's defaults have it, an idle shard polled once a second as Lambda does
+        # ("Using Lambda to process records from Amazon Kinesis Data Streams", "Polling and
+        # batching streams": a base rate of once per second); retries are quicker and more (a
+        # local restart takes seconds, Lambda's backoff minutes).
+        batching = consumer_batching()
         return LocalEventSourceMapping(
             boto3.client("kinesis"), self.stack.resources.stream_name,
             "functions.kinesis_consumer.app.lambda_handler",
-            batch_size=500, batching_window_seconds=0.5, maximum_retry_attempts=10,
+            batch_size=batching.batch_size,
+            batching_window_seconds=batching.batching_window_seconds,
+            parallelization_factor=batching.concurrency, maximum_retry_attempts=10,
             bisect_on_error=True, on_failure=(sqs, on_failure),
             state_dir=self.state_dir / "esm", retry_backoff_seconds=0.2,
-            poll_interval_seconds=0.2,
+            poll_interval_seconds=1.0,
         )
 
     def applier_mapping(self) -> LocalSqsEventSourceMapping:
         """The batch applier function behind an SQS event source mapping on the applier's
-        queue: one invocation at a time (the single applier), up to 10,000 landed batches per
-        event gathered for at most a second, in an execution environment of its own."""
+        queue, batching as template.yaml's defaults have it (concurrent invocations wait for
+        each other on the landing table's LOCK: one applies at a time)."""
+        batching = applier_batching()
         return LocalSqsEventSourceMapping(
             boto3.client("sqs"), self.stack.resources.applier_queue_url, APPLIER_HANDLER,
-            batch_size=10_000, batching_window_seconds=1.0, maximum_concurrency=1,
+            batch_size=batching.batch_size,
+            batching_window_seconds=batching.batching_window_seconds,
+            maximum_concurrency=batching.concurrency,
             function_timeout_seconds=APPLIER_VISIBILITY_TIMEOUT_SECONDS,
             poll_interval_seconds=0.2)
 

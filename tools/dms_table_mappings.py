@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from shared.dms_table_mappings import table_mappings, table_mappings_json
 from shared.spec import load_spec
