@@ -438,10 +438,16 @@ P_KINESIS_GB_OUT = 0.04
 # The template's defaults the model uses (tests/deploy/test_cost_doc.py checks them).
 CONSUMER_MEMORY_MB = 1024
 BATCH_SIZE = 1000
-BATCHING_WINDOW_S = 30
+BATCHING_WINDOW_S = 0  # MaximumBatchingWindowSeconds: an invocation per non-empty poll
 APPLIER_MEMORY_MB = 512  # BatchApplierFunction's MemorySize
-APPLIER_WINDOW_S = 1  # ApplierBatchingWindowSeconds
-APPLIER_BATCH_SIZE = 10_000  # ApplierEventSourceMapping's BatchSize (messages per invocation)
+APPLIER_WINDOW_S = 0  # ApplierBatchingWindowSeconds
+# ApplierEventSourceMapping's BatchSize (messages per invocation): 10 without a window, 10,000
+# with one of 1 s or more ("Lambda parameters for Amazon SQS event source mappings": a batch
+# size above 10 needs a window of at least 1 s).
+APPLIER_BATCH_SIZE = 10
+APPLIER_GATHERING_BATCH_SIZE = 10_000
+# The windows the doc compares the defaults with (the defaults before 2026-11-30).
+GATHERING_WINDOWS_S = (30, 1)
 APPLIER_CONCURRENCY = 2  # its MaximumConcurrency
 GLUE_WORKER_DPU = 1.0  # G.1X
 GLUE_WORKERS = 2
@@ -459,6 +465,9 @@ CHANGE_S = 0.0001
 CONSUMER_FIXED_S = 0.02
 CONSUMER_PER_RECORD_S = 0.00004
 APPLIER_OVERHEAD_S = 0.3
+# Lambda polls each shard once per second while it has no backlog, at once while it has ("Using
+# Lambda to process records from Amazon Kinesis Data Streams", "Polling and batching streams").
+KINESIS_POLL_S = 1.0
 # Requests per consumer batch: (PUT-class, GET-class): the object; the marker's HEAD and the
 # COPY's read of the object. Per apply: the manifest and two DeleteObjects (the manifest, then
 # the objects); the COPY's read of the manifest.
@@ -483,6 +492,22 @@ class Model:
     statement_s: float = STATEMENT_S
     change_s: float = CHANGE_S
     batch_size: int = BATCH_SIZE
+    consumer_window_s: float = BATCHING_WINDOW_S
+    applier_window_s: float = APPLIER_WINDOW_S
+
+    @property
+    def applier_batch_size(self) -> int:
+        """Messages (landed batches) one apply takes at most."""
+        return APPLIER_GATHERING_BATCH_SIZE if self.applier_window_s >= 1 else APPLIER_BATCH_SIZE
+
+    def consumer_batch(self, rate: float) -> float:
+        """Records per consumer invocation at ``rate`` changes/s on one shard: with a window,
+        the first record and what comes during the window; without, what a poll finds that
+        finds any (Poisson arrivals over ``KINESIS_POLL_S``)."""
+        if self.consumer_window_s > 0:
+            return min(self.batch_size, 1 + self.consumer_window_s * rate)
+        polled = rate * KINESIS_POLL_S
+        return min(self.batch_size, polled / -math.expm1(-polled)) if polled > 0 else 1.0
 
     def apply_seconds(self, changes: float, extra_statements: int = 0) -> float:
         """``d``: one apply's time in Redshift: one COPY, the CALL's statements (and any
@@ -503,11 +528,14 @@ class Model:
         return RPU_BASE * billed / 3600 * P_RPU_HOUR
 
     def applies(self, changes_a_day: float, interval: float, window: float,
-                extra_statements: int = 0) -> tuple[float, float, bool]:
+                extra_statements: int = 0,
+                most: float = math.inf) -> tuple[float, float, bool]:
         """(applies a day, changes per apply, back to back) of one applier that gets work
         every ``interval`` seconds and gathers at least ``window`` seconds: one apply per
         arrival while an apply takes less than the interval, else one per ``window`` or, once
-        an apply outlasts the window, back to back, each taking what came during the last."""
+        an apply outlasts the window, back to back, each taking what came during the last.
+        An apply takes at most ``most`` changes: an applier that would need more falls behind
+        (ValueError)."""
         rate = changes_a_day / DAY
         if rate * self.change_s >= 1:
             raise ValueError(f"{changes_a_day:,.0f} changes a day is past the warehouse's "
@@ -517,18 +545,44 @@ class Model:
             return DAY / interval, rate * interval, False
         busy = self.apply_seconds(0, extra_statements) / (1 - rate * self.change_s)
         period = max(window, busy)
+        if rate * period > most:
+            raise ValueError(f"at {changes_a_day:,.0f} changes a day the applier falls behind: "
+                             f"an apply would need {rate * period:,.0f} changes, it takes at "
+                             f"most {most:,.0f}; raise ApplierBatchingWindowSeconds")
         return DAY / period, rate * period, busy > window
+
+    def lambda_ceiling(self) -> float:
+        """Changes a day the Lambda path's applier keeps up with (bisection; at most the
+        warehouse's ceiling)."""
+        low, high = 1.0, 0.999 * self.ceiling()
+        if self.keeps_up(high):
+            return self.ceiling()
+        for _ in range(200):
+            middle = math.sqrt(low * high)
+            if self.keeps_up(middle):
+                low = middle
+            else:
+                high = middle
+        return low
+
+    def keeps_up(self, changes_a_day: float) -> bool:
+        try:
+            self.lambda_day(changes_a_day)
+        except ValueError:
+            return False
+        return True
 
     def lambda_day(self, changes_a_day: float) -> dict[str, float]:
         rate = changes_a_day / DAY
-        size = min(self.batch_size, 1 + BATCHING_WINDOW_S * rate)
+        size = self.consumer_batch(rate)
         batches = changes_a_day / size
-        applies, per_apply, back_to_back = self.applies(changes_a_day, DAY / batches,
-                                                        APPLIER_WINDOW_S)
+        applies, per_apply, back_to_back = self.applies(
+            changes_a_day, DAY / batches, self.applier_window_s,
+            most=self.applier_batch_size * size)
         seconds = self.apply_seconds(per_apply)
         messages = per_apply / size
         # A second invocation waits on the landing table's LOCK while the first applies.
-        wait = max(0.0, seconds - APPLIER_WINDOW_S) if back_to_back else 0.0
+        wait = max(0.0, seconds - self.applier_window_s) if back_to_back else 0.0
         consumer_s = CONSUMER_FIXED_S + CONSUMER_PER_RECORD_S * size
         applier_s = seconds + APPLIER_OVERHEAD_S + wait
         consumer = batches * (consumer_s * CONSUMER_MEMORY_MB / 1024 * P_GB_SECOND_ARM
@@ -567,9 +621,9 @@ class Model:
                    if k in day) * MONTH_DAYS
 
     def crossover(self) -> float | None:
-        """Changes a day above which the Glue path costs less (bisection below the ceiling);
-        None: not below it."""
-        low, high = 1e3, 0.999 * self.ceiling()
+        """Changes a day above which the Glue path costs less (bisection below the Lambda
+        path's ceiling); None: not below it."""
+        low, high = 1e3, 0.999 * self.lambda_ceiling()
         if self.month("lambda", high) <= self.month("glue", high):
             return None
         for _ in range(200):
@@ -587,6 +641,9 @@ def kinesis_day(changes_a_day: float) -> float:
     return 24 * P_KINESIS_STREAM_HOUR + gib * (P_KINESIS_GB_IN + P_KINESIS_GB_OUT)
 
 
+# The answer's Lambda column: the default windows fall behind at 1 million changes a day at the
+# assumed warehouse times, so it is priced with the smallest change that keeps up.
+ANSWER_APPLIER_WINDOW_S = 1
 MODEL_RATES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 500_000_000)
 # (t per statement, c per change): optimistic, assumed, pessimistic
 SENSITIVITY = ((0.1, 0.00002), (STATEMENT_S, CHANGE_S), (0.5, 0.0005))
@@ -599,16 +656,27 @@ def _rate(changes_a_day: float) -> str:
 def model_lines(inner: int) -> list[str]:
     """docs/cost.md's computed tables, as markdown rows."""
     base = Model(inner)
+    gathering = Model(inner, consumer_window_s=GATHERING_WINDOWS_S[0],
+                      applier_window_s=GATHERING_WINDOWS_S[1])
+    consumer_s, applier_s = GATHERING_WINDOWS_S
     lines = ["| changes a day | Lambda path, $/month | Glue path, $/month | "
-             "Lambda applies a day | changes per apply |", "|---|---|---|---|---|"]
+             "Lambda applies a day | changes per apply | consumer invocations a day | "
+             f"Lambda path, windows {consumer_s} s / {applier_s} s: $/month, applies, "
+             "consumer invocations a day |", "|---|---|---|---|---|---|---|"]
     for rate in MODEL_RATES:
-        lam = base.lambda_day(rate)
-        lines.append(f"| {rate:,} | {base.month('lambda', rate):,.0f} | "
-                     f"{base.month('glue', rate):,.0f} | {lam['applies']:,.0f} | "
-                     f"{lam['apply_changes']:,.0f} |")
+        if base.keeps_up(rate):
+            lam = base.lambda_day(rate)
+            cells = (f"{base.month('lambda', rate):,.0f} | {base.month('glue', rate):,.0f} | "
+                     f"{lam['applies']:,.0f} | {lam['apply_changes']:,.0f} | "
+                     f"{lam['batches']:,.0f}")
+        else:
+            cells = f"falls behind | {base.month('glue', rate):,.0f} | — | — | —"
+        other = gathering.lambda_day(rate)
+        lines.append(f"| {rate:,} | {cells} | {gathering.month('lambda', rate):,.0f}, "
+                     f"{other['applies']:,.0f}, {other['batches']:,.0f} |")
     lines += ["", "| assumed `t` per statement | assumed `c` per change | apply of 1,000 changes "
-              "| apply of 10,000 changes | warehouse ceiling (`1 / c`) | Glue cheaper from |",
-              "|---|---|---|---|---|---|"]
+              "| apply of 10,000 changes | warehouse ceiling (`1 / c`) | Lambda path keeps up to "
+              "| Glue cheaper from |", "|---|---|---|---|---|---|---|"]
     for statement_s, change_s in SENSITIVITY:
         model = Model(inner, statement_s, change_s)
         cells = []
@@ -617,18 +685,20 @@ def model_lines(inner: int) -> list[str]:
             cells.append(f"{seconds:.1f} s ({changes / seconds:,.0f}/s)")
         crossover = model.crossover()
         lines.append(f"| {statement_s:g} s | {change_s * 1000:g} ms | {cells[0]} | {cells[1]} | "
-                     f"{_rate(model.ceiling())} | "
+                     f"{_rate(model.ceiling())} | {_rate(model.lambda_ceiling())} | "
                      f"{'not below the ceiling' if crossover is None else _rate(crossover)} |")
     return lines
 
 
 def answer_lines(inner: int, changes_a_day: float = 1e6) -> list[str]:
-    """$ a day per part at ``changes_a_day`` (docs/cost.md's first table)."""
-    model = Model(inner)
+    """$ a day per part at ``changes_a_day`` (docs/cost.md's first table); the Lambda path with
+    ``ANSWER_APPLIER_WINDOW_S``."""
+    model = Model(inner, applier_window_s=ANSWER_APPLIER_WINDOW_S)
     lam, glue = model.lambda_day(changes_a_day), model.glue_day(changes_a_day)
     kinesis = kinesis_day(changes_a_day)
     lambda_total = kinesis + lam["lambda"] + lam["s3"] + lam["sqs"] + lam["redshift"]
-    return [f"model.day.kinesis={kinesis:.2f}",
+    return [f"model.lambda_ceiling_defaults={Model(inner).lambda_ceiling():,.0f}",
+            f"model.day.kinesis={kinesis:.2f}",
             f"model.day.lambda.consumer_invocations={lam['batches']:,.0f}",
             f"model.day.lambda.consumer_seconds={lam['consumer_seconds']:.2f}",
             f"model.day.lambda.consumer={lam['consumer']:.3f}",

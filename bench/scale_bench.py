@@ -75,6 +75,7 @@ from local.stack.state import (
     APPLIER_VISIBILITY_TIMEOUT_SECONDS as VISIBILITY_TIMEOUT,
 )
 from local.stack.state import CLUSTER_IDENTIFIER, WORKGROUP_NAME
+from local.template import applier_batching, consumer_batching
 from shared.data_api import DataApiTarget, RedshiftDataApi
 from shared.spec import PipelineSpec, load_spec
 from shared.staging import DELETED
@@ -426,19 +427,27 @@ def _measure(info: StackInfo, spec: PipelineSpec, counter: CountingDataApi, figu
              stream: str, queue_url: str | None, database: str, load: Load, options: Options,
              state_dir: Path) -> None:
     kinesis, sqs = boto3.client("kinesis"), boto3.client("sqs")
-    # As local.cdc's LocalPipeline.consumer wires the Kinesis consumer, except that each shard
-    # is polled once per second, as Lambda does ("Lambda polls each shard ... at a base rate of
-    # once per second": "Using AWS Lambda with Amazon Kinesis", AWS Lambda Developer Guide);
-    # faster polling of 16 shards would load moto, which also serves the landing objects.
+    # Batching as template.yaml's defaults have it (local.template, as local.cdc's LocalPipeline
+    # takes it), each shard polled once per second as Lambda does ("Lambda polls each shard ...
+    # at a base rate of once per second": "Using Lambda to process records from Amazon Kinesis
+    # Data Streams", AWS Lambda Developer Guide); retries quicker than Lambda's.
+    batching = consumer_batching()
     consumer = LocalEventSourceMapping(
-        kinesis, stream, CONSUMER_HANDLER, batch_size=500, batching_window_seconds=0.5,
-        maximum_retry_attempts=10, bisect_on_error=True, state_dir=state_dir / "esm",
-        retry_backoff_seconds=0.2, poll_interval_seconds=1.0)
-    # As template.yaml's ApplierEventSourceMapping: 10,000 messages, a 1 s window, at most two
-    # concurrent appliers (the lowest MaximumConcurrency SQS allows; local.cdc runs one); the
-    # queue's visibility timeout and the function's timeout as the local stack has them.
-    applier = (LocalSqsEventSourceMapping(sqs, queue_url, APPLIER_HANDLER, batch_size=10_000,
-                                          batching_window_seconds=1.0, maximum_concurrency=2,
+        kinesis, stream, CONSUMER_HANDLER, batch_size=batching.batch_size,
+        batching_window_seconds=batching.batching_window_seconds,
+        parallelization_factor=batching.concurrency, maximum_retry_attempts=10,
+        bisect_on_error=True, state_dir=state_dir / "esm", retry_backoff_seconds=0.2,
+        poll_interval_seconds=1.0)
+    # As template.yaml's ApplierEventSourceMapping (its batch size, window and MaximumConcurrency
+    # for the defaults); the queue's visibility timeout and the function's timeout as the local
+    # stack has them. The queue is polled every 0.2 s, as local.cdc does: the bench measures the
+    # applier's pace, which a slower idle poll of the local SQS stand-in would only blur.
+    applier_settings = applier_batching()
+    applier = (LocalSqsEventSourceMapping(sqs, queue_url, APPLIER_HANDLER,
+                                          batch_size=applier_settings.batch_size,
+                                          batching_window_seconds=(
+                                              applier_settings.batching_window_seconds),
+                                          maximum_concurrency=applier_settings.concurrency,
                                           function_timeout_seconds=VISIBILITY_TIMEOUT,
                                           poll_interval_seconds=0.2)
                if queue_url else None)

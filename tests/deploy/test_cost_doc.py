@@ -8,6 +8,7 @@ from typing import Any
 from bench import cost_inputs
 from bench.cost_inputs import inner_statements, model_lines
 from shared.spec import load_spec
+from local.template import event_source_mapping
 from tests.deploy.cfn_model import REPO, load_template, parameter_defaults
 
 DOC = REPO / "docs/cost.md"
@@ -77,17 +78,25 @@ def test_the_models_constants_are_the_template_defaults() -> None:
 
 
 def test_the_models_applier_is_the_templates() -> None:
-    """The batch applier's memory and its SQS mapping, fixed in the template, as the model and
-    docs/cost.md take them."""
+    """The batch applier's memory and its SQS mapping (its batch size follows the window) as
+    the model and docs/cost.md take them."""
     resources: dict[str, Any] = load_template()["Resources"]
     applier = resources["BatchApplierFunction"]["Properties"]
-    mapping = resources["ApplierEventSourceMapping"]["Properties"]
+    mapping = event_source_mapping("ApplierEventSourceMapping")
+    gathering = event_source_mapping(
+        "ApplierEventSourceMapping",
+        {"ApplierBatchingWindowSeconds": str(cost_inputs.GATHERING_WINDOWS_S[1])})
     assert applier["MemorySize"] == cost_inputs.APPLIER_MEMORY_MB
     assert mapping["BatchSize"] == cost_inputs.APPLIER_BATCH_SIZE
+    assert cost_inputs.Model(40).applier_batch_size == cost_inputs.APPLIER_BATCH_SIZE
+    assert gathering["BatchSize"] == cost_inputs.APPLIER_GATHERING_BATCH_SIZE
+    assert cost_inputs.Model(40, applier_window_s=1).applier_batch_size == \
+        cost_inputs.APPLIER_GATHERING_BATCH_SIZE
     assert mapping["ScalingConfig"]["MaximumConcurrency"] == cost_inputs.APPLIER_CONCURRENCY
     text = " ".join(DOC.read_text().split())
     assert (f"`BatchApplierFunction` {applier['MemorySize']} MB; its SQS event source mapping "
-            f"`BatchSize` {mapping['BatchSize']:,} messages, `MaximumConcurrency` "
+            f"`BatchSize` {mapping['BatchSize']:,} messages ({gathering['BatchSize']:,} with a "
+            f"window of 1 s or more), `MaximumConcurrency` "
             f"{mapping['ScalingConfig']['MaximumConcurrency']}") in text
     assert f"{applier['MemorySize'] / 1024:g} GB arm64" in text
 
@@ -152,6 +161,7 @@ def test_the_docs_figures_are_the_models() -> None:
     lambda_total = float(day["model.day.lambda.total"])
     glue_total = float(day["model.day.glue.total"])
     ceiling = model.ceiling()
+    lambda_ceiling = model.lambda_ceiling()
     crossover = model.crossover()
     times = "\N{MULTIPLICATION SIGN}"
     figures = [
@@ -159,6 +169,9 @@ def test_the_docs_figures_are_the_models() -> None:
         f"**{model.apply_seconds(0):.1f} s per apply**, plus "
         f"{cost_inputs.CHANGE_S * 1000:g} ms per change",
         f"**{ceiling / 1e6:,.0f} million changes a day** (≈ {ceiling / cost_inputs.DAY:,.0f}/s)",
+        f"**{round(lambda_ceiling, -3):,.0f} changes a day** (≈ "
+        f"{lambda_ceiling / cost_inputs.DAY:,.1f}/s)",
+        f"`ApplierBatchingWindowSeconds` {cost_inputs.ANSWER_APPLIER_WINDOW_S} s",
         f"| Lambda, consumer ({day['model.day.lambda.consumer_invocations']} invocations of 1 GB "
         f"arm64, ≈ {day['model.day.lambda.consumer_seconds']} s each) | "
         f"${day['model.day.lambda.consumer']} | — |",
@@ -171,7 +184,7 @@ def test_the_docs_figures_are_the_models() -> None:
         f"**≈ ${lambda_total:.0f}** | **≈ ${glue_total:.0f}**",
     ]
     if crossover is None:
-        figures.append("Glue is not cheaper anywhere below the warehouse's ceiling")
+        figures.append("Glue is not cheaper anywhere below the Lambda path's ceiling")
     else:
         figures.append(f"Glue is cheaper from ≈ **{crossover / 1e6:,.1f} million changes a day**")
     for figure in figures:

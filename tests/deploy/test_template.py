@@ -208,7 +208,8 @@ def test_processing_path_toggle(template: dict[str, Any], path: str) -> None:
 def test_applier_queue_and_its_event_source_mapping(template: dict[str, Any]) -> None:
     """"Creating and configuring an Amazon SQS event source mapping" (AWS Lambda Developer
     Guide): visibility timeout at least six times the function's timeout; a batch size above
-    10 needs a batching window of at least 1 s; ScalingConfig.MaximumConcurrency 2-1000."""
+    10 needs a batching window of at least 1 s ("Lambda parameters for Amazon SQS event source
+    mappings"); ScalingConfig.MaximumConcurrency 2-1000."""
     resources = Evaluator(template, {"ProcessingPath": "Lambda"}).resources()
     function = resources["BatchApplierFunction"]["Properties"]
     queue = resources["ApplierQueue"]["Properties"]
@@ -230,10 +231,22 @@ def test_applier_queue_and_its_event_source_mapping(template: dict[str, Any]) ->
     assert raw["DependsOn"] == "SchemaMigration"
     assert esm["EventSourceArn"] == {"Fn::GetAtt": ["ApplierQueue", "Arn"]}
     assert esm["FunctionName"] == {"Ref": "BatchApplierFunction"}
-    assert esm["BatchSize"] == 10000
+    # "Lambda parameters for Amazon SQS event source mappings": a BatchSize above 10 needs a
+    # MaximumBatchingWindowInSeconds of at least 1, so the batch size follows the window.
+    assert esm["BatchSize"] == {"Fn::If": ["ApplierGathers", 10000, 10]}
+    assert template["Conditions"]["ApplierGathers"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ApplierBatchingWindowSeconds"}, 0]}]
+    }
     assert esm["MaximumBatchingWindowInSeconds"] == {"Ref": "ApplierBatchingWindowSeconds"}
     window = template["Parameters"]["ApplierBatchingWindowSeconds"]
-    assert (window["Default"], window["MinValue"], window["MaxValue"]) == (1, 1, 300)
+    assert (window["Default"], window["MinValue"], window["MaxValue"]) == (0, 0, 300)
+    for overrides, batch_size, seconds in [({}, 10, "0"),
+                                           ({"ApplierBatchingWindowSeconds": "2"}, 10000, "2")]:
+        resolved = Evaluator(template, {"ProcessingPath": "Lambda", **overrides}).resources()
+        props = resolved["ApplierEventSourceMapping"]["Properties"]
+        assert props["BatchSize"] == batch_size, overrides
+        assert props["MaximumBatchingWindowInSeconds"] == seconds, overrides
+        assert props["BatchSize"] <= 10 or int(seconds) >= 1, overrides
     assert esm["ScalingConfig"] == {"MaximumConcurrency": 2}
     assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
