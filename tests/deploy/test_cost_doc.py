@@ -7,8 +7,8 @@ from typing import Any
 
 from bench import cost_inputs
 from bench.cost_inputs import inner_statements, model_lines
-from shared.spec import load_spec
 from local.template import event_source_mapping
+from shared.spec import load_spec
 from tests.deploy.cfn_model import REPO, load_template, parameter_defaults
 
 DOC = REPO / "docs/cost.md"
