@@ -666,13 +666,13 @@ def model_lines(inner: int) -> list[str]:
     for rate in MODEL_RATES:
         if base.keeps_up(rate):
             lam = base.lambda_day(rate)
-            cells = (f"{base.month('lambda', rate):,.0f} | {base.month('glue', rate):,.0f} | "
+            row = (f"{base.month('lambda', rate):,.0f} | {base.month('glue', rate):,.0f} | "
                      f"{lam['applies']:,.0f} | {lam['apply_changes']:,.0f} | "
                      f"{lam['batches']:,.0f}")
         else:
-            cells = f"falls behind | {base.month('glue', rate):,.0f} | — | — | —"
+            row = f"falls behind | {base.month('glue', rate):,.0f} | — | — | —"
         other = gathering.lambda_day(rate)
-        lines.append(f"| {rate:,} | {cells} | {gathering.month('lambda', rate):,.0f}, "
+        lines.append(f"| {rate:,} | {row} | {gathering.month('lambda', rate):,.0f}, "
                      f"{other['applies']:,.0f}, {other['batches']:,.0f} |")
     lines += ["", "| assumed `t` per statement | assumed `c` per change | apply of 1,000 changes "
               "| apply of 10,000 changes | warehouse ceiling (`1 / c`) | Lambda path keeps up to "
