@@ -15,6 +15,8 @@ Two parts of moto grow with use in ways the services they stand in for do not, a
 - **Routing.** For every request moto's dispatcher lists its package directory (``isdir`` on
   every service module) under a lock; the list never changes while it runs, so it is read
   once.
+- **Request log.** werkzeug writes a line per request to the log (through colorama on a
+  terminal); only warnings and errors are logged.
 
 Results are what moto returns, record for record; only the time to produce them changes.
 ``python -m local.moto_server`` takes moto.server's arguments.
@@ -22,6 +24,7 @@ Results are what moto returns, record for record; only the time to produce them 
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -79,6 +82,7 @@ def patch() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     patch()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     from moto.server import main as moto_main
 
     moto_main(argv if argv is not None else sys.argv[1:])

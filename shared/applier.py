@@ -65,6 +65,67 @@ class SqsApplierQueue:
                 f"the applier queue did not take the batch: {type(exc).__name__}") from None
 
 
+# ReceiveMessage returns at most 10 messages ("ReceiveMessage", Amazon SQS API Reference,
+# MaxNumberOfMessages); DeleteMessageBatch takes at most 10 entries.
+RECEIVE_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class WaitingMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+
+
+@dataclass(frozen=True)
+class WaitingBatches:
+    """The landed batches still waiting on the applier queue, taken by the applier itself.
+
+    The applier's event source mapping hands an invocation at most 10 messages when it has
+    no batching window (Lambda's rule for SQS: a batch size above 10 needs a window of at
+    least a second, which every apply would then wait). So an invocation also takes what is
+    waiting (``receive``: short polls until the queue has nothing or ``limit`` is reached) and
+    applies it in the same transaction: no delay when the queue is quiet, everything waiting
+    in one apply when it is not. It deletes the messages it applied (``delete``); a message it
+    took but could not apply is left alone and comes back after the queue's visibility
+    timeout, counted towards the dead-letter queue's ``maxReceiveCount`` like any other."""
+
+    client: Any
+    queue_url: str
+
+    @classmethod
+    def of_event_source(cls, client: Any, queue_arn: str) -> WaitingBatches:
+        """The queue of an SQS event's ``eventSourceARN`` (arn:aws:sqs:region:account:name),
+        at the client's endpoint."""
+        parts = queue_arn.split(":")
+        if len(parts) != 6 or parts[2] != "sqs":
+            raise ValueError("the event's source is not an SQS queue ARN")
+        return cls(client, f"{client.meta.endpoint_url.rstrip('/')}/{parts[4]}/{parts[5]}")
+
+    def receive(self, limit: int) -> list[WaitingMessage]:
+        taken: list[WaitingMessage] = []
+        while len(taken) < limit:
+            got = self.client.receive_message(
+                QueueUrl=self.queue_url, WaitTimeSeconds=0,
+                MaxNumberOfMessages=min(RECEIVE_LIMIT, limit - len(taken))).get("Messages", [])
+            if not got:
+                break
+            taken += [WaitingMessage(m["MessageId"], m["ReceiptHandle"], m["Body"]) for m in got]
+        return taken
+
+    def delete(self, messages: Sequence[WaitingMessage]) -> list[str]:
+        """Delete ``messages``; the ids of those SQS did not delete (they come back)."""
+        failed: list[str] = []
+        for start in range(0, len(messages), RECEIVE_LIMIT):
+            chunk = messages[start:start + RECEIVE_LIMIT]
+            response = self.client.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m.receipt_handle}
+                         for n, m in enumerate(chunk)])
+            failed += [chunk[int(f["Id"])].message_id for f in response.get("Failed", [])]
+        return failed
+
+
 def landed_message(batch_id: str, key: str,
                    newest_commit_by_table: Mapping[str, str] | None = None) -> str:
     """The applier queue's message for one landed batch: its id, its landing object and, when

@@ -1,9 +1,11 @@
 """Batch applier Lambda: applies the batches the Kinesis consumers landed, a thin edge around
 ``shared.applier``.
 
-The applier queue's SQS event source mapping hands it up to thousands of ``{"batch_id",
-"key"}`` messages per invocation; all the landed batches among them are applied in one
-transaction (``apply_batches``: one manifest COPY and one ``_cdc_apply_pending`` call), a
+The applier queue's SQS event source mapping hands it landed-batch messages (up to 10 at once
+without a batching window, the default; up to 10,000 with one); the invocation also takes the
+messages waiting on the queue behind them (``shared.applier.WaitingBatches``, up to
+``WAITING_LIMIT``), so a backlog is applied in one go without a window's delay. All the landed
+batches among them are applied in one transaction (``apply_batches``: one manifest COPY and one ``_cdc_apply_pending`` call), a
 statement Redshift refuses is bisected down to the one batch that causes it. Partial failures
 use ``ReportBatchItemFailures`` ("Handling errors for an SQS event source in Lambda", AWS
 Lambda Developer Guide): only the failed messages come back after the queue's visibility
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -29,7 +32,15 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.applier import ApplierOutcome, LandedBatch, NotALandedBatch, apply_batches, parse_landed
+from shared.applier import (
+    ApplierOutcome,
+    LandedBatch,
+    NotALandedBatch,
+    WaitingBatches,
+    WaitingMessage,
+    apply_batches,
+    parse_landed,
+)
 from shared.consumer import build_writer
 from shared.data_api import WarehouseUnavailable
 from shared.freshness import milliseconds_since
@@ -39,6 +50,10 @@ from shared.runtime import client, settings, spec
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
+
+# With the event's 10 (the mapping's batch without a window): up to 1,000 landed batches, of up
+# to 10,000 records each, in one apply.
+WAITING_LIMIT = 990
 
 # A quoted literal in Redshift's error text may be a landed value (a row the procedure could
 # not cast); the log keeps the error without it.
@@ -57,16 +72,17 @@ def without_literals(reason: str) -> str:
     return _QUOTED.sub("'…'", reason)
 
 
-def landed_batches(event: SQSEvent, staging_prefix: str,
+def landed_batches(messages: Iterable[tuple[str, str]], staging_prefix: str,
                    ) -> tuple[list[LandedBatch], dict[str, str]]:
-    """The landed batches of the event, and the messages that are not one, with the reason."""
+    """The landed batches among ``(message id, body)`` pairs, and the messages that are not
+    one, with the reason."""
     batches: list[LandedBatch] = []
     refused: dict[str, str] = {}
-    for record in event.records:
+    for message_id, body in messages:
         try:
-            batches.append(parse_landed(record.message_id, record.body, staging_prefix))
+            batches.append(parse_landed(message_id, body, staging_prefix))
         except NotALandedBatch as exc:
-            refused[record.message_id] = str(exc)
+            refused[message_id] = str(exc)
     return batches, refused
 
 
@@ -98,32 +114,61 @@ def failures(message_ids: list[str]) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": m} for m in message_ids]}
 
 
+def take_waiting(event: SQSEvent) -> tuple[WaitingBatches | None, list[WaitingMessage]]:
+    """The queue of the event and the messages waiting on it (none if SQS refuses: the event
+    alone is applied then, and the waiting messages by a later invocation)."""
+    first = next(iter(event.records), None)
+    if first is None:
+        return None, []
+    try:
+        queue = WaitingBatches.of_event_source(client("sqs"), first.event_source_arn)
+        return queue, queue.receive(WAITING_LIMIT)
+    except Exception as exc:  # botocore's ClientError and connection errors alike
+        logger.warning("could not take the waiting batches; applying the event's alone",
+                       extra={"failure": type(exc).__name__})
+        return None, []
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.perf_counter()
     sqs_event = SQSEvent(event)
+    prefix = settings().staging_prefix
     message_ids = [r.message_id for r in sqs_event.records]
-    batches, refused = landed_batches(sqs_event, settings().staging_prefix)
-    for message_id, reason in refused.items():
+    batches, refused = landed_batches(((r.message_id, r.body) for r in sqs_event.records),
+                                      prefix)
+    queue, waiting = take_waiting(sqs_event)
+    waiting_batches, waiting_refused = landed_batches(
+        ((m.message_id, m.body) for m in waiting), prefix)
+    for message_id, reason in {**refused, **waiting_refused}.items():
         logger.error("message is not a landed batch; it fails alone",
                      extra={"message_id": message_id, "reason": reason})
     try:
-        outcome = apply_batches(writer(), batches)
+        outcome = apply_batches(writer(), batches + waiting_batches)
     except WarehouseUnavailable as exc:
         record_metrics(ApplierOutcome(), len(message_ids), started)
         logger.warning("warehouse unavailable; every message will be retried",
-                       extra={"messages": len(message_ids),
+                       extra={"messages": len(message_ids) + len(waiting),
                               "failure": without_literals(str(exc))})
         return failures(message_ids)
     for message_id, reason in outcome.failed.items():
         logger.error("batch could not be applied; it fails alone",
                      extra={"message_id": message_id, "reason": without_literals(reason)})
+    applied = set(outcome.applied)
+    if queue is not None:
+        # The ones that failed stay on the queue; SQS brings them back.
+        not_deleted = queue.delete([m for m in waiting if m.message_id in applied])
+        if not_deleted:
+            logger.warning("applied batches SQS did not delete will come back (and be "
+                           "skipped as applied)", extra={"messages": len(not_deleted)})
     failed = [m for m in message_ids if m in refused or m in outcome.failed]
-    record_metrics(outcome, len(failed), started)
+    record_metrics(outcome, len(failed) + sum(m.message_id not in applied for m in waiting),
+                   started)
     logger.info("batches applied", extra={"messages": len(message_ids),
+                                          "waiting_taken": len(waiting),
                                           "batches_applied": len(outcome.applied),
                                           "transactions": outcome.transactions,
-                                          "batches_failed": len(failed)})
+                                          "batches_failed": len(outcome.failed)})
     return failures(failed)

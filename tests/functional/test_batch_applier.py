@@ -63,8 +63,13 @@ def purchases(count: int, start: int = 1) -> dict[str, Any]:
     return lambda_event(stream.take())
 
 
-def sqs_record(message_id: str, body: str, receive_count: int = 1) -> dict[str, Any]:
-    """One record of Lambda's SQS event."""
+def queue_arn(queue_url: str) -> str:
+    return f"arn:aws:sqs:{REGION}:123456789012:{queue_url.rsplit('/', 1)[-1]}"
+
+
+def sqs_record(message_id: str, body: str, receive_count: int = 1,
+               source_arn: str = QUEUE_ARN) -> dict[str, Any]:
+    """One record of Lambda's SQS event (from the queue ``source_arn``)."""
     return {
         "messageId": message_id,
         "receiptHandle": f"handle-{message_id}",
@@ -75,19 +80,32 @@ def sqs_record(message_id: str, body: str, receive_count: int = 1) -> dict[str, 
         "messageAttributes": {},
         "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 (SQS's own digest)
         "eventSource": "aws:sqs",
-        "eventSourceARN": QUEUE_ARN,
+        "eventSourceARN": source_arn,
         "awsRegion": REGION,
     }
 
 
-def landed(consumer: Consumer, queue_url: str, *events: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run the consumer on each Kinesis event; the applier queue's messages as event records."""
+def landed(consumer: Consumer, queue_url: str, *events: dict[str, Any],
+           delivered: int | None = None) -> list[dict[str, Any]]:
+    """Run the consumer on each Kinesis event; ``delivered`` (default: all) of the applier
+    queue's messages as event records, as the event source mapping receives them (the rest
+    wait on the queue)."""
     for event in events:
         assert consumer.invoke(event) == {"batchItemFailures": []}
-    messages = consumer.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+    count = len(events) if delivered is None else delivered
+    messages = consumer.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=count,
                                             WaitTimeSeconds=0)["Messages"]
-    assert len(messages) == len(events)
-    return [sqs_record(m["MessageId"], m["Body"]) for m in messages]
+    assert len(messages) == count
+    return [sqs_record(m["MessageId"], m["Body"], source_arn=queue_arn(queue_url))
+            for m in messages]
+
+
+def queue_depth(consumer: Consumer, queue_url: str) -> int:
+    """Messages on the queue, visible or in flight."""
+    attributes = consumer.sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages",
+                                            "ApproximateNumberOfMessagesNotVisible"])
+    return sum(int(v) for v in attributes["Attributes"].values())
 
 
 def apply(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -133,6 +151,49 @@ def test_two_landed_batches_are_applied_in_one_transaction(
     assert emitted == {"BatchesApplied": [2.0], "ApplyTransactions": [1.0],
                        "BatchesFailed": [0.0]}
     assert any("ApplyLatency" in m for m in metrics)
+
+
+def test_an_apply_takes_the_batches_waiting_on_the_queue(
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Given three landed batches, of which the mapping delivered one (no batching window)
+    [record] = landed(consumer, applier_queue, purchases(1), purchases(1, start=2),
+                      purchases(1, start=3), delivered=1)
+
+    # When the applier runs on it
+    assert apply([record]) == {"batchItemFailures": []}
+
+    # Then the two waiting batches were applied with it, in one transaction, and are gone from
+    # the queue (the delivered one is the mapping's to delete)
+    assert ticket_ids(consumer) == [1, 2, 3]
+    assert len(applied_batches(consumer)) == 3
+    metrics = [json.loads(line) for line in capfd.readouterr().out.splitlines()
+               if '"_aws"' in line]
+    emitted = {name: value for m in metrics for name, value in m.items()
+               if name in ("BatchesApplied", "ApplyTransactions")}
+    assert emitted == {"BatchesApplied": [3.0], "ApplyTransactions": [1.0]}
+    assert queue_depth(consumer, applier_queue) == 1
+
+
+def test_a_waiting_message_that_is_not_a_landed_batch_stays_on_the_queue(
+    consumer: Consumer, applier_queue: str,
+) -> None:
+    # Given a landed batch delivered to the applier and a foreign message waiting behind it
+    [record] = landed(consumer, applier_queue, purchases(1))
+    consumer.sqs.send_message(QueueUrl=applier_queue, MessageBody='{"hello": "world"}')
+
+    with applier_log() as log_stream:
+        response = apply([record])
+
+    # Then the batch is applied and the foreign message is left to the queue (it comes back,
+    # and the redrive policy takes it to the dead-letter queue), with its reason logged
+    assert response == {"batchItemFailures": []}
+    assert ticket_ids(consumer) == [1]
+    assert queue_depth(consumer, applier_queue) == 2  # the delivered one and the foreign one
+    logged = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert [e["reason"] for e in logged if "reason" in e] == [
+        "not a landed batch message (JSON with batch_id and key)"]
+    assert "hello" not in log_stream.getvalue()
 
 
 def test_a_redelivered_message_changes_nothing(consumer: Consumer, applier_queue: str) -> None:
