@@ -68,6 +68,10 @@ class SqsApplierQueue:
 # ReceiveMessage returns at most 10 messages ("ReceiveMessage", Amazon SQS API Reference,
 # MaxNumberOfMessages); DeleteMessageBatch takes at most 10 entries.
 RECEIVE_LIMIT = 10
+# Waiting messages an applier invocation takes behind its event (``WaitingBatches.receive``):
+# with the event's 10 (the mapping's batch without a window), up to 1,000 landed batches, of up
+# to 10,000 records each, in one apply.
+WAITING_LIMIT = 990
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,13 @@ The applier queue's SQS event source mapping hands it landed-batch messages (up 
 without a batching window, the default; up to 10,000 with one); the invocation also takes the
 messages waiting on the queue behind them (``shared.applier.WaitingBatches``, up to
 ``WAITING_LIMIT``), so a backlog is applied in one go without a window's delay. All the landed
-batches among them are applied in one transaction (``apply_batches``: one manifest COPY and one ``_cdc_apply_pending`` call), a
-statement Redshift refuses is bisected down to the one batch that causes it. Partial failures
-use ``ReportBatchItemFailures`` ("Handling errors for an SQS event source in Lambda", AWS
-Lambda Developer Guide): only the failed messages come back after the queue's visibility
-timeout, and after ``maxReceiveCount`` deliveries SQS moves them to the applier's dead-letter
-queue. Logs and metrics hold message ids, counts and reasons, never a message body or a row.
+batches among them are applied in one transaction (``apply_batches``: one manifest COPY and one
+``_cdc_apply_pending`` call), a statement Redshift refuses is bisected down to the one batch
+that causes it. Partial failures use ``ReportBatchItemFailures`` ("Handling errors for an SQS
+event source in Lambda", AWS Lambda Developer Guide): only the failed messages come back after
+the queue's visibility timeout, and after ``maxReceiveCount`` deliveries SQS moves them to the
+applier's dead-letter queue. Logs and metrics hold message ids, counts and reasons, never a
+message body or a row.
 
 Freshness is measured here, where the change becomes visible: after an apply commits, the
 applier emits ``SourceLag`` (ms since the newest source commit among the batches it applied)
@@ -33,6 +34,7 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.applier import (
+    WAITING_LIMIT,
     ApplierOutcome,
     LandedBatch,
     NotALandedBatch,
@@ -50,10 +52,6 @@ from shared.runtime import client, settings, spec
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
-
-# With the event's 10 (the mapping's batch without a window): up to 1,000 landed batches, of up
-# to 10,000 records each, in one apply.
-WAITING_LIMIT = 990
 
 # A quoted literal in Redshift's error text may be a landed value (a row the procedure could
 # not cast); the log keeps the error without it.
