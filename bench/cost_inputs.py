@@ -13,7 +13,9 @@ deletes), each path into its own fresh warehouse database:
   poller's), ``shared.applier.apply_batches`` (``RedshiftWriter.apply_landed``: one manifest
   COPY and one ``_cdc_apply_pending`` call after the LOCK of the landing table), the messages
   deleted (``DeleteMessageBatch`` of up to 10). Applies of one consumer batch of 1,000, of ten
-  (10,000 changes) and of all the 10,000-record batches together;
+  (10,000 changes) and of all the 10,000-record batches together. The function's own taking
+  of the messages waiting behind its event (``shared.applier.WaitingBatches``) is not run
+  here: the model (``Model.sqs_per_apply``) prices its short polls and deletes;
 - **Glue path**: per micro-batch, what the Glue job does: the executors' reduced rows as
   landing JSON lines in ``--glue-parts`` S3 objects under one prefix, then the driver's
   ``RedshiftWriter.merge_staged`` (LOCK of the landing table, one COPY of the prefix, the end
@@ -55,7 +57,7 @@ from bench.warehouse import fresh_databases
 from local.stack import ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
 from shared import apply_procedures as procedures
-from shared.applier import apply_batches, parse_landed
+from shared.applier import RECEIVE_LIMIT, WAITING_LIMIT, apply_batches, parse_landed
 from shared.consumer import BatchConsumer, build_consumer, build_writer
 from shared.landing import json_lines
 from shared.records import StreamRecord
@@ -443,7 +445,8 @@ APPLIER_MEMORY_MB = 512  # BatchApplierFunction's MemorySize
 APPLIER_WINDOW_S = 0  # ApplierBatchingWindowSeconds
 # ApplierEventSourceMapping's BatchSize (messages per invocation): 10 without a window, 10,000
 # with one of 1 s or more ("Lambda parameters for Amazon SQS event source mappings": a batch
-# size above 10 needs a window of at least 1 s).
+# size above 10 needs a window of at least 1 s). Every invocation also takes up to
+# shared.applier.WAITING_LIMIT messages waiting behind its event (functions/batch_applier).
 APPLIER_BATCH_SIZE = 10
 APPLIER_GATHERING_BATCH_SIZE = 10_000
 # The windows the doc compares the defaults with (the defaults before 2026-11-30).
@@ -479,7 +482,7 @@ S3_REQUESTS_GLUE = (10, 5)  # 4 objects, LIST, DeleteObjects, 4 checkpoint write
 # Lambda Developer Guide); the empty ones are billed to the queue's owner (docs/cost.md, "SQS").
 SQS_POLLERS = 5
 SQS_LONG_POLL_S = 20
-SQS_RECEIVE_MAX = 10  # ReceiveMessage and DeleteMessageBatch: at most 10 messages each
+SQS_RECEIVE_MAX = RECEIVE_LIMIT  # ReceiveMessage and DeleteMessageBatch: at most 10 each
 S3_DELETE_MAX = 1000  # DeleteObjects: at most 1,000 keys
 BILLED_MINIMUM_S = 60
 
@@ -496,9 +499,29 @@ class Model:
     applier_window_s: float = APPLIER_WINDOW_S
 
     @property
-    def applier_batch_size(self) -> int:
-        """Messages (landed batches) one apply takes at most."""
+    def event_batch_size(self) -> int:
+        """Messages (landed batches) the applier's SQS mapping hands an invocation at most."""
         return APPLIER_GATHERING_BATCH_SIZE if self.applier_window_s >= 1 else APPLIER_BATCH_SIZE
+
+    @property
+    def applier_batch_size(self) -> int:
+        """Landed batches one apply takes at most: its event's and up to ``WAITING_LIMIT``
+        waiting behind them (1,000 without a window)."""
+        return self.event_batch_size + WAITING_LIMIT
+
+    def sqs_per_apply(self, messages: float) -> float:
+        """SQS requests of one apply of ``messages`` landed batches: the poller's receives of
+        the event and Lambda's deletes of it, one each per 10 messages; the applier's short
+        polls for the rest (one per 10 and, unless it reached ``WAITING_LIMIT``, the empty one
+        that ends them) and its DeleteMessageBatch per 10 it applied. ``messages`` is a mean,
+        taken to the nearest whole message."""
+        whole = max(1, round(messages))
+        event = min(whole, self.event_batch_size)
+        waiting = whole - event
+        per_request = SQS_RECEIVE_MAX
+        empty = 0 if waiting >= WAITING_LIMIT else 1
+        return (2 * math.ceil(event / per_request) + 2 * math.ceil(waiting / per_request)
+                + empty)
 
     def consumer_batch(self, rate: float) -> float:
         """Records per consumer invocation at ``rate`` changes/s on one shard: with a window,
@@ -548,7 +571,8 @@ class Model:
         if rate * period > most:
             raise ValueError(f"at {changes_a_day:,.0f} changes a day the applier falls behind: "
                              f"an apply would need {rate * period:,.0f} changes, it takes at "
-                             f"most {most:,.0f}; raise ApplierBatchingWindowSeconds")
+                             f"most {most:,.0f}; the warehouse's ceiling is near: raise "
+                             "RedshiftBaseCapacity")
         return DAY / period, rate * period, busy > window
 
     def lambda_ceiling(self) -> float:
@@ -581,10 +605,13 @@ class Model:
             most=self.applier_batch_size * size)
         seconds = self.apply_seconds(per_apply)
         messages = per_apply / size
-        # A second invocation waits on the landing table's LOCK while the first applies.
+        # A second invocation waits on the landing table's LOCK while the first applies; the
+        # two invocations MaximumConcurrency allows are then busy all day, and no more.
         wait = max(0.0, seconds - self.applier_window_s) if back_to_back else 0.0
         consumer_s = CONSUMER_FIXED_S + CONSUMER_PER_RECORD_S * size
         applier_s = seconds + APPLIER_OVERHEAD_S + wait
+        if back_to_back:
+            applier_s = min(applier_s, APPLIER_CONCURRENCY * DAY / applies)
         consumer = batches * (consumer_s * CONSUMER_MEMORY_MB / 1024 * P_GB_SECOND_ARM
                               + P_LAMBDA_REQUEST)
         applier = applies * (applier_s * APPLIER_MEMORY_MB / 1024 * P_GB_SECOND_ARM
@@ -592,8 +619,8 @@ class Model:
         s3_put = (batches * S3_PER_CONSUMER_BATCH[0] + applies * (
             S3_PER_APPLY[0] - 1 + math.ceil(messages / S3_DELETE_MAX)))
         s3_get = batches * S3_PER_CONSUMER_BATCH[1] + applies * S3_PER_APPLY[1]
-        receives = applies * math.ceil(messages / SQS_RECEIVE_MAX)
-        requests = batches + 2 * receives + SQS_POLLERS * DAY / SQS_LONG_POLL_S
+        requests = (batches + applies * self.sqs_per_apply(messages)
+                    + SQS_POLLERS * DAY / SQS_LONG_POLL_S)
         return {"lambda": consumer + applier, "consumer": consumer, "applier": applier,
                 "s3": s3_put * P_S3_PUT + s3_get * P_S3_GET,
                 "sqs": requests * P_SQS_REQUEST,
@@ -641,9 +668,6 @@ def kinesis_day(changes_a_day: float) -> float:
     return 24 * P_KINESIS_STREAM_HOUR + gib * (P_KINESIS_GB_IN + P_KINESIS_GB_OUT)
 
 
-# The answer's Lambda column: the default windows fall behind at 1 million changes a day at the
-# assumed warehouse times, so it is priced with the smallest change that keeps up.
-ANSWER_APPLIER_WINDOW_S = 1
 MODEL_RATES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 500_000_000)
 # (t per statement, c per change): optimistic, assumed, pessimistic
 SENSITIVITY = ((0.1, 0.00002), (STATEMENT_S, CHANGE_S), (0.5, 0.0005))
@@ -691,13 +715,17 @@ def model_lines(inner: int) -> list[str]:
 
 
 def answer_lines(inner: int, changes_a_day: float = 1e6) -> list[str]:
-    """$ a day per part at ``changes_a_day`` (docs/cost.md's first table); the Lambda path with
-    ``ANSWER_APPLIER_WINDOW_S``."""
-    model = Model(inner, applier_window_s=ANSWER_APPLIER_WINDOW_S)
+    """$ a day per part at ``changes_a_day`` (docs/cost.md's first table), with the template's
+    defaults."""
+    model = Model(inner)
     lam, glue = model.lambda_day(changes_a_day), model.glue_day(changes_a_day)
     kinesis = kinesis_day(changes_a_day)
     lambda_total = kinesis + lam["lambda"] + lam["s3"] + lam["sqs"] + lam["redshift"]
-    return [f"model.lambda_ceiling_defaults={Model(inner).lambda_ceiling():,.0f}",
+    gathering = Model(inner, applier_window_s=GATHERING_WINDOWS_S[1])
+    return [f"model.lambda_ceiling_defaults={model.lambda_ceiling():,.0f}",
+            f"model.lambda_ceiling_applier_window_{GATHERING_WINDOWS_S[1]}s="
+            f"{gathering.lambda_ceiling():,.0f}",
+            f"model.applier_batches_per_apply={model.applier_batch_size:,}",
             f"model.day.kinesis={kinesis:.2f}",
             f"model.day.lambda.consumer_invocations={lam['batches']:,.0f}",
             f"model.day.lambda.consumer_seconds={lam['consumer_seconds']:.2f}",

@@ -8,6 +8,7 @@ from typing import Any
 from bench import cost_inputs
 from bench.cost_inputs import inner_statements, model_lines
 from local.template import event_source_mapping
+from shared.applier import WAITING_LIMIT
 from shared.spec import load_spec
 from tests.deploy.cfn_model import REPO, load_template, parameter_defaults
 
@@ -78,8 +79,8 @@ def test_the_models_constants_are_the_template_defaults() -> None:
 
 
 def test_the_models_applier_is_the_templates() -> None:
-    """The batch applier's memory and its SQS mapping (its batch size follows the window) as
-    the model and docs/cost.md take them."""
+    """The batch applier's memory, its SQS mapping (its batch size follows the window) and the
+    messages it takes waiting behind each event, as the model and docs/cost.md take them."""
     resources: dict[str, Any] = load_template()["Resources"]
     applier = resources["BatchApplierFunction"]["Properties"]
     mapping = event_source_mapping("ApplierEventSourceMapping")
@@ -88,16 +89,21 @@ def test_the_models_applier_is_the_templates() -> None:
         {"ApplierBatchingWindowSeconds": str(cost_inputs.GATHERING_WINDOWS_S[1])})
     assert applier["MemorySize"] == cost_inputs.APPLIER_MEMORY_MB
     assert mapping["BatchSize"] == cost_inputs.APPLIER_BATCH_SIZE
-    assert cost_inputs.Model(40).applier_batch_size == cost_inputs.APPLIER_BATCH_SIZE
+    assert cost_inputs.Model(40).event_batch_size == cost_inputs.APPLIER_BATCH_SIZE
+    assert cost_inputs.Model(40).applier_batch_size == mapping["BatchSize"] + WAITING_LIMIT
     assert gathering["BatchSize"] == cost_inputs.APPLIER_GATHERING_BATCH_SIZE
     assert cost_inputs.Model(40, applier_window_s=1).applier_batch_size == \
-        cost_inputs.APPLIER_GATHERING_BATCH_SIZE
+        gathering["BatchSize"] + WAITING_LIMIT
     assert mapping["ScalingConfig"]["MaximumConcurrency"] == cost_inputs.APPLIER_CONCURRENCY
     text = " ".join(DOC.read_text().split())
     assert (f"`BatchApplierFunction` {applier['MemorySize']} MB; its SQS event source mapping "
             f"`BatchSize` {mapping['BatchSize']:,} messages ({gathering['BatchSize']:,} with a "
             f"window of 1 s or more), `MaximumConcurrency` "
-            f"{mapping['ScalingConfig']['MaximumConcurrency']}") in text
+            f"{mapping['ScalingConfig']['MaximumConcurrency']}; and in the function, up to "
+            f"{WAITING_LIMIT:,} messages (`shared.applier.WAITING_LIMIT`) taken from the queue "
+            f"behind each event: **up to {mapping['BatchSize'] + WAITING_LIMIT:,} landed batches "
+            "per apply** with the default window") in text
+    assert "falls behind at 10" not in text and "at most 10 landed batches" not in text
     assert f"{applier['MemorySize'] / 1024:g} GB arm64" in text
 
 
@@ -169,9 +175,14 @@ def test_the_docs_figures_are_the_models() -> None:
         f"**{model.apply_seconds(0):.1f} s per apply**, plus "
         f"{cost_inputs.CHANGE_S * 1000:g} ms per change",
         f"**{ceiling / 1e6:,.0f} million changes a day** (≈ {ceiling / cost_inputs.DAY:,.0f}/s)",
-        f"**{round(lambda_ceiling, -3):,.0f} changes a day** (≈ "
-        f"{lambda_ceiling / cost_inputs.DAY:,.1f}/s)",
-        f"`ApplierBatchingWindowSeconds` {cost_inputs.ANSWER_APPLIER_WINDOW_S} s",
+        f"**{lambda_ceiling / 1e6:,.0f} million changes a day** (≈ "
+        f"{lambda_ceiling / cost_inputs.DAY:,.0f}/s), {lambda_ceiling / ceiling:.0%} of the "
+        "warehouse's ceiling",
+        f"`MaximumBatchingWindowSeconds` {cost_inputs.BATCHING_WINDOW_S} s, "
+        f"`ApplierBatchingWindowSeconds` {cost_inputs.APPLIER_WINDOW_S} s). Each apply takes up "
+        f"to **{model.applier_batch_size:,} landed batches** (the "
+        f"{cost_inputs.APPLIER_BATCH_SIZE} of its SQS event and up to {WAITING_LIMIT:,} waiting "
+        "behind them)",
         f"| Lambda, consumer ({day['model.day.lambda.consumer_invocations']} invocations of 1 GB "
         f"arm64, ≈ {day['model.day.lambda.consumer_seconds']} s each) | "
         f"${day['model.day.lambda.consumer']} | — |",
@@ -200,3 +211,24 @@ def test_sqs_requests_of_lambdas_poller_are_priced() -> None:
     assert day["sqs_requests"] >= idle
     assert "https://aws.amazon.com/premiumsupport/knowledge-center/sqs-high-charges/" in \
         DOC.read_text()
+
+
+def test_the_applier_keeps_up_near_the_warehouses_ceiling() -> None:
+    """With the defaults an apply takes everything waiting, up to its event's 10 and
+    ``WAITING_LIMIT`` more: the Lambda path keeps up at 1 million changes a day (the answer is
+    priced with what ships) and to within a tenth of the warehouse's own ceiling."""
+    spec = load_spec()
+    model = cost_inputs.Model(inner_statements(spec, list(spec.tables)))
+    assert model.keeps_up(1e6)
+    assert model.lambda_ceiling() > 0.9 * model.ceiling()
+
+
+def test_an_apply_prices_the_applier_s_own_sqs_requests() -> None:
+    """Per apply: the poller's receive and Lambda's delete of the event, one each per 10; the
+    applier's short polls of those waiting, one per 10 and the empty one that ends them (none
+    once it took ``WAITING_LIMIT``), and its DeleteMessageBatch per 10 applied."""
+    model = cost_inputs.Model(40)
+    assert model.sqs_per_apply(1) == 1 + 1 + 1
+    assert model.sqs_per_apply(10) == 1 + 1 + 1
+    assert model.sqs_per_apply(35) == 1 + 1 + (3 + 1) + 3
+    assert model.sqs_per_apply(10 + WAITING_LIMIT) == 1 + 1 + 99 + 99
