@@ -8,7 +8,8 @@ half the capacity, from one run on a fresh local stack.
    least ``--backlog`` row changes as fast as the source takes them, with nothing capturing.
    A last change, committed synchronously (which also flushes the WAL before it), is the
    marker.
-2. **Drain** (the capacity): the local DMS (full-load task's slot), the consumer (the
+2. **Drain** (the capacity): the local DMS (full-load task's slot, in a process of its own
+   as AWS DMS runs apart from Lambda), the consumer (the
    Lambda handler behind the local event source mapping, landing its batches for the single
    applier) and the applier (the batch applier function behind the local SQS event source
    mapping), as ``make demo`` wires them, start together;
@@ -21,7 +22,8 @@ half the capacity, from one run on a fresh local stack.
    a fresh warehouse database (as many per apply as the drain's applier took on average), and
    the Data API stand-in's round trip.
 4. **Latency** at half the drained rate for ``--latency-seconds``: the workload at that rate,
-   capture and consumer live, a sampler thread timing commit -> visible (``bench.latency``).
+   capture, consumer and applier live, a sampler thread timing commit -> visible
+   (``bench.latency``) from ``LATENCY_WARMUP_SECONDS`` in (the DMS process has started).
 
 Prints each figure, then as its last line
 ``ratio=<drain changes/s / the slowest part's ceiling>``.
@@ -31,10 +33,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import math
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -52,6 +57,7 @@ from bench import parts
 from bench.latency import LatencySampler, summary
 from bench.warehouse import fresh_databases, live_replica_counts, source_row_counts
 from local.cdc import LocalPipeline, catch_up, quiet_handler_output
+from local.dms import DEFAULT_SLOT
 from local.event_source_mapping import LocalEventSourceMapping
 from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
 from local.stack import stop_stack
@@ -66,6 +72,7 @@ CAPTURE_STREAM = "bench-capture"
 PUT_STREAM = "bench-put"
 PARTS_APPLIER_QUEUE = "bench-parts-applier"
 WAL2JSON = "wal2json"  # the local DMS's output plugin
+LATENCY_WARMUP_SECONDS = 5.0
 
 
 @contextlib.contextmanager
@@ -136,6 +143,7 @@ class Report:
     latency_offered: float = 0.0  # changes/s the pipeline took during the latency run
     latencies: list[float] = field(default_factory=list)
     latency_unseen: int = 0
+    latency_superseded: int = 0  # samples whose row the workload deleted before they arrived
 
     @property
     def drain_rate(self) -> float:
@@ -193,7 +201,8 @@ class Report:
         lines.append(f"latency commit -> visible at {self.latency_offered:,.0f} changes/s "
                      f"(half the drain): p50={seconds(p50)} p95={seconds(p95)} "
                      f"(n={len(self.latencies) + self.latency_unseen}, never seen "
-                     f"{self.latency_unseen})")
+                     f"{self.latency_unseen}; {self.latency_superseded} more left out: the "
+                     "workload deleted their row in the source before they arrived)")
         lines.append(f"slowest part: {self.slowest[0]}")
         lines.append(f"ratio={self.ratio:.3f}")
         return lines
@@ -233,24 +242,61 @@ def marker_visible(warehouse_dsn: str, spec: PipelineSpec, marker: tuple[int, da
     return row is not None and row[0] is not None and row[0] >= marker[1]
 
 
-class Running:
-    """The local DMS, the consumer and the applier, each in its own thread, until ``stop``."""
+class DmsProcess:
+    """The local DMS task (``python -m local.dms run``) in a process of its own, as AWS DMS
+    runs apart from the consumer: in this process it would share one interpreter lock with
+    the event source mappings' pollers. It continues from the task state the in-process full
+    load left (same state directory and slot)."""
 
-    def __init__(self, dms: Any, consumer: LocalEventSourceMapping,
+    def __init__(self, pipeline: LocalPipeline, log_path: Path) -> None:
+        self._log = open(log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.dms", "--log-level", "WARNING", "run",
+             "--source-dsn", pipeline.source_dsn,
+             "--stream", pipeline.stack.resources.stream_name,
+             "--state-dir", str(pipeline.state_dir / "dms"), "--slot", DEFAULT_SLOT],
+            stdout=subprocess.PIPE, stderr=self._log, text=True)
+
+    def check(self) -> None:
+        """Raise if the task has exited (it runs until stopped)."""
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the local DMS exited with {self.process.returncode}; see "
+                               f"{self._log.name}")
+
+    def stop(self) -> int:
+        """Stop the task (SIGTERM: its current poll finishes) and return the CDC records it
+        captured."""
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=120)
+        self._log.close()
+        if self.process.returncode != 0:
+            raise RuntimeError(f"the local DMS exited with {self.process.returncode}; see "
+                               f"{self._log.name}")
+        return int(json.loads(out.strip().splitlines()[-1])["records_captured"])
+
+
+class Running:
+    """The local DMS (a process), the consumer and the applier (threads), until ``close``."""
+
+    def __init__(self, pipeline: LocalPipeline, consumer: LocalEventSourceMapping,
                  applier: LocalSqsEventSourceMapping) -> None:
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=dms.run, args=(self.stop,), name="dms"),
-                        threading.Thread(target=consumer.run, args=(self.stop,),
+        self.dms = DmsProcess(pipeline, pipeline.state_dir / "dms.log")
+        self.threads = [threading.Thread(target=consumer.run, args=(self.stop,),
                                          name="consumer"),
                         threading.Thread(target=applier.run, args=(self.stop,),
                                          name="applier")]
         for thread in self.threads:
             thread.start()
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Stop everything; the CDC records the DMS captured."""
         self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=120)
+        try:
+            return self.dms.stop()
+        finally:
+            for thread in self.threads:
+                thread.join(timeout=120)
 
 
 def run_benchmark(options: Options) -> Report:
@@ -290,9 +336,10 @@ def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report
         workload = pipeline.workload(seed=options.seed)
         workload.create_schema(loose=True)
         workload.seed_data(options.customers, options.events, options.purchases)
-        dms, consumer, applier = pipeline.dms(), pipeline.consumer(), pipeline.applier_mapping()
-        dms.full_load()
-        catch_up(dms, consumer, applier=applier)  # the full load is not part of the drain
+        consumer, applier = pipeline.consumer(), pipeline.applier_mapping()
+        with pipeline.dms() as dms:
+            dms.full_load()
+            catch_up(dms, consumer, applier=applier)  # the full load is not part of the drain
         create_slot(pipeline.source_dsn, CAPTURE_SLOT)
 
         say(f"committing a backlog of {options.backlog:,} changes, nothing capturing ...")
@@ -300,7 +347,7 @@ def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report
         report.source_rows = source_row_counts(pipeline.source_dsn, spec)
 
         say("draining it: local DMS + consumer ...")
-        drain(pipeline, dms, consumer, applier, kinesis, stream, marker, report,
+        drain(pipeline, consumer, applier, kinesis, stream, marker, report,
               options.drain_timeout)
         report.dead_letters = pipeline.rejected()
 
@@ -310,7 +357,7 @@ def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report
                       report=report)
 
         say(f"latency at half the drained rate for {options.latency_seconds:.0f}s ...")
-        measure_latency(pipeline, workload, dms, consumer, applier, warehouse_dsn, report,
+        measure_latency(pipeline, workload, consumer, applier, warehouse_dsn, report,
                         options.latency_seconds)
         return report
     finally:
@@ -336,27 +383,27 @@ def commit_backlog(workload: Workload, source_dsn: str, changes: int,
     return marker
 
 
-def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping,
+def drain(pipeline: LocalPipeline, consumer: LocalEventSourceMapping,
           applier: LocalSqsEventSourceMapping, kinesis: Any, stream: str,
           marker: tuple[int, datetime], report: Report, timeout: float) -> None:
     warehouse_dsn = pipeline.stack.postgres_conninfo
-    captured_before = dms.counters.records_captured
     delivered_before = consumer.counters.records_delivered
     retries_before = consumer.counters.retries
     invocations_before = consumer.counters.invocations
     applies_before = applier.counters.invocations
     apply_seconds_before = applier.counters.invocation_seconds
     started = time.perf_counter()
-    running = Running(dms, consumer, applier)
+    running = Running(pipeline, consumer, applier)
+    captured = 0
     try:
         while True:
-            # The in-memory counters first (the end is near once the handler got every
+            # The in-memory counter first (the end is near once the handler got every
             # change), then the marker, then the stream and the row counts: the checks cost
             # the stack some work, so they run only when they may succeed.
-            captured = dms.counters.records_captured - captured_before
+            running.dms.check()
             delivered = consumer.counters.records_delivered - delivered_before
             report.progress.append((time.perf_counter() - started, delivered))
-            if (captured >= report.committed and delivered >= report.committed
+            if (delivered >= report.committed
                     and marker_visible(warehouse_dsn, pipeline.spec, marker)
                     and stream_consumed(kinesis, stream, consumer.checkpoints())):
                 report.warehouse_rows = live_replica_counts(warehouse_dsn, pipeline.spec)
@@ -364,15 +411,15 @@ def drain(pipeline: LocalPipeline, dms: Any, consumer: LocalEventSourceMapping,
                     break
             if time.perf_counter() - started > timeout:
                 raise TimeoutError(
-                    f"the drain did not finish in {timeout:.0f}s: captured {captured:,} of "
-                    f"{report.committed:,} changes, the handler got {delivered:,}; the "
-                    "pipeline drains slower than the backlog over the timeout: run with a "
-                    "smaller --backlog or a larger --drain-timeout")
+                    f"the drain did not finish in {timeout:.0f}s: the handler got "
+                    f"{delivered:,} of {report.committed:,} changes; the pipeline drains "
+                    "slower than the backlog over the timeout: run with a smaller --backlog "
+                    "or a larger --drain-timeout")
             time.sleep(0.25)
         report.drain_seconds = time.perf_counter() - started
     finally:
-        running.close()
-    report.drained = dms.counters.records_captured - captured_before
+        captured = running.close()
+    report.drained = captured
     report.delivered = consumer.counters.records_delivered - delivered_before
     report.redeliveries = consumer.counters.retries - retries_before
     report.consumer_batches = consumer.counters.invocations - invocations_before
@@ -457,7 +504,7 @@ def measure_parts(pipeline: LocalPipeline, kinesis: Any, shard_count: int, batch
         if report.submits_per_1000_changes else float("inf"))
 
 
-def measure_latency(pipeline: LocalPipeline, workload: Workload, dms: Any,
+def measure_latency(pipeline: LocalPipeline, workload: Workload,
                     consumer: LocalEventSourceMapping, applier: LocalSqsEventSourceMapping,
                     warehouse_dsn: str, report: Report, seconds: float) -> None:
     changes_per_transaction = report.committed / max(report.transactions, 1)
@@ -465,21 +512,30 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload, dms: Any,
     sampler = LatencySampler(workload, pipeline.source_dsn, warehouse_dsn, pipeline.spec)
     sampler_stop = threading.Event()
     sampler_thread = threading.Thread(target=sampler.run, args=(sampler_stop,), name="sampler")
-    captured_before = dms.counters.records_captured
-    running = Running(dms, consumer, applier)
+    # The workload runs LATENCY_WARMUP_SECONDS before the first sample: the DMS process
+    # starting up is not the latency of a running pipeline.
+    workload_thread = threading.Thread(
+        target=workload.run, name="workload",
+        kwargs={"rate_per_second": rate, "duration_seconds": seconds + LATENCY_WARMUP_SECONDS,
+                "bad_row_share": 0.0})
+    running = Running(pipeline, consumer, applier)
+    captured = 0
     try:
-        sampler_thread.start()
         started = time.perf_counter()
-        workload.run(rate_per_second=rate, duration_seconds=seconds, bad_row_share=0.0)
+        workload_thread.start()
+        time.sleep(LATENCY_WARMUP_SECONDS)
+        sampler_thread.start()
+        workload_thread.join()
         elapsed = time.perf_counter() - started
         sampler_stop.set()
         sampler_thread.join()
     finally:
         sampler_stop.set()
-        running.close()
-    report.latency_offered = (dms.counters.records_captured - captured_before) / elapsed
+        captured = running.close()
+    report.latency_offered = captured / elapsed
     report.latencies = sampler.latencies
     report.latency_unseen = sampler.unseen
+    report.latency_superseded = sampler.superseded
 
 
 def main() -> None:

@@ -51,6 +51,9 @@ class LatencySampler:
     grace_seconds: float = 15.0
     latencies: list[float] = field(default_factory=list)
     unseen: int = 0
+    # Samples whose row the workload deleted in the source before the change arrived: they can
+    # never be seen, and say nothing about latency (the delete's arrival is not sampled).
+    superseded: int = 0
 
     def run(self, stop: threading.Event) -> None:
         pending: list[_Sample] = []
@@ -76,6 +79,8 @@ class LatencySampler:
                     next_sample += self.interval
                 if pending:
                     pending = self._resolve(warehouse, query, pending)
+                if pending and stop.is_set():
+                    pending = self._drop_deleted(source, pending)
                 time.sleep(self.poll_interval)
         self.unseen += len(pending)
 
@@ -92,6 +97,17 @@ class LatencySampler:
             else:
                 waiting.append(sample)
         return waiting
+
+
+    def _drop_deleted(self, source: psycopg.Connection[Any],
+                      pending: list[_Sample]) -> list[_Sample]:
+        query = sql.SQL("SELECT ticket_id FROM {}.{} WHERE ticket_id = ANY(%s)").format(
+            sql.Identifier(self.spec.source_schema), sql.Identifier("ticket_activity"))
+        present = {row[0] for row in source.execute(
+            query, (sorted({s.ticket_id for s in pending}),)).fetchall()}
+        kept = [s for s in pending if s.ticket_id in present]
+        self.superseded += len(pending) - len(kept)
+        return kept
 
 
 def percentile(values: list[float], share: float) -> float:
