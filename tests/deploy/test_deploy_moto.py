@@ -321,7 +321,7 @@ def test_lambda_path_stack(deploy: Callable[..., Stack], moto_endpoint: str) -> 
     assert esm["State"] == "Enabled"
     assert esm["EventSourceArn"] == outputs["ChangeStreamArn"]
     assert esm["BatchSize"] == 1000
-    assert esm["MaximumBatchingWindowInSeconds"] == 30
+    assert esm["MaximumBatchingWindowInSeconds"] == 0  # the default: an invocation per poll
     assert esm["ParallelizationFactor"] == 1
     assert esm["BisectBatchOnFunctionError"] is True
     assert esm["MaximumRetryAttempts"] == 5
@@ -362,7 +362,7 @@ def test_lambda_path_stack(deploy: Callable[..., Stack], moto_endpoint: str) -> 
     mapping = lambda_client.get_event_source_mapping(
         UUID=stack.resources["ApplierEventSourceMapping"])
     assert mapping["EventSourceArn"] == queue["QueueArn"]
-    assert mapping["BatchSize"] == 10000
+    assert mapping["BatchSize"] == 10  # without a window (the default), Lambda's most for SQS
     assert mapping["FunctionArn"].endswith(":" + outputs["BatchApplierFunctionName"])
     applier = lambda_client.get_function_configuration(
         FunctionName=outputs["BatchApplierFunctionName"])
