@@ -144,6 +144,10 @@ class Report:
     latencies: list[float] = field(default_factory=list)
     latency_unseen: int = 0
     latency_superseded: int = 0  # samples whose row the workload deleted before they arrived
+    # The functions' own metrics over the latency run, ms: LandingLag (the consumer: newest
+    # source commit of a batch -> landed) and SourceLag (the applier: newest commit of what
+    # an apply took -> committed in the warehouse)
+    stage_lags: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def drain_rate(self) -> float:
@@ -203,6 +207,11 @@ class Report:
                      f"(n={len(self.latencies) + self.latency_unseen}, never seen "
                      f"{self.latency_unseen}; {self.latency_superseded} more left out: the "
                      "workload deleted their row in the source before they arrived)")
+        if self.stage_lags:
+            lines.append("during it, the functions' own metrics (newest commit of a batch ->): "
+                         + "; ".join(f"{name} p50={seconds(summary(v)[0] / 1000)} "
+                                     f"p95={seconds(summary(v)[1] / 1000)} (n={len(v)})"
+                                     for name, v in self.stage_lags.items()))
         lines.append(f"slowest part: {self.slowest[0]}")
         lines.append(f"ratio={self.ratio:.3f}")
         return lines
@@ -302,6 +311,10 @@ class Running:
 def run_benchmark(options: Options) -> Report:
     """The whole benchmark on a fresh stack in ``options.state_dir`` (stopped at the end)."""
     quiet_handler_output()
+    # The functions' EMF metrics go to handler-output.log, unbuffered: the latency run reads
+    # its stages from them (``stage_lags``) while the execution environments still run.
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
+    os.environ["PYTHONUNBUFFERED"] = "1"
     say = options.progress
     report = Report()
     state_dir = options.state_dir
@@ -532,10 +545,37 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
     finally:
         sampler_stop.set()
         captured = running.close()
+    report.stage_lags = stage_lags(pipeline.state_dir.parent / "handler-output.log",
+                                   since=time.time() - elapsed + LATENCY_WARMUP_SECONDS)
     report.latency_offered = captured / elapsed
     report.latencies = sampler.latencies
     report.latency_unseen = sampler.unseen
     report.latency_superseded = sampler.superseded
+
+
+STAGE_METRICS = {"LandingLag": "landed (consumer)", "SourceLag": "applied (applier)"}
+
+
+def stage_lags(emf_log: Path, since: float) -> dict[str, list[float]]:
+    """LandingLag and SourceLag values the functions emitted (EMF lines in ``emf_log``) from
+    ``since`` (epoch seconds) on, by what they measure."""
+    lags: dict[str, list[float]] = {label: [] for label in STAGE_METRICS.values()}
+    if not emf_log.exists():
+        return {}
+    for line in emf_log.read_text(errors="replace").splitlines():
+        if '"_aws"' not in line:
+            continue
+        try:
+            emitted = json.loads(line)
+        except ValueError:
+            continue
+        if emitted["_aws"].get("Timestamp", 0) / 1000 < since:
+            continue
+        for metric, label in STAGE_METRICS.items():
+            value = emitted.get(metric)
+            if value is not None:
+                lags[label] += value if isinstance(value, list) else [value]
+    return {label: values for label, values in lags.items() if values}
 
 
 def main() -> None:

@@ -35,6 +35,10 @@ _SERVER_SETTINGS = {
     # statistics, which made PostgreSQL JIT-compile them on every call (hundreds of ms each);
     # Redshift compiles a query's segments once and caches them.
     "jit": "off",
+    # Redshift analyzes tables itself as they change ("Analyzing tables", automatic analyze);
+    # PostgreSQL's autovacuum looks once a minute, so replicas that grew during a run were
+    # planned with the statistics of their first rows (merge joins over whole tables).
+    "autovacuum_naptime": "1s",
 }
 
 
