@@ -88,9 +88,10 @@ class WaitingBatches:
     The applier's event source mapping hands an invocation at most 10 messages when it has
     no batching window (Lambda's rule for SQS: a batch size above 10 needs a window of at
     least a second, which every apply would then wait). So an invocation also takes what is
-    waiting (``receive``: short polls until the queue has nothing or ``limit`` is reached) and
-    applies it in the same transaction: no delay when the queue is quiet, everything waiting
-    in one apply when it is not. It deletes the messages it applied (``delete``); a message it
+    waiting (``receive``: short polls until one returns less than a full 10 or ``limit`` is
+    reached, so it does not chase batches landing meanwhile) and applies it in the same
+    transaction: no delay when the queue is quiet, everything waiting in one apply when it is
+    not. It deletes the messages it applied (``delete``); a message it
     took but could not apply is left alone and comes back after the queue's visibility
     timeout, counted towards the dead-letter queue's ``maxReceiveCount`` like any other."""
 
@@ -112,9 +113,11 @@ class WaitingBatches:
             got = self.client.receive_message(
                 QueueUrl=self.queue_url, WaitTimeSeconds=0,
                 MaxNumberOfMessages=min(RECEIVE_LIMIT, limit - len(taken))).get("Messages", [])
-            if not got:
-                break
             taken += [WaitingMessage(m["MessageId"], m["ReceiptHandle"], m["Body"]) for m in got]
+            if len(got) < RECEIVE_LIMIT:
+                # Short of a full receive: what waited is taken; the batches landing meanwhile
+                # are the next invocation's (chasing them would hold this apply back).
+                break
         return taken
 
     def delete(self, messages: Sequence[WaitingMessage]) -> list[str]:
