@@ -24,10 +24,10 @@ import bz2
 import gzip
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from botocore.exceptions import ClientError
 from psycopg import sql as pgsql
 
 from local.redshift_data_api.copy_formats import TableColumn, decode_rows
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["CopyCommand", "parse_copy", "run_copy"]
+
+FETCH_THREADS = 8
 
 # Domains (the byte-limited VARCHARs) are resolved to their base type and length.
 _COLUMNS_SQL = """
@@ -74,32 +76,20 @@ def _s3_error(exc: Exception) -> RedshiftSqlError:
     return RedshiftSqlError(f"ERROR: S3ServiceException:{exc}")
 
 
-def _object_urls(cmd: CopyCommand, s3: S3Client) -> list[str]:
-    """The s3:// URLs to load: the objects under the prefix, or the manifest's entries."""
+def _object_urls(cmd: CopyCommand, s3: S3Client) -> list[tuple[str, bool]]:
+    """The s3:// URLs to load, each with whether it must exist: the objects under the prefix
+    (which exist), or the manifest's entries (``mandatory`` as the manifest says)."""
     bucket, key = _split_s3_url(cmd.source)
     try:
         if cmd.manifest:
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             try:
                 entries = json.loads(body)["entries"]
-                urls = [(str(e["url"]), bool(e.get("mandatory", False))) for e in entries]
+                return [(str(e["url"]), bool(e.get("mandatory", False))) for e in entries]
             except (ValueError, KeyError, TypeError):
                 raise RedshiftSqlError(
                     "ERROR: Manifest file is not in correct json format"
                 ) from None
-            found = []
-            for url, mandatory in urls:
-                b, k = _split_s3_url(url)
-                try:
-                    s3.head_object(Bucket=b, Key=k)
-                except ClientError:
-                    if mandatory:
-                        raise RedshiftSqlError(
-                            f"ERROR: Manifest file entry '{url}' is mandatory and does not exist"
-                        ) from None
-                    continue
-                found.append(url)
-            return found
         keys: list[str] = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
             keys.extend(
@@ -112,14 +102,22 @@ def _object_urls(cmd: CopyCommand, s3: S3Client) -> list[str]:
         raise _s3_error(exc) from None
     if not keys:
         raise RedshiftSqlError(f"ERROR: The specified S3 prefix '{key}' does not exist")
-    return [f"s3://{bucket}/{k}" for k in sorted(keys)]
+    return [(f"s3://{bucket}/{k}", True) for k in sorted(keys)]
 
 
-def _read_object(url: str, cmd: CopyCommand, s3: S3Client) -> bytes:
+def _read_object(url: str, mandatory: bool, cmd: CopyCommand, s3: S3Client) -> bytes | None:
+    """The object's bytes (decompressed); None for a missing optional manifest entry."""
     bucket, key = _split_s3_url(url)
     try:
         data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if cmd.manifest and code in ("NoSuchKey", "404"):
+            if not mandatory:
+                return None
+            raise RedshiftSqlError(
+                f"ERROR: Manifest file entry '{url}' is mandatory and does not exist"
+            ) from None
         raise _s3_error(exc) from None
     try:
         if cmd.compression == "GZIP":
@@ -159,10 +157,16 @@ def _target_columns(cmd: CopyCommand, all_columns: list[TableColumn]) -> list[Ta
     return chosen
 
 
-def _rows(cmd: CopyCommand, urls: list[str], columns: list[TableColumn],
+def _rows(cmd: CopyCommand, urls: list[tuple[str, bool]], columns: list[TableColumn],
           s3: S3Client) -> Iterator[tuple[str | None, ...]]:
-    for url in urls:
-        yield from decode_rows(cmd, url, _read_object(url, cmd, s3), columns)
+    """The rows of every object, in the order of ``urls``; the objects are fetched
+    concurrently, as Redshift loads a COPY's files in parallel ("Loading data from Amazon S3",
+    Amazon Redshift Database Developer Guide)."""
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+        fetched = pool.map(lambda entry: _read_object(entry[0], entry[1], cmd, s3), urls)
+        for (url, _), data in zip(urls, fetched, strict=True):
+            if data is not None:
+                yield from decode_rows(cmd, url, data, columns)
 
 
 def run_copy(conn: psycopg.Connection[Any], sql: str, s3: S3Client) -> int:
