@@ -708,6 +708,35 @@ def test_copy_manifest(redshift_data: Any, warehouse_db: str, s3: Any,
     assert warehouse_sql("SELECT id FROM events") == [{"id": 1}]
 
 
+def test_copy_manifest_many_files_in_order_and_a_missing_mandatory_entry(
+    redshift_data: Any, warehouse_db: str, s3: Any, warehouse_sql: Any,
+) -> None:
+    """Redshift loads a manifest's files in parallel ("Loading data from Amazon S3"); a
+    mandatory entry that does not exist fails the COPY ("Using a manifest to specify data
+    files": mandatory, "COPY terminates if the file is not found"), loading nothing."""
+    bucket = _bucket(s3)
+    _copy_table(redshift_data, warehouse_db)
+    for n in range(30):
+        s3.put_object(Bucket=bucket, Key=f"many/{n}.json", Body=f'{{"id": {n}}}'.encode())
+    entries = [{"url": f"s3://{bucket}/many/{n}.json", "mandatory": True} for n in range(30)]
+    s3.put_object(Bucket=bucket, Key="many/manifest",
+                  Body=json.dumps({"entries": entries}).encode())
+    ok(redshift_data, warehouse_db, f"COPY events FROM 's3://{bucket}/many/manifest' "
+                                    "IAM_ROLE default JSON 'auto' MANIFEST")
+    assert [r["id"] for r in warehouse_sql("SELECT id FROM events ORDER BY id")] == \
+        list(range(30))
+
+    missing = f"s3://{bucket}/many/gone.json"
+    s3.put_object(Bucket=bucket, Key="many/manifest2", Body=json.dumps(
+        {"entries": [*entries[:3], {"url": missing, "mandatory": True}]}).encode())
+    desc = run(redshift_data, warehouse_db, f"COPY events FROM 's3://{bucket}/many/manifest2' "
+                                            "IAM_ROLE default JSON 'auto' MANIFEST")
+    assert desc["Status"] == "FAILED"
+    assert desc["Error"] == f"ERROR: Manifest file entry '{missing}' is mandatory and does " \
+                            "not exist"
+    assert warehouse_sql("SELECT count(*) AS n FROM events") == [{"n": 30}]
+
+
 def test_copy_parquet(redshift_data: Any, warehouse_db: str, s3: Any,
                       warehouse_sql: Any) -> None:
     import pyarrow as pa
