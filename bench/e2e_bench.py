@@ -56,7 +56,7 @@ from psycopg import sql
 from bench import parts
 from bench.latency import LatencySampler, summary
 from bench.warehouse import fresh_databases, live_replica_counts, source_row_counts
-from local.cdc import LocalPipeline, catch_up, quiet_handler_output
+from local.cdc import HANDLER_OUTPUT, LocalPipeline, catch_up, quiet_handler_output
 from local.dms import DEFAULT_SLOT
 from local.event_source_mapping import LocalEventSourceMapping
 from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
@@ -311,7 +311,7 @@ class Running:
 def run_benchmark(options: Options) -> Report:
     """The whole benchmark on a fresh stack in ``options.state_dir`` (stopped at the end)."""
     quiet_handler_output()
-    # The functions' EMF metrics go to handler-output.log, unbuffered: the latency run reads
+    # The functions' EMF metrics go to HANDLER_OUTPUT, unbuffered: the latency run reads
     # its stages from them (``stage_lags``) while the execution environments still run.
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
     os.environ["PYTHONUNBUFFERED"] = "1"
@@ -328,7 +328,7 @@ def run_benchmark(options: Options) -> Report:
     root = logging.getLogger()
     root.addHandler(log_handler)
     try:
-        with stdout_to(state_dir / "handler-output.log"):
+        with stdout_to(state_dir / HANDLER_OUTPUT):
             return _run(options, report, say)
     finally:
         root.removeHandler(log_handler)
@@ -545,7 +545,7 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
     finally:
         sampler_stop.set()
         captured = running.close()
-    report.stage_lags = stage_lags(pipeline.state_dir.parent / "handler-output.log",
+    report.stage_lags = stage_lags(pipeline.state_dir.parent / HANDLER_OUTPUT,
                                    since=time.time() - elapsed + LATENCY_WARMUP_SECONDS)
     report.latency_offered = captured / elapsed
     report.latencies = sampler.latencies

@@ -62,9 +62,8 @@ from psycopg import sql
 from bench import parts
 from bench.e2e_bench import stdout_to, to_stderr
 from bench.warehouse import fresh_databases, live_replica_counts
-from local.cdc import quiet_handler_output
-from local.event_source_mapping import LambdaContext, LocalEventSourceMapping
-from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
+from local.cdc import HANDLER_OUTPUT, applier_mapping, consumer_mapping, quiet_handler_output
+from local.event_source_mapping import LambdaContext
 from local.record_builders import BASE_TIME, DmsStream, activity, customer, sport_event, ticket
 from local.redshift_data_api.auth import AuthSettings
 from local.redshift_data_api.operations import Handler
@@ -75,13 +74,10 @@ from local.stack.state import (
     APPLIER_VISIBILITY_TIMEOUT_SECONDS as VISIBILITY_TIMEOUT,
 )
 from local.stack.state import CLUSTER_IDENTIFIER, WORKGROUP_NAME
-from local.template import applier_batching, consumer_batching
 from shared.data_api import DataApiTarget, RedshiftDataApi
 from shared.spec import PipelineSpec, load_spec
 from shared.staging import DELETED
 
-CONSUMER_HANDLER = "functions.kinesis_consumer.app.lambda_handler"
-APPLIER_HANDLER = "functions.batch_applier.app.lambda_handler"
 PUT_RECORDS_LIMIT = 500  # Kinesis PutRecords takes at most 500 records per call
 # Columns compared per table: the key and the columns the load changes (PII columns are
 # tokenized or masked in the warehouse, so they are left out).
@@ -427,30 +423,10 @@ def _measure(info: StackInfo, spec: PipelineSpec, counter: CountingDataApi, figu
              stream: str, queue_url: str | None, database: str, load: Load, options: Options,
              state_dir: Path) -> None:
     kinesis, sqs = boto3.client("kinesis"), boto3.client("sqs")
-    # Batching as template.yaml's defaults have it (local.template, as local.cdc's LocalPipeline
-    # takes it), each shard polled once per second as Lambda does ("Lambda polls each shard ...
-    # at a base rate of once per second": "Using Lambda to process records from Amazon Kinesis
-    # Data Streams", AWS Lambda Developer Guide); retries quicker than Lambda's.
-    batching = consumer_batching()
-    consumer = LocalEventSourceMapping(
-        kinesis, stream, CONSUMER_HANDLER, batch_size=batching.batch_size,
-        batching_window_seconds=batching.batching_window_seconds,
-        parallelization_factor=batching.concurrency, maximum_retry_attempts=10,
-        bisect_on_error=True, state_dir=state_dir / "esm", retry_backoff_seconds=0.2,
-        poll_interval_seconds=1.0)
-    # As template.yaml's ApplierEventSourceMapping (its batch size, window and MaximumConcurrency
-    # for the defaults); the queue's visibility timeout and the function's timeout as the local
-    # stack has them. The queue is polled every 0.2 s, as local.cdc does: the bench measures the
-    # applier's pace, which a slower idle poll of the local SQS stand-in would only blur.
-    applier_settings = applier_batching()
-    applier = (LocalSqsEventSourceMapping(sqs, queue_url, APPLIER_HANDLER,
-                                          batch_size=applier_settings.batch_size,
-                                          batching_window_seconds=(
-                                              applier_settings.batching_window_seconds),
-                                          maximum_concurrency=applier_settings.concurrency,
-                                          function_timeout_seconds=VISIBILITY_TIMEOUT,
-                                          poll_interval_seconds=0.2)
-               if queue_url else None)
+    # The mappings local.cdc runs (batching as template.yaml's defaults have it); no
+    # on-failure destination: the bench sends no bad records.
+    consumer = consumer_mapping(kinesis, stream, state_dir / "esm")
+    applier = applier_mapping(sqs, queue_url) if queue_url else None
     stop = threading.Event()
     threads: list[threading.Thread] = []
     try:
@@ -533,7 +509,7 @@ def run_benchmark(options: Options) -> Report:
         configurations = ([(APPLIER, n) for n in options.shard_counts]
                           + [(INLINE, n) for n in options.inline_shard_counts])
         # The functions' EMF metrics and logs (fd 1 of their processes) go to a file.
-        with counter.running() as endpoint, stdout_to(state_dir / "handler-output.log"):
+        with counter.running() as endpoint, stdout_to(state_dir / HANDLER_OUTPUT):
             for design, shards in configurations:
                 say(f"{design}, {shards} shards: {len(load.records):,} changes at "
                     f"{options.rate:,.0f}/s ...")

@@ -61,6 +61,7 @@ from local.event_source_mapping import LocalEventSourceMapping
 from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
 from local.postgres import PostgresServer, create_database
 from local.stack import StackInfo, ensure_stack, stop_stack
+from local.stack.environment import APPLIER_HANDLER, CONSUMER_HANDLER
 from local.stack.state import APPLIER_VISIBILITY_TIMEOUT_SECONDS
 from local.template import applier_batching, consumer_batching
 from local.workload import TABLES as WORKLOAD_TABLES
@@ -83,8 +84,40 @@ EVOLVED_TABLE = "ticket"
 ON_FAILURE_QUEUE = "cdc-on-failure"
 USER_SOURCE_SLOT = "cdc_local_run"  # the slot `run` creates on a user's database, and drops
 HANDLER_OUTPUT = "handler-output.log"  # in the state dir: the handler's EMF metrics and logs
-APPLIER_HANDLER = "functions.batch_applier.app.lambda_handler"
 log = logging.getLogger("local.cdc")
+
+
+def consumer_mapping(kinesis: Any, stream: str, state_dir: Path,
+                     on_failure: tuple[Any, str] | None = None) -> LocalEventSourceMapping:
+    """The Kinesis consumer function behind an event source mapping on ``stream``.
+
+    The shards' batches run concurrently, each in an execution environment (process) of its
+    own as in Lambda: the handler's module state is per environment. Batching as
+    template.yaml's defaults have it, an idle shard polled once a second as Lambda does
+    ("Using Lambda to process records from Amazon Kinesis Data Streams", "Polling and batching
+    streams": a base rate of once per second); retries are quicker and more (a local restart
+    takes seconds, Lambda's backoff minutes)."""
+    batching = consumer_batching()
+    return LocalEventSourceMapping(
+        kinesis, stream, CONSUMER_HANDLER, batch_size=batching.batch_size,
+        batching_window_seconds=batching.batching_window_seconds,
+        parallelization_factor=batching.concurrency, maximum_retry_attempts=10,
+        bisect_on_error=True, on_failure=on_failure, state_dir=state_dir,
+        retry_backoff_seconds=0.2, poll_interval_seconds=1.0)
+
+
+def applier_mapping(sqs: Any, queue_url: str) -> LocalSqsEventSourceMapping:
+    """The batch applier function behind an SQS event source mapping on the applier's queue,
+    batching as template.yaml's defaults have it (concurrent invocations wait for each other
+    on the landing table's LOCK: one applies at a time); the function's timeout as the local
+    stack's queue has it. The queue is polled every 0.2 s when idle: an apply starts as soon
+    as a batch lands, as Lambda's long polling does."""
+    batching = applier_batching()
+    return LocalSqsEventSourceMapping(
+        sqs, queue_url, APPLIER_HANDLER, batch_size=batching.batch_size,
+        batching_window_seconds=batching.batching_window_seconds,
+        maximum_concurrency=batching.concurrency,
+        function_timeout_seconds=APPLIER_VISIBILITY_TIMEOUT_SECONDS, poll_interval_seconds=0.2)
 
 
 class SourceError(RuntimeError):
@@ -147,36 +180,11 @@ class LocalPipeline:
     def consumer(self) -> LocalEventSourceMapping:
         sqs = boto3.client("sqs")
         on_failure = sqs.get_queue_url(QueueName=ON_FAILURE_QUEUE)["QueueUrl"]
-        # The shards' batches run concurrently, each in an execution environment (process)
-        # of its own as in Lambda: the handler's module state is per environment. Batching as
-        # template.yaml's defaults have it, an idle shard polled once a second as Lambda does
-        # ("Using Lambda to process records from Amazon Kinesis Data Streams", "Polling and
-        # batching streams": a base rate of once per second); retries are quicker and more (a
-        # local restart takes seconds, Lambda's backoff minutes).
-        batching = consumer_batching()
-        return LocalEventSourceMapping(
-            boto3.client("kinesis"), self.stack.resources.stream_name,
-            "functions.kinesis_consumer.app.lambda_handler",
-            batch_size=batching.batch_size,
-            batching_window_seconds=batching.batching_window_seconds,
-            parallelization_factor=batching.concurrency, maximum_retry_attempts=10,
-            bisect_on_error=True, on_failure=(sqs, on_failure),
-            state_dir=self.state_dir / "esm", retry_backoff_seconds=0.2,
-            poll_interval_seconds=1.0,
-        )
+        return consumer_mapping(boto3.client("kinesis"), self.stack.resources.stream_name,
+                                self.state_dir / "esm", on_failure=(sqs, on_failure))
 
     def applier_mapping(self) -> LocalSqsEventSourceMapping:
-        """The batch applier function behind an SQS event source mapping on the applier's
-        queue, batching as template.yaml's defaults have it (concurrent invocations wait for
-        each other on the landing table's LOCK: one applies at a time)."""
-        batching = applier_batching()
-        return LocalSqsEventSourceMapping(
-            boto3.client("sqs"), self.stack.resources.applier_queue_url, APPLIER_HANDLER,
-            batch_size=batching.batch_size,
-            batching_window_seconds=batching.batching_window_seconds,
-            maximum_concurrency=batching.concurrency,
-            function_timeout_seconds=APPLIER_VISIBILITY_TIMEOUT_SECONDS,
-            poll_interval_seconds=0.2)
+        return applier_mapping(boto3.client("sqs"), self.stack.resources.applier_queue_url)
 
     def applier_depth(self) -> int:
         """Landed batches waiting for the applier (visible, in flight or delayed)."""
