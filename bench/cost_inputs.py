@@ -578,16 +578,10 @@ class Model:
     def lambda_ceiling(self) -> float:
         """Changes a day the Lambda path's applier keeps up with (bisection; at most the
         warehouse's ceiling)."""
-        low, high = 1.0, 0.999 * self.ceiling()
+        high = 0.999 * self.ceiling()
         if self.keeps_up(high):
             return self.ceiling()
-        for _ in range(200):
-            middle = math.sqrt(low * high)
-            if self.keeps_up(middle):
-                low = middle
-            else:
-                high = middle
-        return low
+        return last_holding(self.keeps_up, 1.0, high)
 
     def keeps_up(self, changes_a_day: float) -> bool:
         try:
@@ -650,16 +644,27 @@ class Model:
     def crossover(self) -> float | None:
         """Changes a day above which the Glue path costs less (bisection below the Lambda
         path's ceiling); None: not below it."""
-        low, high = 1e3, 0.999 * self.lambda_ceiling()
-        if self.month("lambda", high) <= self.month("glue", high):
+        high = 0.999 * self.lambda_ceiling()
+
+        def lambda_not_dearer(changes_a_day: float) -> bool:
+            return self.month("lambda", changes_a_day) <= self.month("glue", changes_a_day)
+
+        if lambda_not_dearer(high):
             return None
-        for _ in range(200):
-            middle = math.sqrt(low * high)
-            if self.month("lambda", middle) > self.month("glue", middle):
-                high = middle
-            else:
-                low = middle
-        return low
+        return last_holding(lambda_not_dearer, 1e3, high)
+
+
+def last_holding(holds: Callable[[float], bool], low: float, high: float) -> float:
+    """The largest changes a day between ``low`` (where ``holds``) and ``high`` (where it does
+    not) at which ``holds`` is still true, by bisection on a log scale (the rates span
+    decades)."""
+    for _ in range(200):
+        middle = math.sqrt(low * high)
+        if holds(middle):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def kinesis_day(changes_a_day: float) -> float:
