@@ -17,13 +17,20 @@ procedure with the landing COPY done and other tables merged; ``pg_stat_activity
   finds their batches in ``_cdc_applied``.
 - The same, and the warehouse session dies too (its backend terminated): the transaction rolls
   back, and the redelivered messages apply the batches.
+
+The mapping runs two applier invocations at once (``MaximumConcurrency`` 2), so the messages
+may be split between them: the test follows the one statement caught waiting (its backend is
+the statement's ``RedshiftPid``, "DescribeStatement", Amazon Redshift Data API Reference) and
+the batches of its COPY manifest, not every landed batch.
 - The statement is cancelled (Data API ``CancelStatement``): it is rolled back (ABORTED) and
   the batches are applied by the applier's retry, once.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -126,6 +133,41 @@ def wait_for_apply_call(conn: psycopg.Connection[Any], timeout: float = 120) -> 
     raise AssertionError("the applier's call never waited on the held replica table")
 
 
+def apply_statement_on(backend: int) -> dict[str, Any]:
+    """The Data API statement (a BatchExecuteStatement transaction) that runs the apply call
+    on warehouse ``backend``."""
+    data_api = boto3.client("redshift-data")
+    for listed in data_api.list_statements(Status="STARTED", RoleLevel=False)["Statements"]:
+        described = data_api.describe_statement(Id=listed["Id"])
+        if described.get("RedshiftPid") == backend:
+            return described
+    raise AssertionError(f"no running Data API statement on backend {backend}")
+
+
+def manifest_batches(pipeline: LocalPipeline, statement: dict[str, Any]) -> set[str]:
+    """The landed batches the statement's COPY loads: the entries of its manifest (a killed
+    applier leaves the manifest behind)."""
+    copies = [s["QueryString"] for s in statement["SubStatements"]
+              if "manifest" in s["QueryString"].lower()]
+    assert len(copies) == 1, copies
+    url = re.search(r"'s3://([^/']+)/([^']+)'", copies[0])
+    assert url, copies[0]
+    body = boto3.client("s3").get_object(Bucket=url[1], Key=url[2])["Body"].read()
+    return {Path(e["url"]).stem for e in json.loads(body)["entries"]}
+
+
+def statement_outcome(statement: dict[str, Any], timeout: float = 60) -> str:
+    """The statement's final status, once it has one."""
+    data_api = boto3.client("redshift-data")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = str(data_api.describe_statement(Id=statement["Id"])["Status"])
+        if status in ("FINISHED", "FAILED", "ABORTED"):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"statement {statement['Id']} never ended")
+
+
 def start_applier(pipeline: LocalPipeline, log: Path) -> subprocess.Popen[bytes]:
     """The applier in a process of its own (and a session, so its execution environment dies
     with it)."""
@@ -188,6 +230,7 @@ def test_applier_killed_mid_merge_loses_nothing_and_applies_nothing_twice(
         applier = start_applier(pipeline, logs / "applier-1.log")
         try:
             backend = wait_for_apply_call(watcher)
+            caught = apply_statement_on(backend)
             kill(applier)
             if session_dies:
                 watcher.execute("SELECT pg_terminate_backend(%s)", (backend,))
@@ -195,16 +238,18 @@ def test_applier_killed_mid_merge_loses_nothing_and_applies_nothing_twice(
             if applier.poll() is None:
                 kill(applier)
             holder.rollback()
-        if session_dies:
-            assert not batch_ids & applied_batches(pipeline), \
-                "a rolled-back transaction left applied batches"
-        else:
-            # The statement outlived its caller and committed once the lock went: the
-            # redelivered messages find their batches applied.
-            deadline = time.monotonic() + 60
-            while not batch_ids <= applied_batches(pipeline) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert batch_ids <= applied_batches(pipeline)
+    held = manifest_batches(pipeline, caught)
+    assert held and held <= batch_ids, (held, batch_ids)
+    status = statement_outcome(caught)
+    if session_dies:
+        assert status == "FAILED", status
+        assert not held & applied_batches(pipeline), \
+            "a rolled-back transaction left applied batches"
+    else:
+        # The statement outlived its caller and committed once the lock went: the
+        # redelivered messages find their batches applied.
+        assert status == "FINISHED", status
+        assert held <= applied_batches(pipeline)
     restarted = start_applier(pipeline, logs / "applier-2.log")
     try:
         wait_until_applied(pipeline, batch_ids)
