@@ -140,7 +140,7 @@ def apply_statement_on(backend: int) -> dict[str, Any]:
     for listed in data_api.list_statements(Status="STARTED", RoleLevel=False)["Statements"]:
         described = data_api.describe_statement(Id=listed["Id"])
         if described.get("RedshiftPid") == backend:
-            return described
+            return dict(described)
     raise AssertionError(f"no running Data API statement on backend {backend}")
 
 
