@@ -10,10 +10,10 @@ The order of things is what makes a restart safe:
    a restart in the middle loads everything again (duplicates are harmless, the consumer is
    idempotent). A slot that had to be created anew means the old position is gone, so the
    full load runs again as well.
-3. CDC peeks (``pg_logical_slot_peek_changes``: nothing is consumed), puts the records, and
-   only then confirms the position (``pg_replication_slot_advance`` to the end of the last
-   transaction put). A crash between the put and the advance re-sends those transactions;
-   nothing is ever skipped.
+3. CDC streams the slot (``local.dms.stream``: the replication protocol, as DMS reads a
+   PostgreSQL source), puts the records, and only then confirms the position (a standby
+   status update to the end of the last transaction put). A crash between the put and the
+   confirmation re-sends those transactions; nothing is ever skipped.
 
 What DMS does besides rows, as the stand-in renders it (shapes: ``local.dms.records``):
 
@@ -88,7 +88,9 @@ from local.dms.state import (
     save_state,
     state_path,
 )
-from local.dms.wal2json import RowChange, Transaction, format_lsn, parse_transactions, pg_lsn
+from local.dms.stream import TRANSIENT as STREAM_TRANSIENT
+from local.dms.stream import SlotStream
+from local.dms.wal2json import RowChange, Transaction, format_lsn
 from shared.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -99,17 +101,20 @@ FULL_LOAD_BATCH = 1000
 DDL_AUDIT_TABLE = "awsdms_ddl_audit"
 DDL_FUNCTION = "awsdms_intercept_ddl"
 DEFAULT_DDL_SCHEMA = "public"  # DMS's ddlArtifactsSchema default
-# Session settings that fix how values are written as text, by wal2json and by the loads.
-_SESSION_SETTINGS = (
-    "SET TimeZone = 'UTC'",
-    "SET DateStyle = 'ISO, YMD'",
-    "SET IntervalStyle = 'postgres'",
-    "SET extra_float_digits = 1",
+# Session settings that fix how values are written as text, by wal2json (the replication
+# connection's options) and by the loads (SET).
+_SETTINGS = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "1",
     # bytea as ``\x`` + hex digits in the full load's ``::text`` (wal2json writes the digits
     # without the prefix); PostgreSQL manual, "Binary Data Types", "bytea Hex Format".
-    "SET bytea_output = 'hex'",
-)
-_TRANSIENT = (psycopg.OperationalError, KinesisPutError, ClientError, BotoCoreError)
+    "bytea_output": "hex",
+}
+_SESSION_SETTINGS = tuple(f"SET {name} = '{value}'" for name, value in _SETTINGS.items())
+_TRANSIENT = (psycopg.OperationalError, KinesisPutError, ClientError, BotoCoreError,
+              *STREAM_TRANSIENT, TimeoutError)
 ColumnList = list[list[object]]
 
 
@@ -227,7 +232,7 @@ class LocalDms:
         self._skipped: list[tuple[int, Path]] = []  # (end LSN, request) until confirmed
         schema = spec.source_schema
         self._spec_keys = {t.name: t.key for t in spec.tables.values()}
-        self._peek_options: list[str] = [
+        plugin_options = [
             "format-version", "2", "include-xids", "1", "include-timestamp", "1",
             "include-lsn", "1", "include-pk", "1", "include-transaction", "1",
             # The task's table mapping (the spec's tables; names are [a-z0-9_]) and the DDL
@@ -235,6 +240,7 @@ class LocalDms:
             "add-tables", ",".join([*(f"{schema}.{t}" for t in spec.tables),
                                     f"{ddl_schema}.{DDL_AUDIT_TABLE}"]),
         ]
+        self._stream = SlotStream(source_dsn, slot_name, plugin_options, _SETTINGS)
 
     # -- connection, slot and DDL capture objects ---------------------------------------
 
@@ -320,6 +326,7 @@ class LocalDms:
 
     def drop_slot(self) -> bool:
         """Drop the replication slot (it keeps WAL on the server); True if it existed."""
+        self._stream.close()
         row = self._session().execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
             "WHERE slot_name = %s", (self.slot_name,),
@@ -329,6 +336,7 @@ class LocalDms:
 
     def close(self) -> None:
         self._abort_reload()
+        self._stream.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -456,7 +464,7 @@ class LocalDms:
             log.warning("reload of %s ignored: not a table of the task", name)
             requests.done(path)
             return
-        while self._capture(max_changes)[0]:
+        while self._capture(max_changes, synced=True)[0]:
             pass  # what the slot holds goes out before the snapshot is taken
         reader = psycopg.connect(self.source_dsn, application_name="local-dms-reload")
         try:
@@ -498,7 +506,7 @@ class LocalDms:
             self._sent_columns = None
         self.state.table_columns[reload.table.name] = _columns(reload.table)
         if self._holding and self._processed_lsn is not None:
-            self._confirm(self._connection(), self._processed_lsn)
+            self._confirm(self._processed_lsn)
         self._holding = False
         save_state(self.state_path, self.state)
         requests.done(reload.request)
@@ -508,29 +516,23 @@ class LocalDms:
 
     def _abort_reload(self) -> None:
         """Drop the running reload (its request stays: it starts over); its held-back
-        changes are still in the slot."""
+        changes are still in the slot (a new stream reads them again)."""
         if self._reload is not None:
             self._reload.conn.close()
             self._reload = None
         if self._holding:
+            self._stream.close()
             self._processed_lsn = None
             self._sent_columns = None
             self._holding = False
 
     # -- CDC -----------------------------------------------------------------------------
 
-    def _peek(self, conn: psycopg.Connection[Any], max_changes: int | None) -> list[Transaction]:
-        placeholders = sql.SQL(", ").join(sql.Placeholder() for _ in self._peek_options)
-        query = sql.SQL(
-            "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, %s, {})"
-        ).format(placeholders)
-        rows = conn.execute(query, (self.slot_name, max_changes, *self._peek_options)).fetchall()
-        return parse_transactions((str(lsn), str(data)) for lsn, data in rows)
-
     def capture_once(self, max_changes: int = 5000) -> int:
-        """One poll: peek up to about ``max_changes`` changes (whole transactions), put their
-        records to Kinesis, then confirm the position. Returns the number of records put."""
-        return self._capture(max_changes)[1]
+        """One poll: read what was committed before the call, up to about ``max_changes``
+        changes (whole transactions), put their records to Kinesis, then confirm the position.
+        Returns the number of records put."""
+        return self._capture(max_changes, synced=True)[1]
 
     def drain(self, max_changes: int = 5000) -> int:
         """Poll until the slot holds no more committed (and flushed) transactions and no
@@ -540,7 +542,7 @@ class LocalDms:
         total = 0
         while True:
             busy = self.step_reloads(max_changes)
-            consumed, put = self._capture(max_changes)
+            consumed, put = self._capture(max_changes, synced=True)
             total += put
             if consumed == 0 and not busy:
                 return total
@@ -564,13 +566,15 @@ class LocalDms:
             changes.append(change)
         return changes
 
-    def _capture(self, max_changes: int) -> tuple[int, int]:
-        """(transactions consumed, records put) of one poll."""
+    def _capture(self, max_changes: int, wait_seconds: float = 0.0,
+                 synced: bool = False) -> tuple[int, int]:
+        """(transactions consumed, records put) of one poll: what the stream has (waiting up
+        to ``wait_seconds`` for it), or with ``synced`` everything committed before it."""
         conn = self._connection()
         self.counters.polls += 1
-        # While a reload holds changes back, the slot stays behind what was sent: read all
-        # of it and pass over what was already handled.
-        transactions = self._peek(conn, None if self._holding else max_changes)
+        transactions = self._stream.read(max_changes, wait_seconds, conn if synced else None)
+        # A stream started again (after an error or an aborted reload) begins at the slot's
+        # confirmed position: pass over what was already sent.
         if self._processed_lsn is not None:
             done = self._processed_lsn
             transactions = [t for t in transactions if t.end_lsn > done]
@@ -610,7 +614,7 @@ class LocalDms:
         self._processed_lsn = last.end_lsn
         if confirm_to is not None:
             # Only now is the position confirmed: a crash before this re-sends, never skips.
-            self._confirm(conn, confirm_to)
+            self._confirm(confirm_to)
         self.state.prev_transaction_id = previous.transaction_id
         self.state.prev_transaction_record_id = previous.record_id
         if self._holding:
@@ -628,9 +632,8 @@ class LocalDms:
                   len(transactions), self.state.last_lsn)
         return len(transactions), len(entries)
 
-    def _confirm(self, conn: psycopg.Connection[Any], lsn: int) -> None:
-        conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
-                     (self.slot_name, pg_lsn(lsn)))
+    def _confirm(self, lsn: int) -> None:
+        self._stream.confirm(lsn)
         for end_lsn, path in [s for s in self._skipped if s[0] <= lsn]:
             requests.done(path)
             self._skipped.remove((end_lsn, path))
@@ -665,7 +668,9 @@ class LocalDms:
                 if self.full_load_needed:
                     self.full_load()
                 busy = self.step_reloads(max_changes)
-                consumed, _ = self._capture(max_changes)
+                # Waits on the stream while nothing comes, so a change goes out as soon as
+                # it is decoded.
+                self._capture(max_changes, wait_seconds=0.0 if busy else poll_interval)
             except _TRANSIENT as exc:
                 self.counters.errors += 1
                 # Connection and AWS errors name no row values.
@@ -676,6 +681,4 @@ class LocalDms:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = poll_interval
-            if consumed == 0 and not busy:
-                stop.wait(poll_interval)
         self.close()

@@ -1,10 +1,11 @@
 """Parse wal2json (format-version 2) output into whole source transactions.
 
-``pg_logical_slot_peek_changes`` returns one row per wal2json message: ``B`` (begin), one row
-per change (``I``, ``U``, ``D``, ``T`` for truncate), ``C`` (commit). Decoding hands
-transactions over in commit order and never interleaves them, so a ``B`` ... ``C`` run is one
-transaction. Only complete transactions are returned: whatever follows the last ``C`` of a
-peek is left in the slot for the next one.
+Logical decoding hands over one wal2json message at a time (a streamed ``XLogData`` message,
+or a row of ``pg_logical_slot_peek_changes``), each with its LSN: ``B`` (begin), one per change
+(``I``, ``U``, ``D``, ``T`` for truncate), ``M`` (a logical message, ``pg_logical_emit_message``)
+and ``C`` (commit). Decoding hands transactions over in commit order and never interleaves
+them, so a ``B`` ... ``C`` run is one transaction; ``TransactionAssembler`` returns each once
+its ``C`` arrives.
 
 Numbers are parsed exactly (``Decimal`` for anything with a fraction), because wal2json writes
 ``numeric`` values as raw JSON numbers of any precision.
@@ -96,6 +97,8 @@ class Transaction:
     end_lsn: int
     commit_time: str  # DMS's commit-timestamp form
     changes: list[RowChange] = field(default_factory=list)
+    # Transactional logical messages in it: (prefix, content).
+    messages: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _loads(data: str) -> dict[str, Any]:
@@ -130,20 +133,24 @@ def parse_change(message: dict[str, Any]) -> RowChange:
         raise Wal2JsonError(f"wal2json {message.get('action')!r} message is incomplete") from None
 
 
-def parse_transactions(rows: Iterable[tuple[str, str]]) -> list[Transaction]:
-    """The complete transactions in peeked ``(lsn, data)`` rows, in commit order.
+class TransactionAssembler:
+    """wal2json messages in, whole transactions out, in commit order.
 
     Needs the options ``format-version=2``, ``include-xids``, ``include-timestamp`` and
-    ``include-lsn``; other messages (``M``, logical messages) are ignored.
-    """
-    done: list[Transaction] = []
-    current: Transaction | None = None
-    for row_lsn, data in rows:
+    ``include-lsn``. A non-transactional ``M`` message is ignored; a transactional one is kept
+    in its transaction's ``messages``."""
+
+    def __init__(self) -> None:
+        self._current: Transaction | None = None
+
+    def add(self, lsn: int, data: str) -> Transaction | None:
+        """One message and its LSN; the transaction it completes, if it is a ``C``."""
         message = _loads(data)
         action = message["action"]
+        current = self._current
         if action == "B":
             try:
-                current = Transaction(
+                self._current = Transaction(
                     xid=int(message["xid"]),
                     commit_lsn=parse_lsn(str(message["lsn"])),
                     end_lsn=parse_lsn(str(message["nextlsn"])),
@@ -157,11 +164,32 @@ def parse_transactions(rows: Iterable[tuple[str, str]]) -> list[Transaction]:
             if current is None:
                 raise Wal2JsonError("wal2json change outside a transaction")
             current.changes.append(parse_change(message))
+        elif action == "M":
+            if current is not None and message.get("transactional"):
+                current.messages.append((str(message.get("prefix", "")),
+                                         str(message.get("content", ""))))
         elif action == "C":
             if current is None:
                 raise Wal2JsonError("wal2json commit without a begin")
-            # The peek row's own LSN is the end of the commit record: the slot position.
-            current.end_lsn = parse_lsn(row_lsn)
-            done.append(current)
-            current = None
+            # The commit message's own LSN is the end of the commit record: the slot position.
+            current.end_lsn = lsn
+            self._current = None
+            return current
+        return None
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction has begun and not committed yet."""
+        return self._current is not None
+
+
+def parse_transactions(rows: Iterable[tuple[str, str]]) -> list[Transaction]:
+    """The complete transactions in ``(lsn, data)`` rows (as ``pg_logical_slot_peek_changes``
+    returns them), in commit order; whatever follows the last ``C`` is left out."""
+    assembler = TransactionAssembler()
+    done: list[Transaction] = []
+    for row_lsn, data in rows:
+        transaction = assembler.add(parse_lsn(row_lsn), data)
+        if transaction is not None:
+            done.append(transaction)
     return done
