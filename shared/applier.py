@@ -13,8 +13,11 @@ applier's pace, not the number of shards, and no table an analyst reads is locke
 
 Failures, as a demanding operator expects them:
 
-- the warehouse unavailable (after the Data API retries): every message fails and comes back
-  after the queue's visibility timeout;
+- the warehouse unavailable (after the Data API retries), or the apply statement stopped
+  (ABORTED: an operator's ``CancelStatement``; ``shared.data_api.StatementAborted``): every
+  message fails and comes back after the queue's visibility timeout, nothing is bisected (a
+  stopped statement says nothing about its batches), as the Kinesis consumer retries its whole
+  batch then;
 - a statement Redshift refuses: the messages are split in halves and each half applied on its
   own, down to single batches, so only the batch that cannot be applied fails (and after the
   queue's ``maxReceiveCount`` deliveries goes to the applier's dead-letter queue with the
@@ -223,9 +226,10 @@ class ApplierOutcome:
 
 
 def apply_batches(writer: RedshiftWriter, batches: Sequence[LandedBatch]) -> ApplierOutcome:
-    """Apply ``batches`` in one transaction; on a statement Redshift refuses, apply each half
-    on its own (recursively), so a bad batch fails alone. ``WarehouseUnavailable`` is raised:
-    nothing can be applied now."""
+    """Apply ``batches`` in one transaction; on a statement Redshift refuses
+    (``StatementFailed``), apply each half on its own (recursively), so a bad batch fails alone.
+    ``WarehouseUnavailable`` (``StatementAborted`` among them: a cancelled apply) is raised:
+    nothing can be applied now, and no batch is to blame."""
     outcome = ApplierOutcome()
     _apply(writer, list(batches), outcome)
     return outcome

@@ -3,7 +3,9 @@
 Transient trouble (throttling, too many active statements, serialization conflicts between
 concurrent writers, connection errors) is retried with exponential backoff and full jitter; a
 statement that FAILED for any other reason raises ``StatementFailed`` with Redshift's error
-text. A ClientToken per submission makes a retried call not start a second statement.
+text; a statement that was stopped (ABORTED) raises ``StatementAborted``, a
+``WarehouseUnavailable``. A ClientToken per submission makes a retried call not start a second
+statement.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ class StatementFailed(WarehouseError):
 
 class WarehouseUnavailable(WarehouseError):
     """Transient failures outlasted the retry budget; the caller should retry the batch later."""
+
+
+class StatementAborted(WarehouseUnavailable):
+    """The statement was stopped before it finished, and rolled back: its status is ABORTED,
+    "The query run was stopped by the user" ("DescribeStatement", Amazon Redshift Data API
+    Reference), after a ``CancelStatement`` ("Cancels a running query", same reference) of an
+    operator's or of ``statement_timeout``. It says nothing about the statement's input, so
+    callers treat it as the warehouse being unavailable: the whole batch is retried later, never
+    bisected or dead-lettered for it."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,7 @@ class RedshiftDataApi:
         statement_timeout: float | None = None,
     ) -> None:
         """``statement_timeout`` (seconds, None: wait as long as it runs) cancels a statement
-        still running after it and raises ``StatementFailed``; the consumers leave it None,
+        still running after it and raises ``StatementAborted``; the consumers leave it None,
         an interactive tool (``make sql``) sets one."""
         self._client = client
         self._target = target
@@ -169,6 +180,8 @@ class RedshiftDataApi:
             if status == "FINISHED":
                 return described
             error = self._error_text(described)
+            if status == "ABORTED":
+                raise StatementAborted(error)
             if status == "FAILED" and is_serialization_failure(error):
                 last_error = error
                 self._sleep(self._retry.delay(attempt, self._rng))
@@ -198,7 +211,7 @@ class RedshiftDataApi:
                 return described
             if deadline is not None and time.monotonic() > deadline:
                 self._call("cancel_statement", {"Id": statement_id})
-                raise StatementFailed(f"the statement did not finish in {timeout:g}s; cancelled")
+                raise StatementAborted(f"the statement did not finish in {timeout:g}s; cancelled")
             self._sleep(interval)
             interval = min(self._poll_max, interval * 1.5)
 

@@ -7,11 +7,12 @@ messages waiting on the queue behind them (``shared.applier.WaitingBatches``, up
 ``WAITING_LIMIT``), so a backlog is applied in one go without a window's delay. All the landed
 batches among them are applied in one transaction (``apply_batches``: one manifest COPY and one
 ``_cdc_apply_pending`` call), a statement Redshift refuses is bisected down to the one batch
-that causes it. Partial failures use ``ReportBatchItemFailures`` ("Handling errors for an SQS
-event source in Lambda", AWS Lambda Developer Guide): only the failed messages come back after
-the queue's visibility timeout, and after ``maxReceiveCount`` deliveries SQS moves them to the
-applier's dead-letter queue. Logs and metrics hold message ids, counts and reasons, never a
-message body or a row.
+that causes it; the warehouse unavailable or the apply statement cancelled (ABORTED) fails
+every message, bisecting nothing. Partial failures use ``ReportBatchItemFailures`` ("Handling
+errors for an SQS event source in Lambda", AWS Lambda Developer Guide): only the failed messages
+come back after the queue's visibility timeout, and after ``maxReceiveCount`` deliveries SQS
+moves them to the applier's dead-letter queue. Logs and metrics hold message ids, counts and
+reasons, never a message body or a row.
 
 Freshness is measured here, where the change becomes visible: after an apply commits, the
 applier emits ``SourceLag`` (ms since the newest source commit among the batches it applied)
@@ -147,9 +148,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         outcome = apply_batches(writer(), batches + waiting_batches)
     except WarehouseUnavailable as exc:
         record_metrics(ApplierOutcome(), len(message_ids), started)
-        logger.warning("warehouse unavailable; every message will be retried",
-                       extra={"messages": len(message_ids) + len(waiting),
-                              "failure": without_literals(str(exc))})
+        logger.warning("warehouse unavailable or the apply cancelled; every message will be "
+                       "retried", extra={"messages": len(message_ids) + len(waiting),
+                                         "error": type(exc).__name__,
+                                         "failure": without_literals(str(exc))})
         return failures(message_ids)
     for message_id, reason in outcome.failed.items():
         logger.error("batch could not be applied; it fails alone",

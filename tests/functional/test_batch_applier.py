@@ -10,17 +10,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from functions.batch_applier import app as applier
 from local.event_source_mapping.environments import IsolatedProcesses
+from local.postgres import PostgresServer
 from local.record_builders import DmsStream, activity, customer, lambda_event, ticket
 from local.stack.environment import APPLIER_HANDLER
 from shared import runtime
@@ -35,6 +40,8 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE_EVENT = REPO / "events/applier/landed_batches.json"
 
 QUEUE_ARN = f"arn:aws:sqs:{REGION}:123456789012:cdc-applier"
+# The apply transaction's call of the procedure (``shared.apply_procedures``), not its CREATE.
+APPLY_CALL = re.compile(r"CALL \S*_cdc_apply_pending\b", re.IGNORECASE)
 
 
 def reset_applier() -> None:
@@ -276,6 +283,87 @@ def test_warehouse_unavailable_fails_every_message(
     reset_applier()
     assert apply(records) == {"batchItemFailures": []}
     assert ticket_ids(consumer) == [1, 2]
+
+
+def apply_statuses(redshift_data: Any, database: str) -> list[str]:
+    """The status of every Data API statement that called the apply procedure on ``database``,
+    oldest first (``ListStatements`` lists newest first)."""
+    statuses: list[str] = []
+    token: dict[str, str] = {}
+    while True:
+        page = redshift_data.list_statements(Status="ALL", Database=database, RoleLevel=False,
+                                             **token)
+        statuses += [s["Status"] for s in page["Statements"]
+                     if any(APPLY_CALL.match(q) for q in s.get("QueryStrings") or [])]
+        if "NextToken" not in page:
+            return statuses[::-1]
+        token = {"NextToken": page["NextToken"]}
+
+
+def cancel_the_apply_once_it_waits(watcher: psycopg.Connection[Any], redshift_data: Any,
+                                   database: str) -> None:
+    """``CancelStatement`` on the apply statement once its procedure call waits for a lock."""
+    deadline = time.monotonic() + 60
+    while not watcher.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND wait_event_type = 'Lock' "
+            "AND query ILIKE '%_cdc_apply_pending%' AND pid <> pg_backend_pid()").fetchone():
+        assert time.monotonic() < deadline, "the apply never waited on the held replica table"
+        time.sleep(0.02)
+    [running] = [s for s in redshift_data.list_statements(
+        Status="STARTED", Database=database, RoleLevel=False)["Statements"]
+        if any(APPLY_CALL.match(q) for q in s.get("QueryStrings") or [])]
+    assert redshift_data.cancel_statement(Id=running["Id"])["Status"] is True
+
+
+def receive_records(consumer: Consumer, queue_url: str, count: int) -> list[dict[str, Any]]:
+    """``count`` messages of the queue as event records, once they are visible again."""
+    got: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 30
+    while len(got) < count:
+        assert time.monotonic() < deadline, f"{count - len(got)} messages never came back"
+        for m in consumer.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                              WaitTimeSeconds=1).get("Messages", []):
+            got[m["MessageId"]] = sqs_record(m["MessageId"], m["Body"], receive_count=2,
+                                             source_arn=queue_arn(queue_url))
+    return list(got.values())
+
+
+def test_a_cancelled_apply_fails_every_message_and_bisects_nothing(
+    consumer: Consumer, applier_queue: str, pg_server: PostgresServer, warehouse_db: str,
+    redshift_data: Any,
+) -> None:
+    """An apply statement stopped by ``CancelStatement`` ends ABORTED, "The query run was stopped
+    by the user" ("DescribeStatement", Amazon Redshift Data API Reference): nothing about its
+    batches. Every message, delivered or taken waiting, comes back; none is applied on its own
+    (no bisection), and the retry applies them all in one statement."""
+    consumer.sqs.set_queue_attributes(QueueUrl=applier_queue,
+                                      Attributes={"VisibilityTimeout": "3"})
+    records = landed(consumer, applier_queue, purchases(1), purchases(1, start=2),
+                     purchases(1, start=3), delivered=2)
+    response: dict[str, Any] = {}
+    with psycopg.connect(pg_server.dsn(warehouse_db), autocommit=True) as watcher, \
+            psycopg.connect(pg_server.dsn(warehouse_db)) as holder:
+        # Another session's lock keeps the apply waiting inside the procedure, to be cancelled.
+        holder.execute('LOCK TABLE cdc_replica."ticket_activity" IN ACCESS EXCLUSIVE MODE')
+        worker = threading.Thread(target=lambda: response.update(apply(records)))
+        worker.start()
+        try:
+            cancel_the_apply_once_it_waits(watcher, redshift_data, warehouse_db)
+        finally:
+            holder.rollback()
+            worker.join(timeout=120)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": r["messageId"]}
+                                              for r in records]}
+    assert apply_statuses(redshift_data, warehouse_db) == ["ABORTED"]
+    assert ticket_ids(consumer) == [] and applied_batches(consumer) == []
+    assert consumer.dead_letters() == []
+    assert queue_depth(consumer, applier_queue) == 3  # the waiting one taken was not deleted
+
+    assert apply(receive_records(consumer, applier_queue, 3)) == {"batchItemFailures": []}
+    assert apply_statuses(redshift_data, warehouse_db) == ["ABORTED", "FINISHED"]
+    assert ticket_ids(consumer) == [1, 2, 3]
+    assert len(applied_batches(consumer)) == 3
 
 
 def emf_documents(output: str) -> list[dict[str, Any]]:

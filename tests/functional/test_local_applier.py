@@ -22,8 +22,9 @@ The mapping runs two applier invocations at once (``MaximumConcurrency`` 2), so 
 may be split between them: the test follows the one statement caught waiting (its backend is
 the statement's ``RedshiftPid``, "DescribeStatement", Amazon Redshift Data API Reference) and
 the batches of its COPY manifest, not every landed batch.
-- The statement is cancelled (Data API ``CancelStatement``): it is rolled back (ABORTED) and
-  the batches are applied by the applier's retry, once.
+- The statement is cancelled (Data API ``CancelStatement``): it is rolled back (ABORTED), none
+  of its batches is applied on its own (no bisection), and the applier's retry applies them,
+  once.
 """
 
 from __future__ import annotations
@@ -278,12 +279,17 @@ def test_a_cancelled_apply_statement_is_rolled_back_and_applied_once(
                     if "_cdc_apply_pending" in " ".join(s.get("QueryStrings", [])
                                                          or [s.get("QueryString", "")])]
                 assert len(running) == 1, running
+                # Its batches, while its manifest is there (the applier deletes it after).
+                held = manifest_batches(pipeline, data_api.describe_statement(Id=running[0]["Id"]))
                 data_api.cancel_statement(Id=running[0]["Id"])
             finally:
                 holder.rollback()
                 first.join(timeout=120)
             described = data_api.describe_statement(Id=running[0]["Id"])
             assert described["Status"] == "ABORTED"
+        # A stopped statement says nothing about its batches: none was applied on its own (no
+        # bisection); they all come back after the visibility timeout.
+        assert held and not held & applied_batches(pipeline)
         applier.drain(timeout_seconds=180)
     finally:
         applier.close()
