@@ -2,10 +2,18 @@
 
 A PutRecords call takes at most 500 records and 5 MiB (data plus partition keys); a record is
 at most 1 MiB. PutRecords is not atomic: some entries of a call can fail (throttling, internal
-errors, reported per entry with ``FailedRecordCount``) while the others are stored, so only the
-failed ones are sent again, with exponential backoff and full jitter. A retried entry lands
-after entries that were sent later, as with DMS; the consumer orders changes by their source
-position, not by their place in the stream.
+errors, reported per entry with ``FailedRecordCount``) while the others are stored ("A single
+record failure does not stop the processing of subsequent records", Kinesis API Reference,
+PutRecords), so the failed ones are sent again, with exponential backoff and full jitter; the
+retry budget counts the calls in a row that stored nothing.
+
+DMS puts the records of one partition key in order (partitioning "keeps every change of one
+row on one shard, in order"), but PutRecords "doesn't guarantee the ordering of records" when
+some fail: a shard over its 1 MiB per second refuses a large record and may still take a
+smaller one after it. So an entry stored after a failed entry of its own partition key is sent
+again too, behind the failed one: the last copy of each entry of a key is in order, and the
+earlier copy is a duplicate, which the consumer keeps once (it orders changes by their source
+position, not by their place in the stream).
 """
 
 from __future__ import annotations
@@ -56,6 +64,20 @@ def chunks(entries: Sequence[KinesisEntry], max_records: int = MAX_RECORDS_PER_P
         size += entry.size
     if chunk:
         yield chunk
+
+
+def again_in_order(entries: Sequence[KinesisEntry], failed: Sequence[bool]) -> list[KinesisEntry]:
+    """The entries of a PutRecords call to send again: those that failed, and those stored
+    after a failed entry of their own partition key (so that key's last copies are in
+    order), in their order."""
+    held: set[str] = set()
+    again: list[KinesisEntry] = []
+    for entry, did_fail in zip(entries, failed, strict=True):
+        if did_fail:
+            held.add(entry.partition_key)
+        if did_fail or entry.partition_key in held:
+            again.append(entry)
+    return again
 
 
 @dataclass
@@ -118,13 +140,16 @@ class KinesisPutter:
                     self.stats.records += len(pending)
                     return
                 results = response["Records"]
-                failed = [e for e, r in zip(pending, results, strict=True) if r.get("ErrorCode")]
+                failed = again_in_order(pending, [bool(r.get("ErrorCode")) for r in results])
                 self.stats.records += len(pending) - len(failed)
                 reason = next(r["ErrorCode"] for r in results if r.get("ErrorCode"))
-            attempt += 1
+            # the budget counts attempts in a row that stored nothing: a throttled shard that
+            # takes part of each call is slow, not failing
+            attempt = 1 if len(failed) < len(pending) else attempt + 1
             if attempt >= self.retry.attempts:
                 raise KinesisPutError(
-                    f"{len(failed)} record(s) not put after {attempt} attempts ({reason})")
+                    f"{len(failed)} record(s) not put after {attempt} attempts in a row "
+                    f"that stored none ({reason})")
             self.stats.retried_entries += len(failed)
             log.info("retrying %d of %d record(s) (%s), attempt %d",
                      len(failed), len(pending), reason, attempt)

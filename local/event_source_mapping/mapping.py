@@ -19,6 +19,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from local.event_source_mapping.checkpoints import (
     CheckpointStore,
     MappingState,
@@ -64,6 +66,13 @@ MAX_GET_RECORDS_PER_FILL = 5
 # the shard is this far ahead (what they finished comes again after a restart).
 READ_AHEAD_BATCHES_PER_LANE = 2
 READ_AHEAD_RECORDS_MIN = 1_000
+# A shard serves 5 GetRecords calls a second ("Amazon Kinesis Data Streams Quotas and Limits");
+# a read refused with ProvisionedThroughputExceededException (after the SDK's own retries) is
+# tried again from the same iterator once the shard's second has passed, so nothing is skipped
+# or read twice. Lambda backs off on a throttled shard and reads it again later; AWS does not
+# document by how much.
+THROTTLED = "ProvisionedThroughputExceededException"
+THROTTLED_READ_BACKOFF_SECONDS = 1.0
 
 @dataclass
 class MappingCounters:
@@ -80,6 +89,7 @@ class MappingCounters:
     records_discarded: int = 0
     batches_to_destination: int = 0  # of the discarded, those sent to the on-failure queue
     most_concurrent: int = 0  # the most invocations that were running at one moment
+    throttled_reads: int = 0  # GetRecords calls refused with ProvisionedThroughputExceeded
 
 
 @dataclass
@@ -122,6 +132,7 @@ class _Shard:
     lock: threading.Lock = field(default_factory=threading.Lock)  # queues, progress, checkpoint
     serving: threading.Lock = field(default_factory=threading.Lock)  # one poller at a time
     executor: ThreadPoolExecutor | None = None  # the lanes' threads (factor > 1)
+    read_not_before: float = 0.0  # time.monotonic() before which a throttled shard is not read
 
 
 class LocalEventSourceMapping:
@@ -262,7 +273,7 @@ class LocalEventSourceMapping:
         while True:
             handled = self.poll_once()
             total += handled
-            if handled == 0 and self.pending_records == 0:
+            if handled == 0 and self.pending_records == 0 and not self._reads_held():
                 return total
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.pending_records} records still pending")
@@ -362,6 +373,13 @@ class LocalEventSourceMapping:
                                                        "parents": list(parents)})
             shard.ending_sequence = description["SequenceNumberRange"].get("EndingSequenceNumber")
 
+    def _reads_held(self) -> bool:
+        """Whether a shard waits to read again after a throttled GetRecords (what it has not
+        read yet is not known to be finished)."""
+        now = time.monotonic()
+        with self._lock:
+            return any(not s.ended and s.read_not_before > now for s in self._shards.values())
+
     def _parents_done(self, shard: _Shard) -> bool:
         """Lambda finishes a parent shard before it starts its children (a parent that is no
         longer listed has expired and does not block)."""
@@ -393,7 +411,19 @@ class LocalEventSourceMapping:
             # ahead in one call what the others will want too (a GetRecords call is the
             # costly part, and one lane's batch is a fraction of what is read).
             want = min(lacking if len(shard.lanes) == 1 else room, GET_RECORDS_LIMIT)
-            page = shard.reader.read(want)
+            if time.monotonic() < shard.read_not_before:
+                return
+            try:
+                page = shard.reader.read(want)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != THROTTLED:
+                    raise
+                shard.read_not_before = time.monotonic() + THROTTLED_READ_BACKOFF_SECONDS
+                with self._lock:
+                    self.counters.throttled_reads += 1
+                logger.info("GetRecords throttled, backing off",
+                            extra={"shard_id": shard.shard_id})
+                return
             now = time.monotonic()
             records = [read_record(raw, shard_id=shard.shard_id, stream_arn=self.stream_arn,
                                    invoke_identity_arn=self.invoke_identity_arn, read_at=now)

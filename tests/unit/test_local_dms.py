@@ -370,7 +370,7 @@ class ScriptedKinesis:
 def test_failed_entries_are_retried_alone() -> None:
     client = ScriptedKinesis(fail_first=2)
     putter = KinesisPutter(client, "s", PutRetryPolicy(base_delay=0), sleep=lambda _: None)
-    entries = [KinesisEntry(str(i).encode(), "k") for i in range(6)]
+    entries = [KinesisEntry(str(i).encode(), f"k{i}") for i in range(6)]  # a key each
     assert putter.put(entries) == 6
     assert client.calls[0] == [b"0", b"1", b"2", b"3", b"4", b"5"]
     assert client.calls[1] == [b"0", b"2", b"4"]  # only the failed ones

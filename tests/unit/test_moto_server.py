@@ -1,12 +1,17 @@
 """local.moto_server: moto's Kinesis answers unchanged, in time that does not grow with the
 stream ("Amazon Kinesis Data Streams Quotas and Limits": a shard's throughput does not depend
-on what it retains)."""
+on what it retains), and the per-shard throughput limits of that page enforced."""
 
 from __future__ import annotations
 
-from moto.kinesis.models import Shard
+import base64
+from datetime import UTC, datetime
 
-from local.moto_server import patch
+import pytest
+from moto.core.exceptions import JsonRESTError
+from moto.kinesis.models import KinesisBackend, Shard
+
+from local.moto_server import ShardLimits, patch, record_size
 
 
 def filled_shard(count: int) -> Shard:
@@ -38,3 +43,93 @@ def test_a_shard_that_is_not_consecutive_falls_back_to_the_walk() -> None:
     records, position, _ = shard.get_records("3", 3)
     assert [r.sequence_number for r in records] == [4, 6, 7]
     assert position == 7
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_shard_takes_1000_records_a_second_then_refuses_until_the_window_closes() -> None:
+    # "Amazon Kinesis Data Streams Quotas and Limits": 1,000 records per second per shard
+    clock = Clock()
+    limits = ShardLimits(clock)
+    assert all(limits.admit_write(10) for _ in range(1_000))
+    clock.now += 0.999
+    assert not limits.admit_write(10)
+    clock.now += 0.001
+    assert limits.admit_write(10)
+
+
+def test_a_shard_takes_1_mib_a_second_and_a_smaller_record_may_still_fit() -> None:
+    clock = Clock()
+    limits = ShardLimits(clock)
+    assert limits.admit_write(1024 * 1024 - 100)
+    assert not limits.admit_write(101)
+    assert limits.admit_write(100)
+    assert not limits.admit_write(1)
+    clock.now += 1.0
+    assert limits.admit_write(1024 * 1024)
+
+
+def test_a_shard_serves_5_reads_a_second() -> None:
+    clock = Clock()
+    limits = ShardLimits(clock)
+    assert [limits.admit_read() for _ in range(6)] == [True] * 5 + [False]
+    clock.now += 0.5
+    assert not limits.admit_read()
+    clock.now += 0.5
+    assert limits.admit_read()
+
+
+def test_a_read_of_10_mib_holds_the_shard_for_the_next_5_seconds() -> None:
+    # GetRecords: "If a call returns 10 MiB of data, subsequent calls made within the next 5
+    # seconds throw ProvisionedThroughputExceededException"
+    clock = Clock()
+    limits = ShardLimits(clock)
+    assert limits.admit_read()
+    limits.charge_read(10 * 1024 * 1024)
+    for _ in range(9):
+        clock.now += 0.5
+        assert not limits.admit_read(), clock.now
+    clock.now += 0.5
+    assert limits.admit_read()
+
+
+def test_small_reads_are_limited_by_calls_not_bytes() -> None:
+    clock = Clock()
+    limits = ShardLimits(clock)
+    for _ in range(5):
+        assert limits.admit_read()
+        limits.charge_read(400 * 1024)
+    clock.now += 1.0
+    assert limits.admit_read()
+
+
+def test_record_size_counts_decoded_data_and_the_key_in_bytes() -> None:
+    for raw in (b"", b"a", b"ab", b"abc", b"abcd" * 100):
+        assert record_size(base64.b64encode(raw).decode(), "clé") == len(raw) + 4
+
+
+def test_get_records_returns_at_most_10_mib_and_the_shard_then_rests() -> None:
+    # Quotas and Limits: "GetRecords can retrieve up to 10 MiB of data per call from a single
+    # shard"; GetRecords: "If a call returns 10 MiB of data, subsequent calls made within the
+    # next 5 seconds throw ProvisionedThroughputExceededException"
+    patch()
+    backend = KinesisBackend("us-east-1", "123456789012")
+    stream = backend.create_stream("s", shard_count=1)
+    shard = next(iter(stream.shards.values()))
+    mib = base64.b64encode(b"m" * (1024 * 1024 - 1)).decode()
+    for _ in range(12):
+        shard.put_record("k", mib, "")  # moto's shard: no write limit
+    iterator = backend.get_shard_iterator(None, "s", shard.shard_id, "TRIM_HORIZON", 0,
+                                          datetime.now(UTC))
+    after, records, _ = backend.get_records(None, iterator, None)
+    assert [r.sequence_number for r in records] == list(range(1, 11))
+    with pytest.raises(JsonRESTError) as refused:
+        backend.get_records(None, after, None)
+    assert refused.value.error_type == "ProvisionedThroughputExceededException"
+    assert refused.value.message == f"Rate exceeded for Shard - 123456789012/s/{shard.shard_id}"

@@ -1,0 +1,172 @@
+"""Kinesis's per-shard throughput on the moto server (local.moto_server), and the local parts
+that talk to Kinesis under it.
+
+Limits ("Amazon Kinesis Data Streams Quotas and Limits"; Kinesis API Reference, PutRecords and
+GetRecords): a shard takes 1,000 records and 1 MiB per second and serves 5 GetRecords calls and
+2 MiB per second; over them PutRecords fails the records individually with
+``ProvisionedThroughputExceededException`` and "Rate exceeded for shard <shard> in stream
+<stream> under account <account>.", PutRecord and GetRecords fail with that error (HTTP 400).
+The clients here do not retry, so that the refusals are seen.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from local.dms.kinesis import KinesisPutter, PutRetryPolicy
+from local.dms.records import KinesisEntry
+from local.event_source_mapping.mapping import LocalEventSourceMapping
+from shared.records import StreamRecord
+from tests.functional.source_helpers import create_stream, read_stream
+from tests.stack_helpers import REGION
+
+THROTTLED = "ProvisionedThroughputExceededException"
+
+
+@pytest.fixture
+def kinesis(moto_endpoint: str) -> Any:
+    """A client that does not retry (botocore retries this error by itself)."""
+    return boto3.client("kinesis", endpoint_url=moto_endpoint, region_name=REGION,
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
+@pytest.fixture
+def stream(kinesis: Any) -> Iterator[str]:
+    name = create_stream(kinesis, shards=1)
+    yield name
+    kinesis.delete_stream(StreamName=name)
+
+
+def put(kinesis: Any, stream: str, count: int, *, size: int = 10, key: str = "k") -> Any:
+    return kinesis.put_records(StreamName=stream, Records=[
+        {"Data": b"x" * size, "PartitionKey": key} for _ in range(count)])
+
+
+def read_patiently(kinesis: Any, stream: str) -> list[StreamRecord]:
+    """The one shard's records, waiting out its read limit (big records use it up)."""
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId="shardId-000000000000",
+        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records: list[StreamRecord] = []
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            page = kinesis.get_records(ShardIterator=iterator)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != THROTTLED or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+            continue
+        if not page["Records"]:
+            return records
+        records += [StreamRecord(r["Data"], r["SequenceNumber"], r["PartitionKey"])
+                    for r in page["Records"]]
+        iterator = page["NextShardIterator"]
+
+
+def test_the_1001st_record_in_a_second_is_refused_and_taken_after_the_window(
+        kinesis: Any, stream: str) -> None:
+    started = time.monotonic()
+    first, second = put(kinesis, stream, 500), put(kinesis, stream, 500)
+    refused = put(kinesis, stream, 1)
+    assert time.monotonic() - started < 1.0  # all in one second
+    assert first["FailedRecordCount"] == second["FailedRecordCount"] == 0
+    assert refused["FailedRecordCount"] == 1
+    [entry] = refused["Records"]
+    assert entry["ErrorCode"] == THROTTLED
+    assert entry["ErrorMessage"] == (
+        f"Rate exceeded for shard shardId-000000000000 in stream {stream} "
+        "under account 123456789012.")
+    assert "SequenceNumber" not in entry
+    time.sleep(1.0)
+    again = put(kinesis, stream, 1)
+    assert again["FailedRecordCount"] == 0 and again["Records"][0]["SequenceNumber"]
+    assert len(read_stream(kinesis, stream)) == 1001
+
+
+def test_records_over_1_mib_a_second_fail_alone_and_the_others_are_stored(
+        kinesis: Any, stream: str) -> None:
+    big = b"b" * (600 * 1024)
+    response = kinesis.put_records(StreamName=stream, Records=[
+        {"Data": big, "PartitionKey": "k"}, {"Data": big, "PartitionKey": "k"},
+        {"Data": b"small", "PartitionKey": "k"}])
+    assert response["FailedRecordCount"] == 1
+    assert [r.get("ErrorCode") for r in response["Records"]] == [None, THROTTLED, None]
+    assert [r.data for r in read_stream(kinesis, stream)] == [big, b"small"]
+
+
+def test_put_record_over_the_limit_fails_with_http_400(kinesis: Any, stream: str) -> None:
+    put(kinesis, stream, 500)
+    put(kinesis, stream, 500)
+    with pytest.raises(ClientError) as refused:
+        kinesis.put_record(StreamName=stream, Data=b"x", PartitionKey="k")
+    assert refused.value.response["Error"]["Code"] == THROTTLED
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "Rate exceeded for shard shardId-000000000000" in str(refused.value)
+
+
+def test_the_6th_get_records_in_a_second_is_refused(kinesis: Any, stream: str) -> None:
+    put(kinesis, stream, 3)
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId="shardId-000000000000",
+        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    started = time.monotonic()
+    for _ in range(5):
+        kinesis.get_records(ShardIterator=iterator, Limit=1)
+    with pytest.raises(ClientError) as refused:
+        kinesis.get_records(ShardIterator=iterator, Limit=1)
+    assert time.monotonic() - started < 1.0
+    assert refused.value.response["Error"]["Code"] == THROTTLED
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert f"/{stream}/shardId-000000000000" in str(refused.value)
+    time.sleep(1.0)
+    assert len(kinesis.get_records(ShardIterator=iterator)["Records"]) == 3
+
+
+def test_the_dms_putter_delivers_every_record_in_order_per_key_under_throttling(
+        kinesis: Any, stream: str) -> None:
+    # 3,000 records, 30 of them large (6 MB): over both write limits of the one shard
+    entries = [KinesisEntry(f"{key}:{n}:".encode() + (b"L" * 200_000 if n % 100 == 7 else b""),
+                            key)
+               for n in range(1_000) for key in ("public.a", "public.b", "public.c")]
+    putter = KinesisPutter(kinesis, stream, PutRetryPolicy(max_delay=1.0))
+    assert putter.put(entries) == len(entries)
+    assert putter.stats.retried_entries > 0  # it was throttled
+    stored = read_patiently(kinesis, stream)
+    assert {r.data for r in stored} == {e.data for e in entries}
+    for key in ("public.a", "public.b", "public.c"):
+        # a record stored after a refused one of its key is sent again behind it: the last
+        # copies are in the order they were put
+        last = {r.data: i for i, r in enumerate(stored) if r.partition_key == key}
+        assert sorted(last, key=last.__getitem__) == [e.data for e in entries
+                                                      if e.partition_key == key]
+
+
+def test_the_mapping_backs_off_a_throttled_read_and_delivers_everything_in_order(
+        kinesis: Any, stream: str, tmp_path: Any) -> None:
+    sent = [f"r{n}".encode() for n in range(60)]
+    kinesis.put_records(StreamName=stream, Records=[
+        {"Data": data, "PartitionKey": "k"} for data in sent])
+    got: list[bytes] = []
+    lock = threading.Lock()
+
+    def handler(event: dict[str, Any], context: Any) -> None:
+        with lock:
+            got.extend(base64.b64decode(r["kinesis"]["data"]) for r in event["Records"])
+
+    # batches of 2 want a GetRecords call each: 30 calls, far over 5 a second
+    with LocalEventSourceMapping(kinesis, stream, handler, batch_size=2,
+                                 state_dir=tmp_path / f"esm-{uuid.uuid4().hex[:6]}") as mapping:
+        mapping.drain(timeout_seconds=60)
+        assert mapping.counters.throttled_reads > 0
+    assert got == sent
