@@ -36,9 +36,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.data_api import StatementFailed, WarehouseUnavailable
+from shared.data_api import RedshiftDataApi, RetryPolicy, StatementFailed, WarehouseUnavailable
 from shared.freshness import commit_moment, newest_by_table, newest_commit
-from shared.redshift_writer import RedshiftWriter, WriteReport
+from shared.redshift_writer import RedshiftWriter, S3Stager, WriteReport
+from shared.settings import ApplierSettings
+from shared.spec import PipelineSpec
 
 _BATCH_ID = re.compile(r"[0-9a-f]{32}")
 # An SQS message body is at most 262,144 bytes (256 KiB) ("Amazon SQS message quotas", Amazon
@@ -223,6 +225,17 @@ class ApplierOutcome:
     @property
     def transactions(self) -> int:
         return sum(r.transactions for r in self.reports)
+
+
+def applier_writer(settings: ApplierSettings, spec: PipelineSpec, clients: Any,
+                   ) -> RedshiftWriter:
+    """The applier's writer: the warehouse and the staging bucket, never an applier queue (the
+    applier applies; it does not land). ``clients(name)`` returns a boto3 client."""
+    api = RedshiftDataApi(clients("redshift-data"), settings.target,
+                          retry=RetryPolicy(attempts=settings.retry_attempts))
+    stager = S3Stager(clients("s3"), settings.staging_bucket, settings.staging_prefix,
+                      settings.copy_iam_role_arn)
+    return RedshiftWriter(spec, api, stager)
 
 
 def apply_batches(writer: RedshiftWriter, batches: Sequence[LandedBatch]) -> ApplierOutcome:

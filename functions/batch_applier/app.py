@@ -23,6 +23,7 @@ reports nothing; a message of an older consumer (without them) is applied and re
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -41,14 +42,16 @@ from shared.applier import (
     NotALandedBatch,
     WaitingBatches,
     WaitingMessage,
+    applier_writer,
     apply_batches,
     parse_landed,
 )
-from shared.consumer import build_writer
 from shared.data_api import WarehouseUnavailable
 from shared.freshness import milliseconds_since
 from shared.redshift_writer import RedshiftWriter
-from shared.runtime import client, settings, spec
+from shared.runtime import client
+from shared.settings import ApplierSettings
+from shared.spec import load_spec
 
 logger = Logger()
 metrics = Metrics()
@@ -60,10 +63,16 @@ _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 
 
 @cache
+def settings() -> ApplierSettings:
+    """The applier's own settings (``ApplierSettings``: no HMAC key, no dead-letter queue),
+    validated once per execution environment."""
+    return ApplierSettings.from_mapping(os.environ)
+
+
+@cache
 def writer() -> RedshiftWriter:
-    """The applier's writer: the staging bucket and the warehouse, never the applier queue (the
-    applier applies; it does not land)."""
-    return build_writer(settings(), spec(), client, applier_queue=False)
+    """The applier's writer (``shared.applier.applier_writer``) on the spec its settings name."""
+    return applier_writer(settings(), load_spec(settings().spec_path), client)
 
 
 def without_literals(reason: str) -> str:

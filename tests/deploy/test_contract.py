@@ -6,11 +6,11 @@ and what is still a reference to a stack resource becomes a concrete stand-in va
 (``arn:aws:test:...:<LogicalId>``), so every value is exactly what the template sets, not
 retyped here:
 
-- the Kinesis consumer's environment and the Glue job's arguments pass the code's settings
-  validation (``shared.settings.PipelineSettings.from_mapping``,
-  ``shared.glue.arguments.GlueJobSettings``), and the schema migration's properties make a valid
-  Data API target that authenticates the way the mode needs (admin secret, DbUser or the IAM
-  identity) and names the consumers' secret;
+- the Kinesis consumer's environment, the batch applier's and the Glue job's arguments pass
+  the code's settings validation (``shared.settings.PipelineSettings.from_mapping``,
+  ``ApplierSettings.from_mapping``, ``shared.glue.arguments.GlueJobSettings``), and the
+  schema migration's properties make a valid Data API target that authenticates the way the
+  mode needs (admin secret, DbUser or the IAM identity) and names the consumers' secret;
 - each role may read exactly the secrets it needs, and has the credential actions its
   authentication needs (the Data API reads a ``SecretArn`` and fetches temporary credentials
   with the caller's permissions: "Authorizing access to the Amazon Redshift Data API",
@@ -33,7 +33,7 @@ import pytest
 
 from shared.data_api import DataApiTarget
 from shared.glue.arguments import GlueJobSettings, parse_job_arguments
-from shared.settings import PipelineSettings
+from shared.settings import ApplierSettings, PipelineSettings
 from tests.deploy.cfn_model import ACCOUNT, REGION, Evaluator, iter_policy_statements
 
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rs-admin-AbCdEf"
@@ -196,12 +196,15 @@ def test_batch_applier_configuration_passes_the_settings_validation(
     """The applier reads the landed batches where the consumer lands them, and writes as the
     same database user; the consumer announces them on the applier's queue."""
     _, resolved = mode
-    applier = PipelineSettings.from_mapping(resolved.environment("BatchApplierFunction"))
+    environment = resolved.environment("BatchApplierFunction")
+    applier = ApplierSettings.from_mapping(environment)
     consumer = PipelineSettings.from_mapping(resolved.environment("KinesisConsumerFunction"))
     assert applier.target == consumer.target
     assert (applier.staging_bucket, applier.staging_prefix, applier.copy_iam_role_arn) == (
         consumer.staging_bucket, consumer.staging_prefix, consumer.copy_iam_role_arn)
-    assert applier.applier_queue_url is None
+    # Least privilege: nothing of what the applier does not use.
+    assert not {"HMAC_KEY_SECRET_ARN", "DEAD_LETTER_QUEUE_URL", "APPLIER_QUEUE_URL"} & set(
+        environment)
     assert consumer.applier_queue_url == resolved.ref("ApplierQueue")
     queue = resolved.att("ApplierQueue", "Arn")
     assert queue in resolved.allows("KinesisConsumerRole", "sqs:SendMessage")

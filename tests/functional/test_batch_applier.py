@@ -46,6 +46,7 @@ APPLY_CALL = re.compile(r"CALL \S*_cdc_apply_pending\b", re.IGNORECASE)
 
 def reset_applier() -> None:
     runtime.reset()
+    applier.settings.cache_clear()
     applier.writer.cache_clear()
 
 
@@ -201,6 +202,20 @@ def test_a_waiting_message_that_is_not_a_landed_batch_stays_on_the_queue(
     assert [e["reason"] for e in logged if "reason" in e] == [
         "not a landed batch message (JSON with batch_id and key)"]
     assert "hello" not in log_stream.getvalue()
+
+
+def test_the_applier_runs_without_the_hmac_key_and_the_dead_letter_queue(
+    consumer: Consumer, applier_queue: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """template.yaml gives the applier neither (least privilege); it applies all the same."""
+    [record] = landed(consumer, applier_queue, purchases(2))
+    monkeypatch.delenv("HMAC_KEY_SECRET_ARN")
+    monkeypatch.delenv("DEAD_LETTER_QUEUE_URL")
+    reset_applier()
+
+    assert apply([record]) == {"batchItemFailures": []}
+
+    assert ticket_ids(consumer) == [1, 2]
 
 
 def test_a_redelivered_message_changes_nothing(consumer: Consumer, applier_queue: str) -> None:
