@@ -47,7 +47,7 @@ from shared.applier import (
     parse_landed,
 )
 from shared.data_api import WarehouseUnavailable
-from shared.freshness import milliseconds_since
+from shared.freshness import freshness_metrics
 from shared.redshift_writer import RedshiftWriter
 from shared.runtime import client
 from shared.settings import ApplierSettings
@@ -104,18 +104,14 @@ def record_metrics(outcome: ApplierOutcome, failed: int, started: float) -> None
 
 
 def record_freshness(outcome: ApplierOutcome) -> None:
-    """``SourceLag`` (source commit -> applied in Redshift) and ``TableFreshness`` per table,
-    the metric names and units the Kinesis consumer emits when it applies inline, so the
-    dashboard and alarms read both paths alike. Only the batches whose apply committed count."""
-    if outcome.newest_commit is None:
-        return
-    metrics.add_metric("SourceLag", MetricUnit.Milliseconds,
-                       milliseconds_since(outcome.newest_commit))
-    for table, commit in sorted(outcome.newest_commit_by_table.items()):
-        with single_metric(name="TableFreshness", unit=MetricUnit.Milliseconds,
-                           value=milliseconds_since(commit),
-                           default_dimensions=metrics.default_dimensions) as metric:
-            metric.add_dimension(name="Table", value=table)
+    """``SourceLag`` (source commit -> applied in Redshift) and ``TableFreshness`` per table
+    (``shared.freshness.freshness_metrics``, as the Kinesis consumer emits them when it applies
+    inline, so the dashboard and alarms read both paths alike), each in a metric document of
+    its own. Only the batches whose apply committed count."""
+    for m in freshness_metrics(outcome.newest_commit_by_table, outcome.newest_commit):
+        with single_metric(name=m.name, unit=MetricUnit.Milliseconds, value=m.milliseconds,
+                           default_dimensions={**metrics.default_dimensions, **m.dimensions}):
+            pass  # the document is written as the block ends
 
 
 def failures(message_ids: list[str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.batch_log import added_column_fields, batch_fields
 from shared.consumer import BatchConsumer, BatchOutcome, build_consumer
 from shared.decode import DROP_TABLE_REASON
-from shared.freshness import milliseconds_since, newest_commit
+from shared.freshness import freshness_metrics, milliseconds_since
 from shared.records import StreamRecord
 from shared.runtime import client, settings, spec
 from shared.settings import hmac_key_from_secret
@@ -62,16 +62,12 @@ def stream_records(event: KinesisStreamEvent) -> tuple[list[StreamRecord], str]:
 
 def record_freshness(newest_commit_by_table: dict[str, str]) -> None:
     """``SourceLag`` (source commit -> applied in Redshift) and ``TableFreshness`` per table
-    (dimension ``Table``) for a batch this function made visible in the warehouse."""
-    newest = newest_commit(newest_commit_by_table.values())
-    if newest is None:
-        return
-    metrics.add_metric("SourceLag", MetricUnit.Milliseconds, milliseconds_since(newest))
-    for table, commit in sorted(newest_commit_by_table.items()):
-        with single_metric(name="TableFreshness", unit=MetricUnit.Milliseconds,
-                           value=milliseconds_since(commit),
-                           default_dimensions=metrics.default_dimensions) as metric:
-            metric.add_dimension(name="Table", value=table)
+    (``shared.freshness.freshness_metrics``, as the batch applier emits them) for a batch this
+    function made visible in the warehouse."""
+    for m in freshness_metrics(newest_commit_by_table):
+        with single_metric(name=m.name, unit=MetricUnit.Milliseconds, value=m.milliseconds,
+                           default_dimensions={**metrics.default_dimensions, **m.dimensions}):
+            pass  # the document is written as the block ends
 
 
 def record_metrics(outcome: BatchOutcome, started: float) -> None:
