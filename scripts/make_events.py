@@ -27,11 +27,14 @@ def applier_event(staging_prefix: str = "staging/") -> dict[str, Any]:
     """Two landed-batch messages as the applier queue's SQS event source mapping delivers them
     ("Using Lambda with Amazon SQS", AWS Lambda Developer Guide: an event's ``Records``), with
     fixed batch ids, message ids and times; the keys are the consumers' landing objects under
-    ``staging_prefix`` (the StagingPrefix default)."""
+    ``staging_prefix`` (the StagingPrefix default), and each batch's newest source commit per
+    table (DMS's ``commit-timestamp`` as the transform renders it) is shortly before the send."""
     records = []
     for n in (1, 2):
         batch_id = hashlib.sha256(f"sample batch {n}".encode()).hexdigest()[:32]
-        body = landed_message(batch_id, f"{staging_prefix.strip('/')}/{batch_id}.json")
+        commits = {table: f"2021-08-15T09:59:{40 + 4 * n + i}.000000Z"
+                   for i, table in enumerate(("customer", "ticket", "ticket_activity"))}
+        body = landed_message(batch_id, f"{staging_prefix.strip('/')}/{batch_id}.json", commits)
         records.append({
             "messageId": f"00000000-0000-4000-8000-{n:012d}",
             "receiptHandle": f"AQEBsample{n:04d}",

@@ -29,6 +29,7 @@ from local.postgres import PostgresServer
 from local.record_builders import DmsStream, activity, customer, lambda_event, ticket
 from local.stack.environment import APPLIER_HANDLER
 from shared import runtime
+from shared.applier import landed_message
 from shared.freshness import milliseconds_since
 from shared.landing import json_lines
 from shared.spec import load_spec
@@ -531,11 +532,18 @@ def test_the_sample_event_is_what_make_events_writes(tmp_path: Path) -> None:
 
 
 def test_the_sample_event_applies_the_batches_it_names(
-    consumer: Consumer, applier_queue: str,
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
 ) -> None:
     """events/applier/landed_batches.json against objects landed at its keys, as a consumer
-    lands them (``shared.landing.json_lines``)."""
+    lands them (``shared.landing.json_lines``); its messages are the consumer's current ones
+    (``shared.applier.landed_message``), with the commits the applier's freshness comes from."""
     event = json.loads(SAMPLE_EVENT.read_text())
+    for record in event["Records"]:
+        message = json.loads(record["body"])
+        assert record["body"] == landed_message(message["batch_id"], message["key"],
+                                                message["newest_commit_by_table"])
+        assert set(message["newest_commit_by_table"]) == {"customer", "ticket",
+                                                          "ticket_activity"}
     spec = load_spec()
     s3 = applier.client("s3")
     for n, record in enumerate(event["Records"]):
@@ -548,8 +556,12 @@ def test_the_sample_event_applies_the_batches_it_names(
         s3.put_object(Bucket=consumer.env["STAGING_BUCKET"], Key=message["key"],
                       Body=json_lines(spec, message["batch_id"], changes, {}))
 
+    capfd.readouterr()
     assert apply(event["Records"]) == {"batchItemFailures": []}
 
     assert ticket_ids(consumer) == [20, 21]
+    documents = emf_documents(capfd.readouterr().out)
+    assert len(emitted(documents, "SourceLag")) == 1
+    assert set(table_freshness(documents)) == {"customer", "ticket", "ticket_activity"}
     assert applied_batches(consumer) == sorted(
         json.loads(r["body"])["batch_id"] for r in event["Records"])
