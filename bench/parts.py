@@ -16,13 +16,18 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from local.dms import LocalDms
+from local.dms.kinesis import KinesisPutter
+from local.dms.records import KinesisEntry
+from local.event_source_mapping.mapping import THROTTLED, THROTTLED_READ_BACKOFF_SECONDS
 from shared.consumer import BatchConsumer
 from shared.data_api import RedshiftDataApi
 from shared.records import StreamRecord, TransformResult
@@ -32,8 +37,7 @@ from shared.spec import PipelineSpec
 # until it is done (the Redshift Data API runs statements asynchronously: "ExecuteStatement",
 # "BatchExecuteStatement", "DescribeStatement" in the Amazon Redshift Data API reference).
 SUBMITTING_OPERATIONS = ("ExecuteStatement", "BatchExecuteStatement")
-CAPTURE_POLL_CHANGES = 5000  # what ``LocalDms.run`` peeks per poll
-PUT_RECORDS_LIMIT = 500  # Kinesis PutRecords takes at most 500 records per call
+CAPTURE_POLL_CHANGES = 5000  # what ``LocalDms.run`` reads per poll
 
 
 @dataclass(frozen=True)
@@ -87,38 +91,45 @@ def capture(source_dsn: str, spec: PipelineSpec, stream: str, state_dir: Path, s
 
 
 def read_stream(kinesis: Any, stream: str) -> tuple[list[StreamRecord], Rate]:
-    """Every record of ``stream`` with GetRecords (10,000 per call, Kinesis's maximum), shard
-    by shard, as the records the Lambda handler would get (base64 text); and the read rate."""
-    raw: list[tuple[bytes, str, str, str]] = []
-    started = time.perf_counter()
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        shard_id = shard["ShardId"]
+    """Every record of ``stream`` with GetRecords (10,000 per call, Kinesis's maximum), the
+    shards read at once (as the event source mapping reads them), a throttled call
+    (``ProvisionedThroughputExceededException``: 5 calls and 2 MiB per shard per second)
+    tried again after a second, as the records the Lambda handler would get (base64 text);
+    and the read rate."""
+    shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]]
+
+    def read(shard_id: str) -> list[StreamRecord]:
         iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id,
                                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        out: list[StreamRecord] = []
         while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            raw += [(r["Data"], r["SequenceNumber"], r["PartitionKey"], shard_id)
+            try:
+                page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != THROTTLED:
+                    raise
+                time.sleep(THROTTLED_READ_BACKOFF_SECONDS)
+                continue
+            out += [StreamRecord(base64.b64encode(r["Data"]).decode("ascii"),
+                                 r["SequenceNumber"], r["PartitionKey"], shard_id)
                     for r in page["Records"]]
             iterator = page.get("NextShardIterator") if page["Records"] else None
-    rate = Rate(len(raw), time.perf_counter() - started)
-    return [StreamRecord(base64.b64encode(data).decode("ascii"), sequence, key, shard_id)
-            for data, sequence, key, shard_id in raw], rate
+        return out
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(shards) or 1) as pool:
+        by_shard = list(pool.map(read, shards))
+    records = [r for rows in by_shard for r in rows]
+    return records, Rate(len(records), time.perf_counter() - started)
 
 
 def kinesis_put(kinesis: Any, stream: str, records: Sequence[StreamRecord]) -> Rate:
-    """PutRecords of the captured records (same data and partition keys), 500 per call."""
-    entries = [{"Data": base64.b64decode(r.data), "PartitionKey": r.partition_key}
-               for r in records]
-
-    def put() -> int:
-        for start in range(0, len(entries), PUT_RECORDS_LIMIT):
-            response = kinesis.put_records(StreamName=stream,
-                                           Records=entries[start:start + PUT_RECORDS_LIMIT])
-            if response.get("FailedRecordCount"):
-                raise RuntimeError("moto refused records of a PutRecords call")
-        return len(entries)
-
-    return timed(put)
+    """The captured records (same data and partition keys) put as the local DMS puts them
+    (``KinesisPutter``: 500 per PutRecords, what a shard over its 1,000 records or 1 MiB per
+    second refuses sent again)."""
+    entries = [KinesisEntry(base64.b64decode(r.data), r.partition_key) for r in records]
+    putter = KinesisPutter(kinesis, stream)
+    return timed(lambda: putter.put(entries))
 
 
 def batches(records: Sequence[StreamRecord], size: int) -> list[list[StreamRecord]]:

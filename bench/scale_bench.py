@@ -63,6 +63,8 @@ from bench import parts
 from bench.e2e_bench import stdout_to, to_stderr
 from bench.warehouse import fresh_databases, live_replica_counts
 from local.cdc import HANDLER_OUTPUT, applier_mapping, consumer_mapping, quiet_handler_output
+from local.dms.kinesis import KinesisPutter
+from local.dms.records import KinesisEntry
 from local.event_source_mapping import LambdaContext
 from local.record_builders import BASE_TIME, DmsStream, activity, customer, sport_event, ticket
 from local.redshift_data_api.auth import AuthSettings
@@ -78,7 +80,6 @@ from shared.data_api import DataApiTarget, RedshiftDataApi
 from shared.spec import PipelineSpec, load_spec
 from shared.staging import DELETED
 
-PUT_RECORDS_LIMIT = 500  # Kinesis PutRecords takes at most 500 records per call
 # Columns compared per table: the key and the columns the load changes (PII columns are
 # tokenized or masked in the warehouse, so they are left out).
 COMPARED = {"sport_event": ("event_id", "location"),
@@ -233,17 +234,14 @@ def build_load(changes: int) -> Load:
 
 
 def offer(kinesis: Any, stream: str, load: Load, rate: float, stop: threading.Event) -> None:
-    """Put the load's records at ``rate`` records/s, in order, 500 per call at most."""
+    """Put the load's records at ``rate`` records/s, in order, as the local DMS puts them
+    (``KinesisPutter``: 500 per call at most, what a throttled shard refuses sent again)."""
+    putter = KinesisPutter(kinesis, stream)
     started, sent = time.perf_counter(), 0
     while sent < len(load.records) and not stop.is_set():
         due = min(len(load.records), int(rate * (time.perf_counter() - started)) + 1)
-        while sent < due:
-            chunk = load.records[sent:min(due, sent + PUT_RECORDS_LIMIT)]
-            response = kinesis.put_records(StreamName=stream, Records=[
-                {"Data": data, "PartitionKey": key} for data, key in chunk])
-            if response.get("FailedRecordCount"):
-                raise RuntimeError("moto refused records of a PutRecords call")
-            sent += len(chunk)
+        putter.put([KinesisEntry(data, key) for data, key in load.records[sent:due]])
+        sent = max(sent, due)
         time.sleep(0.05)
 
 
