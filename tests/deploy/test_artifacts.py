@@ -40,6 +40,7 @@ import psycopg
 import pytest
 
 from local.stack import StackInfo, handler_environment
+from local.stack.environment import APPLIER_HANDLER
 from tests.deploy.cfn_model import REPO, Evaluator, load_template
 from tests.deploy.deploy_helpers import (
     LAMBDA_PROVIDED,
@@ -311,7 +312,9 @@ def test_built_applier_applies_what_the_built_consumer_landed(
         "layers": layers,
         "handler": "app.lambda_handler",
         "function_name": "BatchApplierFunction",
-        "environment": env | {"POWERTOOLS_SERVICE_NAME": "cdc-batch-applier"},
+        # The applier's own variables (POWERTOOLS_SERVICE_NAME: template.yaml's, kept in step
+        # by tests/deploy/test_local_environment.py), as Lambda gives each function its own.
+        "environment": handler_environment(local_stack, handler=APPLIER_HANDLER),
         "event": {"Records": [record, garbage]},
     })
     assert applied == {"batchItemFailures": [{"itemIdentifier": "not-a-batch"}]}
