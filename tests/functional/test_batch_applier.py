@@ -382,6 +382,42 @@ def test_a_cancelled_apply_fails_every_message_and_bisects_nothing(
     assert len(applied_batches(consumer)) == 3
 
 
+def test_a_cancelled_inline_apply_retries_the_consumer_s_whole_batch(
+    consumer: Consumer, pg_server: PostgresServer, warehouse_db: str, redshift_data: Any,
+) -> None:
+    """The Kinesis consumer that applies inline treats a cancelled apply as the applier does:
+    as the warehouse unavailable (the batch fails from its lowest sequence number, so the
+    event source mapping retries all of it rather than bisecting it), nothing dead-lettered."""
+    stream = DmsStream()
+    stream.add_raw(b"not json at all")
+    for i in (1, 2):
+        stream.add("customer", "insert", customer(i, f"Buyer {i}", f"buyer{i}@example.com"))
+        stream.add("ticket", "insert", ticket(i, 1))
+        stream.add("ticket_activity", "insert", activity(i, i))
+    records = stream.take()
+    response: dict[str, Any] = {}
+    with psycopg.connect(pg_server.dsn(warehouse_db), autocommit=True) as watcher, \
+            psycopg.connect(pg_server.dsn(warehouse_db)) as holder:
+        holder.execute('LOCK TABLE cdc_replica."ticket_activity" IN ACCESS EXCLUSIVE MODE')
+        worker = threading.Thread(
+            target=lambda: response.update(consumer.invoke(lambda_event(records))))
+        worker.start()
+        try:
+            cancel_the_apply_once_it_waits(watcher, redshift_data, warehouse_db)
+        finally:
+            holder.rollback()
+            worker.join(timeout=120)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0].sequence_number}]}
+    assert apply_statuses(redshift_data, warehouse_db) == ["ABORTED"]
+    assert ticket_ids(consumer) == [] and consumer.dead_letters() == []
+
+    assert consumer.invoke(lambda_event(records)) == {"batchItemFailures": []}
+    assert apply_statuses(redshift_data, warehouse_db) == ["ABORTED", "FINISHED"]
+    assert ticket_ids(consumer) == [1, 2]
+    assert len(consumer.dead_letters()) == 1  # the bad record, once the batch is applied
+
+
 def emf_documents(output: str) -> list[dict[str, Any]]:
     """The EMF documents (CloudWatch embedded metric format) among the output's lines."""
     return [json.loads(line) for line in output.splitlines() if '"_aws"' in line]
