@@ -66,13 +66,15 @@ MAX_GET_RECORDS_PER_FILL = 5
 # the shard is this far ahead (what they finished comes again after a restart).
 READ_AHEAD_BATCHES_PER_LANE = 2
 READ_AHEAD_RECORDS_MIN = 1_000
-# A shard serves 5 GetRecords calls a second ("Amazon Kinesis Data Streams Quotas and Limits");
-# a read refused with ProvisionedThroughputExceededException (after the SDK's own retries) is
-# tried again from the same iterator once the shard's second has passed, so nothing is skipped
-# or read twice. Lambda backs off on a throttled shard and reads it again later; AWS does not
-# document by how much.
+# A shard serves 5 GetRecords calls a second ("Amazon Kinesis Data Streams Quotas and Limits"):
+# a shard's poller makes at most that many in any second, and a read refused anyway with
+# ProvisionedThroughputExceededException (another reader of the shard used its share; after
+# the SDK's own retries) is tried again from the same iterator once a second has passed, so
+# nothing is skipped or read twice. Lambda backs off on a throttled shard and reads it again
+# later; AWS does not document by how much.
 THROTTLED = "ProvisionedThroughputExceededException"
 THROTTLED_READ_BACKOFF_SECONDS = 1.0
+READS_PER_SECOND = 5
 
 @dataclass
 class MappingCounters:
@@ -132,7 +134,9 @@ class _Shard:
     lock: threading.Lock = field(default_factory=threading.Lock)  # queues, progress, checkpoint
     serving: threading.Lock = field(default_factory=threading.Lock)  # one poller at a time
     executor: ThreadPoolExecutor | None = None  # the lanes' threads (factor > 1)
-    read_not_before: float = 0.0  # time.monotonic() before which a throttled shard is not read
+    read_not_before: float = 0.0  # time.monotonic() before which the shard is not read
+    recent_reads: deque[float] = field(  # when its last READS_PER_SECOND reads were made
+        default_factory=lambda: deque(maxlen=READS_PER_SECOND))
 
 
 class LocalEventSourceMapping:
@@ -271,9 +275,10 @@ class LocalEventSourceMapping:
         deadline = time.monotonic() + timeout_seconds
         total = 0
         while True:
+            started = time.monotonic()
             handled = self.poll_once()
             total += handled
-            if handled == 0 and self.pending_records == 0 and not self._reads_held():
+            if handled == 0 and self.pending_records == 0 and not self._reads_held(started):
                 return total
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.pending_records} records still pending")
@@ -373,12 +378,12 @@ class LocalEventSourceMapping:
                                                        "parents": list(parents)})
             shard.ending_sequence = description["SequenceNumberRange"].get("EndingSequenceNumber")
 
-    def _reads_held(self) -> bool:
-        """Whether a shard waits to read again after a throttled GetRecords (what it has not
-        read yet is not known to be finished)."""
-        now = time.monotonic()
+    def _reads_held(self, since: float) -> bool:
+        """Whether a shard was held from reading at some time after ``since`` (by its reads of
+        the last second, or a throttled GetRecords): what it has not read yet is not known to
+        be finished."""
         with self._lock:
-            return any(not s.ended and s.read_not_before > now for s in self._shards.values())
+            return any(not s.ended and s.read_not_before > since for s in self._shards.values())
 
     def _parents_done(self, shard: _Shard) -> bool:
         """Lambda finishes a parent shard before it starts its children (a parent that is no
@@ -411,8 +416,12 @@ class LocalEventSourceMapping:
             # ahead in one call what the others will want too (a GetRecords call is the
             # costly part, and one lane's batch is a fraction of what is read).
             want = min(lacking if len(shard.lanes) == 1 else room, GET_RECORDS_LIMIT)
-            if time.monotonic() < shard.read_not_before:
+            now = time.monotonic()
+            if len(shard.recent_reads) == READS_PER_SECOND:
+                shard.read_not_before = max(shard.read_not_before, shard.recent_reads[0] + 1.0)
+            if now < shard.read_not_before:
                 return
+            shard.recent_reads.append(now)
             try:
                 page = shard.reader.read(want)
             except ClientError as error:

@@ -154,7 +154,7 @@ def test_the_dms_putter_delivers_every_record_in_order_per_key_under_throttling(
 
 def test_the_mapping_backs_off_a_throttled_read_and_delivers_everything_in_order(
         kinesis: Any, stream: str, tmp_path: Any) -> None:
-    sent = [f"r{n}".encode() for n in range(60)]
+    sent = [f"r{n}".encode() for n in range(20)]
     kinesis.put_records(StreamName=stream, Records=[
         {"Data": data, "PartitionKey": "k"} for data in sent])
     got: list[bytes] = []
@@ -164,9 +164,32 @@ def test_the_mapping_backs_off_a_throttled_read_and_delivers_everything_in_order
         with lock:
             got.extend(base64.b64decode(r["kinesis"]["data"]) for r in event["Records"])
 
-    # batches of 2 want a GetRecords call each: 30 calls, far over 5 a second
+    # batches of 2 want a GetRecords call each, more than the 5 a second a shard serves
     with LocalEventSourceMapping(kinesis, stream, handler, batch_size=2,
                                  state_dir=tmp_path / f"esm-{uuid.uuid4().hex[:6]}") as mapping:
+        # another reader of the shard takes this second's 5 reads: the mapping's first is
+        # refused
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId="shardId-000000000000",
+            ShardIteratorType="LATEST")["ShardIterator"]
+        for _ in range(5):
+            kinesis.get_records(ShardIterator=iterator)
         mapping.drain(timeout_seconds=60)
         assert mapping.counters.throttled_reads > 0
     assert got == sent
+
+
+def test_a_record_stored_after_a_refused_one_of_its_key_is_sent_again_behind_it(
+        kinesis: Any, stream: str) -> None:
+    # the shard's 1 MiB a second refuses the second big record and takes the small one after
+    # it (PutRecords "doesn't guarantee the ordering of records" when some fail)
+    big_1 = KinesisEntry(b"1" * 600_000, "public.a")
+    big_2 = KinesisEntry(b"2" * 600_000, "public.a")
+    small = KinesisEntry(b"small", "public.a")
+    putter = KinesisPutter(kinesis, stream)
+    assert putter.put([big_1, big_2, small]) == 3
+    stored = [r.data for r in read_patiently(kinesis, stream)]
+    # each retry within the throttled second stores the small one again: the copies before
+    # the last are duplicates, the last copies are in order
+    assert stored[0] == big_1.data and stored[-2:] == [big_2.data, small.data]
+    assert set(stored[1:-2]) == {small.data}
