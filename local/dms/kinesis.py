@@ -13,8 +13,7 @@ some fail: a shard over its 1 MiB per second refuses a large record and may stil
 smaller one after it. So an entry stored after a failed entry of its own partition key is sent
 again too, behind the failed one: the last copy of each entry of a key is in order, and the
 earlier copies (one per retry that met the same refusal) are duplicates, which the consumer
-keeps once (it orders changes by their source
-position, not by their place in the stream).
+keeps once (it orders changes by their source position, not by their place in the stream).
 """
 
 from __future__ import annotations
