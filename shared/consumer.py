@@ -4,9 +4,11 @@ The same steps serve the Lambda handler and the DLQ replay tool. Order matters: 
 write comes first, then the dead-letter queue, so a retry after any failure repeats as little
 as possible and loses nothing:
 
-- warehouse unavailable (after the writer's own retries): nothing of the batch is known to be
-  applied, so the batch fails from its lowest sequence number and comes again (the MERGE is
-  idempotent and order-guarded, so what did commit is not applied twice);
+- warehouse unavailable (after the writer's own retries), or the statement aborted
+  (``StatementAborted``: cancelled, by an operator or the writer's own statement timeout):
+  nothing of the batch is known to be applied, so the batch fails from its lowest sequence
+  number and comes again (the MERGE is idempotent and order-guarded, so what did commit is not
+  applied twice);
 - dead-letter queue unavailable: the batch fails from the lowest rejected record;
 - a statement Redshift refuses for another reason raises ``StatementFailed`` (the Lambda then
   fails the invocation, so the event source mapping can bisect the batch).

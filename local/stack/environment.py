@@ -14,12 +14,12 @@ workgroup, no cluster, no DB user): the consumer must read an empty value as uns
 migrator), never the admin's: the consumer runs with least privilege, as on AWS.
 
 ``APPLIER_QUEUE_URL`` (the single applier's queue) is set only with ``applier=True`` (empty
-otherwise): a
-consumer that has it lands its batches and leaves them to the applier, so it belongs to runs
-that run the applier too (``local.cdc.LocalPipeline``). One-off invocations (``make invoke``,
-``sam local invoke``, ``cdc dlq replay``) run without it and apply inline, in the same
-transaction design (``shared.redshift_writer``). The applier function reads the same variables
-(it ignores ``APPLIER_QUEUE_URL``: it applies, it does not land).
+otherwise): a consumer that has it lands its batches and leaves them to the applier, so it
+belongs to runs that run the applier too (``local.cdc.LocalPipeline``). One-off invocations
+(``make invoke``, ``sam local invoke``, ``cdc dlq replay``) run without it and apply inline, in
+the same transaction design (``shared.redshift_writer``). The applier function gets the same
+environment here and reads only its part (``shared.settings.ApplierSettings``: the warehouse,
+the staging bucket and the COPY role; template.yaml gives it no more).
 
 What template.yaml sets on one function alone, ``POWERTOOLS_SERVICE_NAME`` (the ``service``
 dimension of its metrics and the ``service`` key of its logs), follows the handler:
