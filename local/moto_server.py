@@ -45,7 +45,8 @@ Limits" and the PutRecords / GetRecords pages of the Kinesis API Reference:
   can retrieve up to 10 MiB of data per call from a single shard"); moto returned any amount.
 
 AWS does not document how it cuts time into seconds; here a shard counts per one-second window
-that opens with its first write (or read) after the previous window closed. The check is a few
+that opens with its first write (or read) after the previous window closed, and judges all the
+records of one PutRecords request at the same instant. The check is a few
 integer operations per record under a per-shard lock; no history is kept.
 
 ``python -m local.moto_server`` takes moto.server's arguments.
