@@ -9,8 +9,8 @@ to the mappings of the spec (``shared.dms_table_mappings``): every spec table, n
         --template .aws-sam/build/template.yaml
     python -m tools.dms_table_mappings --spec shared/specs/my.toml   # print the mappings
 
-Why at build time: the mappings grow with the spec (one rule per table, several hundred
-tables are 50-100 KB), too big for a template parameter (4,096 bytes) or a custom resource's
+Why at build time: the mappings grow with the spec (two rules per table: 600 tables are
+about 320 KB), too big for a template parameter (4,096 bytes) or a custom resource's
 response (4,096 bytes), while a template `sam deploy` uploads to S3 may have 1 MB
 ("AWS CloudFormation quotas", https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html).
 The template in the repository carries the mappings of the default spec, so a plain

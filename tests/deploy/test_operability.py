@@ -96,6 +96,26 @@ def selected_by(mappings: dict[str, Any], schema: str, table: str) -> bool:
     return included and not excluded
 
 
+def partition_key_type_of(mappings: dict[str, Any], schema: str, table: str) -> str:
+    """The ``partition-key-type`` of schema.table's data records under these mappings: that of
+    the object-mapping rule that locates it, ``schema-table`` (DMS's default) without one.
+
+    "Using object mapping to migrate data to a Kinesis data stream", AWS DMS User Guide
+    (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Target.Kinesis.html): an
+    object-mapping rule's ``mapping-parameters`` give the ``partition-key-type`` (``schema-table``,
+    ``transaction-id``, ``primary-key``, ``constant``, ``attribute-name``).
+    """
+    types = [
+        rule.get("mapping-parameters", {}).get("partition-key-type", "schema-table")
+        for rule in mappings["rules"]
+        if rule["rule-type"] == "object-mapping"
+        and dms_pattern_matches(rule["object-locator"]["schema-name"], schema)
+        and dms_pattern_matches(rule["object-locator"]["table-name"], table)
+    ]
+    assert len(types) <= 1, f"{schema}.{table}: {len(types)} object-mapping rules"
+    return types[0] if types else "schema-table"
+
+
 def event_pattern_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
     """EventBridge matching of exact values: each pattern field lists the values it accepts,
     nested objects match nested fields ("Amazon EventBridge event patterns", EventBridge User
@@ -208,8 +228,9 @@ def test_dms_replicates_exactly_the_spec_tables(translated: dict[str, Any], mode
     assert text == table_mappings_json(table_mappings(spec))
     assert check["PipelineSpecPath"] == ""  # the parameter's default
     assert resources[name]["DependsOn"] == "DmsTableMappingsCheck"
-    assert all(r["rule-action"] == "include" for r in mappings["rules"])
-    assert len(mappings["rules"]) == len(spec.tables)
+    selections = [r for r in mappings["rules"] if r["rule-type"] == "selection"]
+    assert all(r["rule-action"] == "include" for r in selections)
+    assert len(selections) == len(spec.tables)
     for table in spec.tables:
         assert selected_by(mappings, spec.source_schema, table), table
         # spec.source_names is "case-insensitive": Oracle/Db2 send upper-case names.
@@ -218,8 +239,34 @@ def test_dms_replicates_exactly_the_spec_tables(translated: dict[str, Any], mode
             if other not in spec.tables:
                 assert not selected_by(mappings, spec.source_schema, other), other
         assert not selected_by(mappings, spec.source_schema + "x", table)
+    assert_partitioned_by_primary_key(mappings, spec)
     for other in ("awsdms_apply_exceptions", "customers", "ticketxactivity", "pg_class"):
         assert not selected_by(mappings, spec.source_schema, other), other
+
+
+def assert_partitioned_by_primary_key(
+    mappings: dict[str, Any], spec: PipelineSpec, tables: list[str] | None = None
+) -> None:
+    """Every spec table's records are partitioned by primary key, in any case DMS sends its
+    name, and by one rule that changes nothing else: ``map-record-to-record`` "creates an
+    attribute for each column in the source database" not listed in ``exclude-columns`` ("Using
+    object mapping to migrate data to a Kinesis data stream", AWS DMS User Guide), and the rules
+    list no ``exclude-columns``, ``attribute-mappings`` or ``target-table-name``. Tables the
+    spec does not name keep DMS's default. ``tables``: the spec tables to look up (all)."""
+    rules = [r for r in mappings["rules"] if r["rule-type"] == "object-mapping"]
+    assert len(rules) == len(spec.tables)
+    assert len({r["rule-id"] for r in mappings["rules"]}) == len(mappings["rules"])
+    for rule in rules:
+        assert rule["rule-action"] == "map-record-to-record"
+        assert rule["mapping-parameters"] == {"partition-key-type": "primary-key"}
+        assert "target-table-name" not in rule
+    schema = spec.source_schema
+    for table in spec.tables if tables is None else tables:
+        assert partition_key_type_of(mappings, schema, table) == "primary-key", table
+        assert partition_key_type_of(mappings, schema.upper(), table.upper()) == "primary-key"
+        for other in _near_misses(table):
+            if other not in spec.tables:
+                assert partition_key_type_of(mappings, schema, other) == "schema-table", other
 
 
 def _big_spec(tables: int, source_names: str = "case-insensitive") -> PipelineSpec:
@@ -251,6 +298,8 @@ def test_generated_mappings_for_one_to_hundreds_of_tables(
         assert selected_by(mappings, "SALES_DB", name.upper())
     assert not selected_by(mappings, "sales_db", "ordersx0000")
     assert not selected_by(mappings, "salesxdb", "orders_0000")
+    names = list(spec.tables)
+    assert_partitioned_by_primary_key(mappings, spec, [names[0], names[-1]])
 
     # What scripts/sam_build.sh does after `sam build` (PIPELINE_SPEC=<this spec>): both DMS
     # resources of the built template get the spec's mappings, within the template quota.
@@ -286,6 +335,8 @@ def test_exact_source_names_select_only_that_case() -> None:
     mappings = table_mappings(_big_spec(2, source_names="exact"))
     assert selected_by(mappings, "sales_db", "orders_0001")
     assert not selected_by(mappings, "SALES_DB", "ORDERS_0001")
+    assert partition_key_type_of(mappings, "sales_db", "orders_0001") == "primary-key"
+    assert partition_key_type_of(mappings, "SALES_DB", "ORDERS_0001") == "schema-table"
 
 
 def test_generated_mappings_refuse_what_dms_cannot_process() -> None:
