@@ -4,7 +4,8 @@ The template's ``KinesisSettings``: ``MessageFormat=json`` (tab-indented, severa
 ``IncludeTransactionDetails``, ``IncludePartitionValue``, ``PartitionIncludeSchemaTable``,
 ``IncludeTableAlterOperations``, ``IncludeControlDetails``, ``IncludeNullAndEmpty`` (every
 column, nulls included); task settings ``BeforeImageSettings`` with ``ColumnFilter=pk-only``;
-``TableMappings`` with selection rules only (no object-mapping rule, no ``ParallelApply*``).
+``TableMappings`` as shared/dms_table_mappings.py generates them: a selection rule and an
+object-mapping rule (``map-record-to-record``, ``partition-key-type: primary-key``) per table.
 
 Every shape below follows the AWS DMS User Guide and published captures of real DMS output,
 not our consumer (the facts are collected in ../shared/reference/dms-kinesis-records.md):
@@ -17,17 +18,32 @@ not our consumer (the facts are collected in ../shared/reference/dms-kinesis-rec
     tests/transform/test_aws_dms.py
 [C2] captures "from RDS PostgreSQL via Kinesis" in crate/cratedb-toolkit, tests/io/kinesis/data.py
 [C3] a MySQL-source capture (kingshark8848.gitbook.io, "AWS DMS"): ``"2020-01-09T04:13:38Z"``
+[C4] a capture of a DMS task partitioning by primary key (yhyyz/kafka-cdc-redshift,
+    README.md): an ``update`` with ``"partition-key-type": "primary-key"`` and
+    ``"partition-key-value": "test_db.product.2"``, in the usual data / metadata message
 
-Partitioning. The task has no object mapping and no ``ParallelApply*`` settings, so CDC
-records use DMS's default ``partition-key-type`` ``schema-table`` ([K]: "When using
-ParallelApply* task settings, the partition-key-type default is the primary-key of the
-table, not schema-name.table-name"; [C1] shows ``schema-table`` on every CDC record), the
-Kinesis partition key is ``SchemaName.TableName`` ([K], Limitations) and the message carries
-no ``partition-key-value`` ([K]: IncludePartitionValue "shows the partition value ... unless
-the partition type is schema-table-type"). Full-load records are ``primary-key`` with
-``partition-key-value`` = ``schema.table.key`` ([C1], [C2]). Control records are ``task-id``
-with the task id as value ([C1], [C2]); the Kinesis partition key of a table's control
-record is ``TaskId.SchemaName.TableName`` ([K], the note under object mapping; [C2]).
+Partitioning. The object-mapping rule asks for ``partition-key-type`` ``primary-key`` ([K],
+"Using object mapping to migrate data to a Kinesis data stream"), so every data record,
+full-load and CDC alike, carries ``"partition-key-type": "primary-key"`` and
+``"partition-key-value": "schema.table.key"`` ([K]: ``PartitionIncludeSchemaTable``
+"prefixes schema and table names to partition values, when the partition type is
+primary-key-type"; ``IncludePartitionValue`` "shows the partition value within the Kinesis
+message output"; [C1], [C2] for loads, [C4] for CDC), and that value is the record's Kinesis
+partition key ([C2]: a load record with ``partition-key-value`` ``public.demo.393`` stored
+under the Kinesis partition key ``public.demo.393``). ``map-record-to-record`` without
+``exclude-columns`` or ``attribute-mappings`` keeps every column ([K]: it "creates an
+attribute for each column in the source database"), so the record's other fields are as
+before. The key is the row's key in ``data``: an insert's and an update's new row (an update
+that moves the row to a new key goes under its NEW key, the old one being only in the before
+image), a delete's key columns. Three choices are ours, as neither [K] nor a capture shows
+them: the new key for a moved row; a composite key's values joined with ``.`` in key order;
+and a table without a primary key (for which DMS sends inserts only, [P]) partitioned as
+DMS does without an object mapping, ``schema-table`` with the Kinesis partition key
+``SchemaName.TableName`` ([K], Limitations) and no ``partition-key-value`` ([K]:
+IncludePartitionValue "unless the partition type is schema-table-type"). Control records are
+``task-id`` with the task id as value ([C1], [C2]); the Kinesis partition key of a table's
+control record is ``TaskId.SchemaName.TableName`` ([K]: "Specifying a partition-key value in
+the object mapping has no impact on the partition-key for a control record"; [C2]).
 
 Values. Integers are JSON numbers, except ``bigint`` values of more than 16 digits, which DMS
 sends "in the scientific notation form" ([K], Limitations): a JSON number with an exponent,
@@ -264,6 +280,14 @@ def key_text(values: Sequence[Any]) -> str:
     return ".".join("" if v is None else str(v) for v in values)
 
 
+def partition_key_value(schema: str, table: str, row: Mapping[str, Any],
+                        key: Sequence[str]) -> str:
+    """``schema.table.key`` of a primary-key partitioned record: the key columns' values in
+    ``row`` (the record's ``data``), with the schema and table in front
+    (``PartitionIncludeSchemaTable``)."""
+    return f"{schema}.{table}.{key_text([row.get(k) for k in key])}"
+
+
 def kinesis_partition_key(partition_key_value: str) -> str:
     """Kinesis accepts at most 256 characters; a longer value is replaced by its SHA-256,
     which still sends every change of one row to one shard."""
@@ -290,7 +314,7 @@ def load_record(schema: str, table: str, row: dict[str, Any], key: Sequence[str]
                 now: datetime | None = None) -> KinesisEntry:
     """A full-load row (``operation: load``; no transaction details, primary-key partition
     with the schema and table in front, as [C1] and [C2] show)."""
-    value = f"{schema}.{table}.{key_text([row[k] for k in key])}"
+    value = partition_key_value(schema, table, row, key)
     metadata = {
         "timestamp": message_time(now),
         "record-type": "data",
@@ -378,6 +402,18 @@ def _data_message(change: RowChange, key: Sequence[str],
     return operation, {before_image_field: before, "data": data}
 
 
+def _partition(schema: str, table: str, data: Mapping[str, Any],
+               key: Sequence[str]) -> dict[str, str]:
+    """A CDC data record's partition metadata: primary-key with its value (the module's
+    "Partitioning"); ``schema-table`` without one for a table that has no primary key. ``key``
+    is the source's primary key (wal2json's ``pk``), the only key DMS knows, never the spec's
+    key for a table without one."""
+    if not key:
+        return {"partition-key-type": "schema-table"}
+    return {"partition-key-type": "primary-key",
+            "partition-key-value": partition_key_value(schema, table, data, key)}
+
+
 def cdc_records(tx: Transaction, key_of: Mapping[str, Sequence[str]],
                 previous: TransactionCursor, task_id: str,
                 before_image_field: str = BEFORE_IMAGE_FIELD,
@@ -413,12 +449,13 @@ def cdc_records(tx: Transaction, key_of: Mapping[str, Sequence[str]],
                 "timestamp": built,
                 "record-type": "data",
                 "operation": operation,
-                "partition-key-type": "schema-table",
+                **_partition(change.schema, change.table, message["data"], change.pk),
                 "schema-name": change.schema,
                 "table-name": change.table,
             }
             counter = POSITION_COUNTERS[operation]
-            partition_key = f"{change.schema}.{change.table}"
+            partition_key = str(metadata.get("partition-key-value")
+                                or f"{change.schema}.{change.table}")
         else:
             continue
         record_id += 1

@@ -15,6 +15,8 @@ The expected shapes come from the DMS documentation and published captures of re
 [C2] DMS captures "from RDS PostgreSQL via Kinesis": crate/cratedb-toolkit,
      tests/io/kinesis/data.py
 [C3] a MySQL-source capture (kingshark8848.gitbook.io "AWS DMS"): "2020-01-09T04:13:38Z"
+[C4] a capture of a task partitioning by primary key (yhyyz/kafka-cdc-redshift, README.md): an
+     update with "partition-key-type": "primary-key", "partition-key-value": "test_db.product.2"
 """
 
 from __future__ import annotations
@@ -226,9 +228,11 @@ def test_full_load_and_cdc_reach_kinesis_in_dms_format(
         meta = message["metadata"]
         assert COMMIT_TIME.match(meta["commit-timestamp"])
         assert POSITION.match(meta["stream-position"])
-        # [C1]: CDC records are partitioned by schema and table, without a partition value
-        assert meta["partition-key-type"] == "schema-table"
-        assert "partition-key-value" not in meta
+        # The task's object mapping partitions by primary key ([K], [C4]): schema.table.key
+        # of the row in data (a moved row under its new key)
+        key = message["data"][SPEC.tables[meta["table-name"]].key[0]]
+        assert meta["partition-key-type"] == "primary-key"
+        assert meta["partition-key-value"] == f"public.{meta['table-name']}.{key}"
         counter = POSITION.match(meta["stream-position"]).group(2)  # type: ignore[union-attr]
         assert counter == ("3" if meta["operation"] == "insert" else "2")
         if previous is None:
@@ -249,12 +253,11 @@ def test_full_load_and_cdc_reach_kinesis_in_dms_format(
                    ("ticket", "update"), ("ticket_activity", "update"),
                    ("ticket_activity", "delete"), ("ticket", "delete"),
                    ("ticket", "update"), ("ticket", "update")]
-    # Kinesis partition keys ([K], [C2]): the load's value, schema.table for CDC, the task id
-    # and the table for a table's control record, the task id for DMS's own table
+    # Kinesis partition keys ([K], [C2]): the partition value of load and CDC records, the
+    # task id and the table for a table's control record, the task id for DMS's own table
     for record, message in zip(records, messages(records), strict=True):
         meta = message["metadata"]
         expected = {"primary-key": meta.get("partition-key-value"),
-                    "schema-table": f"public.{meta['table-name']}",
                     "task-id": f"{dms.state.task_id}.public.{meta['table-name']}"
                     if meta["schema-name"] else dms.state.task_id}[meta["partition-key-type"]]
         assert record.partition_key == expected

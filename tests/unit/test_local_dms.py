@@ -12,6 +12,8 @@ output, never from our consumer:
 [C2] DMS captures "from RDS PostgreSQL via Kinesis": crate/cratedb-toolkit,
      tests/io/kinesis/data.py
 [C3] a MySQL-source capture (kingshark8848.gitbook.io "AWS DMS"): "2020-01-09T04:13:38Z"
+[C4] a capture of a task partitioning by primary key (yhyyz/kafka-cdc-redshift, README.md): an
+     update with "partition-key-type": "primary-key", "partition-key-value": "test_db.product.2"
 """
 
 from __future__ import annotations
@@ -156,12 +158,13 @@ def test_insert_update_delete_in_the_shapes_of_the_captures() -> None:
     )
     assert (tx.xid, tx.commit_lsn, tx.end_lsn) == (900, 0x2000, 0x2030)
     insert, keep_key, move_key, delete = _messages(tx)
-    # [C1] MSG_DATA_INSERT: no before image on inserts, schema-table partitioning without a
-    # partition-key-value, counter 3 for an insert
+    # [C1] MSG_DATA_INSERT: no before image on inserts, counter 3 for an insert; the task's
+    # object mapping partitions by primary key with the schema and table in front ([K], [C4])
     assert insert["data"] == {"id": 46, "name": "Jane"} and "before-image" not in insert
     assert insert["metadata"] == {
         "timestamp": insert["metadata"]["timestamp"], "record-type": "data",
-        "operation": "insert", "partition-key-type": "schema-table", "schema-name": "public",
+        "operation": "insert", "partition-key-type": "primary-key",
+        "partition-key-value": "public.foo.46", "schema-name": "public",
         "table-name": "foo", "commit-timestamp": "2024-07-29T00:58:17.983670Z",
         "stream-position": "00000000/00002000.3.00000000/00002000", "transaction-id": 900,
         "transaction-record-id": 1}
@@ -189,13 +192,72 @@ def test_prev_transaction_fields_continue_from_the_cursor() -> None:
     assert (cursor.transaction_id, cursor.record_id) == (900, 1)
 
 
+def _partitions(tx: Any, key_of: dict[str, list[str]] | None = None
+                ) -> list[tuple[str, str, str | None, str]]:
+    """(operation, partition-key-type, partition-key-value, Kinesis partition key) of each
+    record of ``tx``."""
+    result = []
+    for record in cdc_records(tx, key_of or {}, TransactionCursor(), TASK):
+        meta = json.loads(record.entry.data)["metadata"]
+        result.append((meta["operation"], meta["partition-key-type"],
+                       meta.get("partition-key-value"), record.entry.partition_key))
+    return result
+
+
+def test_cdc_records_are_partitioned_by_the_primary_key_of_their_row() -> None:
+    tx = _transaction(
+        {"action": "I", "lsn": "0/1E00", "schema": "public", "table": "foo",
+         "columns": [_column("id", 46), _column("name", "Jane", "text")], "pk": PK},
+        {"action": "U", "lsn": "0/1E80", "schema": "public", "table": "foo",
+         "columns": [_column("id", 46), _column("name", "Joan", "text")],
+         "identity": [_column("id", 46)], "pk": PK},
+        {"action": "U", "lsn": "0/1F00", "schema": "public", "table": "foo",
+         "columns": [_column("id", 45), _column("name", "Joan", "text")],
+         "identity": [_column("id", 46)], "pk": PK},
+        {"action": "D", "lsn": "0/1F80", "schema": "public", "table": "foo",
+         "identity": [_column("id", 45)], "pk": PK},
+        {"action": "I", "lsn": "0/1FC0", "schema": "public", "table": "bar",
+         "columns": [_column("id", 46)], "pk": PK})
+    # [K] object mapping with partition-key-type primary-key, PartitionIncludeSchemaTable
+    # ("public.foo.46"; [C4]: "test_db.product.2"); the value is the Kinesis partition key
+    # ([C2]: partition-key-value and Kinesis partition "public.demo.393"). A row that moved
+    # to a new key goes under its new key (the old one is only in the before image): ours.
+    assert _partitions(tx) == [
+        ("insert", "primary-key", "public.foo.46", "public.foo.46"),
+        ("update", "primary-key", "public.foo.46", "public.foo.46"),
+        ("update", "primary-key", "public.foo.45", "public.foo.45"),
+        ("delete", "primary-key", "public.foo.45", "public.foo.45"),
+        # the same key in another table is another partition key ([K]: "increases data
+        # distribution among Kinesis shards")
+        ("insert", "primary-key", "public.bar.46", "public.bar.46")]
+
+
+def test_composite_keys_and_tables_without_a_primary_key() -> None:
+    line = [{"name": "order_id"}, {"name": "line_no"}]
+    tx = _transaction(
+        {"action": "I", "lsn": "0/1E00", "schema": "public", "table": "order_line",
+         "columns": [_column("line_no", 2, "integer"), _column("order_id", 7)], "pk": line},
+        {"action": "I", "lsn": "0/1E40", "schema": "public", "table": "event_log",
+         "columns": [_column("note", "x", "text")]},
+        {"action": "I", "lsn": "0/1E80", "schema": "public", "table": "keyed_by_spec",
+         "columns": [_column("code", "A-1", "text")]})
+    # A composite key's values in key order, joined with "." (as the full load's records);
+    # no primary key (DMS sends its inserts only, [P]): DMS's partitioning without an object
+    # mapping, schema-table with SchemaName.TableName and no value ([K]), also when the spec
+    # names a key for it (DMS knows only the source's primary key). Both are ours.
+    assert _partitions(tx, {"keyed_by_spec": ["code"]}) == [
+        ("insert", "primary-key", "public.order_line.7.2", "public.order_line.7.2"),
+        ("insert", "schema-table", None, "public.event_log"),
+        ("insert", "schema-table", None, "public.keyed_by_spec")]
+
+
 def test_the_kinesis_partition_keys_follow_the_partition_types() -> None:
     tx = _transaction(
         {"action": "I", "lsn": "0/1E00", "schema": "public", "table": "foo",
          "columns": [_column("id", 1)], "pk": PK},
         {"action": "T", "lsn": "0/1E40", "schema": "public", "table": "foo"})
     insert, truncate = cdc_records(tx, {}, TransactionCursor(), TASK)
-    assert insert.entry.partition_key == "public.foo"  # [K]: SchemaName.TableName
+    assert insert.entry.partition_key == "public.foo.1"  # [K] primary-key, [C2]
     assert truncate.entry.partition_key == f"{TASK}.public.foo"  # [K] note, [C2]
     load = load_record("public", "foo", {"id": 393}, ["id"])
     assert load.partition_key == "public.foo.393"  # [C2] DMS_CDC_INSERT_BASIC
