@@ -27,7 +27,8 @@ from botocore.exceptions import ClientError
 from local.dms import LocalDms
 from local.dms.kinesis import KinesisPutter
 from local.dms.records import KinesisEntry
-from local.event_source_mapping.mapping import THROTTLED, THROTTLED_READ_BACKOFF_SECONDS
+from local.event_source_mapping.mapping import THROTTLED_READ_BACKOFF_SECONDS
+from local.kinesis_shards import THROTTLED
 from shared.consumer import BatchConsumer
 from shared.data_api import RedshiftDataApi
 from shared.records import StreamRecord, TransformResult

@@ -9,6 +9,14 @@ the DataFrame the Glue source hands ``forEachBatch``: ``data`` (binary), ``strea
 ``AppliedShardPositions`` keeps, per shard, the last sequence number of the last batch that was
 applied (a JSON file in the state dir, replaced atomically after each successful batch), so
 a restarted runner resumes after it: at-least-once, like the Glue job's Spark checkpoint.
+
+A shard serves 5 GetRecords calls and 2 MiB a second ("Amazon Kinesis Data Streams Quotas and
+Limits"; the local moto server enforces it). A read refused with
+``ProvisionedThroughputExceededException`` (after botocore's own retries) ends that shard's
+part of the micro-batch: what was read goes on, and the next micro-batch reads on from there,
+as Glue's Kinesis source retries a throttled read later (``kinesis.client.numRetries``,
+``kinesis.client.retryIntervalMs``: "Kinesis connection option reference", AWS Glue Developer
+Guide). Nothing is skipped: a shard's position moves only past records read.
 """
 
 from __future__ import annotations
@@ -20,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from botocore.exceptions import ClientError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
 from local.atomic_file import replace_text
-from local.kinesis_shards import ShardReader, StartingPosition, list_shards
+from local.kinesis_shards import THROTTLED, ShardReader, StartingPosition, list_shards
 from shared.glue.arguments import StreamSettings
 
 KINESIS_SCHEMA = StructType([
@@ -107,7 +116,12 @@ class LocalKinesisSource:
                                  start=self._start(), after=positions.get(shard_id))
             taken = empty = 0
             while not reader.ended and taken < limit and empty < MAX_EMPTY_READS:
-                page = reader.read(limit - taken)
+                try:
+                    page = reader.read(limit - taken)
+                except ClientError as error:
+                    if error.response.get("Error", {}).get("Code") != THROTTLED:
+                        raise
+                    break
                 for record in page.records:
                     records.append({**record, "ShardId": shard_id})
                 if page.records:

@@ -23,6 +23,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 GET_RECORDS_LIMIT = 10_000  # the GetRecords maximum per call
+# The error of a read over a shard's 5 calls or 2 MiB a second ("Amazon Kinesis Data Streams
+# Quotas and Limits"); each reader decides how to wait it out.
+THROTTLED = "ProvisionedThroughputExceededException"
 STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 
 

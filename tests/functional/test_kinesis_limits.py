@@ -23,9 +23,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from glue_job.kinesis_source import LocalKinesisSource
 from local.dms.kinesis import KinesisPutter, PutRetryPolicy
 from local.dms.records import KinesisEntry
 from local.event_source_mapping.mapping import LocalEventSourceMapping
+from shared.glue.arguments import StreamSettings
 from shared.records import StreamRecord
 from tests.functional.source_helpers import create_stream, read_stream
 from tests.stack_helpers import REGION
@@ -193,3 +195,31 @@ def test_a_record_stored_after_a_refused_one_of_its_key_is_sent_again_behind_it(
     # the last are duplicates, the last copies are in order
     assert stored[0] == big_1.data and stored[-2:] == [big_2.data, small.data]
     assert set(stored[1:-2]) == {small.data}
+
+
+def test_the_glue_source_ends_a_throttled_shard_s_micro_batch_and_reads_on_later(
+        kinesis: Any, stream: str) -> None:
+    kinesis.put_records(StreamName=stream, Records=[
+        {"Data": str(n).encode(), "PartitionKey": "k"} for n in range(30)])
+    arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+        "StreamARN"]
+    source = LocalKinesisSource(kinesis, StreamSettings(stream_arn=arn,
+                                                        max_fetch_records_per_shard=10))
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId="shardId-000000000000",
+        ShardIteratorType="LATEST")["ShardIterator"]
+    for _ in range(5):  # another reader uses the shard's 5 reads of this second
+        kinesis.get_records(ShardIterator=iterator, Limit=1)
+
+    refused = source.fetch({})
+
+    assert refused.records == [] and refused.positions == {}  # nothing read, nothing passed
+    positions: dict[str, str] = {}
+    got: list[bytes] = []
+    deadline = time.monotonic() + 30
+    while len(got) < 30 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        batch = source.fetch(positions)
+        got += [r["Data"] for r in batch.records]
+        positions = batch.positions
+    assert got == [str(n).encode() for n in range(30)]  # each once, in order
