@@ -29,6 +29,11 @@ _SERVER_SETTINGS = {
     # Throwaway clusters: durability is not the point, speed is.
     "fsync": "off",
     "synchronous_commit": "off",
+    # Logical decoding hands over a commit once its WAL is flushed. Without synchronous commit
+    # the WAL writer flushes every wal_writer_delay (200 ms by default), which held each
+    # source commit back from the local DMS by up to that long; a source on RDS commits
+    # synchronously (its default), so DMS can read a commit at once.
+    "wal_writer_delay": "10ms",
     "full_page_writes": "off",
     "shared_buffers": "128MB",
     # The apply procedures' joins are estimated large before their temp tables have
