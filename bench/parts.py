@@ -14,6 +14,7 @@ COPY and MERGE in one transaction, through the stand-in).
 from __future__ import annotations
 
 import base64
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -96,13 +97,15 @@ def read_stream(kinesis: Any, stream: str) -> tuple[list[StreamRecord], Rate]:
     shards read at once (as the event source mapping reads them), a throttled call
     (``ProvisionedThroughputExceededException``: 5 calls and 2 MiB per shard per second)
     tried again after a second, as the records the Lambda handler would get (base64 text);
-    and the read rate."""
+    and the read rate. The records come in the order they arrived (each shard's in sequence
+    order), as they were put: replayed shard after shard, a put would load one shard at a
+    time and measure a single shard's limit."""
     shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]]
 
-    def read(shard_id: str) -> list[StreamRecord]:
+    def read(shard_id: str) -> list[tuple[float, StreamRecord]]:
         iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id,
                                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        out: list[StreamRecord] = []
+        out: list[tuple[float, StreamRecord]] = []
         while iterator:
             try:
                 page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
@@ -111,8 +114,9 @@ def read_stream(kinesis: Any, stream: str) -> tuple[list[StreamRecord], Rate]:
                     raise
                 time.sleep(THROTTLED_READ_BACKOFF_SECONDS)
                 continue
-            out += [StreamRecord(base64.b64encode(r["Data"]).decode("ascii"),
-                                 r["SequenceNumber"], r["PartitionKey"], shard_id)
+            out += [(r["ApproximateArrivalTimestamp"].timestamp(),
+                     StreamRecord(base64.b64encode(r["Data"]).decode("ascii"),
+                                  r["SequenceNumber"], r["PartitionKey"], shard_id))
                     for r in page["Records"]]
             iterator = page.get("NextShardIterator") if page["Records"] else None
         return out
@@ -120,7 +124,7 @@ def read_stream(kinesis: Any, stream: str) -> tuple[list[StreamRecord], Rate]:
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(shards) or 1) as pool:
         by_shard = list(pool.map(read, shards))
-    records = [r for rows in by_shard for r in rows]
+    records = [r for _, r in heapq.merge(*by_shard, key=lambda arrived: arrived[0])]
     return records, Rate(len(records), time.perf_counter() - started)
 
 
