@@ -42,9 +42,9 @@ LAMBDA_ENV = {
 # Glue job applies inline and has no such argument.
 CONSUMER_ONLY_ENV = {"APPLIER_QUEUE_URL"}
 # The batch applier's own variables (it shares the Globals with the other functions).
+# The applier reads only these (shared.settings.ApplierSettings): no HMAC key and no
+# dead-letter queue, which it never uses.
 APPLIER_ENV = {
-    "HMAC_KEY_SECRET_ARN",
-    "DEAD_LETTER_QUEUE_URL",
     "STAGING_BUCKET",
     "STAGING_PREFIX",
     "COPY_IAM_ROLE_ARN",
