@@ -493,7 +493,15 @@ class LocalEventSourceMapping:
                                  extra={"shard_id": shard.shard_id})
                 handled = 0
             if handled == 0:
-                stop.wait(self.poll_interval_seconds)
+                stop.wait(self._rest_seconds(shard))
+
+    def _rest_seconds(self, shard: _Shard) -> float:
+        """How long a poller whose pass finished nothing rests: an idle shard
+        ``poll_interval_seconds`` (Lambda polls it once a second), a shard held back only by
+        its read budget (5 GetRecords a second) or a throttled read until it may be read
+        again. Resting a whole second for the budget delayed records that were waiting."""
+        held = shard.read_not_before - time.monotonic()
+        return min(held, self.poll_interval_seconds) if held > 0 else self.poll_interval_seconds
 
     def _serve(self, shard: _Shard) -> int:
         """One pass over a shard: read, form a batch for every idle lane that has one ready

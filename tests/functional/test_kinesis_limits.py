@@ -181,6 +181,38 @@ def test_the_mapping_backs_off_a_throttled_read_and_delivers_everything_in_order
     assert got == sent
 
 
+def test_a_running_mapping_held_by_its_read_budget_reads_again_when_it_may_not_after_idling(
+        kinesis: Any, stream: str, tmp_path: Any) -> None:
+    sent = [f"r{n}".encode() for n in range(60)]
+    kinesis.put_records(StreamName=stream, Records=[
+        {"Data": data, "PartitionKey": "k"} for data in sent])
+    got: list[bytes] = []
+    lock = threading.Lock()
+    everything = threading.Event()
+
+    def handler(event: dict[str, Any], context: Any) -> None:
+        with lock:
+            got.extend(base64.b64decode(r["kinesis"]["data"]) for r in event["Records"])
+            if len(got) == len(sent):
+                everything.set()
+
+    # Batches of 2: a GetRecords call each, so the shard's 5 reads a second run out long
+    # before its records do. An idle shard rests the poll interval (here 120 s, Lambda's is
+    # 1 s); a shard held only by its read budget must not.
+    stop = threading.Event()
+    with LocalEventSourceMapping(kinesis, stream, handler, batch_size=2,
+                                 poll_interval_seconds=120,
+                                 state_dir=tmp_path / f"esm-{uuid.uuid4().hex[:6]}") as mapping:
+        runner = threading.Thread(target=mapping.run, args=(stop,), daemon=True)
+        runner.start()
+        try:
+            assert everything.wait(timeout=60), f"{len(got)} of {len(sent)} delivered"
+        finally:
+            stop.set()
+            runner.join(timeout=30)
+    assert got == sent
+
+
 def test_a_record_stored_after_a_refused_one_of_its_key_is_sent_again_behind_it(
         kinesis: Any, stream: str) -> None:
     # the shard's 1 MiB a second refuses the second big record and takes the small one after
