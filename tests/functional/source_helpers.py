@@ -13,7 +13,8 @@ import boto3
 import psycopg
 from botocore.exceptions import ClientError
 
-from local.event_source_mapping.mapping import THROTTLED, THROTTLED_READ_BACKOFF_SECONDS
+from local.event_source_mapping.mapping import THROTTLED_READ_BACKOFF_SECONDS
+from local.kinesis_shards import THROTTLED
 from local.postgres import PostgresServer
 from shared.records import StreamRecord, TransformResult
 from shared.spec import PipelineSpec
