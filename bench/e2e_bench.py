@@ -21,7 +21,9 @@ half the capacity, from one run on a fresh local stack.
    batches (S3 + the applier's queue), the applier's COPY + MERGE of those landed batches into
    a fresh warehouse database (as many per apply as the drain's applier took on average), and
    the Data API stand-in's round trip.
-4. **Latency** at half the drained rate for ``--latency-seconds``: the workload at that rate,
+4. **Latency** at half the drained rate for ``--latency-seconds``: the workload at that rate
+   (``python -m local.workload``, a process of its own, as the source's applications are:
+   in this process it shared one interpreter lock with the pollers and fell behind its rate),
    capture, consumer and applier live, a sampler thread timing commit -> visible
    (``bench.latency``) from ``LATENCY_WARMUP_SECONDS`` in (the DMS process has started).
 
@@ -99,6 +101,10 @@ def seconds(value: float) -> str:
 
 def to_stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+# The latency run's workload picks its rows with its own seed (the backlog's is Options.seed).
+LATENCY_WORKLOAD_SEED = 11
 
 
 @dataclass(frozen=True)
@@ -530,18 +536,26 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
     sampler_thread = threading.Thread(target=sampler.run, args=(sampler_stop,), name="sampler")
     # The workload runs LATENCY_WARMUP_SECONDS before the first sample: the DMS process
     # starting up is not the latency of a running pipeline.
-    workload_thread = threading.Thread(
-        target=workload.run, name="workload",
-        kwargs={"rate_per_second": rate, "duration_seconds": seconds + LATENCY_WARMUP_SECONDS,
-                "bad_row_share": 0.0})
+    log = pipeline.state_dir / "latency-workload.log"
     running = Running(pipeline, consumer, applier)
     captured = 0
     try:
         started = time.perf_counter()
-        workload_thread.start()
-        time.sleep(LATENCY_WARMUP_SECONDS)
-        sampler_thread.start()
-        workload_thread.join()
+        with log.open("w") as errors, subprocess.Popen(
+                [sys.executable, "-m", "local.workload", "--source-dsn", pipeline.source_dsn,
+                 "--seed", str(LATENCY_WORKLOAD_SEED), "--rate", f"{rate:.3f}",
+                 "--duration", f"{seconds + LATENCY_WARMUP_SECONDS:.3f}",
+                 "--bad-row-share", "0"],
+                stdout=subprocess.DEVNULL, stderr=errors) as load:
+            try:
+                time.sleep(LATENCY_WARMUP_SECONDS)
+                sampler_thread.start()
+                if load.wait(timeout=seconds + LATENCY_WARMUP_SECONDS + 120) != 0:
+                    raise RuntimeError(f"the latency workload exited with {load.returncode}; "
+                                       f"see {log}")
+            finally:
+                if load.poll() is None:
+                    load.terminate()
         elapsed = time.perf_counter() - started
         sampler_stop.set()
         sampler_thread.join()
