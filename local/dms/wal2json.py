@@ -14,7 +14,6 @@ Numbers are parsed exactly (``Decimal`` for anything with a fraction), because w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -181,15 +180,3 @@ class TransactionAssembler:
     def in_transaction(self) -> bool:
         """Whether a transaction has begun and not committed yet."""
         return self._current is not None
-
-
-def parse_transactions(rows: Iterable[tuple[str, str]]) -> list[Transaction]:
-    """The complete transactions in ``(lsn, data)`` rows (as ``pg_logical_slot_peek_changes``
-    returns them), in commit order; whatever follows the last ``C`` is left out."""
-    assembler = TransactionAssembler()
-    done: list[Transaction] = []
-    for row_lsn, data in rows:
-        transaction = assembler.add(parse_lsn(row_lsn), data)
-        if transaction is not None:
-            done.append(transaction)
-    return done

@@ -51,11 +51,12 @@ from local.dms.records import (
 )
 from local.dms.state import new_task_id
 from local.dms.wal2json import (
+    Transaction,
+    TransactionAssembler,
     Wal2JsonError,
     commit_time_iso,
     format_lsn,
     parse_lsn,
-    parse_transactions,
 )
 
 TASK = "DZ6OKLFYA5BWVG4RYROQUHXU4E"  # [C2]'s task id
@@ -122,6 +123,13 @@ def _rows(*messages: dict[str, Any]) -> list[tuple[str, str]]:
     return [(m.pop("_row_lsn", "0/10"), json.dumps(m)) for m in messages]
 
 
+def parse_transactions(rows: list[tuple[str, str]]) -> list[Transaction]:
+    """The whole transactions in ``(lsn, data)`` messages, as the stream hands them over."""
+    assembler = TransactionAssembler()
+    done = [assembler.add(parse_lsn(lsn), data) for lsn, data in rows]
+    return [t for t in done if t is not None]
+
+
 def _column(name: str, value: Any, pg_type: str = "bigint") -> dict[str, Any]:
     return {"name": name, "type": pg_type, "value": value}
 
@@ -135,6 +143,28 @@ PK = [{"name": "id"}]
 def _transaction(*changes: dict[str, Any]) -> Any:
     [tx] = parse_transactions(_rows(dict(BEGIN), *changes, dict(COMMIT)))
     return tx
+
+
+def test_logical_messages_and_unfinished_transactions() -> None:
+    """The stream's sync point is a transactional logical message (``pg_logical_emit_message``
+    with ``true``): it comes in its own transaction, kept in ``messages``; a non-transactional
+    one is passed over; a transaction is handed over only at its commit."""
+    marker = {"action": "M", "xid": 900, "transactional": True, "prefix": "local-dms-sync",
+              "content": "abc", "lsn": "0/2010"}
+    loose = {"action": "M", "xid": None, "transactional": False, "prefix": "other",
+             "content": "x", "lsn": "0/1F00"}
+    change = {"action": "I", "lsn": "0/3010", "schema": "public", "table": "foo",
+              "columns": [_column("id", 1)], "pk": PK}
+    later = dict(BEGIN, xid=901, lsn="0/3000", nextlsn="0/3030")
+    assembler = TransactionAssembler()
+    done = [assembler.add(parse_lsn(lsn), data)
+            for lsn, data in _rows(loose, dict(BEGIN), marker, dict(COMMIT), later, change)]
+    [sync] = [t for t in done if t is not None]
+    assert sync.changes == [] and sync.messages == [("local-dms-sync", "abc")]
+    assert sync.end_lsn == 0x2030
+    assert assembler.in_transaction  # 901 has begun, not committed: not handed over yet
+    finished = assembler.add(0x3030, json.dumps(dict(COMMIT, xid=901)))
+    assert finished is not None and finished.xid == 901 and len(finished.changes) == 1
 
 
 def _messages(tx: Any, cursor: TransactionCursor | None = None, **options: Any
