@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 
 from local.dms import LocalDms
 from local.dms.kinesis import KinesisPutter
 from local.dms.records import KinesisEntry
-from local.event_source_mapping.mapping import THROTTLED_READ_BACKOFF_SECONDS
-from local.kinesis_shards import THROTTLED
+from local.kinesis_shards import read_whole_shard
 from shared.consumer import BatchConsumer
 from shared.data_api import RedshiftDataApi
 from shared.records import StreamRecord, TransformResult
@@ -103,23 +101,10 @@ def read_stream(kinesis: Any, stream: str) -> tuple[list[StreamRecord], Rate]:
     shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]]
 
     def read(shard_id: str) -> list[tuple[float, StreamRecord]]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id,
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        out: list[tuple[float, StreamRecord]] = []
-        while iterator:
-            try:
-                page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != THROTTLED:
-                    raise
-                time.sleep(THROTTLED_READ_BACKOFF_SECONDS)
-                continue
-            out += [(r["ApproximateArrivalTimestamp"].timestamp(),
-                     StreamRecord(base64.b64encode(r["Data"]).decode("ascii"),
-                                  r["SequenceNumber"], r["PartitionKey"], shard_id))
-                    for r in page["Records"]]
-            iterator = page.get("NextShardIterator") if page["Records"] else None
-        return out
+        return [(r["ApproximateArrivalTimestamp"].timestamp(),
+                 StreamRecord(base64.b64encode(r["Data"]).decode("ascii"),
+                              r["SequenceNumber"], r["PartitionKey"], shard_id))
+                for r in read_whole_shard(kinesis, stream, shard_id)]
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(shards) or 1) as pool:

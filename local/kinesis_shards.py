@@ -16,6 +16,7 @@ https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetRecords.html.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ GET_RECORDS_LIMIT = 10_000  # the GetRecords maximum per call
 # The error of a read over a shard's 5 calls or 2 MiB a second ("Amazon Kinesis Data Streams
 # Quotas and Limits"); each reader decides how to wait it out.
 THROTTLED = "ProvisionedThroughputExceededException"
+THROTTLED_READ_BACKOFF_SECONDS = 1.0  # a throttled read is tried again once a second has passed
 STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 
 
@@ -131,3 +133,23 @@ class ShardReader:
             **position)
         iterator = response.get("ShardIterator")
         return str(iterator) if iterator else None
+
+
+def read_whole_shard(client: Any, stream_name: str, shard_id: str) -> list[dict[str, Any]]:
+    """Every record of a shard, from its start to the newest (GetRecords entries, in sequence
+    order): reading a stream back, in tests and benchmarks. A read refused with ``THROTTLED``
+    is tried again from the same iterator after ``THROTTLED_READ_BACKOFF_SECONDS``."""
+    reader = ShardReader(client, stream_name, shard_id, start=StartingPosition("TRIM_HORIZON"))
+    records: list[dict[str, Any]] = []
+    while not reader.ended:
+        try:
+            page = reader.read(GET_RECORDS_LIMIT)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != THROTTLED:
+                raise
+            time.sleep(THROTTLED_READ_BACKOFF_SECONDS)
+            continue
+        if not page.records:
+            break  # caught up with the shard
+        records += page.records
+    return records

@@ -50,6 +50,7 @@ from local.kinesis_shards import (
     GET_RECORDS_LIMIT,
     STARTING_POSITIONS,
     THROTTLED,
+    THROTTLED_READ_BACKOFF_SECONDS,
     ShardReader,
     StartingPosition,
     list_shards,
@@ -73,7 +74,6 @@ READ_AHEAD_RECORDS_MIN = 1_000
 # the SDK's own retries) is tried again from the same iterator once a second has passed, so
 # nothing is skipped or read twice. Lambda backs off on a throttled shard and reads it again
 # later; AWS does not document by how much.
-THROTTLED_READ_BACKOFF_SECONDS = 1.0
 READS_PER_SECOND = 5
 
 @dataclass

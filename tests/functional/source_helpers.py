@@ -11,10 +11,8 @@ from typing import Any
 
 import boto3
 import psycopg
-from botocore.exceptions import ClientError
 
-from local.event_source_mapping.mapping import THROTTLED_READ_BACKOFF_SECONDS
-from local.kinesis_shards import THROTTLED
+from local.kinesis_shards import read_whole_shard
 from local.postgres import PostgresServer
 from shared.records import StreamRecord, TransformResult
 from shared.spec import PipelineSpec
@@ -74,25 +72,9 @@ def create_stream(client: Any, shards: int = 2) -> str:
 def read_stream(client: Any, stream: str) -> list[StreamRecord]:
     """Every record in the stream (each shard from TRIM_HORIZON), as a consumer gets them; a
     read throttled by the shard's 5 GetRecords a second is tried again after a second."""
-    records: list[StreamRecord] = []
-    for shard in client.list_shards(StreamName=stream)["Shards"]:
-        iterator = client.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON",
-        )["ShardIterator"]
-        while iterator:
-            try:
-                got = client.get_records(ShardIterator=iterator, Limit=10_000)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != THROTTLED:
-                    raise
-                time.sleep(THROTTLED_READ_BACKOFF_SECONDS)
-                continue
-            if not got["Records"]:
-                break  # caught up with the shard
-            records += [StreamRecord(r["Data"], r["SequenceNumber"], r["PartitionKey"],
-                                     shard["ShardId"]) for r in got["Records"]]
-            iterator = got.get("NextShardIterator")
-    return records
+    return [StreamRecord(r["Data"], r["SequenceNumber"], r["PartitionKey"], shard["ShardId"])
+            for shard in client.list_shards(StreamName=stream)["Shards"]
+            for r in read_whole_shard(client, stream, shard["ShardId"])]
 
 
 def messages(records: Iterable[StreamRecord]) -> list[dict[str, Any]]:
