@@ -28,7 +28,6 @@ from local.dms.kinesis import KinesisPutter, PutRetryPolicy
 from local.dms.records import KinesisEntry
 from local.event_source_mapping.mapping import LocalEventSourceMapping
 from shared.glue.arguments import StreamSettings
-from shared.records import StreamRecord
 from tests.functional.source_helpers import create_stream, read_stream
 from tests.stack_helpers import REGION
 
@@ -54,26 +53,29 @@ def put(kinesis: Any, stream: str, count: int, *, size: int = 10, key: str = "k"
         {"Data": b"x" * size, "PartitionKey": key} for _ in range(count)])
 
 
-def read_patiently(kinesis: Any, stream: str) -> list[StreamRecord]:
-    """The one shard's records, waiting out its read limit (big records use it up)."""
-    iterator = kinesis.get_shard_iterator(
-        StreamName=stream, ShardId="shardId-000000000000",
-        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    records: list[StreamRecord] = []
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            page = kinesis.get_records(ShardIterator=iterator)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != THROTTLED or time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)
-            continue
-        if not page["Records"]:
-            return records
-        records += [StreamRecord(r["Data"], r["SequenceNumber"], r["PartitionKey"])
-                    for r in page["Records"]]
-        iterator = page["NextShardIterator"]
+def put_numbered(kinesis: Any, stream: str, count: int) -> list[bytes]:
+    """``count`` records ``r0``, ``r1`` ... of one partition key, put in one call; their data."""
+    sent = [f"r{n}".encode() for n in range(count)]
+    kinesis.put_records(StreamName=stream, Records=[
+        {"Data": data, "PartitionKey": "k"} for data in sent])
+    return sent
+
+
+class Delivered:
+    """What a mapping's in-process handler got (each record's data, in delivery order);
+    ``everything`` is set once all of ``sent`` has come."""
+
+    def __init__(self, sent: list[bytes]) -> None:
+        self.sent = sent
+        self.data: list[bytes] = []
+        self.everything = threading.Event()
+        self._lock = threading.Lock()
+
+    def handler(self, event: dict[str, Any], context: Any) -> None:
+        with self._lock:
+            self.data.extend(base64.b64decode(r["kinesis"]["data"]) for r in event["Records"])
+            if len(self.data) >= len(self.sent):
+                self.everything.set()
 
 
 def test_the_1001st_record_in_a_second_is_refused_and_taken_after_the_window(
@@ -144,7 +146,7 @@ def test_the_dms_putter_delivers_every_record_in_order_per_key_under_throttling(
     putter = KinesisPutter(kinesis, stream, PutRetryPolicy(max_delay=1.0))
     assert putter.put(entries) == len(entries)
     assert putter.stats.retried_entries > 0  # it was throttled
-    stored = read_patiently(kinesis, stream)
+    stored = read_stream(kinesis, stream)
     assert {r.data for r in stored} == {e.data for e in entries}
     for key in ("public.a", "public.b", "public.c"):
         # a record stored after a refused one of its key is sent again behind it: the last
@@ -156,18 +158,9 @@ def test_the_dms_putter_delivers_every_record_in_order_per_key_under_throttling(
 
 def test_the_mapping_backs_off_a_throttled_read_and_delivers_everything_in_order(
         kinesis: Any, stream: str, tmp_path: Any) -> None:
-    sent = [f"r{n}".encode() for n in range(20)]
-    kinesis.put_records(StreamName=stream, Records=[
-        {"Data": data, "PartitionKey": "k"} for data in sent])
-    got: list[bytes] = []
-    lock = threading.Lock()
-
-    def handler(event: dict[str, Any], context: Any) -> None:
-        with lock:
-            got.extend(base64.b64decode(r["kinesis"]["data"]) for r in event["Records"])
-
+    delivered = Delivered(put_numbered(kinesis, stream, 20))
     # batches of 2 want a GetRecords call each, more than the 5 a second a shard serves
-    with LocalEventSourceMapping(kinesis, stream, handler, batch_size=2,
+    with LocalEventSourceMapping(kinesis, stream, delivered.handler, batch_size=2,
                                  state_dir=tmp_path / f"esm-{uuid.uuid4().hex[:6]}") as mapping:
         # another reader of the shard takes this second's 5 reads: the mapping's first is
         # refused
@@ -178,39 +171,28 @@ def test_the_mapping_backs_off_a_throttled_read_and_delivers_everything_in_order
             kinesis.get_records(ShardIterator=iterator)
         mapping.drain(timeout_seconds=60)
         assert mapping.counters.throttled_reads > 0
-    assert got == sent
+    assert delivered.data == delivered.sent
 
 
 def test_a_running_mapping_held_by_its_read_budget_reads_again_when_it_may_not_after_idling(
         kinesis: Any, stream: str, tmp_path: Any) -> None:
-    sent = [f"r{n}".encode() for n in range(60)]
-    kinesis.put_records(StreamName=stream, Records=[
-        {"Data": data, "PartitionKey": "k"} for data in sent])
-    got: list[bytes] = []
-    lock = threading.Lock()
-    everything = threading.Event()
-
-    def handler(event: dict[str, Any], context: Any) -> None:
-        with lock:
-            got.extend(base64.b64decode(r["kinesis"]["data"]) for r in event["Records"])
-            if len(got) == len(sent):
-                everything.set()
-
+    delivered = Delivered(put_numbered(kinesis, stream, 60))
     # Batches of 2: a GetRecords call each, so the shard's 5 reads a second run out long
     # before its records do. An idle shard rests the poll interval (here 120 s, Lambda's is
     # 1 s); a shard held only by its read budget must not.
     stop = threading.Event()
-    with LocalEventSourceMapping(kinesis, stream, handler, batch_size=2,
+    with LocalEventSourceMapping(kinesis, stream, delivered.handler, batch_size=2,
                                  poll_interval_seconds=120,
                                  state_dir=tmp_path / f"esm-{uuid.uuid4().hex[:6]}") as mapping:
         runner = threading.Thread(target=mapping.run, args=(stop,), daemon=True)
         runner.start()
         try:
-            assert everything.wait(timeout=60), f"{len(got)} of {len(sent)} delivered"
+            assert delivered.everything.wait(timeout=60), \
+                f"{len(delivered.data)} of {len(delivered.sent)} delivered"
         finally:
             stop.set()
             runner.join(timeout=30)
-    assert got == sent
+    assert delivered.data == delivered.sent
 
 
 def test_a_record_stored_after_a_refused_one_of_its_key_is_sent_again_behind_it(
@@ -222,7 +204,7 @@ def test_a_record_stored_after_a_refused_one_of_its_key_is_sent_again_behind_it(
     small = KinesisEntry(b"small", "public.a")
     putter = KinesisPutter(kinesis, stream)
     assert putter.put([big_1, big_2, small]) == 3
-    stored = [r.data for r in read_patiently(kinesis, stream)]
+    stored = [r.data for r in read_stream(kinesis, stream)]
     # each retry within the throttled second stores the small one again: the copies before
     # the last are duplicates, the last copies are in order
     assert stored[0] == big_1.data and stored[-2:] == [big_2.data, small.data]
