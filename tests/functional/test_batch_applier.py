@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -316,19 +316,34 @@ def apply_statuses(redshift_data: Any, database: str) -> list[str]:
         token = {"NextToken": page["NextToken"]}
 
 
-def cancel_the_apply_once_it_waits(watcher: psycopg.Connection[Any], redshift_data: Any,
-                                   database: str) -> None:
-    """``CancelStatement`` on the apply statement once its procedure call waits for a lock."""
-    deadline = time.monotonic() + 60
-    while not watcher.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND wait_event_type = 'Lock' "
-            "AND query ILIKE '%_cdc_apply_pending%' AND pid <> pg_backend_pid()").fetchone():
-        assert time.monotonic() < deadline, "the apply never waited on the held replica table"
-        time.sleep(0.02)
-    [running] = [s for s in redshift_data.list_statements(
-        Status="STARTED", Database=database, RoleLevel=False)["Statements"]
-        if any(APPLY_CALL.match(q) for q in s.get("QueryStrings") or [])]
-    assert redshift_data.cancel_statement(Id=running["Id"])["Status"] is True
+def run_and_cancel_the_apply(pg_server: PostgresServer, database: str, redshift_data: Any,
+                             call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``call``'s response when its apply statement is stopped by ``CancelStatement``: another
+    session's lock on a replica keeps the apply waiting inside the procedure until it is
+    cancelled, then the lock goes."""
+    response: dict[str, Any] = {}
+    with psycopg.connect(pg_server.dsn(database), autocommit=True) as watcher, \
+            psycopg.connect(pg_server.dsn(database)) as holder:
+        holder.execute('LOCK TABLE cdc_replica."ticket_activity" IN ACCESS EXCLUSIVE MODE')
+        worker = threading.Thread(target=lambda: response.update(call()))
+        worker.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not watcher.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' "
+                    "AND wait_event_type = 'Lock' AND query ILIKE '%_cdc_apply_pending%' "
+                    "AND pid <> pg_backend_pid()").fetchone():
+                assert time.monotonic() < deadline, \
+                    "the apply never waited on the held replica table"
+                time.sleep(0.02)
+            [running] = [s for s in redshift_data.list_statements(
+                Status="STARTED", Database=database, RoleLevel=False)["Statements"]
+                if any(APPLY_CALL.match(q) for q in s.get("QueryStrings") or [])]
+            assert redshift_data.cancel_statement(Id=running["Id"])["Status"] is True
+        finally:
+            holder.rollback()
+            worker.join(timeout=120)
+    return response
 
 
 def receive_records(consumer: Consumer, queue_url: str, count: int) -> list[dict[str, Any]]:
@@ -356,18 +371,8 @@ def test_a_cancelled_apply_fails_every_message_and_bisects_nothing(
                                       Attributes={"VisibilityTimeout": "3"})
     records = landed(consumer, applier_queue, purchases(1), purchases(1, start=2),
                      purchases(1, start=3), delivered=2)
-    response: dict[str, Any] = {}
-    with psycopg.connect(pg_server.dsn(warehouse_db), autocommit=True) as watcher, \
-            psycopg.connect(pg_server.dsn(warehouse_db)) as holder:
-        # Another session's lock keeps the apply waiting inside the procedure, to be cancelled.
-        holder.execute('LOCK TABLE cdc_replica."ticket_activity" IN ACCESS EXCLUSIVE MODE')
-        worker = threading.Thread(target=lambda: response.update(apply(records)))
-        worker.start()
-        try:
-            cancel_the_apply_once_it_waits(watcher, redshift_data, warehouse_db)
-        finally:
-            holder.rollback()
-            worker.join(timeout=120)
+    response = run_and_cancel_the_apply(pg_server, warehouse_db, redshift_data,
+                                        lambda: apply(records))
 
     assert response == {"batchItemFailures": [{"itemIdentifier": r["messageId"]}
                                               for r in records]}
@@ -395,18 +400,8 @@ def test_a_cancelled_inline_apply_retries_the_consumer_s_whole_batch(
         stream.add("ticket", "insert", ticket(i, 1))
         stream.add("ticket_activity", "insert", activity(i, i))
     records = stream.take()
-    response: dict[str, Any] = {}
-    with psycopg.connect(pg_server.dsn(warehouse_db), autocommit=True) as watcher, \
-            psycopg.connect(pg_server.dsn(warehouse_db)) as holder:
-        holder.execute('LOCK TABLE cdc_replica."ticket_activity" IN ACCESS EXCLUSIVE MODE')
-        worker = threading.Thread(
-            target=lambda: response.update(consumer.invoke(lambda_event(records))))
-        worker.start()
-        try:
-            cancel_the_apply_once_it_waits(watcher, redshift_data, warehouse_db)
-        finally:
-            holder.rollback()
-            worker.join(timeout=120)
+    response = run_and_cancel_the_apply(pg_server, warehouse_db, redshift_data,
+                                        lambda: consumer.invoke(lambda_event(records)))
 
     assert response == {"batchItemFailures": [{"itemIdentifier": records[0].sequence_number}]}
     assert apply_statuses(redshift_data, warehouse_db) == ["ABORTED"]
