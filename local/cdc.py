@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +62,9 @@ from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
 from local.postgres import PostgresServer, create_database
 from local.stack import StackInfo, ensure_stack, stop_stack
 from local.stack.environment import APPLIER_HANDLER, CONSUMER_HANDLER
+from local.stack.provision import ensure_stream_consumer
 from local.stack.state import APPLIER_VISIBILITY_TIMEOUT_SECONDS
-from local.template import applier_batching, consumer_batching
+from local.template import applier_batching, consumer_batching, consumer_reads_through_fan_out
 from local.workload import TABLES as WORKLOAD_TABLES
 from local.workload import Workload
 from shared.data_api import DataApiTarget, RedshiftDataApi
@@ -83,27 +84,37 @@ RELOADED_TABLE = "ticket_activity"  # the demo's table reload (workload.lose_pur
 EVOLVED_TABLE = "ticket"
 ON_FAILURE_QUEUE = "cdc-on-failure"
 USER_SOURCE_SLOT = "cdc_local_run"  # the slot `run` creates on a user's database, and drops
+# The enhanced fan-out consumer the Kinesis consumer reads through with KinesisEnhancedFanOut.
+STREAM_CONSUMER_NAME = "cdc-local-kinesis-consumer"
 HANDLER_OUTPUT = "handler-output.log"  # in the state dir: the handler's EMF metrics and logs
 log = logging.getLogger("local.cdc")
 
 
 def consumer_mapping(kinesis: Any, stream: str, state_dir: Path,
-                     on_failure: tuple[Any, str] | None = None) -> LocalEventSourceMapping:
+                     on_failure: tuple[Any, str] | None = None,
+                     parameters: Mapping[str, str] | None = None) -> LocalEventSourceMapping:
     """The Kinesis consumer function behind an event source mapping on ``stream``.
 
     The shards' batches run concurrently, each in an execution environment (process) of its
-    own as in Lambda: the handler's module state is per environment. Batching as
-    template.yaml's defaults have it, an idle shard polled once a second as Lambda does
-    ("Using Lambda to process records from Amazon Kinesis Data Streams", "Polling and batching
-    streams": a base rate of once per second); retries are quicker and more (a local restart
-    takes seconds, Lambda's backoff minutes)."""
-    batching = consumer_batching()
+    own as in Lambda: the handler's module state is per environment. Batching and the source
+    (the stream, or an enhanced fan-out consumer of it, registered here as
+    ``STREAM_CONSUMER_NAME``) as template.yaml has them for its defaults and ``parameters``;
+    a polled idle shard is polled once a second as Lambda does ("Using Lambda to process
+    records from Amazon Kinesis Data Streams", "Polling and batching streams": a base rate of
+    once per second); retries are quicker and more (a local restart takes seconds, Lambda's
+    backoff minutes)."""
+    batching = consumer_batching(parameters)
+    consumer_arn = None
+    if consumer_reads_through_fan_out(parameters):
+        stream_arn = kinesis.describe_stream_summary(
+            StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+        consumer_arn = ensure_stream_consumer(kinesis, stream_arn, STREAM_CONSUMER_NAME)
     return LocalEventSourceMapping(
         kinesis, stream, CONSUMER_HANDLER, batch_size=batching.batch_size,
         batching_window_seconds=batching.batching_window_seconds,
         parallelization_factor=batching.concurrency, maximum_retry_attempts=10,
         bisect_on_error=True, on_failure=on_failure, state_dir=state_dir,
-        retry_backoff_seconds=0.2, poll_interval_seconds=1.0)
+        retry_backoff_seconds=0.2, poll_interval_seconds=1.0, consumer_arn=consumer_arn)
 
 
 def applier_mapping(sqs: Any, queue_url: str) -> LocalSqsEventSourceMapping:
@@ -138,6 +149,8 @@ class LocalPipeline:
     state_dir: Path
     external_source: str | None = None
     applier: bool = False
+    # template.yaml parameters the local functions' mappings follow instead of the defaults
+    parameters: dict[str, str] = field(default_factory=dict)
     threads: list[threading.Thread] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -181,7 +194,8 @@ class LocalPipeline:
         sqs = boto3.client("sqs")
         on_failure = sqs.get_queue_url(QueueName=ON_FAILURE_QUEUE)["QueueUrl"]
         return consumer_mapping(boto3.client("kinesis"), self.stack.resources.stream_name,
-                                self.state_dir / "esm", on_failure=(sqs, on_failure))
+                                self.state_dir / "esm", on_failure=(sqs, on_failure),
+                                parameters=self.parameters)
 
     def applier_mapping(self) -> LocalSqsEventSourceMapping:
         return applier_mapping(boto3.client("sqs"), self.stack.resources.applier_queue_url)

@@ -12,14 +12,20 @@ AFTER_SEQUENCE_NUMBER; the iterator expires 5 minutes after it is returned) and 
 ``NextShardIterator`` means the shard was closed and read to its end),
 https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetShardIterator.html and
 https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetRecords.html.
+
+A ``SubscribedShardReader`` reads one shard through an enhanced fan-out consumer instead: the
+records are pushed to it (SubscribeToShard), so it has no per-second read budget and no poll
+to wait for. Both readers are ``RecordSource``s.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -70,6 +76,25 @@ class ShardPage:
         return self.millis_behind_latest == 0
 
 
+class RecordSource(Protocol):
+    """One shard's records in sequence order, however they are fetched."""
+
+    shard_id: str
+    last_read: str | None  # the sequence number of the last record handed out
+    ended: bool  # the shard is closed and every record of it was handed out
+    polled: bool  # read with GetRecords (5 calls a second per shard); else pushed
+
+    def read(self, limit: int) -> ShardPage: ...
+
+    def start_at_latest(self) -> None: ...
+
+    def wait_for_records(self, timeout: float) -> None: ...
+
+    def caught_up_since(self, moment: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class ShardReader:
     """Reads one shard in sequence order: after ``after`` (a sequence number) when given, else
     from ``start``. ``last_read`` is the sequence number of the last record read (or ``after``);
@@ -84,6 +109,7 @@ class ShardReader:
         self.start = start
         self.last_read = after
         self.ended = False
+        self.polled = True
         self._iterator: str | None = None
 
     def start_at_latest(self) -> None:
@@ -119,6 +145,17 @@ class ShardReader:
                 self.ended = True
             return ShardPage(records, int(response.get("MillisBehindLatest", 0)))
 
+    def wait_for_records(self, timeout: float) -> None:
+        """A polled shard tells nobody when records arrive: wait the whole ``timeout``."""
+        time.sleep(timeout)
+
+    def caught_up_since(self, moment: float) -> bool:
+        """A GetRecords call returns what was stored before it: a read is never behind."""
+        return True
+
+    def close(self) -> None:
+        """Nothing to release: an iterator expires by itself."""
+
     def _open(self) -> str | None:
         if self.last_read is not None:
             return self._get_iterator("AFTER_SEQUENCE_NUMBER",
@@ -133,6 +170,168 @@ class ShardReader:
             **position)
         iterator = response.get("ShardIterator")
         return str(iterator) if iterator else None
+
+
+# A consumer that subscribes to a shard again within 5 seconds of a successful call gets
+# ResourceInUseException ("SubscribeToShard", Kinesis API Reference): wait, then try again.
+RESUBSCRIBE_WAIT_SECONDS = 1.0
+FIRST_EVENT_TIMEOUT_SECONDS = 10.0
+
+
+class SubscribedShardReader:
+    """Reads one shard through the enhanced fan-out consumer ``consumer_arn``: a thread holds a
+    subscription (SubscribeToShard) and buffers the records Kinesis pushes; ``read`` hands out
+    what has arrived without a call to the service, and ``wait_for_records`` returns as soon as
+    something arrives. Per "SubscribeToShard" and "SubscribeToShardEvent" (Kinesis API
+    Reference): a subscription lives up to 5 minutes, then the reader subscribes again after
+    the last record it received (or after the event's ``ContinuationSequenceNumber`` when none
+    came, which keeps the place of a shard that stays empty); an event with ``ChildShards``
+    is the shard's last, so the shard has ended once its records are handed out. An error of
+    the subscription is raised by the next ``read``, which subscribes again.
+    "Developing Enhanced Fan-Out Consumers with the Kinesis Data Streams API",
+    https://docs.aws.amazon.com/streams/latest/dev/building-enhanced-consumers-api.html."""
+
+    def __init__(self, client: Any, consumer_arn: str, shard_id: str, *,
+                 start: StartingPosition, after: str | None = None) -> None:
+        self.client = client
+        self.consumer_arn = consumer_arn
+        self.shard_id = shard_id
+        self.start = start
+        self.last_read = after
+        self.ended = False
+        self.polled = False
+        self._received = after  # the last record put into the buffer
+        self._continuation: str | None = None
+        self._latest = False
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._millis_behind = 1  # not known to be caught up before the first event
+        self._caught_up_at = float("-inf")  # time.monotonic() of the last caught-up event
+        self._end_reached = False
+        self._error: BaseException | None = None
+        self._subscribed = threading.Event()
+        self._changed = threading.Condition()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream: Any = None
+
+    def start_at_latest(self) -> None:
+        """Subscribe at the stream's end now (LATEST), so that what arrives from now on is
+        read even if the first ``read`` comes later."""
+        self._latest = True
+        self._ensure_subscribed()
+        self._subscribed.wait(FIRST_EVENT_TIMEOUT_SECONDS)
+
+    def read(self, limit: int) -> ShardPage:
+        """Up to ``limit`` records of those pushed so far (no call to the service)."""
+        if self.ended:
+            return ShardPage([], 0)
+        self._ensure_subscribed()
+        with self._changed:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            records = [self._buffer.popleft() for _ in range(min(limit, len(self._buffer)))]
+            if records:
+                self.last_read = str(records[-1]["SequenceNumber"])
+            if self._end_reached and not self._buffer:
+                self.ended = True
+            behind = self._millis_behind if not self._buffer else max(self._millis_behind, 1)
+        return ShardPage(records, behind)
+
+    def wait_for_records(self, timeout: float) -> None:
+        """Return when records (or the shard's end, or an error) arrive, or after ``timeout``."""
+        self._ensure_subscribed()
+        with self._changed:
+            if not (self._buffer or self._end_reached or self._error):
+                self._changed.wait(timeout)
+
+    def caught_up_since(self, moment: float) -> bool:
+        """Whether an event received after ``moment`` (``time.monotonic()``) was caught up
+        with the shard (``MillisBehindLatest`` 0), so that every record stored before
+        ``moment`` has been received."""
+        self._ensure_subscribed()
+        with self._changed:
+            return self._end_reached or self._caught_up_at >= moment
+
+    def close(self) -> None:
+        """End the subscription and its thread."""
+        self._closed.set()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _ensure_subscribed(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            if self._end_reached or self._closed.is_set():
+                return
+            self._thread = threading.Thread(target=self._subscribe, daemon=True,
+                                            name=f"subscription-{self.shard_id}")
+            self._thread.start()
+
+    def _position(self) -> dict[str, Any]:
+        after = self._received or self._continuation
+        if after is not None:
+            return {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+        if self._latest:
+            return {"Type": "LATEST"}
+        if self.start.kind == "AT_TIMESTAMP":
+            return {"Type": "AT_TIMESTAMP", "Timestamp": self.start.timestamp}
+        return {"Type": self.start.kind}
+
+    def _subscribe(self) -> None:
+        """The subscription thread: subscribe, buffer what is pushed, subscribe again when a
+        subscription ends, until the shard ends, the reader is closed or an error (kept for
+        ``read``)."""
+        while not self._closed.is_set():
+            try:
+                response = self.client.subscribe_to_shard(
+                    ConsumerARN=self.consumer_arn, ShardId=self.shard_id,
+                    StartingPosition=self._position())
+                self._stream = response["EventStream"]
+                for event in self._stream:
+                    self._subscribed.set()
+                    body = event.get("SubscribeToShardEvent")
+                    if body is not None and self._take(body):
+                        return
+                    if self._closed.is_set():
+                        return
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "ResourceInUseException":
+                    self._closed.wait(RESUBSCRIBE_WAIT_SECONDS)
+                    continue
+                self._fail(error)
+                return
+            except Exception as error:
+                if self._closed.is_set():
+                    return  # closing the stream under the iteration ends it with an error
+                self._fail(error)
+                return
+            finally:
+                self._stream = None
+
+    def _take(self, body: dict[str, Any]) -> bool:
+        """Buffer one SubscribeToShardEvent's records; True once the shard has ended."""
+        newest = int(self._received) if self._received is not None else -1
+        records = [r for r in body.get("Records", []) if int(r["SequenceNumber"]) > newest]
+        with self._changed:
+            self._buffer.extend(records)
+            if records:
+                self._received = str(records[-1]["SequenceNumber"])
+            self._continuation = body.get("ContinuationSequenceNumber") or self._continuation
+            self._millis_behind = int(body.get("MillisBehindLatest", 0))
+            if self._millis_behind == 0:
+                self._caught_up_at = time.monotonic()
+            # ChildShards come "only at the end of the current shard" (SubscribeToShardEvent).
+            self._end_reached = bool(body.get("ChildShards"))
+            self._changed.notify_all()
+            return self._end_reached
+
+    def _fail(self, error: BaseException) -> None:
+        with self._changed:
+            self._error = error
+            self._changed.notify_all()
 
 
 def read_whole_shard(client: Any, stream_name: str, shard_id: str) -> list[dict[str, Any]]:

@@ -212,6 +212,26 @@ def consumer_batching(overrides: Mapping[str, str] | None = None) -> MappingBatc
                            int(properties["ParallelizationFactor"]))
 
 
+def consumer_reads_through_fan_out(overrides: Mapping[str, str] | None = None) -> bool:
+    """Whether the Kinesis consumer's event source mapping reads through an enhanced fan-out
+    consumer (its EventSourceArn is an ``AWS::Kinesis::StreamConsumer``'s ConsumerARN) rather
+    than the stream itself (a standard iterator)."""
+    template = load_template()
+    source = event_source_mapping("KinesisEventSourceMapping", overrides, template)
+    source_arn = source["EventSourceArn"]
+    if not (isinstance(source_arn, dict) and "Fn::GetAtt" in source_arn):
+        raise ValueError(f"KinesisEventSourceMapping's EventSourceArn is not an attribute of a "
+                         f"template resource: {source_arn!r}")
+    resource, attribute = source_arn["Fn::GetAtt"]
+    kind = template["Resources"][resource]["Type"]
+    if (kind, attribute) == ("AWS::Kinesis::StreamConsumer", "ConsumerARN"):
+        return True
+    if (kind, attribute) == ("AWS::Kinesis::Stream", "Arn"):
+        return False
+    raise ValueError(f"KinesisEventSourceMapping reads {resource}.{attribute} ({kind}), neither "
+                     "a Kinesis stream nor a stream consumer")
+
+
 def applier_batching(overrides: Mapping[str, str] | None = None) -> MappingBatching:
     """The batch applier's event source mapping (ApplierEventSourceMapping, Lambda path)."""
     properties = event_source_mapping("ApplierEventSourceMapping", overrides)

@@ -18,6 +18,12 @@ listed and read with ``local.kinesis_shards`` (shared with the local Glue Kinesi
 
 What it does, like Lambda:
 
+- A standard iterator (the stream's ARN) or an enhanced fan-out consumer (``consumer_arn``,
+  a consumer's ARN as the EventSourceArn): "for standard Kinesis data streams, Lambda polls
+  shards in your stream for records at a rate of once per second for each shard. For
+  Kinesis enhanced fan-out, Lambda uses an HTTP/2 connection to listen for records being
+  pushed from Kinesis" (same page). Polled shards keep GetRecords' 5 calls a second; a
+  subscribed shard's records are pushed (``local.kinesis_shards.SubscribedShardReader``).
 - One poller per shard, the shards concurrently ("How Lambda processes records from Amazon
   Kinesis Data Streams", https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html):
   ``run`` has a thread per shard, ``poll_once`` serves the shards in a thread each. A parent
@@ -77,8 +83,8 @@ Choices where the Lambda documentation leaves room, and differences from AWS:
   process-wide.
 - A timeout is detected after an in-process handler returns (it cannot be cut off); an
   environment process that runs too long is stopped and discarded.
-- Only an SQS queue as on-failure destination; no tumbling windows, no event filtering, no
-  enhanced fan-out consumers; the failure record's ``timestamp`` is the local clock.
+- Only an SQS queue as on-failure destination; no tumbling windows, no event filtering; the
+  failure record's ``timestamp`` is the local clock.
 
 ``sqs`` holds the other mapping, Lambda's for an SQS queue (``LocalSqsEventSourceMapping``:
 batching window, ReportBatchItemFailures, messages left to the queue's visibility timeout and

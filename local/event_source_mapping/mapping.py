@@ -51,8 +51,10 @@ from local.kinesis_shards import (
     STARTING_POSITIONS,
     THROTTLED,
     THROTTLED_READ_BACKOFF_SECONDS,
+    RecordSource,
     ShardReader,
     StartingPosition,
+    SubscribedShardReader,
     list_shards,
 )
 from local.record_builders import INVOKE_IDENTITY_ARN
@@ -125,7 +127,7 @@ class _Shard:
     parents: tuple[str, ...]
     initial: bool  # existed when the mapping was created: starts at the starting position
     lanes: list[_Lane]
-    reader: ShardReader  # its last_read starts at the checkpoint
+    reader: RecordSource  # its last_read starts at the checkpoint
     checkpoint: str | None = None
     ended: bool = False  # closed and every record of it checkpointed
     ending_sequence: str | None = None  # from ListShards once the shard is closed
@@ -148,6 +150,11 @@ class LocalEventSourceMapping:
     several threads at once when there are several shards or lanes: it must be thread-safe),
     or ``"package.module.function"``: run in execution environments of their own, one process
     each (``environments.IsolatedProcesses``), as Lambda does.
+
+    With ``consumer_arn`` (an enhanced fan-out consumer of the stream, as the mapping's
+    EventSourceArn) the shards' records are pushed to it (SubscribeToShard) instead of polled:
+    no GetRecords budget, and an idle shard's poller wakes when records arrive rather than
+    after ``poll_interval_seconds``.
 
     ``poll_once()`` serves every shard once, the shards concurrently, and returns the number
     of records it finished (processed, or given up and sent to the on-failure destination);
@@ -180,6 +187,7 @@ class LocalEventSourceMapping:
         poll_interval_seconds: float = 1.0,
         shard_refresh_seconds: float = 10.0,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        consumer_arn: str | None = None,
     ) -> None:
         if not 1 <= batch_size <= 10_000:
             raise ValueError("batch_size must be 1..10000")
@@ -217,6 +225,7 @@ class LocalEventSourceMapping:
         self.poll_interval_seconds = poll_interval_seconds
         self.shard_refresh_seconds = shard_refresh_seconds
         self.max_payload_bytes = max_payload_bytes
+        self.consumer_arn = consumer_arn
         self.counters = MappingCounters()
         self._lock = threading.RLock()  # the shard map, the saved state, the counters
         self._shards: dict[str, _Shard] = {}
@@ -320,8 +329,11 @@ class LocalEventSourceMapping:
         self.environments.close()
         with self._lock:
             executors = [s.executor for s in self._shards.values() if s.executor is not None]
+            readers = [s.reader for s in self._shards.values()]
             for shard in self._shards.values():
                 shard.executor = None
+        for reader in readers:
+            reader.close()
         for executor in executors:
             executor.shutdown(wait=True)
 
@@ -368,8 +380,15 @@ class LocalEventSourceMapping:
                 parents = tuple(p for p in (description.get("ParentShardId"),
                                             description.get("AdjacentParentShardId")) if p)
                 initial = shard_id in self._state.initial_shards
-                reader = ShardReader(self.kinesis, self.stream_name, shard_id,
-                                     start=self._start(initial), after=saved.sequence_number)
+                reader: RecordSource
+                if self.consumer_arn is None:
+                    reader = ShardReader(self.kinesis, self.stream_name, shard_id,
+                                         start=self._start(initial),
+                                         after=saved.sequence_number)
+                else:
+                    reader = SubscribedShardReader(self.kinesis, self.consumer_arn, shard_id,
+                                                   start=self._start(initial),
+                                                   after=saved.sequence_number)
                 shard = _Shard(shard_id, parents, initial,
                                [_Lane(i) for i in range(self.parallelization_factor)], reader,
                                checkpoint=saved.sequence_number, ended=saved.ended)
@@ -380,10 +399,12 @@ class LocalEventSourceMapping:
 
     def _reads_held(self, since: float) -> bool:
         """Whether a shard was held from reading at some time after ``since`` (by its reads of
-        the last second, or a throttled GetRecords): what it has not read yet is not known to
-        be finished."""
+        the last second, or a throttled GetRecords), or, pushed, has not been told since that
+        it is caught up: what it has not read yet is not known to be finished."""
         with self._lock:
-            return any(not s.ended and s.read_not_before > since for s in self._shards.values())
+            return any(not s.ended and (s.read_not_before > since
+                                        or not s.reader.caught_up_since(since))
+                       for s in self._shards.values() if self._parents_done(s))
 
     def _parents_done(self, shard: _Shard) -> bool:
         """Lambda finishes a parent shard before it starts its children (a parent that is no
@@ -416,12 +437,14 @@ class LocalEventSourceMapping:
             # ahead in one call what the others will want too (a GetRecords call is the
             # costly part, and one lane's batch is a fraction of what is read).
             want = min(lacking if len(shard.lanes) == 1 else room, GET_RECORDS_LIMIT)
-            now = time.monotonic()
-            if len(shard.recent_reads) == READS_PER_SECOND:
-                shard.read_not_before = max(shard.read_not_before, shard.recent_reads[0] + 1.0)
-            if now < shard.read_not_before:
-                return
-            shard.recent_reads.append(now)
+            if shard.reader.polled:
+                now = time.monotonic()
+                if len(shard.recent_reads) == READS_PER_SECOND:
+                    shard.read_not_before = max(shard.read_not_before,
+                                                shard.recent_reads[0] + 1.0)
+                if now < shard.read_not_before:
+                    return
+                shard.recent_reads.append(now)
             try:
                 page = shard.reader.read(want)
             except ClientError as error:
@@ -491,9 +514,12 @@ class LocalEventSourceMapping:
             except Exception:
                 logger.exception("event source mapping poll failed",
                                  extra={"shard_id": shard.shard_id})
-                handled = 0
-            if handled == 0:
+                stop.wait(self.poll_interval_seconds)
+                continue
+            if handled == 0 and shard.reader.polled:
                 stop.wait(self._rest_seconds(shard))
+            elif handled == 0:
+                shard.reader.wait_for_records(self.poll_interval_seconds)
 
     def _rest_seconds(self, shard: _Shard) -> float:
         """How long a poller whose pass finished nothing rests: an idle shard

@@ -144,6 +144,20 @@ def _ensure_stream(client: Any) -> str:
     return str(summary["StreamDescriptionSummary"]["StreamARN"])
 
 
+def ensure_stream_consumer(client: Any, stream_arn: str, name: str) -> str:
+    """The ARN of the stream's enhanced fan-out consumer ``name`` (what template.yaml's
+    ChangeStreamConsumer is), registered if it is not yet. A name is registered once per
+    stream (RegisterStreamConsumer refuses a second; moto would add a twin)."""
+    try:
+        described = client.describe_stream_consumer(StreamARN=stream_arn, ConsumerName=name)
+        return str(described["ConsumerDescription"]["ConsumerARN"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+    registered = client.register_stream_consumer(StreamARN=stream_arn, ConsumerName=name)
+    return str(registered["Consumer"]["ConsumerARN"])
+
+
 def _ensure_applier_queues(client: Any) -> tuple[str, str]:
     """The applier's queue and its dead-letter queue (URLs), created or brought back to their
     attributes: the visibility timeout, and a redrive policy that moves a message received

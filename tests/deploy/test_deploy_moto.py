@@ -66,6 +66,7 @@ MOTO_CANNOT_CREATE = {
     "AWS::DMS::ReplicationTask",
     "AWS::DMS::ReplicationConfig",
     "AWS::CloudWatch::Alarm",
+    "AWS::Kinesis::StreamConsumer",  # KinesisEnhancedFanOut=true only
     "AWS::S3::BucketPolicy",
     "AWS::SNS::TopicPolicy",
     "AWS::SNS::Subscription",

@@ -262,7 +262,8 @@ def test_applier_queue_and_its_event_source_mapping(template: dict[str, Any]) ->
 
 def test_event_source_mapping(template: dict[str, Any]) -> None:
     props = template["Resources"]["KinesisEventSourceMapping"]["Properties"]
-    assert props["EventSourceArn"] == {"Fn::GetAtt": ["ChangeStream", "Arn"]}
+    assert Evaluator(template).value(props["EventSourceArn"]) == {
+        "Fn::GetAtt": ["ChangeStream", "Arn"]}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["DeadLetterQueue", "Arn"]
@@ -285,6 +286,37 @@ def test_event_source_mapping(template: dict[str, Any]) -> None:
     )
     # The schema exists before the first batch is consumed.
     assert template["Resources"]["KinesisEventSourceMapping"]["DependsOn"] == "SchemaMigration"
+
+
+@pytest.mark.parametrize("fan_out", ["false", "true"])
+def test_enhanced_fan_out_toggle(template: dict[str, Any], fan_out: str) -> None:
+    """KinesisEnhancedFanOut=true: the mapping reads through a stream consumer ("How Lambda
+    processes records from Amazon Kinesis Data Streams": a consumer's ARN as the event
+    source), and only then may the function subscribe, on that consumer alone
+    (SubscribeToShard's resource is the consumer, Service Authorization Reference)."""
+    resources = Evaluator(template, {"KinesisEnhancedFanOut": fan_out}).resources()
+    source = resources["KinesisEventSourceMapping"]["Properties"]["EventSourceArn"]
+    granted = _role_actions(resources, "KinesisConsumerRole")
+    alarm = resources["StreamIteratorAgeAlarm"]["Properties"]
+    assert granted["kinesis:GetRecords"] == {"Fn::GetAtt": ["ChangeStream", "Arn"]}
+    if fan_out == "true":
+        consumer = resources["ChangeStreamConsumer"]
+        assert consumer["Type"] == "AWS::Kinesis::StreamConsumer"
+        assert consumer["Properties"]["StreamARN"] == {"Fn::GetAtt": ["ChangeStream", "Arn"]}
+        assert source == {"Fn::GetAtt": ["ChangeStreamConsumer", "ConsumerARN"]}
+        for action in ("kinesis:SubscribeToShard", "kinesis:DescribeStreamConsumer"):
+            assert granted[action] == source
+        # The consumer's lag, not GetRecords' (it makes none): by stream and consumer.
+        assert alarm["MetricName"] == "SubscribeToShardEvent.MillisBehindLatest"
+        assert alarm["Dimensions"][1] == {
+            "Name": "ConsumerName", "Value": {"Fn::GetAtt": ["ChangeStreamConsumer",
+                                                         "ConsumerName"]}}
+    else:
+        assert "ChangeStreamConsumer" not in resources
+        assert source == {"Fn::GetAtt": ["ChangeStream", "Arn"]}
+        assert "kinesis:SubscribeToShard" not in granted
+        assert alarm["MetricName"] == "GetRecords.IteratorAgeMilliseconds"
+        assert [d["Name"] for d in alarm["Dimensions"]] == ["StreamName"]
 
 
 def test_lambda_functions(template: dict[str, Any]) -> None:
@@ -641,7 +673,7 @@ def test_glue_and_lambda_role_scopes(template: dict[str, Any]) -> None:
 
 
 def test_alarms_and_dashboard(template: dict[str, Any]) -> None:
-    resources = template["Resources"]
+    resources = Evaluator(template).resources()
     alarms = {
         name: r["Properties"]
         for name, r in resources.items()
