@@ -121,8 +121,8 @@ def applier_mapping(sqs: Any, queue_url: str) -> LocalSqsEventSourceMapping:
     """The batch applier function behind an SQS event source mapping on the applier's queue,
     batching as template.yaml's defaults have it (concurrent invocations wait for each other
     on the landing table's LOCK: one applies at a time); the function's timeout as the local
-    stack's queue has it. The queue is polled every 0.2 s when idle: an apply starts as soon
-    as a batch lands, as Lambda's long polling does."""
+    stack's queue has it. Its pollers long-poll the queue, as Lambda's do: an apply starts
+    as soon as a batch lands."""
     batching = applier_batching()
     return LocalSqsEventSourceMapping(
         sqs, queue_url, APPLIER_HANDLER, batch_size=batching.batch_size,

@@ -31,9 +31,16 @@ source in Lambda", .../services-sqs-errorhandling.html):
   callable in the mapping's threads, or ``"package.module.function"`` in execution
   environments of their own (one process each, reused).
 
-Differences from AWS: polls are short (``WaitTimeSeconds`` 0, ``run`` rests
-``poll_interval_seconds`` when the queue is empty) so tests need not wait; no event filtering,
-no provisioned pollers; a FIFO queue's message groups are not kept in order across pollers.
+- ``run``'s pollers long-poll, as Lambda's do ("Lambda long-polls the queue"; "When an SQS
+  queue is configured to invoke an AWS Lambda function, the Lambda long polls the queue",
+  "Why are my Amazon SQS charges higher than expected?"): a receive waits up to
+  ``RUN_WAIT_SECONDS`` and returns as soon as a message is sent, so a landed batch is taken at
+  once rather than at the next poll.
+
+Differences from AWS: ``poll_once`` and ``drain`` receive with short polls (``WaitTimeSeconds``
+0) so tests need not wait; ``run``'s long polls last 1 s (Lambda's up to 20 s; the length only
+bounds how soon a poller sees ``stop``); no event filtering, no provisioned pollers; a FIFO
+queue's message groups are not kept in order across pollers.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ DEFAULT_APPLIER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:cdc-batch-
 RECEIVE_LIMIT = 10  # ReceiveMessage's MaxNumberOfMessages
 MAX_BATCH_SIZE = 10_000
 MAX_CONCURRENCY = 1_000
+RUN_WAIT_SECONDS = 1  # the WaitTimeSeconds of run's long polls
 _ENVELOPE_BYTES = len(json.dumps({"Records": []}))
 _QUEUE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                  "ApproximateNumberOfMessagesDelayed")
@@ -184,9 +192,10 @@ class LocalSqsEventSourceMapping:
 
     # ----------------------------------------------------------------- public API
 
-    def poll_once(self) -> int:
-        """Receive one batch and invoke the function with it; the number of messages in it."""
-        batch = self._gather()
+    def poll_once(self, wait_seconds: int = 0) -> int:
+        """Receive one batch and invoke the function with it; the number of messages in it.
+        The first receive waits up to ``wait_seconds`` for a message (a long poll)."""
+        batch = self._gather(wait_seconds)
         if batch:
             self._invoke(batch)
         return len(batch)
@@ -208,9 +217,8 @@ class LocalSqsEventSourceMapping:
                 time.sleep(0.05)
 
     def run(self, stop: threading.Event) -> None:
-        """``maximum_concurrency`` pollers until ``stop`` is set; a poller rests
-        ``poll_interval_seconds`` when the queue has nothing visible. Errors of the queue are
-        logged and retried on the poller's next pass."""
+        """``maximum_concurrency`` pollers, long-polling, until ``stop`` is set. Errors of the
+        queue are logged and retried after ``poll_interval_seconds``."""
         pollers = [threading.Thread(target=self._poll, args=(stop,), daemon=True,
                                     name=f"sqs-poller-{n}")
                    for n in range(self.maximum_concurrency)]
@@ -246,20 +254,18 @@ class LocalSqsEventSourceMapping:
     def _poll(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                handled = self.poll_once()
+                self.poll_once(RUN_WAIT_SECONDS)
             except Exception:
                 logger.exception("SQS event source mapping could not poll the queue")
-                handled = 0
-            if handled == 0:
                 stop.wait(self.poll_interval_seconds)
 
-    def _receive(self, count: int) -> list[dict[str, Any]]:
+    def _receive(self, count: int, wait_seconds: int = 0) -> list[dict[str, Any]]:
         got = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=count, WaitTimeSeconds=0,
+            QueueUrl=self.queue_url, MaxNumberOfMessages=count, WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"], MessageAttributeNames=["All"])
         return list(got.get("Messages", []))
 
-    def _gather(self) -> list[dict[str, Any]]:
+    def _gather(self, wait_seconds: int = 0) -> list[dict[str, Any]]:
         """One batch of event entries: one receive without a batching window; with one, until
         the batch is full, the window since its first message passed, or the payload limit.
         Messages received past the payload limit are kept for the next batch (made visible
@@ -271,8 +277,10 @@ class LocalSqsEventSourceMapping:
         first_at: float | None = time.monotonic() if pending else None
         while len(entries) < self.batch_size:
             if not pending:
+                wait = wait_seconds if not entries and first_at is None else 0
                 pending = [sqs_event_record(m, self.queue_arn, self.region) for m in
-                           self._receive(min(RECEIVE_LIMIT, self.batch_size - len(entries)))]
+                           self._receive(min(RECEIVE_LIMIT, self.batch_size - len(entries)),
+                                         wait)]
                 received = bool(pending)
             else:
                 received = True

@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local.event_source_mapping.sqs import LocalSqsEventSourceMapping
+from local.event_source_mapping.sqs import RUN_WAIT_SECONDS, LocalSqsEventSourceMapping
 from tests.stack_helpers import REGION
 
 
@@ -263,6 +263,30 @@ def test_run_polls_until_stopped_with_its_concurrency(
     assert not runner.is_alive()
     assert sorted(b for batch in recorder.batches for b in batch) == sorted(
         f"m{i}" for i in range(30))
+
+
+def test_run_long_polls_so_a_message_on_an_idle_queue_is_taken_at_once(
+        make_queue: Callable[..., tuple[Queue, Queue]]) -> None:
+    """Lambda long-polls an SQS queue ("Using Lambda with Amazon SQS"): a message sent while
+    the pollers wait is received then, not after a rest (here a minute, never reached)."""
+    queue, _ = make_queue(visibility=30)
+    taken = threading.Event()
+    recorder = Recorder(lambda _r: taken.set())
+    mapping = LocalSqsEventSourceMapping(queue.sqs, queue.url, recorder,
+                                         poll_interval_seconds=60)
+    stop = threading.Event()
+    runner = threading.Thread(target=mapping.run, args=(stop,))
+    runner.start()
+    try:
+        time.sleep(RUN_WAIT_SECONDS * 1.5)  # the poller has found the queue empty
+        queue.send("late")
+        assert taken.wait(RUN_WAIT_SECONDS * 10)
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+        mapping.close()
+    assert not runner.is_alive()
+    assert recorder.batches == [["late"]]
 
 
 def test_a_handler_path_runs_in_an_execution_environment_of_its_own(
