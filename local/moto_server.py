@@ -61,6 +61,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from local import kinesis_fan_out
+
 _PATCHED = False
 
 WRITE_RECORDS_PER_SECOND = 1_000
@@ -203,6 +205,7 @@ def patch() -> None:
     Shard.get_min_sequence_number = (  # type: ignore[method-assign]
         lambda self: _first_key(self.records))
     _limit_throughput()
+    kinesis_fan_out.install()
     _PATCHED = True
 
 
