@@ -253,8 +253,8 @@ class Subscription:
             if records:
                 window_bytes += sum(record_bytes(r) for r in records)
                 self.after = records[-1].sequence_number
-                yield event_message("SubscribeToShardEvent", self._body(records, newest))
                 last_event = clock()
+                yield event_message("SubscribeToShardEvent", self._body(records, newest))
                 continue
             if not self.shard.is_open and self.after >= newest:
                 yield event_message("SubscribeToShardEvent", {
@@ -262,8 +262,8 @@ class Subscription:
                     "ChildShards": child_shards(self.stream, self.shard.shard_id)})
                 return
             if now - last_event >= HEARTBEAT_SECONDS:
-                yield event_message("SubscribeToShardEvent", self._body([], newest))
                 last_event = clock()
+                yield event_message("SubscribeToShardEvent", self._body([], newest))
                 continue
             with self.hub.changed:
                 if self.hub.changes == seen:
