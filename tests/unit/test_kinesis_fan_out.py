@@ -50,9 +50,10 @@ class Raw:
 def decoded(messages: list[bytes]) -> list[dict[str, Any]]:
     """The events botocore's Kinesis client makes of ``messages`` (after the initial
     response, which it reads first)."""
-    shape = get_session().get_service_model("kinesis").operation_model(
-        "SubscribeToShard").output_shape.members["EventStream"]
-    stream = EventStream(Raw(messages), shape, EventStreamJSONParser(), "SubscribeToShard")
+    operation: Any = get_session().get_service_model("kinesis").operation_model(
+        "SubscribeToShard")
+    shape = operation.output_shape.members["EventStream"]
+    stream: Any = EventStream(Raw(messages), shape, EventStreamJSONParser(), "SubscribeToShard")
     assert stream.get_initial_response().headers[":event-type"] == "initial-response"
     return list(stream)
 
@@ -72,6 +73,7 @@ def test_a_message_round_trips_through_botocores_parser() -> None:
     buffer.add_data(message[:7])  # as chunks arrive: nothing until the whole message
     assert list(buffer) == []
     buffer.add_data(message[7:])
+    parsed: Any
     [parsed] = list(buffer)
     assert parsed.headers == {":message-type": "event", ":event-type": "SubscribeToShardEvent"}
     assert parsed.payload == b'{"a": 1}'
@@ -96,7 +98,7 @@ def test_botocore_reads_records_from_an_event_and_raises_an_exception_event() ->
 
 
 def fixture_stream() -> tuple[Any, str, Any]:
-    stream = Stream("s", 1, None, None, ACCOUNT, REGION)
+    stream = Stream("s", 1, None, None, ACCOUNT, REGION)  # type: ignore[abstract]
     consumer = Consumer("c", ACCOUNT, REGION, stream.arn)
     stream.consumers.append(consumer)
     backends = {ACCOUNT: {REGION: SimpleNamespace(streams={"s": stream})}}
@@ -114,6 +116,7 @@ def bodies(messages: Iterator[bytes], count: int) -> list[dict[str, Any]]:
     for _ in range(count):
         buffer = EventStreamBuffer()
         buffer.add_data(next(messages))
+        message: Any
         [message] = list(buffer)
         found.append({"type": message.headers.get(":event-type")
                       or message.headers[":exception-type"], **json.loads(message.payload)})
