@@ -20,7 +20,9 @@ Two parts of moto grow with use in ways the services they stand in for do not, a
 
 Results are what moto returns, record for record; only the time to produce them changes.
 
-One thing is added: **Kinesis's per-shard throughput**, which moto does not enforce, so that a
+Two things are added. **SubscribeToShard** (enhanced fan-out), which moto does not have, is
+served by ``local.kinesis_fan_out`` (installed by ``patch``). And **Kinesis's per-shard
+throughput**, which moto does not enforce, so that a
 producer or consumer that would be throttled on AWS is throttled here too (the developers'
 guide: stand-ins enforce the service's limits). From "Amazon Kinesis Data Streams Quotas and
 Limits" and the PutRecords / GetRecords pages of the Kinesis API Reference:
