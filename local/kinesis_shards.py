@@ -212,7 +212,6 @@ class SubscribedShardReader:
         self._changed = threading.Condition()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
-        self._stream: Any = None
 
     def start_at_latest(self) -> None:
         """Subscribe at the stream's end now (LATEST), so that what arrives from now on is
@@ -254,13 +253,10 @@ class SubscribedShardReader:
             return self._end_reached or self._caught_up_at >= moment
 
     def close(self) -> None:
-        """End the subscription and its thread."""
+        """End the subscription: its thread stops at its next event (a subscription sends
+        one every few seconds) and drops the connection. Closing the stream from here would
+        wait for the thread's read to return anyway."""
         self._closed.set()
-        stream = self._stream
-        if stream is not None:
-            stream.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def _ensure_subscribed(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -289,13 +285,14 @@ class SubscribedShardReader:
                 response = self.client.subscribe_to_shard(
                     ConsumerARN=self.consumer_arn, ShardId=self.shard_id,
                     StartingPosition=self._position())
-                self._stream = response["EventStream"]
-                for event in self._stream:
+                stream = response["EventStream"]
+                for event in stream:
                     self._subscribed.set()
                     body = event.get("SubscribeToShardEvent")
                     if body is not None and self._take(body):
                         return
                     if self._closed.is_set():
+                        stream.close()
                         return
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") == "ResourceInUseException":
@@ -304,12 +301,8 @@ class SubscribedShardReader:
                 self._fail(error)
                 return
             except Exception as error:
-                if self._closed.is_set():
-                    return  # closing the stream under the iteration ends it with an error
                 self._fail(error)
                 return
-            finally:
-                self._stream = None
 
     def _take(self, body: dict[str, Any]) -> bool:
         """Buffer one SubscribeToShardEvent's records; True once the shard has ended."""

@@ -77,6 +77,8 @@ READ_AHEAD_RECORDS_MIN = 1_000
 # nothing is skipped or read twice. Lambda backs off on a throttled shard and reads it again
 # later; AWS does not document by how much.
 READS_PER_SECOND = 5
+# A pushed shard's idle poller wakes when records arrive; it looks at ``stop`` this often.
+PUSHED_WAIT_SECONDS = 0.5
 
 @dataclass
 class MappingCounters:
@@ -281,13 +283,15 @@ class LocalEventSourceMapping:
         """Poll until every record in the stream is finished; returns the records finished.
         Raises ``TimeoutError`` if that takes longer than ``timeout_seconds`` (a batch that
         fails forever with infinite retries never finishes)."""
-        deadline = time.monotonic() + timeout_seconds
+        began = time.monotonic()
+        deadline = began + timeout_seconds
         total = 0
         while True:
             started = time.monotonic()
             handled = self.poll_once()
             total += handled
-            if handled == 0 and self.pending_records == 0 and not self._reads_held(started):
+            if handled == 0 and self.pending_records == 0 \
+                    and not self._reads_held(started, began):
                 return total
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.pending_records} records still pending")
@@ -397,13 +401,14 @@ class LocalEventSourceMapping:
                                                        "parents": list(parents)})
             shard.ending_sequence = description["SequenceNumberRange"].get("EndingSequenceNumber")
 
-    def _reads_held(self, since: float) -> bool:
-        """Whether a shard was held from reading at some time after ``since`` (by its reads of
-        the last second, or a throttled GetRecords), or, pushed, has not been told since that
-        it is caught up: what it has not read yet is not known to be finished."""
+    def _reads_held(self, since: float, began: float) -> bool:
+        """Whether a polled shard was held from reading at some time after ``since`` (by its
+        reads of the last second, or a throttled GetRecords), or a pushed one has not been
+        told since ``began`` that it is caught up: what it has not read yet is not known to
+        be finished."""
         with self._lock:
             return any(not s.ended and (s.read_not_before > since
-                                        or not s.reader.caught_up_since(since))
+                                        or not s.reader.caught_up_since(began))
                        for s in self._shards.values() if self._parents_done(s))
 
     def _parents_done(self, shard: _Shard) -> bool:
@@ -519,7 +524,7 @@ class LocalEventSourceMapping:
             if handled == 0 and shard.reader.polled:
                 stop.wait(self._rest_seconds(shard))
             elif handled == 0:
-                shard.reader.wait_for_records(self.poll_interval_seconds)
+                shard.reader.wait_for_records(PUSHED_WAIT_SECONDS)
 
     def _rest_seconds(self, shard: _Shard) -> float:
         """How long a poller whose pass finished nothing rests: an idle shard
