@@ -192,6 +192,32 @@ def test_a_split_shard_ends_its_subscription_with_its_child_shards(
     assert list(events) == []  # the stream ends
 
 
+def test_a_merged_shard_sends_its_last_records_then_the_child_of_both_parents(
+        kinesis: Any) -> None:
+    stream = create_stream(kinesis, shards=2)
+    try:
+        first, second = (s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"])
+        consumer = register(kinesis, stream)
+        events_stream = subscribe(kinesis, consumer, first, Type="LATEST")
+        events = iter(events_stream)
+        assert next_event(events)["Records"] == []
+        kinesis.put_record(StreamName=stream, Data=b"last", PartitionKey="k",
+                           ExplicitHashKey="0")
+        kinesis.merge_shards(StreamName=stream, ShardToMerge=first,
+                             AdjacentShardToMerge=second)
+        events_list: list[dict[str, Any]] = []
+        while not (events_list and events_list[-1].get("ChildShards")):
+            events_list.append(next_event(events))
+        assert [r["Data"] for e in events_list for r in e["Records"]] == [b"last"]
+        [child] = events_list[-1]["ChildShards"]
+        assert child["ParentShards"] == [first, second]
+        assert child["HashKeyRange"] == {"StartingHashKey": "0",
+                                         "EndingHashKey": str(2**128 - 1)}
+        assert list(events) == []
+    finally:
+        kinesis.delete_stream(StreamName=stream)
+
+
 def test_a_subscription_leaves_the_shards_getrecords_budget_untouched(
         kinesis: Any, stream: str) -> None:
     put(kinesis, stream, *[b"x" * 1000 for _ in range(50)])
