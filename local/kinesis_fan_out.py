@@ -19,8 +19,10 @@ Fan-Out Consumers with the Kinesis Data Streams API":
   seconds or more after a successful call, the second call takes over the subscription and the
   previous connection expires or fails with a ResourceInUseException": the previous stream
   gets a ``ResourceInUseException`` exception event (one of SubscribeToShardEventStream's
-  members) and ends. The message is the one clients report, "Another active subscription
-  exists for this consumer: ..." (daangn/kinesumer issue 16).
+  members) and ends. Its message is the one clients report, "Another active subscription
+  exists for this consumer: ..." (daangn/kinesumer issue 16). A stream whose consumer or
+  stream is deleted meanwhile ends the same way with ``ResourceNotFoundException`` (another
+  member).
 - the consumer receives ``SubscribeToShardEvent``s "for up to 5 minutes"
   (``SUBSCRIPTION_SECONDS``), then the stream ends and the client subscribes again from
   ``ContinuationSequenceNumber``.
@@ -131,8 +133,8 @@ def start_after(shard: Any, position: Any) -> int:
     return 0
 
 
-def find_consumer(backends: Any, consumer_arn: Any) -> tuple[Any, Any]:
-    """The moto stream and consumer of ``consumer_arn``
+def find_consumer(backends: Any, consumer_arn: Any) -> tuple[Any, Any, Any]:
+    """The moto backend, stream and consumer of ``consumer_arn``
     (arn:aws:kinesis:<region>:<account>:stream/<stream>/consumer/<name>)."""
     parts = consumer_arn.split(":") if isinstance(consumer_arn, str) else []
     if len(parts) >= 6 and parts[2] == "kinesis":
@@ -141,7 +143,7 @@ def find_consumer(backends: Any, consumer_arn: Any) -> tuple[Any, Any]:
             for stream in backends[account][region].streams.values():
                 consumer = stream.get_consumer_by_arn(consumer_arn)
                 if consumer is not None:
-                    return stream, consumer
+                    return backends[account][region], stream, consumer
     account = parts[4] if len(parts) >= 6 else "unknown"
     raise FanOutError("ResourceNotFoundException",
                       f"Consumer {consumer_arn}, account {account} not found.")
@@ -220,9 +222,10 @@ def child_shards(stream: Any, shard_id: str) -> list[dict[str, Any]]:
 class Subscription:
     """One SubscribeToShard stream: ``events`` yields the encoded messages."""
 
-    def __init__(self, hub: Subscriptions, consumer: Any, stream: Any, shard: Any,
-                 after: int, owner: object) -> None:
-        self.hub, self.consumer, self.stream, self.shard = hub, consumer, stream, shard
+    def __init__(self, hub: Subscriptions, backend: Any, consumer: Any, stream: Any,
+                 shard: Any, after: int, owner: object) -> None:
+        self.hub, self.backend = hub, backend
+        self.consumer, self.stream, self.shard = consumer, stream, shard
         self.after = after
         self.owner = owner
 
@@ -241,6 +244,11 @@ class Subscription:
             if not self.hub.holds(self.consumer.consumer_arn, self.shard.shard_id, self.owner):
                 yield exception_message("ResourceInUseException", in_use_message(
                     self.stream, self.shard.shard_id, self.consumer.consumer_name))
+                return
+            if not self._still_there():
+                yield exception_message("ResourceNotFoundException", (
+                    f"Consumer {self.consumer.consumer_arn}, account {self.stream.account_id} "
+                    "not found."))
                 return
             if now - window >= 1.0:
                 window, window_bytes = now, 0
@@ -268,6 +276,11 @@ class Subscription:
                 if self.hub.changes == seen:
                     self.hub.changed.wait(
                         max(0.0, min(last_event + HEARTBEAT_SECONDS, ends) - clock()))
+
+    def _still_there(self) -> bool:
+        """Whether the stream and the consumer still exist (not deleted, deregistered)."""
+        return (self.backend.streams.get(self.stream.stream_name) is self.stream
+                and self.consumer in self.stream.consumers)
 
     def _next_records(self, budget: int) -> tuple[list[Any], bool]:
         """The next records that fit ``budget`` bytes, and whether records wait that do not."""
@@ -302,7 +315,7 @@ class Subscription:
 
 def subscribe(hub: Subscriptions, backends: Any, request: dict[str, Any]) -> Subscription:
     """Check a SubscribeToShard request and open its subscription (or raise FanOutError)."""
-    stream, consumer = find_consumer(backends, request.get("ConsumerARN"))
+    backend, stream, consumer = find_consumer(backends, request.get("ConsumerARN"))
     shard_id = request.get("ShardId")
     shard = stream.shards.get(shard_id) if isinstance(shard_id, str) else None
     if shard is None:
@@ -311,7 +324,7 @@ def subscribe(hub: Subscriptions, backends: Any, request: dict[str, Any]) -> Sub
                           f"under account {stream.account_id}.")
     after = start_after(shard, request.get("StartingPosition"))
     owner = hub.claim(consumer, stream, shard.shard_id)
-    return Subscription(hub, consumer, stream, shard, after, owner)
+    return Subscription(hub, backend, consumer, stream, shard, after, owner)
 
 
 HUB = Subscriptions()
@@ -327,7 +340,7 @@ def _error_response(start_response: Callable[..., Any], error: FanOutError) -> l
 
 def install() -> None:
     """Serve SubscribeToShard in this process's moto server, and wake subscriptions on every
-    put and reshard (idempotent; call after the other patches of KinesisBackend)."""
+    put, reshard and deletion (idempotent; call after the other patches of KinesisBackend)."""
     global _INSTALLED
     if _INSTALLED:
         return
@@ -335,7 +348,7 @@ def install() -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     for name in ("put_record", "put_records", "split_shard", "merge_shards",
-                 "update_shard_count"):
+                 "update_shard_count", "delete_stream", "deregister_stream_consumer"):
         setattr(KinesisBackend, name, _notifying(getattr(KinesisBackend, name)))
 
     dispatch = DomainDispatcherApplication.__call__

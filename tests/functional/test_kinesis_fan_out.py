@@ -161,6 +161,19 @@ def test_an_unknown_consumer_or_shard_is_resource_not_found(kinesis: Any, stream
     assert "shardId-000000000099" in raised.value.response["Error"]["Message"]
 
 
+def test_deregistering_the_consumer_ends_its_subscription_with_resource_not_found(
+        kinesis: Any, stream: str) -> None:
+    consumer = register(kinesis, stream)
+    events_stream = subscribe(kinesis, consumer, shard_of(kinesis, stream), Type="LATEST")
+    events = iter(events_stream)
+    next_event(events)
+    kinesis.deregister_stream_consumer(ConsumerARN=consumer)
+    with pytest.raises(ClientError) as raised:
+        next_event(events)
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert consumer in raised.value.response["Error"]["Message"]
+
+
 def test_a_starting_position_without_its_sequence_number_is_invalid(
         kinesis: Any, stream: str) -> None:
     with pytest.raises(ClientError) as raised:
