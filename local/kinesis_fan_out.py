@@ -230,6 +230,10 @@ class Subscription:
         self.owner = owner
 
     def events(self) -> Iterator[bytes]:
+        """The initial response, then events until the 5 minutes end, the shard ends or an
+        exception event: records as soon as they are stored (a put wakes the wait), paced
+        to the consumer's 2 MiB a second, and an event without records after
+        ``HEARTBEAT_SECONDS`` without one."""
         clock = self.hub.clock
         yield event_message("initial-response", {})
         ends = clock() + SUBSCRIPTION_SECONDS
@@ -241,14 +245,9 @@ class Subscription:
             now = clock()
             if now >= ends:
                 return
-            if not self.hub.holds(self.consumer.consumer_arn, self.shard.shard_id, self.owner):
-                yield exception_message("ResourceInUseException", in_use_message(
-                    self.stream, self.shard.shard_id, self.consumer.consumer_name))
-                return
-            if not self._still_there():
-                yield exception_message("ResourceNotFoundException", (
-                    f"Consumer {self.consumer.consumer_arn}, account {self.stream.account_id} "
-                    "not found."))
+            failure = self._failure()
+            if failure is not None:
+                yield failure
                 return
             if now - window >= 1.0:
                 window, window_bytes = now, 0
@@ -277,10 +276,18 @@ class Subscription:
                     self.hub.changed.wait(
                         max(0.0, min(last_event + HEARTBEAT_SECONDS, ends) - clock()))
 
-    def _still_there(self) -> bool:
-        """Whether the stream and the consumer still exist (not deleted, deregistered)."""
-        return (self.backend.streams.get(self.stream.stream_name) is self.stream
-                and self.consumer in self.stream.consumers)
+    def _failure(self) -> bytes | None:
+        """The exception event that ends the stream: another call took the subscription over,
+        or the consumer or its stream was deleted."""
+        if not self.hub.holds(self.consumer.consumer_arn, self.shard.shard_id, self.owner):
+            return exception_message("ResourceInUseException", in_use_message(
+                self.stream, self.shard.shard_id, self.consumer.consumer_name))
+        if (self.backend.streams.get(self.stream.stream_name) is not self.stream
+                or self.consumer not in self.stream.consumers):
+            return exception_message("ResourceNotFoundException", (
+                f"Consumer {self.consumer.consumer_arn}, account {self.stream.account_id} "
+                "not found."))
+        return None
 
     def _next_records(self, budget: int) -> tuple[list[Any], bool]:
         """The next records that fit ``budget`` bytes, and whether records wait that do not."""
