@@ -25,7 +25,11 @@ half the capacity, from one run on a fresh local stack.
    (``python -m local.workload``, a process of its own, as the source's applications are:
    in this process it shared one interpreter lock with the pollers and fell behind its rate),
    capture, consumer and applier live, a sampler thread timing commit -> visible
-   (``bench.latency``) from ``LATENCY_WARMUP_SECONDS`` in (the DMS process has started).
+   (``bench.latency``) from ``LATENCY_WARMUP_SECONDS`` in (the DMS process has started) and
+   once the consumer has been invoked on every shard (its execution environments are warm).
+   Twice: the template's default consumer (Lambda's standard iterator, each idle shard polled
+   once a second), then with ``KinesisEnhancedFanOut=true`` (records pushed to the mapping
+   by SubscribeToShard), the mapping going on from the first one's checkpoints.
 
 Prints each figure, then as its last line
 ``ratio=<drain changes/s / the slowest part's ceiling>``.
@@ -75,6 +79,7 @@ PUT_STREAM = "bench-put"
 PARTS_APPLIER_QUEUE = "bench-parts-applier"
 WAL2JSON = "wal2json"  # the local DMS's output plugin
 LATENCY_WARMUP_SECONDS = 5.0
+WARM_TIMEOUT_SECONDS = 60.0  # the longest the latency run waits for the consumer to be warm
 
 
 @contextlib.contextmanager
@@ -125,6 +130,44 @@ class Options:
 
 
 @dataclass
+class LatencyRun:
+    """One latency run: commit -> visible for sampled changes at ``offered`` changes/s."""
+
+    consumer: str  # how the Kinesis consumer reads the stream
+    offered: float = 0.0  # changes/s the pipeline took during the run
+    latencies: list[float] = field(default_factory=list)
+    unseen: int = 0
+    superseded: int = 0  # samples whose row the workload deleted before they arrived
+    # The functions' own metrics over the run, ms: LandingLag (the consumer: newest source
+    # commit of a batch -> landed) and SourceLag (the applier: newest commit of what an apply
+    # took -> committed in the warehouse)
+    stage_lags: dict[str, list[float]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        # A sample never seen counts as slower than every seen one (not left out).
+        p50, p95 = summary(self.latencies + [math.inf] * self.unseen)
+        lines = [f"latency commit -> visible, {self.consumer}, at {self.offered:,.0f} "
+                 f"changes/s (half the drain): p50={seconds(p50)} p95={seconds(p95)} "
+                 f"(n={len(self.latencies) + self.unseen}, never seen {self.unseen}; "
+                 f"{self.superseded} more left out: the workload deleted their row in the "
+                 "source before they arrived)"]
+        if self.stage_lags:
+            lines.append("  during it, the functions' own metrics (newest commit of a batch ->): "
+                         + "; ".join(f"{name} p50={seconds(summary(v)[0] / 1000)} "
+                                     f"p95={seconds(summary(v)[1] / 1000)} (n={len(v)})"
+                                     for name, v in self.stage_lags.items()))
+        return lines
+
+
+# The latency runs: how the consumer reads the stream, and the template parameters for it.
+LATENCY_CONSUMERS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("standard iterator (each shard polled once a second; the default)", {}),
+    ("enhanced fan-out (KinesisEnhancedFanOut=true: records pushed)",
+     {"KinesisEnhancedFanOut": "true"}),
+)
+
+
+@dataclass
 class Report:
     committed: int = 0  # source row changes of the backlog, the marker included
     transactions: int = 0
@@ -149,14 +192,7 @@ class Report:
     writer_seconds: float = 0.0
     writer_executed_seconds: float = 0.0  # of writer_seconds: statements running
     applier_batches_per_apply: int = 0
-    latency_offered: float = 0.0  # changes/s the pipeline took during the latency run
-    latencies: list[float] = field(default_factory=list)
-    latency_unseen: int = 0
-    latency_superseded: int = 0  # samples whose row the workload deleted before they arrived
-    # The functions' own metrics over the latency run, ms: LandingLag (the consumer: newest
-    # source commit of a batch -> landed) and SourceLag (the applier: newest commit of what
-    # an apply took -> committed in the warehouse)
-    stage_lags: dict[str, list[float]] = field(default_factory=dict)
+    latency_runs: list[LatencyRun] = field(default_factory=list)
 
     @property
     def drain_rate(self) -> float:
@@ -183,8 +219,6 @@ class Report:
         return self.drain_rate / self.slowest[1] if self.ceilings else 0.0
 
     def lines(self) -> list[str]:
-        # A sample never seen counts as slower than every seen one (not left out).
-        p50, p95 = summary(self.latencies + [math.inf] * self.latency_unseen)
         lines = [
             f"backlog: {self.committed:,} source row changes in {self.transactions:,} "
             f"transactions committed in {self.commit_seconds:.1f}s, before capture started",
@@ -211,16 +245,8 @@ class Report:
         lines.append(f"applier: statements ran in the warehouse for "
                      f"{self.writer_executed_seconds:.1f}s of its {self.writer_seconds:.1f}s "
                      "(the rest: the manifest, Data API calls and waits between polls)")
-        lines.append(f"latency commit -> visible at {self.latency_offered:,.0f} changes/s "
-                     f"(half the drain): p50={seconds(p50)} p95={seconds(p95)} "
-                     f"(n={len(self.latencies) + self.latency_unseen}, never seen "
-                     f"{self.latency_unseen}; {self.latency_superseded} more left out: the "
-                     "workload deleted their row in the source before they arrived)")
-        if self.stage_lags:
-            lines.append("during it, the functions' own metrics (newest commit of a batch ->): "
-                         + "; ".join(f"{name} p50={seconds(summary(v)[0] / 1000)} "
-                                     f"p95={seconds(summary(v)[1] / 1000)} (n={len(v)})"
-                                     for name, v in self.stage_lags.items()))
+        for run in self.latency_runs:
+            lines += run.lines()
         lines.append(f"slowest part: {self.slowest[0]}")
         lines.append(f"ratio={self.ratio:.3f}")
         return lines
@@ -378,9 +404,16 @@ def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report
                       batch_size=consumer.batch_size, limit=options.part_changes or sys.maxsize,
                       report=report)
 
-        say(f"latency at half the drained rate for {options.latency_seconds:.0f}s ...")
-        measure_latency(pipeline, workload, consumer, applier, warehouse_dsn, report,
-                        options.latency_seconds)
+        for label, parameters in LATENCY_CONSUMERS:
+            say(f"latency at half the drained rate for {options.latency_seconds:.0f}s, "
+                f"{label} ...")
+            if parameters != pipeline.parameters:
+                consumer.close()
+                pipeline.parameters = dict(parameters)
+                consumer = pipeline.consumer()  # on from the previous mapping's checkpoints
+            report.latency_runs.append(measure_latency(
+                pipeline, workload, consumer, applier, warehouse_dsn, report,
+                options.latency_seconds, label))
         return report
     finally:
         if consumer is not None:
@@ -528,15 +561,20 @@ def measure_parts(pipeline: LocalPipeline, kinesis: Any, shard_count: int, batch
 
 def measure_latency(pipeline: LocalPipeline, workload: Workload,
                     consumer: LocalEventSourceMapping, applier: LocalSqsEventSourceMapping,
-                    warehouse_dsn: str, report: Report, seconds: float) -> None:
+                    warehouse_dsn: str, report: Report, seconds: float,
+                    label: str) -> LatencyRun:
     changes_per_transaction = report.committed / max(report.transactions, 1)
     rate = max(1.0, report.drain_rate / 2 / changes_per_transaction)
+    shards = len(consumer.checkpoints())
     sampler = LatencySampler(workload, pipeline.source_dsn, warehouse_dsn, pipeline.spec)
     sampler_stop = threading.Event()
     sampler_thread = threading.Thread(target=sampler.run, args=(sampler_stop,), name="sampler")
-    # The workload runs LATENCY_WARMUP_SECONDS before the first sample: the DMS process
-    # starting up is not the latency of a running pipeline.
+    # The workload runs LATENCY_WARMUP_SECONDS before the first sample, and on until the
+    # consumer has been invoked on every shard: the DMS process and the consumer's execution
+    # environments starting (cold starts) are not the latency of a running pipeline. The
+    # sampler then runs ``seconds``, and the workload is stopped.
     log = pipeline.state_dir / "latency-workload.log"
+    invoked_before = consumer.counters.invocations
     running = Running(pipeline, consumer, applier)
     captured = 0
     try:
@@ -544,15 +582,22 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
         with log.open("w") as errors, subprocess.Popen(
                 [sys.executable, "-m", "local.workload", "--source-dsn", pipeline.source_dsn,
                  "--seed", str(LATENCY_WORKLOAD_SEED), "--rate", f"{rate:.3f}",
-                 "--duration", f"{seconds + LATENCY_WARMUP_SECONDS:.3f}",
+                 "--duration", f"{LATENCY_WARMUP_SECONDS + WARM_TIMEOUT_SECONDS + seconds:.3f}",
                  "--bad-row-share", "0"],
                 stdout=subprocess.DEVNULL, stderr=errors) as load:
             try:
                 time.sleep(LATENCY_WARMUP_SECONDS)
+                deadline = time.monotonic() + WARM_TIMEOUT_SECONDS
+                while consumer.counters.invocations - invoked_before < shards \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                sampling_since = time.time()
                 sampler_thread.start()
-                if load.wait(timeout=seconds + LATENCY_WARMUP_SECONDS + 120) != 0:
-                    raise RuntimeError(f"the latency workload exited with {load.returncode}; "
-                                       f"see {log}")
+                if load.poll() is not None or load.wait(timeout=seconds) is not None:
+                    raise RuntimeError(f"the latency workload exited with {load.returncode} "
+                                       f"before the run ended; see {log}")
+            except subprocess.TimeoutExpired:
+                pass  # it ran for the whole run
             finally:
                 if load.poll() is None:
                     load.terminate()
@@ -562,12 +607,10 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
     finally:
         sampler_stop.set()
         captured = running.close()
-    report.stage_lags = stage_lags(pipeline.state_dir.parent / HANDLER_OUTPUT,
-                                   since=time.time() - elapsed + LATENCY_WARMUP_SECONDS)
-    report.latency_offered = captured / elapsed
-    report.latencies = sampler.latencies
-    report.latency_unseen = sampler.unseen
-    report.latency_superseded = sampler.superseded
+    return LatencyRun(
+        label, offered=captured / elapsed, latencies=sampler.latencies, unseen=sampler.unseen,
+        superseded=sampler.superseded,
+        stage_lags=stage_lags(pipeline.state_dir.parent / HANDLER_OUTPUT, since=sampling_since))
 
 
 STAGE_METRICS = {"LandingLag": "landed (consumer)", "SourceLag": "applied (applier)"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.e2e_bench import Options, Report, run_benchmark
+from bench.e2e_bench import LATENCY_CONSUMERS, Options, Report, run_benchmark
 from bench.scale_bench import Options as ScaleOptions
 from bench.scale_bench import Report as ScaleReport
 from bench.scale_bench import build_load
@@ -61,7 +61,9 @@ def test_every_figure_is_measured(report: Report) -> None:
     assert all(rate > 0 for rate in report.ceilings.values())
     assert report.round_trips_per_second > 0 and report.submits_per_1000_changes > 0
     assert 0 < report.writer_executed_seconds < report.writer_seconds
-    assert report.latencies and report.latency_offered > 0
+    assert [run.consumer for run in report.latency_runs] == \
+        [label for label, _ in LATENCY_CONSUMERS]
+    assert all(run.latencies and run.offered > 0 for run in report.latency_runs)
     assert report.ratio == pytest.approx(report.drain_rate / min(report.ceilings.values()))
 
 
