@@ -98,6 +98,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SLOT = "cdc_local_dms"
 OUTPUT_PLUGIN = "wal2json"
 FULL_LOAD_BATCH = 1000
+SLOT_RELEASE_SECONDS = 10.0  # drop_slot waits this long for the walsender to let go
 DDL_AUDIT_TABLE = "awsdms_ddl_audit"
 DDL_FUNCTION = "awsdms_intercept_ddl"
 DEFAULT_DDL_SCHEMA = "public"  # DMS's ddlArtifactsSchema default
@@ -325,9 +326,18 @@ class LocalDms:
             save_state(self.state_path, self.state)
 
     def drop_slot(self) -> bool:
-        """Drop the replication slot (it keeps WAL on the server); True if it existed."""
+        """Drop the replication slot (it keeps WAL on the server); True if it existed. The
+        stream's walsender leaves the slot a moment after its connection closes, and an active
+        slot cannot be dropped ("ERROR: replication slot ... is active for PID"): wait for it
+        (up to ``SLOT_RELEASE_SECONDS``)."""
         self._stream.close()
-        row = self._session().execute(
+        session = self._session()
+        deadline = time.monotonic() + SLOT_RELEASE_SECONDS
+        while time.monotonic() < deadline and session.execute(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active",
+                (self.slot_name,)).fetchone():
+            time.sleep(0.02)
+        row = session.execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
             "WHERE slot_name = %s", (self.slot_name,),
         ).fetchone()
