@@ -68,6 +68,7 @@ ORPHAN_AGE = "INTERVAL '1 day'"
 # How long an applied batch is remembered, so that one delivered again (the applier's queue
 # keeps a message at most 14 days) is not applied twice.
 APPLIED_MEMORY = "INTERVAL '15 days'"
+FORGET_EVERY_APPLIES = 50
 KIND_CHANGE = "c"
 KIND_TRUNCATE = "t"
 # The last row of a landed batch: it makes the batch pending. Its ``row_data`` holds ``known``,
@@ -300,6 +301,11 @@ def apply_pending_procedure_statement(spec: PipelineSpec, fingerprint: str) -> s
     landing, applied = replica_table(spec, LANDING), replica_table(spec, APPLIED)
     batch_id = ident("batch_id")
     pending_rows = f"{_pending_landing(spec)} WHERE l.{ident('kind')}"
+    # The batches whose end row is landed. ``_cdc_applied`` (15 days of batch ids) is looked
+    # up only for them: the applied ids among them are a few rows, which the anti-join takes
+    # instead of the whole table ("IN condition" with a subquery,
+    # https://docs.aws.amazon.com/redshift/latest/dg/r_in_condition.html).
+    ended = f"SELECT {batch_id} FROM {landing} WHERE {ident('kind')} = '{KIND_END}'"
     dispatch = (
         f"EXECUTE 'CALL ' || {sql_literal(ident(spec.replica_schema) + '.')} || "
         f"QUOTE_IDENT({sql_literal(TABLE_PROCEDURE_PREFIX)} || _cdc_table) || '(' || "
@@ -314,7 +320,8 @@ def apply_pending_procedure_statement(spec: PipelineSpec, fingerprint: str) -> s
         f"DROP TABLE IF EXISTS {PENDING}",
         f"CREATE TEMP TABLE {PENDING} AS SELECT DISTINCT l.{batch_id}, "
         f"CAST(l.{ident('row_data')}.{ident('known')} AS VARCHAR(65535)) AS known "
-        f"FROM {landing} l LEFT JOIN {applied} a ON a.{batch_id} = l.{batch_id} "
+        f"FROM {landing} l LEFT JOIN (SELECT {batch_id} FROM {applied} WHERE {batch_id} IN "
+        f"({ended})) a ON a.{batch_id} = l.{batch_id} "
         f"WHERE l.{ident('kind')} = '{KIND_END}' AND a.{batch_id} IS NULL",
         f"SELECT INTO _cdc_tables LISTAGG(DISTINCT l.{ident('table_name')}, ',') "
         f"{pending_rows} IN ('{KIND_CHANGE}', '{KIND_TRUNCATE}')",
@@ -346,9 +353,17 @@ def apply_pending_procedure_statement(spec: PipelineSpec, fingerprint: str) -> s
         f"WHILE _cdc_table <> '' LOOP {clear}; _cdc_i := _cdc_i + 1; "
         "_cdc_table := SPLIT_PART(_cdc_touched, ',', _cdc_i); END LOOP",
         f"INSERT INTO {applied} ({batch_id}) SELECT {batch_id} FROM {PENDING}",
-        f"DELETE FROM {landing} USING {applied} a WHERE {landing}.{batch_id} = a.{batch_id}",
+        # Every batch whose end row is landed is applied now (it was pending) or was before
+        # (delivered again): its rows go, found in the landing table rather than by a join
+        # with the whole of ``_cdc_applied`` (15 days of batch ids).
+        f"DELETE FROM {landing} WHERE {batch_id} IN ({ended})",
         f"DELETE FROM {landing} WHERE {ident('landed_at')} < GETDATE() - {ORPHAN_AGE}",
-        f"DELETE FROM {applied} WHERE {ident('applied_at')} < GETDATE() - {APPLIED_MEMORY}",
+        # Forgetting old batch ids scans ``_cdc_applied``; about one apply in
+        # FORGET_EVERY_APPLIES does it (a batch id is kept at least APPLIED_MEMORY, a little
+        # longer at times), not every apply ("RANDOM function": a value from 0.0 to 1.0,
+        # https://docs.aws.amazon.com/redshift/latest/dg/r_RANDOM.html).
+        f"IF RANDOM() < {1 / FORGET_EVERY_APPLIES} THEN DELETE FROM {applied} "
+        f"WHERE {ident('applied_at')} < GETDATE() - {APPLIED_MEMORY}; END IF",
         f"DROP TABLE {PENDING}",
     ]
     declare = ["_cdc_tables VARCHAR(65535)", "_cdc_touched VARCHAR(65535)",
