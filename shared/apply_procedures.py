@@ -355,7 +355,9 @@ def apply_pending_procedure_statement(spec: PipelineSpec, fingerprint: str) -> s
         f"INSERT INTO {applied} ({batch_id}) SELECT {batch_id} FROM {PENDING}",
         # Every batch whose end row is landed is applied now (it was pending) or was before
         # (delivered again): its rows go, found in the landing table rather than by a join
-        # with the whole of ``_cdc_applied`` (15 days of batch ids).
+        # with the whole of ``_cdc_applied`` (15 days of batch ids); "DELETE" allows a
+        # subquery on the table deleted from in its WHERE clause
+        # (https://docs.aws.amazon.com/redshift/latest/dg/r_DELETE.html).
         f"DELETE FROM {landing} WHERE {batch_id} IN ({ended})",
         f"DELETE FROM {landing} WHERE {ident('landed_at')} < GETDATE() - {ORPHAN_AGE}",
         # Forgetting old batch ids scans ``_cdc_applied``; about one apply in
