@@ -26,7 +26,8 @@ half the capacity, from one run on a fresh local stack.
    in this process it shared one interpreter lock with the pollers and fell behind its rate),
    capture, consumer and applier live, a sampler thread timing commit -> visible
    (``bench.latency``) from ``LATENCY_WARMUP_SECONDS`` in (the DMS process has started) and
-   once the consumer has been invoked on every shard (its execution environments are warm).
+   once the consumer has finished a batch of every shard (its execution environments are
+   warm).
    Twice: the template's default consumer (Lambda's standard iterator, each idle shard polled
    once a second), then with ``KinesisEnhancedFanOut=true`` (records pushed to the mapping
    by SubscribeToShard), the mapping going on from the first one's checkpoints.
@@ -565,16 +566,15 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
                     label: str) -> LatencyRun:
     changes_per_transaction = report.committed / max(report.transactions, 1)
     rate = max(1.0, report.drain_rate / 2 / changes_per_transaction)
-    shards = len(consumer.checkpoints())
     sampler = LatencySampler(workload, pipeline.source_dsn, warehouse_dsn, pipeline.spec)
     sampler_stop = threading.Event()
     sampler_thread = threading.Thread(target=sampler.run, args=(sampler_stop,), name="sampler")
     # The workload runs LATENCY_WARMUP_SECONDS before the first sample, and on until the
-    # consumer has been invoked on every shard: the DMS process and the consumer's execution
-    # environments starting (cold starts) are not the latency of a running pipeline. The
-    # sampler then runs ``seconds``, and the workload is stopped.
+    # consumer has finished a batch of every shard (each shard's first invocation waits for
+    # an execution environment to start): the DMS process and cold starts are not the latency
+    # of a running pipeline. The sampler then runs ``seconds``, and the workload is stopped.
     log = pipeline.state_dir / "latency-workload.log"
-    invoked_before = consumer.counters.invocations
+    checkpoints_before = consumer.checkpoints()
     running = Running(pipeline, consumer, applier)
     captured = 0
     try:
@@ -588,8 +588,9 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
             try:
                 time.sleep(LATENCY_WARMUP_SECONDS)
                 deadline = time.monotonic() + WARM_TIMEOUT_SECONDS
-                while consumer.counters.invocations - invoked_before < shards \
-                        and time.monotonic() < deadline:
+                while time.monotonic() < deadline and any(
+                        consumer.checkpoints().get(shard) == checkpoint
+                        for shard, checkpoint in checkpoints_before.items()):
                     time.sleep(0.1)
                 sampling_since = time.time()
                 sampler_thread.start()
