@@ -25,9 +25,9 @@ half the capacity, from one run on a fresh local stack.
    (``python -m local.workload``, a process of its own, as the source's applications are:
    in this process it shared one interpreter lock with the pollers and fell behind its rate),
    capture, consumer and applier live, a sampler thread timing commit -> visible
-   (``bench.latency``) from ``LATENCY_WARMUP_SECONDS`` in (the DMS process has started) and
-   once the consumer has finished a batch of every shard (its execution environments are
-   warm).
+   (``bench.latency``) once the DMS process has started, the consumer has finished a batch
+   of every shard (its execution environments are warm) and ``LATENCY_WARMUP_SECONDS`` more
+   have passed.
    Twice: the template's default consumer (Lambda's standard iterator, each idle shard polled
    once a second), then with ``KinesisEnhancedFanOut=true`` (records pushed to the mapping
    by SubscribeToShard), the mapping going on from the first one's checkpoints.
@@ -569,10 +569,11 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
     sampler = LatencySampler(workload, pipeline.source_dsn, warehouse_dsn, pipeline.spec)
     sampler_stop = threading.Event()
     sampler_thread = threading.Thread(target=sampler.run, args=(sampler_stop,), name="sampler")
-    # The workload runs LATENCY_WARMUP_SECONDS before the first sample, and on until the
-    # consumer has finished a batch of every shard (each shard's first invocation waits for
-    # an execution environment to start): the DMS process and cold starts are not the latency
-    # of a running pipeline. The sampler then runs ``seconds``, and the workload is stopped.
+    # The workload runs LATENCY_WARMUP_SECONDS before the first sample, on until the consumer
+    # has finished a batch of every shard (each shard's first invocation waits for an
+    # execution environment to start), and LATENCY_WARMUP_SECONDS more while the pipeline
+    # works off what queued meanwhile: the DMS process and cold starts are not the latency of
+    # a running pipeline. The sampler then runs ``seconds``, and the workload is stopped.
     log = pipeline.state_dir / "latency-workload.log"
     checkpoints_before = consumer.checkpoints()
     running = Running(pipeline, consumer, applier)
@@ -582,7 +583,8 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
         with log.open("w") as errors, subprocess.Popen(
                 [sys.executable, "-m", "local.workload", "--source-dsn", pipeline.source_dsn,
                  "--seed", str(LATENCY_WORKLOAD_SEED), "--rate", f"{rate:.3f}",
-                 "--duration", f"{LATENCY_WARMUP_SECONDS + WARM_TIMEOUT_SECONDS + seconds:.3f}",
+                 "--duration",
+                 f"{2 * LATENCY_WARMUP_SECONDS + WARM_TIMEOUT_SECONDS + seconds:.3f}",
                  "--bad-row-share", "0"],
                 stdout=subprocess.DEVNULL, stderr=errors) as load:
             try:
@@ -592,6 +594,7 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
                         consumer.checkpoints().get(shard) == checkpoint
                         for shard, checkpoint in checkpoints_before.items()):
                     time.sleep(0.1)
+                time.sleep(LATENCY_WARMUP_SECONDS)
                 sampling_since = time.time()
                 sampler_thread.start()
                 if load.poll() is not None or load.wait(timeout=seconds) is not None:
