@@ -148,6 +148,8 @@ def inner_statements(spec: PipelineSpec, tables: Sequence[str]) -> int:
         if (condition in ("_cdc_has_truncates", "_cdc_whole") or "_cdc_truncate" in condition
                 or condition.startswith("_cdc_fingerprint <>")):
             return False  # no truncate, the migrated spec
+        if condition.startswith("RANDOM() <"):
+            return False  # forgetting old applied ids: about one apply in 50, not this one
         raise ValueError(f"inner_statements has no rule for the branch {condition!r} of the "
                          "apply procedures: add one, then run make bench-cost and update "
                          "docs/cost.md")
