@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import psycopg
+from botocore.config import Config
 
 from local.kinesis_shards import read_whole_shard
 from local.postgres import PostgresServer
@@ -57,8 +58,11 @@ def flush_wal(dsn: str) -> None:
         conn.execute("SELECT pg_logical_emit_message(true, 'test-flush', '')")
 
 
-def kinesis_client(endpoint: str) -> Any:
-    return boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION)
+def kinesis_client(endpoint: str, max_attempts: int | None = None) -> Any:
+    """A Kinesis client of the moto server; ``max_attempts`` 1 for one that does not retry
+    (botocore retries a throttled call by itself)."""
+    config = Config(retries={"total_max_attempts": max_attempts}) if max_attempts else None
+    return boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION, config=config)
 
 
 def create_stream(client: Any, shards: int = 2) -> str:

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import base64
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from local.cdc import STREAM_CONSUMER_NAME, consumer_mapping
 from local.event_source_mapping import LocalEventSourceMapping
 from local.stack.provision import ensure_stream_consumer
-from tests.stack_helpers import REGION
+from tests.functional.source_helpers import create_stream, kinesis_client
 
 # Longer than any wait below: a record that arrives in time was pushed, not polled.
 IDLE_POLL_SECONDS = 60.0
@@ -71,9 +69,8 @@ class Collected:
 
 @pytest.fixture
 def stream(moto_endpoint: str) -> Iterator[Stream]:
-    kinesis = boto3.client("kinesis", endpoint_url=moto_endpoint, region_name=REGION)
-    name = f"fan-out-{uuid.uuid4().hex[:8]}"
-    kinesis.create_stream(StreamName=name, ShardCount=2)
+    kinesis = kinesis_client(moto_endpoint)
+    name = create_stream(kinesis, shards=2)
     arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
     yield Stream(kinesis, name, arn, ensure_stream_consumer(kinesis, arn, "consumer"))
     kinesis.delete_stream(StreamName=name)

@@ -14,19 +14,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.functional.source_helpers import create_stream
-from tests.stack_helpers import REGION
+from tests.functional.source_helpers import create_stream, kinesis_client
 
 
 @pytest.fixture
 def kinesis(moto_endpoint: str) -> Any:
-    return boto3.client("kinesis", endpoint_url=moto_endpoint, region_name=REGION,
-                        config=Config(retries={"total_max_attempts": 1}))
+    return kinesis_client(moto_endpoint, max_attempts=1)  # no retries of its own
 
 
 @pytest.fixture

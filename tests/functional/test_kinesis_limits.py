@@ -18,9 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from glue_job.kinesis_source import LocalKinesisSource
@@ -28,17 +26,14 @@ from local.dms.kinesis import KinesisPutter, PutRetryPolicy
 from local.dms.records import KinesisEntry
 from local.event_source_mapping.mapping import LocalEventSourceMapping
 from shared.glue.arguments import StreamSettings
-from tests.functional.source_helpers import create_stream, read_stream
-from tests.stack_helpers import REGION
+from tests.functional.source_helpers import create_stream, kinesis_client, read_stream
 
 THROTTLED = "ProvisionedThroughputExceededException"
 
 
 @pytest.fixture
 def kinesis(moto_endpoint: str) -> Any:
-    """A client that does not retry (botocore retries this error by itself)."""
-    return boto3.client("kinesis", endpoint_url=moto_endpoint, region_name=REGION,
-                        config=Config(retries={"total_max_attempts": 1}))
+    return kinesis_client(moto_endpoint, max_attempts=1)  # no retries of its own
 
 
 @pytest.fixture
