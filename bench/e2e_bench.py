@@ -597,11 +597,13 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
                 time.sleep(LATENCY_WARMUP_SECONDS)
                 sampling_since = time.time()
                 sampler_thread.start()
-                if load.poll() is not None or load.wait(timeout=seconds) is not None:
+                try:
+                    load.wait(timeout=seconds)
+                except subprocess.TimeoutExpired:
+                    pass  # it ran for the whole run
+                else:
                     raise RuntimeError(f"the latency workload exited with {load.returncode} "
                                        f"before the run ended; see {log}")
-            except subprocess.TimeoutExpired:
-                pass  # it ran for the whole run
             finally:
                 if load.poll() is None:
                     load.terminate()
