@@ -21,16 +21,20 @@ half the capacity, from one run on a fresh local stack.
    batches (S3 + the applier's queue), the applier's COPY + MERGE of those landed batches into
    a fresh warehouse database (as many per apply as the drain's applier took on average), and
    the Data API stand-in's round trip.
-4. **Latency** at half the drained rate for ``--latency-seconds``: the workload at that rate
+4. **Latency** at a share of the drained rate for ``--latency-seconds``: the workload at that rate
    (``python -m local.workload``, a process of its own, as the source's applications are:
    in this process it shared one interpreter lock with the pollers and fell behind its rate),
    capture, consumer and applier live, a sampler thread timing commit -> visible
    (``bench.latency``) once the DMS process has started, the consumer has finished a batch
    of every shard (its execution environments are warm) and ``LATENCY_WARMUP_SECONDS`` more
    have passed.
-   Twice: the template's default consumer (Lambda's standard iterator, each idle shard polled
-   once a second), then with ``KinesisEnhancedFanOut=true`` (records pushed to the mapping
-   by SubscribeToShard), the mapping going on from the first one's checkpoints.
+   Three runs (``LATENCY_PLANS``): the template's default consumer (Lambda's standard
+   iterator, each idle shard polled once a second), then with ``KinesisEnhancedFanOut=true``
+   (records pushed to the mapping by SubscribeToShard), the mapping going on from the first
+   one's checkpoints, then fan-out again at a tenth of the drained rate. Each prints the
+   stages of commit -> applied from the functions' metrics (``stage_lags``) and where the
+   machine's CPU went meanwhile (``bench.cpu``): the stand-ins and the workload share the
+   cores the pipeline runs on, which AWS's services do not.
 
 Prints each figure, then as its last line
 ``ratio=<drain changes/s / the slowest part's ceiling>``.
@@ -60,7 +64,8 @@ import boto3
 import psycopg
 from psycopg import sql
 
-from bench import parts
+from bench import cpu, parts
+from bench.cpu import CpuUsage
 from bench.latency import LatencySampler, summary
 from bench.warehouse import fresh_databases, live_replica_counts, source_row_counts
 from local.cdc import HANDLER_OUTPUT, LocalPipeline, catch_up, quiet_handler_output
@@ -135,36 +140,50 @@ class LatencyRun:
     """One latency run: commit -> visible for sampled changes at ``offered`` changes/s."""
 
     consumer: str  # how the Kinesis consumer reads the stream
+    share: float = 0.5  # of the drained rate the workload offered
     offered: float = 0.0  # changes/s the pipeline took during the run
     latencies: list[float] = field(default_factory=list)
     unseen: int = 0
     superseded: int = 0  # samples whose row the workload deleted before they arrived
-    # The functions' own metrics over the run, ms: LandingLag (the consumer: newest source
-    # commit of a batch -> landed) and SourceLag (the applier: newest commit of what an apply
-    # took -> committed in the warehouse)
+    # The functions' own metrics over the run, seconds, by stage (``stage_lags``)
     stage_lags: dict[str, list[float]] = field(default_factory=dict)
+    cpu: CpuUsage | None = None  # the machine's CPU while sampling
 
     def lines(self) -> list[str]:
         # A sample never seen counts as slower than every seen one (not left out).
         p50, p95 = summary(self.latencies + [math.inf] * self.unseen)
         lines = [f"latency commit -> visible, {self.consumer}, at {self.offered:,.0f} "
-                 f"changes/s (half the drain): p50={seconds(p50)} p95={seconds(p95)} "
-                 f"(n={len(self.latencies) + self.unseen}, never seen {self.unseen}; "
-                 f"{self.superseded} more left out: the workload deleted their row in the "
-                 "source before they arrived)"]
+                 f"changes/s ({self.share:g} of the drain): p50={seconds(p50)} "
+                 f"p95={seconds(p95)} (n={len(self.latencies) + self.unseen}, never seen "
+                 f"{self.unseen}; {self.superseded} more left out: the workload deleted their "
+                 "row in the source before they arrived)"]
         if self.stage_lags:
-            lines.append("  during it, the functions' own metrics (newest commit of a batch ->): "
-                         + "; ".join(f"{name} p50={seconds(summary(v)[0] / 1000)} "
-                                     f"p95={seconds(summary(v)[1] / 1000)} (n={len(v)})"
-                                     for name, v in self.stage_lags.items()))
+            lines.append("  the functions' own metrics during it, by stage:")
+            lines += [f"    {name}: p50={seconds(summary(v)[0])} p95={seconds(summary(v)[1])} "
+                      f"(n={len(v)})" for name, v in self.stage_lags.items()]
+        if self.cpu is not None:
+            lines.append(f"  {self.cpu.line()}")
         return lines
 
 
-# The latency runs: how the consumer reads the stream, and the template parameters for it.
-LATENCY_CONSUMERS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("standard iterator (each shard polled once a second; the default)", {}),
-    ("enhanced fan-out (KinesisEnhancedFanOut=true: records pushed)",
-     {"KinesisEnhancedFanOut": "true"}),
+@dataclass(frozen=True)
+class LatencyPlan:
+    """A latency run to make: how the consumer reads the stream (its label and template
+    parameters) and the share of the drained rate the workload offers."""
+
+    consumer: str
+    parameters: dict[str, str]
+    share: float
+
+
+# The target is set at half the capacity on both consumers; the last run, at a tenth, is the
+# pipeline's latency on a machine its stand-ins and workload do not saturate.
+LATENCY_PLANS: tuple[LatencyPlan, ...] = (
+    LatencyPlan("standard iterator (each shard polled once a second; the default)", {}, 0.5),
+    LatencyPlan("enhanced fan-out (KinesisEnhancedFanOut=true: records pushed)",
+                {"KinesisEnhancedFanOut": "true"}, 0.5),
+    LatencyPlan("enhanced fan-out (KinesisEnhancedFanOut=true: records pushed)",
+                {"KinesisEnhancedFanOut": "true"}, 0.1),
 )
 
 
@@ -405,16 +424,16 @@ def _run(options: Options, report: Report, say: Callable[[str], None]) -> Report
                       batch_size=consumer.batch_size, limit=options.part_changes or sys.maxsize,
                       report=report)
 
-        for label, parameters in LATENCY_CONSUMERS:
-            say(f"latency at half the drained rate for {options.latency_seconds:.0f}s, "
-                f"{label} ...")
-            if parameters != pipeline.parameters:
+        for plan in LATENCY_PLANS:
+            say(f"latency at {plan.share:g} of the drained rate for "
+                f"{options.latency_seconds:.0f}s, {plan.consumer} ...")
+            if plan.parameters != pipeline.parameters:
                 consumer.close()
-                pipeline.parameters = dict(parameters)
+                pipeline.parameters = dict(plan.parameters)
                 consumer = pipeline.consumer()  # on from the previous mapping's checkpoints
             report.latency_runs.append(measure_latency(
                 pipeline, workload, consumer, applier, warehouse_dsn, report,
-                options.latency_seconds, label))
+                options.latency_seconds, plan))
         return report
     finally:
         if consumer is not None:
@@ -563,9 +582,9 @@ def measure_parts(pipeline: LocalPipeline, kinesis: Any, shard_count: int, batch
 def measure_latency(pipeline: LocalPipeline, workload: Workload,
                     consumer: LocalEventSourceMapping, applier: LocalSqsEventSourceMapping,
                     warehouse_dsn: str, report: Report, seconds: float,
-                    label: str) -> LatencyRun:
+                    plan: LatencyPlan) -> LatencyRun:
     changes_per_transaction = report.committed / max(report.transactions, 1)
-    rate = max(1.0, report.drain_rate / 2 / changes_per_transaction)
+    rate = max(1.0, report.drain_rate * plan.share / changes_per_transaction)
     sampler = LatencySampler(workload, pipeline.source_dsn, warehouse_dsn, pipeline.spec)
     sampler_stop = threading.Event()
     sampler_thread = threading.Thread(target=sampler.run, args=(sampler_stop,), name="sampler")
@@ -596,6 +615,7 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
                     time.sleep(0.1)
                 time.sleep(LATENCY_WARMUP_SECONDS)
                 sampling_since = time.time()
+                cpu_before, cpu_since = cpu.snapshot(), time.perf_counter()
                 sampler_thread.start()
                 try:
                     load.wait(timeout=seconds)
@@ -604,6 +624,7 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
                 else:
                     raise RuntimeError(f"the latency workload exited with {load.returncode} "
                                        f"before the run ended; see {log}")
+                usage = CpuUsage.of(cpu_before, cpu.snapshot(), time.perf_counter() - cpu_since)
             finally:
                 if load.poll() is None:
                     load.terminate()
@@ -614,34 +635,53 @@ def measure_latency(pipeline: LocalPipeline, workload: Workload,
         sampler_stop.set()
         captured = running.close()
     return LatencyRun(
-        label, offered=captured / elapsed, latencies=sampler.latencies, unseen=sampler.unseen,
-        superseded=sampler.superseded,
-        stage_lags=stage_lags(pipeline.state_dir.parent / HANDLER_OUTPUT, since=sampling_since))
+        plan.consumer, plan.share, offered=captured / elapsed, latencies=sampler.latencies,
+        unseen=sampler.unseen, superseded=sampler.superseded,
+        stage_lags=stage_lags(pipeline.state_dir.parent / HANDLER_OUTPUT, since=sampling_since),
+        cpu=usage)
 
 
-STAGE_METRICS = {"LandingLag": "landed (consumer)", "SourceLag": "applied (applier)"}
+def _values(document: dict[str, Any], metric: str) -> list[float]:
+    value = document.get(metric)
+    return [] if value is None else value if isinstance(value, list) else [value]
 
 
 def stage_lags(emf_log: Path, since: float) -> dict[str, list[float]]:
-    """LandingLag and SourceLag values the functions emitted (EMF lines in ``emf_log``) from
-    ``since`` (epoch seconds) on, by what they measure."""
-    lags: dict[str, list[float]] = {label: [] for label in STAGE_METRICS.values()}
+    """The stages of commit -> applied, seconds, from the functions' EMF lines in ``emf_log``
+    from ``since`` (epoch seconds) on. The consumer's document of a batch holds its
+    ``CaptureLag``, ``BatchLatency`` and ``LandingLag`` together, so the wait between arrival
+    and the handler's start is ``LandingLag - CaptureLag - BatchLatency`` of the same batch."""
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
     if not emf_log.exists():
         return {}
     for line in emf_log.read_text(errors="replace").splitlines():
         if '"_aws"' not in line:
             continue
         try:
-            emitted = json.loads(line)
+            document = json.loads(line)
         except ValueError:
             continue
-        if emitted["_aws"].get("Timestamp", 0) / 1000 < since:
+        if document["_aws"].get("Timestamp", 0) / 1000 < since:
             continue
-        for metric, label in STAGE_METRICS.items():
-            value = emitted.get(metric)
-            if value is not None:
-                lags[label] += value if isinstance(value, list) else [value]
-    return {label: values for label, values in lags.items() if values}
+        captured, handled, landed = (_values(document, m) for m in
+                                     ("CaptureLag", "BatchLatency", "LandingLag"))
+        if len(captured) == len(handled) == len(landed) == 1:
+            stages[CAPTURED] += [captured[0] / 1000]
+            stages[WAITED] += [(landed[0] - captured[0] - handled[0]) / 1000]
+            stages[HANDLED] += [handled[0] / 1000]
+            stages[LANDED] += [landed[0] / 1000]
+        stages[APPLYING] += [v / 1000 for v in _values(document, "ApplyLatency")]
+        stages[APPLIED] += [v / 1000 for v in _values(document, "SourceLag")]
+    return {name: values for name, values in stages.items() if values}
+
+
+CAPTURED = "newest commit of a batch -> its last record in the stream (DMS; CaptureLag)"
+WAITED = "-> the handler started (the event source mapping)"
+HANDLED = "-> landed (the handler; BatchLatency)"
+LANDED = "newest commit of a batch -> landed (LandingLag)"
+APPLYING = "an apply (the applier; ApplyLatency)"
+APPLIED = "newest commit of an apply -> applied (SourceLag)"
+STAGES = (CAPTURED, WAITED, HANDLED, LANDED, APPLYING, APPLIED)
 
 
 def main() -> None:
@@ -650,7 +690,7 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=Options.backlog,
                         help="source row changes committed before capture starts")
     parser.add_argument("--latency-seconds", type=float, default=Options.latency_seconds,
-                        help="seconds of workload at half the drained rate")
+                        help="seconds of workload in each latency run")
     parser.add_argument("--part-changes", type=int, default=Options.part_changes,
                         help="changes each part's ceiling is measured on (at most; 0, the "
                              "default: all of the backlog)")

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -520,6 +521,28 @@ def test_the_consumer_that_only_lands_reports_landing_lag_not_freshness(
     assert 0 < landing_lag <= milliseconds_since(newest)
     assert emitted(documents, "SourceLag") == [] and table_freshness(documents) == {}
     assert emitted(documents, "ChangesApplied") == [6.0]
+
+
+def test_the_consumer_reports_capture_lag_from_the_newest_commit_to_its_arrival(
+    consumer: Consumer, applier_queue: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``CaptureLag`` is the capture's share of commit -> landed: the batch's newest source
+    commit (DMS's ``commit-timestamp``) to the arrival of the batch's last record in the stream
+    (``approximateArrivalTimestamp`` of the Lambda event, "Using Lambda with Kinesis Data
+    Streams", AWS Lambda Developer Guide)."""
+    stream = DmsStream()
+    stream.add("customer", "insert", customer(1, "Buyer 1", "buyer1@example.com"))
+    stream.add("ticket", "insert", ticket(1, 1))
+    newest_commit = stream.clock  # each record's commit is the stream's clock as it is added
+    event = lambda_event(stream.take(), arrival=newest_commit + timedelta(seconds=1.25))
+    capfd.readouterr()
+
+    landed(consumer, applier_queue, event)
+
+    documents = emf_documents(capfd.readouterr().out)
+    assert emitted(documents, "CaptureLag") == [1250.0]
+    [landing_lag] = emitted(documents, "LandingLag")
+    assert landing_lag > 1250.0
 
 
 def test_the_consumer_that_applies_inline_reports_freshness(

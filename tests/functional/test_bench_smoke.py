@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.e2e_bench import LATENCY_CONSUMERS, Options, Report, run_benchmark
+from bench.e2e_bench import LATENCY_PLANS, STAGES, Options, Report, run_benchmark
 from bench.scale_bench import Options as ScaleOptions
 from bench.scale_bench import Report as ScaleReport
 from bench.scale_bench import build_load
@@ -61,9 +61,15 @@ def test_every_figure_is_measured(report: Report) -> None:
     assert all(rate > 0 for rate in report.ceilings.values())
     assert report.round_trips_per_second > 0 and report.submits_per_1000_changes > 0
     assert 0 < report.writer_executed_seconds < report.writer_seconds
-    assert [run.consumer for run in report.latency_runs] == \
-        [label for label, _ in LATENCY_CONSUMERS]
+    assert [(run.consumer, run.share) for run in report.latency_runs] == \
+        [(plan.consumer, plan.share) for plan in LATENCY_PLANS]
     assert all(run.latencies and run.offered > 0 for run in report.latency_runs)
+    for run in report.latency_runs:
+        # Every batch the consumer landed splits commit -> landed into its stages.
+        assert set(run.stage_lags) <= set(STAGES) and STAGES[0] in run.stage_lags
+        assert len(run.stage_lags[STAGES[0]]) == len(run.stage_lags[STAGES[3]])
+        assert run.cpu is not None and 0 < run.cpu.busy <= run.cpu.cores
+        assert "benchmark (pollers, sampler)" in run.cpu.by_part
     assert report.ratio == pytest.approx(report.drain_rate / min(report.ceilings.values()))
 
 
@@ -72,7 +78,7 @@ def test_the_report_prints_every_figure_and_ends_with_the_ratio(report: Report) 
     text = "\n".join(lines)
     for figure in ("drain by quarter of the backlog", "drain (capacity) changes/s=",
                    "statements/s=", "ran in the warehouse for", "p50=", "p95=",
-                   "slowest part: "):
+                   "slowest part: ", "CPU: ", "(DMS; CaptureLag)"):
         assert figure in text
     for name in report.ceilings:
         assert f"ceiling {name} changes/s=" in text
