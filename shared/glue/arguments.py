@@ -10,6 +10,7 @@ using getResolvedOptions"). The job reads the Lambda consumer's setting names
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,12 @@ from shared.settings import PipelineSettings, SettingsError
 STARTING_POSITIONS = {"TRIM_HORIZON": "trim_horizon", "LATEST": "latest"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PROBLEMS_PREFIX = "invalid configuration: "  # how SettingsError messages start
+# A stream consumer's ARN: the stream's ARN, "/consumer/", the consumer's name, ":" and the
+# registration's timestamp (ConsumerDescription.ConsumerARN's pattern, Kinesis API Reference,
+# https://docs.aws.amazon.com/kinesis/latest/APIReference/API_ConsumerDescription.html).
+_CONSUMER_ARN = re.compile(
+    r"(?P<stream>arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[a-zA-Z0-9_.-]+)"
+    r"/consumer/[a-zA-Z0-9_.-]+:[0-9]+")
 
 
 def parse_job_arguments(argv: Sequence[str]) -> dict[str, str]:
@@ -41,6 +48,21 @@ def parse_job_arguments(argv: Sequence[str]) -> dict[str, str]:
     return values
 
 
+def consumer_arn_problems(consumer_arn: str, stream_arn: str) -> list[str]:
+    """What is wrong with ``consumer_arn`` as an enhanced fan-out consumer of ``stream_arn``'s
+    stream (nothing: an empty list)."""
+    shape = _CONSUMER_ARN.fullmatch(consumer_arn)
+    if shape is None:
+        return ["FANOUT_CONSUMER_ARN must be a Kinesis stream consumer's ARN "
+                "(arn:aws:kinesis:<region>:<account>:stream/<stream>/consumer/<name>:<timestamp>, "
+                "as RegisterStreamConsumer returns it), or empty to read without enhanced "
+                "fan-out"]
+    if shape["stream"] != stream_arn:
+        return [f"FANOUT_CONSUMER_ARN is a consumer of {shape['stream']}, not of STREAM_ARN "
+                f"{stream_arn}: register the consumer on the stream the job reads"]
+    return []
+
+
 def window_seconds(window: str) -> float | None:
     """``"60 seconds"`` -> 60.0, ``"2 minutes"`` -> 120.0; None when it does not read so."""
     number, _, unit = window.strip().partition(" ")
@@ -52,13 +74,20 @@ def window_seconds(window: str) -> float | None:
 
 @dataclass(frozen=True)
 class StreamSettings:
-    """The stream-reading job parameters (--STREAM_ARN, --STARTING_POSITION, ...)."""
+    """The stream-reading job parameters (--STREAM_ARN, --STARTING_POSITION, ...).
+
+    ``fanout_consumer_arn`` (--FANOUT_CONSUMER_ARN, empty for none) is an enhanced fan-out
+    consumer of the stream the job reads through (SubscribeToShard) instead of polling the
+    shards with GetRecords ("Using enhanced fan-out in Kinesis streaming jobs", AWS Glue
+    Developer Guide, https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-etl-connect-kinesis-efo.html).
+    """
 
     stream_arn: str
     starting_position: str = "TRIM_HORIZON"
     max_fetch_records_per_shard: int = 10_000
     window_size: str = "60 seconds"
     checkpoint_location: str = ""
+    fanout_consumer_arn: str = ""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> StreamSettings:
@@ -78,9 +107,12 @@ class StreamSettings:
         window = get("WINDOW_SIZE", "60 seconds")
         if window_seconds(window) is None:
             problems.append("WINDOW_SIZE must read like '60 seconds' or '1 minute'")
+        consumer = get("FANOUT_CONSUMER_ARN")
+        if consumer:
+            problems += consumer_arn_problems(consumer, arn)
         if problems:
             raise SettingsError(_PROBLEMS_PREFIX + "; ".join(problems))
-        return cls(arn, position, int(fetch), window, get("CHECKPOINT_LOCATION"))
+        return cls(arn, position, int(fetch), window, get("CHECKPOINT_LOCATION"), consumer)
 
     @property
     def stream_name(self) -> str:
@@ -129,14 +161,22 @@ class GlueJobSettings:
 
 
 def kinesis_source_options(stream: StreamSettings) -> dict[str, str]:
-    """Connection options of the Glue Kinesis source, raw records (no schema inference)."""
-    return {
+    """Connection options of the Glue Kinesis source, raw records (no schema inference).
+
+    With a fan-out consumer, ``fanoutConsumerARN`` names it and the source reads through it
+    ("Using enhanced fan-out in Kinesis streaming jobs": maxRecordPerRead and
+    idleTimeBetweenReadsInMs no longer apply; neither is set here).
+    """
+    options = {
         "typeOfData": "kinesis",
         "streamARN": stream.stream_arn,
         "startingPosition": STARTING_POSITIONS[stream.starting_position],
         "maxFetchRecordsPerShard": str(stream.max_fetch_records_per_shard),
         "inferSchema": "false",
     }
+    if stream.fanout_consumer_arn:
+        options["fanoutConsumerARN"] = stream.fanout_consumer_arn
+    return options
 
 
 def for_each_batch_options(stream: StreamSettings) -> dict[str, str]:
