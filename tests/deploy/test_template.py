@@ -319,6 +319,37 @@ def test_enhanced_fan_out_toggle(template: dict[str, Any], fan_out: str) -> None
         assert [d["Name"] for d in alarm["Dimensions"]] == ["StreamName"]
 
 
+@pytest.mark.parametrize("path", ["Lambda", "Glue"])
+@pytest.mark.parametrize("fan_out", ["false", "true"])
+def test_the_glue_job_reads_through_the_fan_out_consumer_too(
+    template: dict[str, Any], path: str, fan_out: str
+) -> None:
+    """KinesisEnhancedFanOut is one switch for both consumers: the Glue job gets the
+    consumer's ARN as --FANOUT_CONSUMER_ARN (its Kinesis source's ``fanoutConsumerARN``,
+    "Using enhanced fan-out in Kinesis streaming jobs", AWS Glue Developer Guide) and its
+    role may subscribe on that consumer only then; without fan-out the argument is empty
+    and the role has no consumer grants (SubscribeToShard's and DescribeStreamConsumer's
+    resource is the consumer, Service Authorization Reference, so none on the stream)."""
+    resources = Evaluator(template, {"ProcessingPath": path,
+                                     "KinesisEnhancedFanOut": fan_out}).resources()
+    argument = resources["GlueStreamingJob"]["Properties"]["DefaultArguments"][
+        "--FANOUT_CONSUMER_ARN"]
+    granted = _role_actions(resources, "GlueJobRole")
+    assert granted["kinesis:GetRecords"] == {"Fn::GetAtt": ["ChangeStream", "Arn"]}
+    if fan_out == "true":
+        consumer = {"Fn::GetAtt": ["ChangeStreamConsumer", "ConsumerARN"]}
+        assert argument == consumer
+        for action in ("kinesis:SubscribeToShard", "kinesis:DescribeStreamConsumer"):
+            assert granted[action] == consumer
+        # the alarm's metric is the consumer's, emitted on either path
+        alarm = resources["StreamIteratorAgeAlarm"]["Properties"]
+        assert alarm["MetricName"] == "SubscribeToShardEvent.MillisBehindLatest"
+    else:
+        assert argument == ""
+        assert "kinesis:SubscribeToShard" not in granted
+        assert "kinesis:DescribeStreamConsumer" not in granted
+
+
 def test_lambda_functions(template: dict[str, Any]) -> None:
     function_globals = template["Globals"]["Function"]
     assert function_globals["Runtime"] == "python3.12"
