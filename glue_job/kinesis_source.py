@@ -17,11 +17,26 @@ part of the micro-batch: what was read goes on, and the next micro-batch reads o
 as Glue's Kinesis source retries a throttled read later (``kinesis.client.numRetries``,
 ``kinesis.client.retryIntervalMs``: "Kinesis connection option reference", AWS Glue Developer
 Guide). Nothing is skipped: a shard's position moves only past records read.
+
+With a fan-out consumer (``StreamSettings.fanout_consumer_arn``, the job's
+``fanoutConsumerARN``) each shard is read through it instead: a
+``local.kinesis_shards.SubscribedShardReader`` holds a subscription (SubscribeToShard) and
+buffers what Kinesis pushes. A subscription has rules ("SubscribeToShard", Kinesis API
+Reference: another call for the same consumer and shard within 5 seconds of a successful one
+is refused with ResourceInUseException; a subscription lasts up to 5 minutes), so the readers
+are kept across micro-batches and renewed by the reader itself; ``close()`` ends them. A
+micro-batch takes what was pushed until each shard's last event said it is caught up
+(``MillisBehindLatest`` 0); given a moment (``fetch(..., since=)``, the runner's start with
+``--once``), until an event received after that moment said so, so that an empty micro-batch
+means the stream held nothing more then. Checkpoints are the same: a reader that does not
+stand at the checkpointed position (a failed batch was not checkpointed) is replaced by one
+subscribed after it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +48,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
 from local.atomic_file import replace_text
-from local.kinesis_shards import THROTTLED, ShardReader, StartingPosition, list_shards
+from local.kinesis_shards import (
+    THROTTLED,
+    RecordSource,
+    ShardReader,
+    StartingPosition,
+    SubscribedShardReader,
+    list_shards,
+)
 from shared.glue.arguments import StreamSettings
 
 KINESIS_SCHEMA = StructType([
@@ -45,6 +67,11 @@ KINESIS_SCHEMA = StructType([
 ])
 CHECKPOINT_FILE = "kinesis-checkpoint.json"
 MAX_EMPTY_READS = 3  # GetRecords may return nothing while behind; give up after a few
+# How long a micro-batch waits at most for every subscribed shard to say it is caught up:
+# longer than a new subscription's wait out of the 5-second rule plus the 5 seconds an idle
+# subscription may go without an event (local.kinesis_fan_out.HEARTBEAT_SECONDS).
+PUSHED_CATCH_UP_SECONDS = 15.0
+PUSHED_WAIT_SECONDS = 0.05  # how long a micro-batch waits for pushed records between looks
 
 
 @dataclass(frozen=True)
@@ -84,6 +111,9 @@ class AppliedShardPositions:
 class FetchedBatch:
     records: list[dict[str, Any]]  # GetRecords entries, each with its "ShardId"
     positions: dict[str, str]  # the last sequence number read per shard (after this batch)
+    # every shard was read to its end (pushed shards: an event said so, since the moment
+    # given; polled ones: GetRecords said caught up, gave nothing, or was throttled)
+    caught_up: bool = True
 
 
 class LocalKinesisSource:
@@ -92,6 +122,19 @@ class LocalKinesisSource:
         self.client = client
         self.stream = stream
         self.started_at = started_at or datetime.now(UTC)  # LATEST = what arrives after this
+        self._subscribed: dict[str, RecordSource] = {}  # per shard, kept across micro-batches
+
+    def close(self) -> None:
+        """End the subscriptions of a fan-out consumer (nothing to end when polling)."""
+        readers, self._subscribed = list(self._subscribed.values()), {}
+        for reader in readers:
+            reader.close()
+
+    def __enter__(self) -> LocalKinesisSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def stream_created(self) -> str:
         summary = self.client.describe_stream_summary(StreamName=self.stream.stream_name)
@@ -105,9 +148,13 @@ class LocalKinesisSource:
             return StartingPosition("AT_TIMESTAMP", self.started_at)
         return StartingPosition("TRIM_HORIZON")
 
-    def fetch(self, positions: dict[str, str]) -> FetchedBatch:
+    def fetch(self, positions: dict[str, str], since: float | None = None) -> FetchedBatch:
         """The next micro-batch: up to ``max_fetch_records_per_shard`` records per shard,
-        after the checkpointed positions."""
+        after the checkpointed positions. Through a fan-out consumer, with ``since`` (a
+        ``time.monotonic()`` moment) each shard is read until an event received after it
+        said the shard is caught up: everything stored before ``since`` has been read."""
+        if self.stream.fanout_consumer_arn:
+            return self._fetch_pushed(positions, since)
         limit = self.stream.max_fetch_records_per_shard
         records: list[dict[str, Any]] = []
         after = dict(positions)
@@ -133,6 +180,48 @@ class LocalKinesisSource:
                 else:
                     empty += 1
         return FetchedBatch(records, after)
+
+    def _fetch_pushed(self, positions: dict[str, str], since: float | None) -> FetchedBatch:
+        """The next micro-batch through the fan-out consumer: up to
+        ``max_fetch_records_per_shard`` pushed records per shard after the checkpointed
+        positions, each shard until it is caught up (see ``fetch``)."""
+        deadline = time.monotonic() + PUSHED_CATCH_UP_SECONDS
+        limit = self.stream.max_fetch_records_per_shard
+        readers = {shard_id: self._subscription(shard_id, positions.get(shard_id))
+                   for shard_id in self.shard_ids()}
+        records: list[dict[str, Any]] = []
+        after = dict(positions)
+        taken = dict.fromkeys(readers, 0)
+        reading = set(readers)
+        while reading:
+            for shard_id in sorted(reading):
+                reader = readers[shard_id]
+                page = reader.read(limit - taken[shard_id])
+                records += [{**record, "ShardId": shard_id} for record in page.records]
+                if page.records:
+                    taken[shard_id] += len(page.records)
+                    after[shard_id] = str(page.records[-1]["SequenceNumber"])
+                if (taken[shard_id] >= limit or reader.ended or (page.caught_up and (
+                        since is None or reader.caught_up_since(since)))):
+                    reading.discard(shard_id)
+            if reading:
+                if time.monotonic() >= deadline:
+                    break
+                readers[min(reading)].wait_for_records(PUSHED_WAIT_SECONDS)
+        return FetchedBatch(records, after, caught_up=not reading)
+
+    def _subscription(self, shard_id: str, after: str | None) -> RecordSource:
+        """The shard's subscribed reader, kept from the last micro-batch when it stands at
+        ``after``; else (a failed batch, a first read) a new one that subscribes after it."""
+        reader = self._subscribed.get(shard_id)
+        if reader is not None and reader.last_read == after:
+            return reader
+        if reader is not None:
+            reader.close()
+        reader = SubscribedShardReader(self.client, self.stream.fanout_consumer_arn, shard_id,
+                                       start=self._start(), after=after)
+        self._subscribed[shard_id] = reader
+        return reader
 
     def dataframe(self, spark: SparkSession, records: list[dict[str, Any]]) -> DataFrame:
         """The batch DataFrame the Glue Kinesis source would hand ``forEachBatch``."""

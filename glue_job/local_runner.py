@@ -10,6 +10,11 @@ to the SQS dead-letter queue) and, after a successful batch only, checkpoints th
 sequence numbers in the state dir. A restart resumes after the last applied batch; a failed
 batch is read again. ``--once`` processes what the stream holds now (in as many micro-batches
 as that takes, like Spark's ``Trigger.AvailableNow``) and exits. One JSON line per batch.
+
+``--parameter NAME=VALUE`` sets a template.yaml parameter the job's arguments follow, as
+the deployed job's DefaultArguments do: with ``KinesisEnhancedFanOut=true`` its
+--FANOUT_CONSUMER_ARN is the stream's consumer (``ChangeStreamConsumer``, registered in moto
+here if it is not yet) and the runner reads every shard through it (SubscribeToShard).
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ import boto3
 
 from glue_job.kinesis_source import AppliedShardPositions, Checkpoint, LocalKinesisSource
 from glue_job.local_spark import local_spark
+from local.cdc import STREAM_CONSUMER_NAME
 from local.stack import ensure_stack
+from local.stack.provision import ensure_stream_consumer
+from local.template import Evaluator, load_template
 from shared.consumer import BatchOutcome
 from shared.glue.arguments import GlueJobSettings, window_seconds
 from shared.glue.job import GlueBatchJob, batch_log
@@ -55,9 +63,12 @@ def run(
     window = window_seconds(source.stream.window_size) or 0.0
     state = checkpoints.load(source.stream.stream_arn, source.stream_created())
     outcomes: list[BatchOutcome] = []
+    # With once, what the stream holds now: pushed shards are read until told they are
+    # caught up since this moment (polled ones until GetRecords says so).
+    since = time.monotonic() if once else None
     while not stop.is_set():
         started = time.perf_counter()
-        fetched = source.fetch(state.positions)
+        fetched = source.fetch(state.positions, since)
         if fetched.records:
             batch = source.dataframe(job.spark, fetched.records)
             outcome = job.process(batch, state.next_batch_id)
@@ -70,7 +81,7 @@ def run(
                                state.next_batch_id + 1, fetched.positions)
             checkpoints.commit(state)
             outcomes.append(outcome)
-        elif once:
+        elif once and fetched.caught_up:
             break
         if not once:
             stop.wait(max(0.0, window - (time.perf_counter() - started)))
@@ -78,8 +89,9 @@ def run(
 
 
 def job_arguments(environment: Mapping[str, str], stream_arn: str, state_dir: Path,
-                  options: argparse.Namespace) -> dict[str, str]:
-    """The Glue job's parameters on the local stack: the consumer's settings plus the stream."""
+                  options: argparse.Namespace, fanout_consumer_arn: str = "") -> dict[str, str]:
+    """The Glue job's parameters on the local stack: the consumer's settings plus the stream
+    (and the fan-out consumer it reads through, if any)."""
     return {
         **environment,
         "STREAM_ARN": stream_arn,
@@ -87,7 +99,39 @@ def job_arguments(environment: Mapping[str, str], stream_arn: str, state_dir: Pa
         "MAX_FETCH_RECORDS_PER_SHARD": str(options.max_fetch_records_per_shard),
         "WINDOW_SIZE": options.window_size,
         "CHECKPOINT_LOCATION": str(state_dir),
+        "FANOUT_CONSUMER_ARN": fanout_consumer_arn,
     }
+
+
+def fan_out_consumer_arn(kinesis: Any, stream_arn: str,
+                         parameters: Mapping[str, str] | None = None) -> str:
+    """The job's --FANOUT_CONSUMER_ARN as template.yaml's GlueStreamingJob has it for its
+    defaults and ``parameters``: "" (no fan-out), or the ARN of the stream's consumer
+    ``STREAM_CONSUMER_NAME`` (the local ``ChangeStreamConsumer``, the one the Lambda path's
+    mapping reads through too), registered in moto if it is not yet."""
+    template = load_template()
+    arguments = Evaluator(template, parameters).resources()["GlueStreamingJob"]["Properties"][
+        "DefaultArguments"]
+    value = arguments.get("--FANOUT_CONSUMER_ARN", "")
+    if value == "":
+        return ""
+    consumer = {"Fn::GetAtt": ["ChangeStreamConsumer", "ConsumerARN"]}
+    if value != consumer:
+        raise ValueError(f"GlueStreamingJob's --FANOUT_CONSUMER_ARN is neither empty nor "
+                         f"{consumer}: {value!r}")
+    return ensure_stream_consumer(kinesis, stream_arn, STREAM_CONSUMER_NAME)
+
+
+def template_parameters(pairs: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs (--parameter) as template parameter overrides."""
+    parameters: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--parameter takes NAME=VALUE (a template.yaml parameter), "
+                             f"not {pair!r}")
+        parameters[name] = value
+    return parameters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,18 +148,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-fetch-records-per-shard", type=int, default=10_000)
     parser.add_argument("--window-size", default="10 seconds")
     parser.add_argument("--master", default="local[2]", help="Spark master (local[N])")
+    parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE",
+                        help="a template.yaml parameter the job's arguments follow, e.g. "
+                             "KinesisEnhancedFanOut=true (repeatable)")
     options = parser.parse_args(argv)
+    try:
+        parameters = template_parameters(options.parameter)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     info = ensure_stack(options.stack_dir)
     environment = info.environment()
     os.environ.update(environment)  # before Spark starts: its Python workers inherit it
     state_dir = options.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    kinesis = boto3.client("kinesis")
+    consumer_arn = fan_out_consumer_arn(kinesis, info.resources.stream_arn, parameters)
     settings = GlueJobSettings.from_mapping(
-        job_arguments(environment, info.resources.stream_arn, state_dir, options))
+        job_arguments(environment, info.resources.stream_arn, state_dir, options, consumer_arn))
     spark = local_spark(options.master)
     job = GlueBatchJob(spark, settings)
-    source = LocalKinesisSource(boto3.client("kinesis"), settings.stream)
+    source = LocalKinesisSource(kinesis, settings.stream)
 
     stop = threading.Event()
 
@@ -131,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local_runner: {exc}", file=sys.stderr)
         return 1
     finally:
+        source.close()
         spark.stop()
     return 0
 

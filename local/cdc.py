@@ -217,6 +217,8 @@ class LocalPipeline:
         if path == "glue":
             return ["glue_job.local_runner", "--stack-dir", str(self.stack.state_dir),
                     "--state-dir", str(self.state_dir / "glue"), "--window-size", "2 seconds",
+                    *(f"--parameter={name}={value}"
+                      for name, value in sorted(self.parameters.items())),
                     *(["--once"] if once else [])]
         return ["local.cdc", "consume", "--stack-dir", str(self.stack.state_dir),
                 "--state-dir", str(self.state_dir), *([] if applier else ["--no-applier"])]
