@@ -10,6 +10,7 @@ statement.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -28,6 +29,10 @@ SERIALIZATION_MARKERS = (
     "error: 1023",
 )
 TERMINAL = frozenset({"FINISHED", "FAILED", "ABORTED"})
+
+
+class _WaitRefused(Exception):
+    """The Data API refused a long poll (``WAITING_REFUSED``)."""
 
 
 class WarehouseError(Exception):
@@ -105,15 +110,20 @@ def is_serialization_failure(error: str) -> bool:
     return any(marker in lowered for marker in SERIALIZATION_MARKERS)
 
 
-# DescribeStatement polling: the first polls come quickly (most of our statements finish well
-# within a second), then at most POLL_INTERVAL[1] apart, growing by POLL_GROWTH. The Data API
-# allows 100 DescribeStatement calls a second per account and Region ("Quotas for Amazon Redshift
-# Data API", Amazon Redshift Management Guide,
-# https://docs.aws.amazon.com/redshift/latest/mgmt/amazon-redshift-limits.html); a statement
-# waited on costs at most 5 calls a second once ramped up (12 in its first second), so about 20
-# statements (the consumers' shards and the applier) can be waited on at once within it, and a
-# throttled poll is retried (RETRYABLE_API_ERRORS). The schedule before (x1.5 up to 1 s) saw an
-# apply that ran for 0.65 s only at 0.98 s.
+# Waiting for a statement: long polling ("Reduce API calls with long polling", Amazon Redshift
+# Management Guide, https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-calling-considerations-long-polling.html).
+# With WaitTimeSeconds (1-30) ExecuteStatement and BatchExecuteStatement answer once the
+# statement is done or the wait is over, with its Status; DescribeStatement likewise. So a
+# statement that ends within LONG_POLL_SECONDS costs one call and is seen done the moment it
+# ends, with no DescribeStatement polls (the Data API allows 100 of those a second per account
+# and Region, "Quotas for Amazon Redshift Data API",
+# https://docs.aws.amazon.com/redshift/latest/mgmt/amazon-redshift-limits.html). A failed one
+# is described once more for its error text (the submit's answer has none). Should the
+# service refuse a waiting request (ActiveWaitingRequestsExceededException: too many wait on
+# the same statement) the client polls DescribeStatement without waiting instead: the first
+# polls quickly, then at most POLL_INTERVAL[1] apart, growing by POLL_GROWTH.
+LONG_POLL_SECONDS = 30
+WAITING_REFUSED = "ActiveWaitingRequestsExceededException"
 POLL_INTERVAL = (0.02, 0.2)
 POLL_GROWTH = 1.25
 
@@ -143,7 +153,8 @@ class RedshiftDataApi:
     # --- public -----------------------------------------------------------------------------
 
     def run_transaction(self, sqls: Sequence[str]) -> dict[str, Any]:
-        """Run ``sqls`` as one all-or-nothing BatchExecuteStatement; return its description."""
+        """Run ``sqls`` as one all-or-nothing BatchExecuteStatement; return what the Data API
+        last said of it (``Id``, ``Status``, ``HasResultSet`` at least)."""
         if not sqls:
             raise ValueError("a transaction needs at least one statement")
         return self._run("batch_execute_statement", {"Sqls": list(sqls)})
@@ -185,13 +196,18 @@ class RedshiftDataApi:
     def _run(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:
         last_error = ""
         for attempt in range(self._retry.attempts):
-            submitted = self._call(
-                operation, {**args, **self._target.call_args(), "ClientToken": str(uuid.uuid4())}
-            )
-            described = self._wait(submitted["Id"])
+            timeout = self._statement_timeout
+            deadline = None if timeout is None else time.monotonic() + timeout
+            submitted = self._submit(operation, {**args, **self._target.call_args(),
+                                                 "ClientToken": str(uuid.uuid4())}, deadline)
+            described = (submitted if submitted.get("Status") in TERMINAL
+                         else self._wait(submitted["Id"], deadline))
             status = described["Status"]
             if status == "FINISHED":
                 return described
+            if "SubStatements" not in described and "Error" not in described:
+                # The submit's own answer: its Status, not why.
+                described = self._call("describe_statement", {"Id": submitted["Id"]})
             error = self._error_text(described)
             if status == "ABORTED":
                 raise StatementAborted(error)
@@ -205,6 +221,19 @@ class RedshiftDataApi:
         )
 
     @staticmethod
+    def _wait_seconds(deadline: float | None) -> int:
+        """WaitTimeSeconds for a long poll: LONG_POLL_SECONDS, or less to keep ``deadline``."""
+        if deadline is None:
+            return LONG_POLL_SECONDS
+        return max(1, min(LONG_POLL_SECONDS, math.ceil(deadline - time.monotonic())))
+
+    def _submit(self, operation: str, args: dict[str, Any],
+                deadline: float | None) -> dict[str, Any]:
+        """Submit and wait in the same call (the submit operations never refuse to wait:
+        ActiveWaitingRequestsExceededException is not among their errors in the API model)."""
+        return self._call(operation, {**args, "WaitTimeSeconds": self._wait_seconds(deadline)})
+
+    @staticmethod
     def _error_text(described: Mapping[str, Any]) -> str:
         subs = described.get("SubStatements") or []
         for position, sub in enumerate(subs, start=1):
@@ -214,22 +243,37 @@ class RedshiftDataApi:
             return "the statement was aborted"
         return str(described.get("Error") or "the statement failed without an error text")
 
-    def _wait(self, statement_id: str) -> dict[str, Any]:
-        timeout = self._statement_timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _wait(self, statement_id: str, deadline: float | None) -> dict[str, Any]:
+        """Long polls until the statement is done (plain polls once waiting is refused); past
+        ``deadline`` it is cancelled and ``StatementAborted`` raised."""
         interval = self._poll_min
+        long_poll = True
         while True:
-            described = self._call("describe_statement", {"Id": statement_id})
+            if long_poll:
+                try:
+                    described = self._call(
+                        "describe_statement",
+                        {"Id": statement_id, "WaitTimeSeconds": self._wait_seconds(deadline)},
+                        long_poll=True)
+                except _WaitRefused:
+                    long_poll = False
+                    continue
+            else:
+                described = self._call("describe_statement", {"Id": statement_id})
             if described["Status"] in TERMINAL:
                 return described
             if deadline is not None and time.monotonic() > deadline:
                 self._call("cancel_statement", {"Id": statement_id})
+                timeout = self._statement_timeout or 0.0
                 raise StatementAborted(f"the statement did not finish in {timeout:g}s; cancelled")
-            self._sleep(interval)
-            interval = min(self._poll_max, interval * POLL_GROWTH)
+            if not long_poll:
+                self._sleep(interval)
+                interval = min(self._poll_max, interval * POLL_GROWTH)
 
-    def _call(self, operation: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """One API call, retried on throttling and connection trouble."""
+    def _call(self, operation: str, kwargs: dict[str, Any],
+              long_poll: bool = False) -> dict[str, Any]:
+        """One API call, retried on throttling and connection trouble. A ``long_poll`` call
+        the service refuses to wait in raises ``_WaitRefused``."""
         method = getattr(self._client, operation)
         for attempt in range(self._retry.attempts):
             try:
@@ -237,6 +281,8 @@ class RedshiftDataApi:
                 return response
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
+                if long_poll and code == WAITING_REFUSED:
+                    raise _WaitRefused(code) from None
                 if code not in RETRYABLE_API_ERRORS:
                     message = exc.response.get("Error", {}).get("Message", "")
                     raise StatementFailed(f"{operation} was refused: {code}: {message}") from None

@@ -468,11 +468,14 @@ def test_throttling_and_serialization_conflicts_are_retried(
         return None
 
     def conflict(parsed: dict[str, Any], **_: Any) -> None:
-        if (
-            parsed.get("Status") == "FINISHED"
-            and parsed.get("SubStatements")
-            and not faults["conflicts"]
-        ):
+        # The long-polled submit answers FAILED; the DescribeStatement the writer then makes
+        # for the error text names the conflict.
+        if parsed.get("Status") == "FINISHED" and not faults["conflicts"]:
+            faults["conflicts"] += 1
+            parsed["Status"] = "FAILED"
+
+    def conflict_text(parsed: dict[str, Any], **_: Any) -> None:
+        if faults["conflicts"] == 1 and parsed.get("SubStatements"):
             faults["conflicts"] += 1
             parsed["Status"] = "FAILED"
             parsed["SubStatements"][-1]["Status"] = "FAILED"
@@ -483,12 +486,13 @@ def test_throttling_and_serialization_conflicts_are_retried(
 
     events = redshift_data.meta.events
     events.register("before-call.redshift-data.BatchExecuteStatement", throttle)
-    events.register("after-call.redshift-data.DescribeStatement", conflict)
+    events.register("after-call.redshift-data.BatchExecuteStatement", conflict)
+    events.register("after-call.redshift-data.DescribeStatement", conflict_text)
     stream = DmsStream()
     seed(stream)
     pipeline.apply(stream.take())
 
-    assert faults == {"throttled": 2, "conflicts": 1}
+    assert faults == {"throttled": 2, "conflicts": 2}
     assert [r["ticket_id"] for r in pipeline.wide()] == [10, 11]
 
 
