@@ -466,7 +466,7 @@ CHANGE_S = 0.0001
 # Measured by make bench-cost (2026-11-30, against moto and the stand-in; docs/cost.md): the
 # consumer's wall time per batch with an applier queue, ≈ fixed + per record (transform, one
 # HEAD, one PutObject, one SendMessage), and the applier's wall time around its warehouse time
-# (receive, manifest put, deletes, the Data API polls' last interval).
+# (receive, manifest put, deletes).
 CONSUMER_FIXED_S = 0.02
 CONSUMER_PER_RECORD_S = 0.00004
 APPLIER_OVERHEAD_S = 0.3
