@@ -71,15 +71,22 @@ PUT_PAYLOAD_UNIT = 25 * KIB  # Kinesis provisioned mode: a PUT payload unit is a
 
 class Meter:
     """What the boto3 clients did, from botocore's ``before-parameter-build`` (the call's own
-    parameters) and ``after-call`` events."""
+    parameters) and ``after-call`` events.
+
+    A statement's ``Duration`` is only in DescribeStatement's answer, and a long-polled submit
+    that saw its statement finish makes none: ``durations`` describes those statements when it
+    is read, after the measured work, without counting those calls."""
 
     def __init__(self, clients: Mapping[str, Any]) -> None:
         self.calls: Counter[str] = Counter()
         self.statements = 0
-        self.durations: list[tuple[str, int]] = []  # (first SQL word, ns) of finished statements
+        self._durations: list[tuple[str, int]] = []  # (first SQL word, ns) of finished ones
         self.keys: list[str] = []  # the S3 keys put
         self._sqls: dict[str, list[str]] = {}
         self._pending: list[str] = []
+        self._undescribed: list[str] = []  # finished in their submit's long poll
+        self._settling = False
+        self._data_api = clients["redshift-data"]
         for service, client in clients.items():
             client.meta.events.register(f"before-parameter-build.{service}",
                                         self._before(service))
@@ -93,6 +100,8 @@ class Meter:
 
     def _before(self, service: str) -> Callable[..., None]:
         def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+            if self._settling:
+                return
             self.calls[f"{service}:{model.name}"] += 1
             if model.name == "PutObject":
                 self.keys.append(str(params.get("Key")))
@@ -106,6 +115,18 @@ class Meter:
 
     def _submitted(self, parsed: dict[str, Any], **_: Any) -> None:
         self._sqls[str(parsed.get("Id"))] = self._pending
+        if parsed.get("Status") == "FINISHED":
+            self._undescribed.append(str(parsed.get("Id")))
+
+    @property
+    def durations(self) -> list[tuple[str, int]]:
+        self._settling = True
+        try:
+            while self._undescribed:
+                self._data_api.describe_statement(Id=self._undescribed.pop())
+        finally:
+            self._settling = False
+        return self._durations
 
     def _described(self, parsed: dict[str, Any], **_: Any) -> None:
         if parsed.get("Status") != "FINISHED":
@@ -114,15 +135,16 @@ class Meter:
         subs = parsed.get("SubStatements") or []
         if subs:
             for sql, sub in zip(sqls, subs, strict=False):
-                self.durations.append((_verb(sql), max(0, int(sub.get("Duration", 0)))))
+                self._durations.append((_verb(sql), max(0, int(sub.get("Duration", 0)))))
         else:
-            self.durations.append((_verb(sqls[0] if sqls else ""), max(0, int(
+            self._durations.append((_verb(sqls[0] if sqls else ""), max(0, int(
                 parsed.get("Duration", 0)))))
 
     def reset(self) -> None:
         self.calls.clear()
         self.statements = 0
-        self.durations.clear()
+        self._durations.clear()
+        self._undescribed.clear()
         self.keys.clear()
 
 

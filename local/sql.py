@@ -5,11 +5,11 @@
 Starts the local stack if it does not run (with ``--spec``, migrates its warehouse to that
 pipeline spec first), then talks to the Redshift Data API stand-in with
 an unmodified boto3 ``redshift-data`` client, as the consumers' database user (the stack's
-consumer secret), as an analyst's tool would talk to Redshift: ExecuteStatement and
-DescribeStatement until it ends (``shared.data_api``, the consumers' adapter, with a timeout
-that cancels the statement), GetStatementResult for every page. A result set is printed as CSV
-with a header (NULL as an empty field); any other statement prints the number of rows it
-affected. Errors go to stderr with exit status 1.
+consumer secret), as an analyst's tool would talk to Redshift: ExecuteStatement waiting for its
+end (``shared.data_api``, the consumers' adapter: long polls, with a timeout that cancels the
+statement), DescribeStatement for its row count, GetStatementResult for every page. A result
+set is printed as CSV with a header (NULL as an empty field); any other statement prints the
+number of rows it affected. Errors go to stderr with exit status 1.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def run_statement(client: Any, info: StackInfo, sql: str,
                            secret_arn=info.resources.consumer_secret_arn)
     data_api = RedshiftDataApi(client, target, poll_interval=(0.01, 0.5),
                                statement_timeout=timeout)
-    return data_api.execute(sql)
+    return data_api.describe(data_api.execute(sql)["Id"])
 
 
 def result_rows(client: Any, statement_id: str) -> Iterator[list[str]]:

@@ -163,6 +163,11 @@ class RedshiftDataApi:
         """Run one statement (autocommit) and wait for it."""
         return self._run("execute_statement", self._statement_args(sql, parameters))
 
+    def describe(self, statement_id: str) -> dict[str, Any]:
+        """The statement's whole description (DescribeStatement: ``ResultRows``, ``Duration``
+        ...), which a long-polled submit's answer does not carry."""
+        return self._call("describe_statement", {"Id": statement_id})
+
     def query(self, sql: str, parameters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Run one SELECT and return every row as a dict (all result pages)."""
         described = self.execute(sql, parameters)
