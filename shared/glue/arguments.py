@@ -51,7 +51,10 @@ def parse_job_arguments(argv: Sequence[str]) -> dict[str, str]:
 
 def consumer_arn_problems(consumer_arn: str, stream_arn: str) -> list[str]:
     """What is wrong with ``consumer_arn`` as an enhanced fan-out consumer of ``stream_arn``'s
-    stream (nothing: an empty list)."""
+    stream (nothing: an empty list). "Kinesis connection option reference" (AWS Glue
+    Developer Guide): ``fanoutConsumerARN`` is "the ARN of a Kinesis stream consumer for the
+    stream specified in streamARN", with no Glue version limit (unlike its neighbours, 4.0 or
+    later), so the job's GlueVersion 5.0 has it."""
     shape = _CONSUMER_ARN.fullmatch(consumer_arn)
     if shape is None:
         return ["FANOUT_CONSUMER_ARN must be a Kinesis stream consumer's ARN "
