@@ -121,7 +121,8 @@ def test_bench_scale_measures_every_figure(scale_report: ScaleReport) -> None:
     for run in scale_report.runs:
         assert run.drain_seconds >= run.load_seconds > 0
         assert run.transactions > 0 and run.statements >= run.transactions
-        assert run.calls > run.transactions  # each submission is waited for
+        # Each submission long-polls: one call when it ends within 30 s, more when not.
+        assert run.calls >= run.transactions
         assert run.reader_queries > 0 and run.reader_longest_wait > 0
         assert run.consumer_invocations > 0
     assert all(r.applier_invocations > 0 for r in scale_report.of("applier"))
