@@ -111,8 +111,9 @@ class AppliedShardPositions:
 class FetchedBatch:
     records: list[dict[str, Any]]  # GetRecords entries, each with its "ShardId"
     positions: dict[str, str]  # the last sequence number read per shard (after this batch)
-    # every shard was read to its end (pushed shards: an event said so, since the moment
-    # given; polled ones: GetRecords said caught up, gave nothing, or was throttled)
+    # False when a pushed shard neither filled its part nor said it is caught up within
+    # PUSHED_CATCH_UP_SECONDS: an empty batch then does not mean nothing is left. A polled
+    # fetch is always True (its shards stop at GetRecords' caught up, nothing, or throttled).
     caught_up: bool = True
 
 
