@@ -30,6 +30,7 @@ from local.kinesis_fan_out import (
     exception_message,
     subscribe,
 )
+from tests.manual_clock import ManualClock
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
@@ -56,14 +57,6 @@ def decoded(messages: list[bytes]) -> list[dict[str, Any]]:
     stream: Any = EventStream(Raw(messages), shape, EventStreamJSONParser(), "SubscribeToShard")
     assert stream.get_initial_response().headers[":event-type"] == "initial-response"
     return list(stream)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_message_round_trips_through_botocores_parser() -> None:
@@ -126,7 +119,7 @@ def bodies(messages: Iterator[bytes], count: int) -> list[dict[str, Any]]:
 def test_a_subscription_lasts_5_minutes() -> None:
     assert SUBSCRIPTION_SECONDS == 300
     _, consumer, backends = fixture_stream()
-    clock = Clock()
+    clock = ManualClock()
     messages = subscribe(Subscriptions(clock), backends, request(consumer)).events()
     first, empty = bodies(messages, 2)
     assert first["type"] == "initial-response"
@@ -139,7 +132,7 @@ def test_a_subscription_lasts_5_minutes() -> None:
 def test_an_idle_shard_gets_an_event_without_records_every_5_seconds() -> None:
     stream, consumer, backends = fixture_stream()
     stream.shards["shardId-000000000000"].put_record("k", base64.b64encode(b"a").decode(), None)
-    clock = Clock()
+    clock = ManualClock()
     messages = subscribe(Subscriptions(clock), backends, request(consumer)).events()
     _, first = bodies(messages, 2)
     assert len(first["Records"]) == 1
@@ -152,7 +145,7 @@ def test_an_idle_shard_gets_an_event_without_records_every_5_seconds() -> None:
 
 def test_a_second_call_within_5_seconds_is_refused_and_a_later_one_takes_over() -> None:
     _, consumer, backends = fixture_stream()
-    clock = Clock()
+    clock = ManualClock()
     hub = Subscriptions(clock)
     messages = subscribe(hub, backends, request(consumer)).events()
     bodies(messages, 2)
@@ -176,7 +169,7 @@ def test_events_are_paced_to_the_consumers_2_mib_a_second() -> None:
     size = 700 * 1024
     for n in range(3):
         shard.put_record(f"k{n}", base64.b64encode(b"x" * size).decode(), None)
-    clock = Clock()
+    clock = ManualClock()
     messages = subscribe(Subscriptions(clock), backends, request(consumer)).events()
     _, first = bodies(messages, 2)
     assert [r["SequenceNumber"] for r in first["Records"]] == ["1", "2"]
@@ -193,5 +186,5 @@ def test_events_are_paced_to_the_consumers_2_mib_a_second() -> None:
 def test_a_bad_starting_position_is_an_invalid_argument(position: dict[str, Any]) -> None:
     _, consumer, backends = fixture_stream()
     with pytest.raises(FanOutError) as raised:
-        subscribe(Subscriptions(Clock()), backends, request(consumer, **position))
+        subscribe(Subscriptions(ManualClock()), backends, request(consumer, **position))
     assert raised.value.code == "InvalidArgumentException"

@@ -12,6 +12,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.kinesis.models import KinesisBackend, Shard
 
 from local.moto_server import ShardLimits, patch, record_size
+from tests.manual_clock import ManualClock
 
 
 def filled_shard(count: int) -> Shard:
@@ -45,17 +46,9 @@ def test_a_shard_that_is_not_consecutive_falls_back_to_the_walk() -> None:
     assert position == 7
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_shard_takes_1000_records_a_second_then_refuses_until_the_window_closes() -> None:
     # "Amazon Kinesis Data Streams Quotas and Limits": 1,000 records per second per shard
-    clock = Clock()
+    clock = ManualClock(100.0)
     limits = ShardLimits(clock)
     assert all(limits.admit_write(10) for _ in range(1_000))
     clock.now += 0.999
@@ -65,7 +58,7 @@ def test_a_shard_takes_1000_records_a_second_then_refuses_until_the_window_close
 
 
 def test_a_shard_takes_1_mib_a_second_and_a_smaller_record_may_still_fit() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     limits = ShardLimits(clock)
     assert limits.admit_write(1024 * 1024 - 100)
     assert not limits.admit_write(101)
@@ -76,7 +69,7 @@ def test_a_shard_takes_1_mib_a_second_and_a_smaller_record_may_still_fit() -> No
 
 
 def test_a_shard_serves_5_reads_a_second() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     limits = ShardLimits(clock)
     assert [limits.admit_read() for _ in range(6)] == [True] * 5 + [False]
     clock.now += 0.5
@@ -88,7 +81,7 @@ def test_a_shard_serves_5_reads_a_second() -> None:
 def test_a_read_of_10_mib_holds_the_shard_for_the_next_5_seconds() -> None:
     # GetRecords: "If a call returns 10 MiB of data, subsequent calls made within the next 5
     # seconds throw ProvisionedThroughputExceededException"
-    clock = Clock()
+    clock = ManualClock(100.0)
     limits = ShardLimits(clock)
     assert limits.admit_read()
     limits.charge_read(10 * 1024 * 1024)
@@ -100,7 +93,7 @@ def test_a_read_of_10_mib_holds_the_shard_for_the_next_5_seconds() -> None:
 
 
 def test_small_reads_are_limited_by_calls_not_bytes() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     limits = ShardLimits(clock)
     for _ in range(5):
         assert limits.admit_read()
