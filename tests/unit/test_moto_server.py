@@ -5,11 +5,15 @@ on what it retains), and the per-shard throughput limits of that page enforced."
 from __future__ import annotations
 
 import base64
+import time
 from datetime import UTC, datetime
 
+import boto3
 import pytest
+from moto import mock_aws
 from moto.core.exceptions import JsonRESTError
 from moto.kinesis.models import KinesisBackend, Shard
+from moto.sqs.models import sqs_backends
 
 from local.moto_server import ShardLimits, patch, record_size
 from tests.manual_clock import ManualClock
@@ -126,3 +130,25 @@ def test_get_records_returns_at_most_10_mib_and_the_shard_then_rests() -> None:
         backend.get_records(None, after, None)
     assert refused.value.error_type == "ProvisionedThroughputExceededException"
     assert refused.value.message == f"Rate exceeded for Shard - 123456789012/s/{shard.shard_id}"
+
+
+def test_a_received_message_is_kept_to_its_queues_retention_period_and_not_after() -> None:
+    """The patched retention check reads the queue's own MessageRetentionPeriod and compares as
+    moto does: a message older than the period is not delivered (nor kept: "Amazon SQS message
+    lifecycle", the retention period), a younger one is."""
+    patch()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        queue_url = sqs.create_queue(QueueName="retained",
+                                     Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        sqs.send_message(QueueUrl=queue_url, MessageBody="young")
+        sqs.send_message(QueueUrl=queue_url, MessageBody="old")
+        backend = sqs_backends["123456789012"]["us-east-1"]
+        [young, old] = backend.get_queue("retained")._messages
+        now = int(time.time() * 1000)
+        young.sent_timestamp = now - 59_000  # type: ignore[assignment]  # moto: None until sent
+        old.sent_timestamp = now - 61_000  # type: ignore[assignment]
+
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+
+        assert [m["Body"] for m in received["Messages"]] == ["young"]
