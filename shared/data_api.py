@@ -122,10 +122,22 @@ def is_serialization_failure(error: str) -> bool:
 # service refuse a waiting request (ActiveWaitingRequestsExceededException: too many wait on
 # the same statement) the client polls DescribeStatement without waiting instead: the first
 # polls quickly, then at most POLL_INTERVAL[1] apart, growing by POLL_GROWTH.
+# Long polling needs an SDK whose model has WaitTimeSeconds: the Lambda python3.12 runtime's
+# botocore 1.40 ("Runtime-included SDK versions") has not, and would refuse the parameter
+# (ParamValidationError) before any call; with such an SDK the client polls.
 LONG_POLL_SECONDS = 30
 WAITING_REFUSED = "ActiveWaitingRequestsExceededException"
 POLL_INTERVAL = (0.02, 0.2)
 POLL_GROWTH = 1.25
+
+
+def sdk_long_polls(client: Any) -> bool:
+    """Whether ``client``'s service model takes WaitTimeSeconds on DescribeStatement."""
+    try:
+        shape = client.meta.service_model.operation_model("DescribeStatement").input_shape
+    except AttributeError:
+        return False
+    return "WaitTimeSeconds" in shape.members
 
 
 class RedshiftDataApi:
@@ -149,6 +161,7 @@ class RedshiftDataApi:
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._statement_timeout = statement_timeout
+        self._long_polls = sdk_long_polls(client)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -236,6 +249,8 @@ class RedshiftDataApi:
                 deadline: float | None) -> dict[str, Any]:
         """Submit and wait in the same call (the submit operations never refuse to wait:
         ActiveWaitingRequestsExceededException is not among their errors in the API model)."""
+        if not self._long_polls:
+            return self._call(operation, args)
         return self._call(operation, {**args, "WaitTimeSeconds": self._wait_seconds(deadline)})
 
     @staticmethod
@@ -252,7 +267,7 @@ class RedshiftDataApi:
         """Long polls until the statement is done (plain polls once waiting is refused); past
         ``deadline`` it is cancelled and ``StatementAborted`` raised."""
         interval = self._poll_min
-        long_poll = True
+        long_poll = self._long_polls
         while True:
             if long_poll:
                 try:

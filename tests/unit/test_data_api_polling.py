@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -26,6 +27,9 @@ class ClockedDataApi:
     advanced by the waits the caller asks for and by long polls as the service answers them.
     ``refuses_waits``: every DescribeStatement that asks to wait is refused (the submit
     operations have no such error in the API model). It records each call."""
+
+    meta: Any = boto3.client("redshift-data", region_name="us-east-1", aws_access_key_id="x",
+                        aws_secret_access_key="x").meta  # the SDK's model: it has WaitTimeSeconds
 
     def __init__(self, seconds: float, fails: bool = False, refuses_waits: bool = False) -> None:
         self.seconds = seconds
@@ -103,3 +107,21 @@ def test_refused_waits_fall_back_to_polls_a_handful_a_second_seen_within_a_fifth
         assert client.seen_done is not None and seconds <= client.seen_done <= seconds + 0.2
         assert len([t for t in describes if t < 31.0]) <= 12  # the submit waited 30 s
         assert len([t for t in describes if 40.0 <= t < 50.0]) <= 5 * 10 + 1
+
+
+class OlderSdk(ClockedDataApi):
+    """A client whose model has no WaitTimeSeconds (as the Lambda python3.12 runtime's botocore
+    1.40): it would refuse the parameter, so it must not get it."""
+
+    meta = None
+
+    def _answer(self, operation: str, wait: int | None) -> str:
+        assert wait is None, "WaitTimeSeconds sent to an SDK that does not know it"
+        return super()._answer(operation, wait)
+
+
+def test_an_sdk_without_long_polling_is_polled_and_sees_the_end_within_a_fifth() -> None:
+    for seconds in (0.3, 2.5):
+        client = waited(OlderSdk(seconds))
+        assert client.seen_done is not None and seconds <= client.seen_done <= seconds + 0.2
+        assert operations(client)[0] == "ExecuteStatement"
