@@ -53,6 +53,7 @@ from typing import Any
 import boto3
 
 from bench.core_bench import HMAC_KEY, make_records
+from bench.parts import LongPolledStatements
 from bench.warehouse import fresh_databases
 from local.stack import ensure_stack
 from local.stack.environment import CONFLICTING_VARIABLES
@@ -73,9 +74,8 @@ class Meter:
     """What the boto3 clients did, from botocore's ``before-parameter-build`` (the call's own
     parameters) and ``after-call`` events.
 
-    A statement's ``Duration`` is only in DescribeStatement's answer, and a long-polled submit
-    that saw its statement finish makes none: ``durations`` describes those statements when it
-    is read, after the measured work, without counting those calls."""
+    ``durations`` describes the long-polled statements when it is read
+    (``bench.parts.LongPolledStatements``), without counting those calls."""
 
     def __init__(self, clients: Mapping[str, Any]) -> None:
         self.calls: Counter[str] = Counter()
@@ -84,9 +84,7 @@ class Meter:
         self.keys: list[str] = []  # the S3 keys put
         self._sqls: dict[str, list[str]] = {}
         self._pending: list[str] = []
-        self._undescribed: list[str] = []  # finished in their submit's long poll
-        self._settling = False
-        self._data_api = clients["redshift-data"]
+        self._long_polled = LongPolledStatements(clients["redshift-data"])
         for service, client in clients.items():
             client.meta.events.register(f"before-parameter-build.{service}",
                                         self._before(service))
@@ -100,7 +98,7 @@ class Meter:
 
     def _before(self, service: str) -> Callable[..., None]:
         def count(params: dict[str, Any], model: Any, **_: Any) -> None:
-            if self._settling:
+            if self._long_polled.describing:
                 return
             self.calls[f"{service}:{model.name}"] += 1
             if model.name == "PutObject":
@@ -115,17 +113,11 @@ class Meter:
 
     def _submitted(self, parsed: dict[str, Any], **_: Any) -> None:
         self._sqls[str(parsed.get("Id"))] = self._pending
-        if parsed.get("Status") == "FINISHED":
-            self._undescribed.append(str(parsed.get("Id")))
+        self._long_polled.note(parsed)
 
     @property
     def durations(self) -> list[tuple[str, int]]:
-        self._settling = True
-        try:
-            while self._undescribed:
-                self._data_api.describe_statement(Id=self._undescribed.pop())
-        finally:
-            self._settling = False
+        self._long_polled.describe_all()
         return self._durations
 
     def _described(self, parsed: dict[str, Any], **_: Any) -> None:
@@ -144,7 +136,7 @@ class Meter:
         self.calls.clear()
         self.statements = 0
         self._durations.clear()
-        self._undescribed.clear()
+        self._long_polled.forget()
         self.keys.clear()
 
 

@@ -161,22 +161,46 @@ def data_api_round_trip(api: RedshiftDataApi, seconds: float = 3.0) -> Rate:
     return timed(run)
 
 
+class LongPolledStatements:
+    """Statements whose long-polled submit saw them finish, so nobody described them: a
+    statement's ``Duration`` is only in DescribeStatement's answer ("DescribeStatement" in the
+    Amazon Redshift Data API reference). A meter notes each submit's answer and calls
+    ``describe_all`` after the measured work; while it runs, ``describing`` is set, so the
+    meter can leave those DescribeStatement calls uncounted."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.describing = False
+        self._ids: list[str] = []
+
+    def note(self, submitted: dict[str, Any]) -> None:
+        if submitted.get("Status") == "FINISHED":
+            self._ids.append(str(submitted["Id"]))
+
+    def forget(self) -> None:
+        self._ids.clear()
+
+    def describe_all(self) -> None:
+        self.describing = True
+        try:
+            while self._ids:
+                self.client.describe_statement(Id=self._ids.pop())
+        finally:
+            self.describing = False
+
+
 class DataApiMeter:
     """What a boto3 ``redshift-data`` client did, from botocore's ``before-call`` and
     ``after-call`` events (whatever our adapter does around the calls): submissions, polls,
     and the time the statements ran in the warehouse (``Duration`` of a FINISHED
-    DescribeStatement, in nanoseconds: "DescribeStatement" in the Amazon Redshift Data API
-    reference). A long-polled submit that saw its statement finish makes no DescribeStatement:
-    ``executed_ns`` describes those statements when it is read, after the measured work,
-    without counting those calls as polls."""
+    DescribeStatement, in nanoseconds). ``executed_ns`` describes the long-polled statements
+    when it is read (``LongPolledStatements``)."""
 
     def __init__(self, client: Any) -> None:
-        self.client = client
         self.submits = 0
         self.polls = 0
         self._executed_ns = 0
-        self._undescribed: list[str] = []
-        self._settling = False
+        self._long_polled = LongPolledStatements(client)
         for operation in SUBMITTING_OPERATIONS:
             client.meta.events.register(f"before-call.redshift-data.{operation}", self._submit)
             client.meta.events.register(f"after-call.redshift-data.{operation}",
@@ -186,23 +210,17 @@ class DataApiMeter:
 
     @property
     def executed_ns(self) -> int:
-        self._settling = True
-        try:
-            while self._undescribed:
-                self.client.describe_statement(Id=self._undescribed.pop())
-        finally:
-            self._settling = False
+        self._long_polled.describe_all()
         return self._executed_ns
 
     def _submit(self, **_: Any) -> None:
         self.submits += 1
 
     def _submitted(self, parsed: dict[str, Any], **_: Any) -> None:
-        if parsed.get("Status") == "FINISHED":
-            self._undescribed.append(str(parsed["Id"]))
+        self._long_polled.note(parsed)
 
     def _described(self, parsed: dict[str, Any], **_: Any) -> None:
-        self.polls += 0 if self._settling else 1
+        self.polls += 0 if self._long_polled.describing else 1
         if parsed.get("Status") == "FINISHED":
             self._executed_ns += max(0, int(parsed.get("Duration", 0)))
 
