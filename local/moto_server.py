@@ -26,6 +26,9 @@ Two parts of moto grow with use in ways the services they stand in for do not, a
 
 Results are what moto returns, record for record; only the time to produce them changes.
 
+A registered stream consumer's ARN ends with ``:<creation time>``, as Kinesis's does (moto
+leaves it out).
+
 Two things are added. **SubscribeToShard** (enhanced fan-out), which moto does not have, is
 served by ``local.kinesis_fan_out`` (installed by ``patch``). And **Kinesis's per-shard
 throughput**, which moto does not enforce, so that a
@@ -62,6 +65,7 @@ integer operations per record under a per-shard lock; no history is kept.
 
 from __future__ import annotations
 
+import calendar
 import logging
 import sys
 import threading
@@ -213,9 +217,28 @@ def patch() -> None:
     Shard.get_min_sequence_number = (  # type: ignore[method-assign]
         lambda self: _first_key(self.records))
     _retention_check_reads_the_queue()
+    _consumer_arns_carry_their_creation()
     _limit_throughput()
     kinesis_fan_out.install()
     _PATCHED = True
+
+
+def _consumer_arns_carry_their_creation() -> None:
+    """moto names a registered stream consumer ``.../stream/<stream>/consumer/<name>``;
+    Kinesis appends ``:`` and the registration's time in epoch seconds (ConsumerARN's pattern
+    in the Kinesis API Reference, "ConsumerDescription": ``...consumer/<name>:[0-9]+``;
+    "RegisterStreamConsumer"'s example ends ``consumer/ExampleConsumerName:1519334167``).
+    Code that builds or parses a consumer's ARN meets the real form here too."""
+    from moto.kinesis.models import Consumer
+
+    register = Consumer.__init__
+
+    def __init__(self: Any, consumer_name: str, account_id: str, region_name: str,
+                 stream_arn: str) -> None:
+        register(self, consumer_name, account_id, region_name, stream_arn)
+        self.consumer_arn += f":{calendar.timegm(self.created.utctimetuple())}"
+
+    Consumer.__init__ = __init__  # type: ignore[method-assign]
 
 
 def _retention_check_reads_the_queue() -> None:

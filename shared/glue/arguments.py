@@ -21,11 +21,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PROBLEMS_PREFIX = "invalid configuration: "  # how SettingsError messages start
 # A stream consumer's ARN: the stream's ARN, "/consumer/", the consumer's name, ":" and the
 # registration's timestamp (ConsumerDescription.ConsumerARN's pattern, Kinesis API Reference,
-# https://docs.aws.amazon.com/kinesis/latest/APIReference/API_ConsumerDescription.html). The
-# timestamp may be missing: moto, the local stand-in, registers consumers without it.
+# https://docs.aws.amazon.com/kinesis/latest/APIReference/API_ConsumerDescription.html).
 _CONSUMER_ARN = re.compile(
     r"(?P<stream>arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[a-zA-Z0-9_.-]+)"
-    r"/consumer/[a-zA-Z0-9_.-]+(:[0-9]+)?")
+    r"/consumer/[a-zA-Z0-9_.-]+:[0-9]+")
 
 
 def parse_job_arguments(argv: Sequence[str]) -> dict[str, str]:

@@ -141,7 +141,8 @@ def test_subscribing_again_within_5_seconds_is_resource_in_use(
     error = raised.value.response["Error"]
     assert error["Code"] == "ResourceInUseException"
     assert error["Message"].startswith("Another active subscription exists for this consumer: ")
-    assert error["Message"].endswith(f":{stream}:{shard}:{consumer.rsplit('/', 1)[-1]}")
+    name = consumer.rsplit("/", 1)[-1].partition(":")[0]  # ARN: .../consumer/<name>:<created>
+    assert error["Message"].endswith(f":{stream}:{shard}:{name}")
     events_stream.close()
 
 

@@ -152,3 +152,25 @@ def test_a_received_message_is_kept_to_its_queues_retention_period_and_not_after
         received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
 
         assert [m["Body"] for m in received["Messages"]] == ["young"]
+
+
+def test_a_registered_consumers_arn_ends_with_its_creation_time_as_on_kinesis() -> None:
+    """ConsumerARN's pattern (Kinesis API Reference, "ConsumerDescription") ends
+    ``consumer/<name>:[0-9]+``, the registration's epoch seconds; moto leaves them out. The
+    ARN it returns is the one the consumer is found by."""
+    patch()
+    with mock_aws():
+        kinesis = boto3.client("kinesis", region_name="us-east-1")
+        kinesis.create_stream(StreamName="fanned", ShardCount=1)
+        stream_arn = kinesis.describe_stream_summary(
+            StreamName="fanned")["StreamDescriptionSummary"]["StreamARN"]
+        before = int(time.time())
+
+        consumer = kinesis.register_stream_consumer(StreamARN=stream_arn,
+                                                    ConsumerName="reader")["Consumer"]
+
+        prefix, _, created = consumer["ConsumerARN"].rpartition(":")
+        assert prefix == f"{stream_arn}/consumer/reader"
+        assert before - 1 <= int(created) <= time.time() + 1
+        described = kinesis.describe_stream_consumer(ConsumerARN=consumer["ConsumerARN"])
+        assert described["ConsumerDescription"]["ConsumerName"] == "reader"
