@@ -122,9 +122,12 @@ def is_serialization_failure(error: str) -> bool:
 # service refuse a waiting request (ActiveWaitingRequestsExceededException: too many wait on
 # the same statement) the client polls DescribeStatement without waiting instead: the first
 # polls quickly, then at most POLL_INTERVAL[1] apart, growing by POLL_GROWTH.
-# Long polling needs an SDK whose model has WaitTimeSeconds: the Lambda python3.12 runtime's
-# botocore 1.40 ("Runtime-included SDK versions") has not, and would refuse the parameter
-# (ParamValidationError) before any call; with such an SDK the client polls.
+# Long polling needs an SDK whose model has WaitTimeSeconds. The Lambda functions have one:
+# the SharedLayer ships the project's pinned SDK, which shadows the runtime's own (the
+# python3.12 runtime's botocore 1.40, "Runtime-included SDK versions", has no WaitTimeSeconds;
+# layers/shared/layer_requirements.py). Where the SDK is not the project's -- AWS Glue 5.0
+# provides its own boto3, a user may run the tools with theirs -- an older model would refuse
+# the parameter (ParamValidationError) before any call; with such an SDK the client polls.
 LONG_POLL_SECONDS = 30
 WAITING_REFUSED = "ActiveWaitingRequestsExceededException"
 POLL_INTERVAL = (0.02, 0.2)

@@ -5,7 +5,10 @@ install from:
 
 - the SharedLayer (layers/shared/Makefile): ``pip install --require-hashes --no-deps`` of the
   lock's entries that pyproject.toml's layer requirements bring (each entry says ``# via``
-  which requirement brings it), for the Lambda platform (python3.12, arm64 or x86_64);
+  which requirement brings it), for the Lambda platform (python3.12, arm64 or x86_64). That
+  includes the AWS SDK (boto3, botocore and their closure, layer_requirements.SDK_DISTRIBUTIONS)
+  at the versions of the project's virtualenv: the functions run the SDK the tests ran, not
+  the runtime's (layer_requirements.py says why);
 - the Glue job: the Makefile downloads the wheels of the shared core's own dependencies
   (pyproject ``dependencies`` the Glue 5.0 runtime does not bring, i.e. msgspec) for Glue's
   platform (CPython 3.11, x86_64) with the same hashes into the layer's ``glue-wheels/``; the
@@ -13,9 +16,10 @@ install from:
   there with ``--no-index`` (no registry at job start).
 
 Every package carries the hashes of its wheels for all three platforms, so the one file serves
-each. Regenerate after changing pyproject.toml's runtime dependencies (needs the package index):
+each. Regenerate after changing pyproject.toml's runtime dependencies or the virtualenv's SDK
+(needs the package index; run it with the project's virtualenv, whose SDK versions it pins):
 
-    python layers/shared/lock_runtime.py > layers/shared/runtime.lock
+    .venv/bin/python layers/shared/lock_runtime.py > layers/shared/runtime.lock
     python layers/shared/lock_runtime.py --layer-requirements  # the layer's part (Makefile)
     python layers/shared/lock_runtime.py --glue-requirements   # the Glue job's part (Makefile)
 
@@ -25,7 +29,9 @@ A requirement of pyproject.toml that the lock does not cover fails the build ("r
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,7 +41,7 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from layer_requirements import (
-    PROVIDED_BY_RUNTIME,
+    SDK_DISTRIBUTIONS,
     layer_requirements,
 )
 
@@ -48,7 +54,9 @@ PLATFORMS = (
     ("manylinux2014_x86_64", "3.12"),
     ("manylinux2014_x86_64", "3.11"),
 )
-GLUE_PROVIDES = PROVIDED_BY_RUNTIME  # Glue 5.0 brings boto3 and its dependencies too
+# AWS Glue 5.0 brings its own boto3 and its dependencies ("Using Python libraries with AWS
+# Glue", the modules provided in Glue 5.0); the job uses that SDK, so its wheels leave it out.
+GLUE_PROVIDES = SDK_DISTRIBUTIONS
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
 
 
@@ -139,28 +147,43 @@ def render(entries: dict[str, Entry]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolve(requirements: list[str]) -> dict[str, Entry]:
-    """Download each requirement's wheels for every platform: one version and its hashes per
-    package, and which requirements bring it."""
+def development_sdk() -> dict[str, str]:
+    """{name: version} of the SDK's distributions in the Python running this script: the
+    project's virtualenv, whose SDK the tests run and the layer ships."""
+    versions = {}
+    for name in sorted(SDK_DISTRIBUTIONS):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise SystemExit(f"{name} is not installed in {sys.executable}: run this script "
+                             "with the project's virtualenv (.venv/bin/python)") from None
+    return versions
+
+
+def resolve(requirements: list[str], constraints: dict[str, str]) -> dict[str, Entry]:
+    """Download each requirement's wheels for every platform, with ``constraints`` (name:
+    exact version): one version and its hashes per package, and which requirements bring it."""
     versions: dict[str, str] = {}
     hashes: dict[str, set[str]] = {}
     via: dict[str, set[str]] = {}
-    for via_key, requirement in (v for r in requirements for v in _variants(r).items()):
-        for platform, python in PLATFORMS:
-            with tempfile.TemporaryDirectory() as target:
+    with tempfile.TemporaryDirectory() as scratch:
+        pins = Path(scratch) / "constraints.txt"
+        pins.write_text("".join(f"{n}=={v}\n" for n, v in sorted(constraints.items())))
+        for via_key, requirement in (v for r in requirements for v in _variants(r).items()):
+            for platform, python in PLATFORMS:
+                target = Path(scratch) / "wheels"
+                shutil.rmtree(target, ignore_errors=True)
                 subprocess.run(  # noqa: S603 - pip with this file's own fixed arguments
                     [sys.executable, "-m", "pip", "download", "--quiet",
                      "--disable-pip-version-check", "--only-binary=:all:", "--implementation",
                      "cp", "--platform", platform, "--python-version", python, "--dest", target,
-                     requirement],
+                     "--constraint", pins, requirement],
                     check=True,
                 )
-                for wheel in sorted(Path(target).glob("*.whl")):
+                for wheel in sorted(target.glob("*.whl")):
                     match = _WHEEL.match(wheel.name)
                     assert match, wheel.name
                     name, version = normalized(match["name"]), match["version"]
-                    if name in PROVIDED_BY_RUNTIME:
-                        continue
                     known = versions.setdefault(name, version)
                     assert known == version, f"{name}: {known} and {version} both resolved"
                     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -178,7 +201,7 @@ def main(argv: list[str]) -> int:
         print(as_requirements(selected(parse_lock(LOCK.read_text()),
                                        glue_requirements(PYPROJECT))), end="")
         return 0
-    print(render(resolve(layer_requirements(PYPROJECT))), end="")
+    print(render(resolve(layer_requirements(PYPROJECT), development_sdk())), end="")
     return 0
 
 

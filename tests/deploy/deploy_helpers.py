@@ -1,7 +1,7 @@
 """Helpers of the deployment tests (their fixtures are in tests/deploy/conftest.py): the SAM /
 cfn-lint tool chain and its install, the app's copy and build, the SharedLayer's
-requirements, running a built handler in a Python holding only what the Lambda runtime
-provides, and a local stack of a test's own."""
+requirements and locked SDK, running a built handler in a Python holding only what the Lambda
+runtime provides, and a local stack of a test's own."""
 
 from __future__ import annotations
 
@@ -24,16 +24,28 @@ ARTIFACT_BUCKET = "sam-artifacts-deploy-tests"
 LAMBDA_PROVIDED = REPO / "tests/deploy/lambda_provided"
 
 
-def layer_requirements(pyproject: Path) -> list[str]:
-    """The SharedLayer's requirements, as layers/shared/layer_requirements.py computes them."""
-    spec = importlib.util.spec_from_file_location(
-        "layer_requirements", REPO / "layers/shared/layer_requirements.py"
-    )
+def layer_module(name: str) -> Any:
+    """A module of layers/shared (``layer_requirements``, ``lock_runtime``), from its file."""
+    spec = importlib.util.spec_from_file_location(name, REPO / f"layers/shared/{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result: list[str] = module.layer_requirements(pyproject)
+    return module
+
+
+def layer_requirements(pyproject: Path) -> list[str]:
+    """The SharedLayer's requirements, as layers/shared/layer_requirements.py computes them."""
+    result: list[str] = layer_module("layer_requirements").layer_requirements(pyproject)
     return result
+
+
+def locked_sdk() -> dict[str, str]:
+    """{distribution: version} of the AWS SDK in layers/shared/runtime.lock: what the layer
+    ships (boto3, botocore and their closure)."""
+    lock = layer_module("lock_runtime")
+    entries = lock.parse_lock((REPO / "layers/shared/runtime.lock").read_text())
+    sdk = layer_module("layer_requirements").SDK_DISTRIBUTIONS
+    return {name: entries[name].version for name in sorted(sdk) if name in entries}
 
 
 @dataclass(frozen=True)

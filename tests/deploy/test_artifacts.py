@@ -1,15 +1,17 @@
 """What `sam deploy` ships, run as AWS runs it: the built artifacts, not the source tree.
 
 - The SharedLayer's wheels match the functions' architecture (arm64 by default, ELF machine
-  checked, not file names), the arm64 and x86_64 builds hold the same packages, nothing the
-  runtime provides is duplicated, and every module the handlers import (followed through the
-  `shared` package) is in the layer, the runtime or the standard library.
+  checked, not file names), the arm64 and x86_64 builds hold the same packages, the layer
+  carries one whole AWS SDK (boto3, botocore and their closure, each once, at runtime.lock's
+  versions), and every module the handlers import (followed through the `shared` package) is
+  in the layer or the standard library.
 - The x86_64 build (what these machines can execute) of the Kinesis consumer, the batch
   applier, the schema migrator and the deploy helper runs in a Python 3.12 virtualenv holding
-  only what the Lambda runtime provides (boto3), with the layer and function directories on
-  sys.path as Lambda puts them (tests/deploy/lambda_provided/runtime_runner.py), against the
-  local stack; the warehouse, S3 and CloudFormation's response URL are checked, not the code's
-  internals.
+  only what the Lambda runtime provides (its own, older boto3), with the layer and function
+  directories on sys.path as Lambda puts them (tests/deploy/lambda_provided/runtime_runner.py),
+  against the local stack; the warehouse, S3 and CloudFormation's response URL are checked, not
+  the code's internals. There the layer's SDK is the one imported, so the applier long-polls
+  the Data API: a stand-in of the test's own counts the requests it receives.
 - The built layer without aws_xray_sdk (powertools' `tracer` extra) fails exactly as the
   deployed function did (`Runtime.ImportModuleError: No module named 'aws_xray_sdk'`).
 - The Glue job as deployed: the job script plus the `--extra-py-files` zip the deploy helper
@@ -24,6 +26,7 @@ from __future__ import annotations
 import ast
 import base64
 import http.server
+import importlib.metadata
 import json
 import os
 import shutil
@@ -39,19 +42,24 @@ import boto3
 import psycopg
 import pytest
 
+from local.redshift_data_api.auth import AuthSettings
+from local.redshift_data_api.server import RedshiftDataApiServer
 from local.stack import StackInfo, handler_environment
 from local.stack.environment import APPLIER_HANDLER
+from local.stack.state import CLUSTER_IDENTIFIER, WORKGROUP_NAME
 from tests.deploy.cfn_model import REPO, Evaluator, load_template
 from tests.deploy.deploy_helpers import (
     LAMBDA_PROVIDED,
     Build,
+    locked_sdk,
     run_in_lambda_runtime,
     running_local_stack,
 )
 
 # The ELF header's e_machine values (System V ABI supplements for each architecture).
 ELF_MACHINES = {"arm64": 183, "x86_64": 62}
-PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six"}
+# The top-level modules of the SDK's distributions (python-dateutil's is dateutil).
+SDK_MODULES = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six"}
 EVENTS = REPO / "events"
 
 
@@ -128,6 +136,53 @@ def warehouse_rows(info: StackInfo, sql: str, database: str | None = None) -> li
         return list(cursor.fetchall()) if cursor.description else []
 
 
+def sqs_record(message: dict[str, Any], region: str) -> dict[str, Any]:
+    """A received SQS message as the SQS event source mapping delivers it ("Using Lambda with
+    Amazon SQS": Records of messageId, body, ...)."""
+    return {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"], "attributes": {"ApproximateReceiveCount": "1"},
+            "messageAttributes": {}, "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs", "awsRegion": region,
+            "eventSourceARN": f"arn:aws:sqs:{region}:123456789012:cdc-applier"}
+
+
+class RecordingDataApi:
+    """A Data API stand-in of the test's own over the stack's warehouse, set up as the stack's
+    (authentication, workgroup, cluster), that records every request it receives: operation
+    and whether it asked to wait (``WaitTimeSeconds``, "Reduce API calls with long polling",
+    Amazon Redshift Management Guide)."""
+
+    def __init__(self, info: StackInfo) -> None:
+        self.requests: list[tuple[str, bool]] = []
+        self.server = RedshiftDataApiServer(
+            pg_conninfo=f"host=127.0.0.1 port={info.postgres_port} user=postgres",
+            s3_endpoint_url=info.moto_endpoint,
+            auth=AuthSettings(secrets_endpoint_url=info.moto_endpoint,
+                              sts_endpoint_url=info.moto_endpoint, region=info.region),
+            workgroups=(WORKGROUP_NAME,), clusters=(CLUSTER_IDENTIFIER,))
+        handlers = self.server.operations.handlers
+        for operation, handler in list(handlers.items()):
+            handlers[operation] = self._recorded(operation, handler)
+
+    def _recorded(self, operation: str, handler: Any) -> Any:
+        def run(body: dict[str, Any], caller: Any) -> Any:
+            self.requests.append((operation, "WaitTimeSeconds" in body))
+            return handler(body, caller)
+
+        return run
+
+    def __enter__(self) -> RecordingDataApi:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return str(self.server.endpoint_url)
+
+
 def template_properties(resource: str, **parameters: str) -> dict[str, Any]:
     """A resource's properties as the template sets them for the given parameters."""
     evaluator = Evaluator(load_template(), parameters)
@@ -150,7 +205,34 @@ def test_layer_wheels_match_the_architecture(built_app: Build, built_x86_64: Bui
     assert top_level_names(layers["arm64"]) == top_level_names(layers["x86_64"])
     for python in layers.values():
         assert (python / "aws_xray_sdk").is_dir()  # Tracer() needs it
-        assert not top_level_names(python) & PROVIDED_BY_RUNTIME  # no second botocore
+
+
+def _distributions(layer_python: Path) -> dict[str, list[str]]:
+    """{normalized name: [version, ...]} of the dist-info directories in a layer."""
+    found: dict[str, list[str]] = {}
+    for dist_info in layer_python.glob("*.dist-info"):
+        name, version = dist_info.name.removesuffix(".dist-info").rsplit("-", 1)
+        found.setdefault(name.lower().replace("_", "-"), []).append(version)
+    return found
+
+
+def test_layer_carries_one_whole_sdk_at_the_locked_versions(
+    built_app: Build, built_x86_64: Build,
+) -> None:
+    """boto3, botocore and their closure, each once, at runtime.lock's versions, which are the
+    virtualenv's (the SDK the tests run): a part of the SDK alone would be paired with the
+    rest of the runtime's copy."""
+    sdk = locked_sdk()
+    assert set(sdk) == {"boto3", "botocore", "s3transfer", "jmespath", "urllib3",
+                        "python-dateutil", "six"}
+    assert sdk["botocore"] == importlib.metadata.version("botocore")
+    assert sdk["boto3"] == importlib.metadata.version("boto3")
+    for build in (built_app, built_x86_64):
+        python = build.build_dir / "SharedLayer/python"
+        installed = _distributions(python)
+        assert {name: installed.get(name) for name in sdk} == {
+            name: [version] for name, version in sdk.items()}
+        assert top_level_names(python) >= SDK_MODULES
 
 
 def _imports(path: Path) -> set[str]:
@@ -173,7 +255,7 @@ def _imports(path: Path) -> set[str]:
 
 def test_layer_holds_what_the_handlers_import(built_app: Build) -> None:
     python = built_app.build_dir / "SharedLayer/python"
-    available = top_level_names(python) | PROVIDED_BY_RUNTIME | set(sys.stdlib_module_names)
+    available = top_level_names(python) | set(sys.stdlib_module_names)  # the SDK is in the layer
     for function in ("KinesisConsumerFunction", "SchemaMigratorFunction", "BatchApplierFunction"):
         seen: set[str] = set()
         pending = [built_app.build_dir / function / "app.py"]
@@ -301,11 +383,7 @@ def test_built_applier_applies_what_the_built_consumer_landed(
     query = "SELECT ticket_id FROM public.sport_event_activity WHERE ticket_id IN (9, 10)"
     assert warehouse_rows(local_stack, query) == []  # landed, not applied
     [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
-    record = {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
-              "body": message["Body"], "attributes": {"ApproximateReceiveCount": "1"},
-              "messageAttributes": {}, "md5OfBody": message["MD5OfBody"],
-              "eventSource": "aws:sqs", "awsRegion": local_stack.region,
-              "eventSourceARN": f"arn:aws:sqs:{local_stack.region}:123456789012:cdc-applier"}
+    record = sqs_record(message, local_stack.region)
     garbage = {**record, "messageId": "not-a-batch", "body": "{}"}
     applied = run_in_lambda_runtime(lambda_runtime_python, tmp_path, {
         "task": str(built_x86_64.build_dir / "BatchApplierFunction"),
@@ -319,6 +397,93 @@ def test_built_applier_applies_what_the_built_consumer_landed(
     })
     assert applied == {"batchItemFailures": [{"itemIdentifier": "not-a-batch"}]}
     assert sorted(r[0] for r in warehouse_rows(local_stack, query)) == [9, 10]
+
+
+PROBE = """\
+import boto3, botocore, urllib3
+from shared.data_api import sdk_long_polls
+
+
+def lambda_handler(event, context):
+    client = boto3.client("redshift-data", region_name="us-east-1")
+    return {name: [module.__version__, module.__file__]
+            for name, module in (("boto3", boto3), ("botocore", botocore), ("urllib3", urllib3))
+            } | {"long_polls": sdk_long_polls(client)}
+"""
+
+
+def test_the_functions_import_the_layers_sdk_not_the_runtimes(
+    built_x86_64: Build, lambda_runtime_python: Path, tmp_path: Path,
+) -> None:
+    """In the runtime's environment (its own older SDK in site-packages) a handler on the
+    layer imports the layer's boto3, botocore and urllib3, whose model has the Data API's
+    WaitTimeSeconds."""
+    runtime_site = lambda_runtime_python.parent.parent / "lib/python3.12/site-packages"
+    [runtime_botocore] = runtime_site.glob("botocore-*.dist-info")
+    sdk = locked_sdk()
+    runtime_version = runtime_botocore.name.removesuffix(".dist-info").rpartition("-")[2]
+    assert runtime_version != sdk["botocore"]  # the runtime's SDK is another one
+    task = tmp_path / "probe"
+    task.mkdir()
+    (task / "app.py").write_text(PROBE)
+    layer = built_x86_64.build_dir / "SharedLayer"
+    answer = run_in_lambda_runtime(lambda_runtime_python, tmp_path, {
+        "task": str(task), "layers": [str(layer)], "handler": "app.lambda_handler",
+        "environment": {}, "event": {},
+    })
+    for name in ("boto3", "botocore", "urllib3"):
+        version, file = answer[name]
+        assert version == sdk[name], name
+        assert Path(file).is_relative_to(layer / "python"), file
+    assert answer["long_polls"] is True
+
+
+def test_built_applier_long_polls_with_the_layers_sdk(
+    built_x86_64: Build, lambda_runtime_python: Path, local_stack: StackInfo, tmp_path: Path,
+) -> None:
+    """The built consumer lands a batch and the built applier applies it, both in the
+    runtime's environment and talking to a Data API stand-in that records what it receives:
+    every statement was submitted with WaitTimeSeconds and no DescribeStatement came without
+    it (the runtime's own botocore 1.40 would have polled every 0.2 s)."""
+    env = handler_environment(local_stack)
+    sqs = boto3.client("sqs", endpoint_url=local_stack.moto_endpoint,
+                       region_name=local_stack.region)
+    queue_url = sqs.create_queue(QueueName="cdc-applier-long-poll")["QueueUrl"]
+    layers = [str(built_x86_64.build_dir / "SharedLayer")]
+    with RecordingDataApi(local_stack) as data_api:
+        landed = run_in_lambda_runtime(lambda_runtime_python, tmp_path, {
+            "task": str(built_x86_64.build_dir / "KinesisConsumerFunction"),
+            "layers": layers,
+            "handler": "app.lambda_handler",
+            "function_name": "KinesisConsumerFunction",
+            "environment": env | {"APPLIER_QUEUE_URL": queue_url,
+                                  "AWS_ENDPOINT_URL_REDSHIFT_DATA": data_api.url},
+            "event": json.loads((EVENTS / "full_load.json").read_text()),
+        })
+        assert landed == {"batchItemFailures": []}
+        [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+        batch_id = json.loads(message["Body"])["batch_id"]
+        applied = run_in_lambda_runtime(lambda_runtime_python, tmp_path, {
+            "task": str(built_x86_64.build_dir / "BatchApplierFunction"),
+            "layers": layers,
+            "handler": "app.lambda_handler",
+            "function_name": "BatchApplierFunction",
+            "environment": handler_environment(local_stack, handler=APPLIER_HANDLER)
+            | {"AWS_ENDPOINT_URL_REDSHIFT_DATA": data_api.url},
+            "event": {"Records": [sqs_record(message, local_stack.region)]},
+        })
+    assert applied == {"batchItemFailures": []}
+    assert warehouse_rows(local_stack, "SELECT 1 FROM cdc_replica._cdc_applied "
+                                       f"WHERE batch_id = '{batch_id}'") == [(1,)]
+    rows = warehouse_rows(local_stack, "SELECT ticket_id FROM public.sport_event_activity "
+                                       "WHERE ticket_id <= 8 ORDER BY 1")
+    assert [r[0] for r in rows] == list(range(1, 9))
+    submitted = [waited for operation, waited in data_api.requests
+                 if operation in ("ExecuteStatement", "BatchExecuteStatement")]
+    assert submitted and all(submitted), data_api.requests
+    short_polls = [op for op, waited in data_api.requests
+                   if op == "DescribeStatement" and not waited]
+    assert short_polls == [], data_api.requests
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,8 @@ def test_shared_layer_contents(built_app: Build, app_copy: AppCopy) -> None:
     for ext in extensions:
         assert "aarch64" in ext.name and ("cpython-312" in ext.name or "abi3" in ext.name), ext
     assert (python / "aws_lambda_powertools/__init__.py").exists()
-    assert not (python / "boto3").exists()  # provided by the Lambda runtime
+    # The AWS SDK too: the layer's, not the runtime's, is what the functions import.
+    assert (python / "boto3/__init__.py").exists() and (python / "botocore/__init__.py").exists()
 
 
 def test_built_template_points_at_artifacts(built_app: Build, app_copy: AppCopy) -> None:

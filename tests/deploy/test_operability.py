@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import re
@@ -824,6 +825,23 @@ def test_runtime_lock_pins_and_hashes_every_dependency() -> None:
     # A pyproject that drops the tracer extra selects what powertools alone brings.
     base = lock.selected(entries, ["msgspec>=0.18", "aws-lambda-powertools>=3.0"])
     assert "aws-xray-sdk" not in base and "aws-lambda-powertools" in base
+
+
+def test_runtime_lock_ships_the_sdk_the_project_tests_with() -> None:
+    """The layer's SDK is the virtualenv's boto3 and botocore, with a closure that satisfies
+    what those two require on python3.12: one consistent set, shadowing the runtime's."""
+    lock = _lock_module()
+    entries = lock.parse_lock((REPO / "layers/shared/runtime.lock").read_text())
+    assert set(lock.SDK_DISTRIBUTIONS) <= set(entries)
+    for sdk in ("boto3", "botocore"):
+        assert entries[sdk].version == importlib.metadata.version(sdk), f"{sdk}: regenerate"
+        for line in importlib.metadata.requires(sdk) or []:
+            wanted = Requirement(line)
+            if wanted.marker and not wanted.marker.evaluate({"python_version": "3.12",
+                                                             "extra": ""}):
+                continue
+            version = entries[lock.normalized(wanted.name)].version
+            assert wanted.specifier.contains(version), f"{sdk} wants {wanted}, lock has {version}"
 
 
 def test_layer_and_glue_install_exactly_the_lock(built_app: Build) -> None:

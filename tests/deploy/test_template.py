@@ -8,6 +8,7 @@ architectures/layers, Kinesis encryption and capacity mode, S3 public access blo
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import tomllib
@@ -732,12 +733,16 @@ def test_layer_and_glue_get_the_runtime_dependencies(template: dict[str, Any]) -
 
     requirements = layer_requirements(REPO / "pyproject.toml")
     names = [re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements]
-    assert "boto3" not in names  # the Lambda runtime has it
     assert "aws-lambda-powertools" in names
+    # The layer ships the SDK the project develops with, pinned, not the runtime's own
+    # ("Managing AWS SDKs in Lambda functions": lock the SDK in a layer).
+    for sdk in ("boto3", "botocore"):
+        [pin] = [r for r in requirements if re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] == sdk]
+        assert pin == f"{sdk}=={importlib.metadata.version(sdk)}", pin
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     runtime = {
         re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in project["dependencies"]
-    } - {"boto3", "botocore"}
+    }
     assert runtime <= set(names)
     # The Glue job installs the same runtime dependencies, pinned and hashed, from the wheels
     # the deploy helper publishes (tests/deploy/test_operability.py checks the lock).
