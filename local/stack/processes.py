@@ -104,12 +104,25 @@ def spawn(command: Sequence[str], port: int, log_path: Path, pid_path: Path) -> 
     return pid
 
 
-def wait_until_serving(pid: int, markers: Sequence[str], port: int, log_path: Path,
-                       timeout: float = 60.0) -> None:
-    """Block until ``pid`` accepts connections on ``port``; fail fast if it exits."""
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (``/proc/<pid>/stat``'s state field)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
+
+
+def wait_until_serving(pid: int, port: int, log_path: Path, timeout: float = 60.0) -> None:
+    """Block until ``pid`` accepts connections on ``port``; fail fast if it exits.
+
+    The pid is the one ``spawn`` just started, so it is whether the process lives that
+    counts, not its arguments: until the launching shell's child has exec'd the server, its
+    arguments are the shell's (``sh -c <script>``), and a check of the server's own arguments
+    (``process_running``) took a slow start for an exit."""
     deadline = time.monotonic() + timeout
     while not port_open(port):
-        if not process_running(pid, markers):
+        if not process_alive(pid):
             raise StackError(f"process {pid} exited during start-up; see {log_path}")
         if time.monotonic() > deadline:
             raise StackError(f"process {pid} does not listen on {port} after {timeout}s; "
@@ -214,7 +227,7 @@ def start_moto(port: int, log_path: Path, pid_path: Path) -> int:
     log.info("local stack: starting moto on port %d", port)
     pid = spawn([sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)],
                 port, log_path, pid_path)
-    wait_until_serving(pid, moto_markers(port), port, log_path)
+    wait_until_serving(pid, port, log_path)
     return pid
 
 
@@ -240,5 +253,5 @@ def start_redshift_data(state_dir: Path, port: int, pg: PostgresServer, s3_endpo
                "--sts-endpoint-url", s3_endpoint,
                "--workgroup", WORKGROUP_NAME, "--cluster", CLUSTER_IDENTIFIER]
     pid = spawn(command, port, log_path, pid_path)
-    wait_until_serving(pid, redshift_data_markers(state_dir), port, log_path)
+    wait_until_serving(pid, port, log_path)
     return pid
