@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from layer_requirements import (
     SDK_DISTRIBUTIONS,
     layer_requirements,
+    normalized,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -58,10 +59,6 @@ PLATFORMS = (
 # Glue", the modules provided in Glue 5.0); the job uses that SDK, so its wheels leave it out.
 GLUE_PROVIDES = SDK_DISTRIBUTIONS
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
-
-
-def normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 class Entry(NamedTuple):

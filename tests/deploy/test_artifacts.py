@@ -51,6 +51,7 @@ from tests.deploy.cfn_model import REPO, Evaluator, load_template
 from tests.deploy.deploy_helpers import (
     LAMBDA_PROVIDED,
     Build,
+    layer_module,
     locked_sdk,
     run_in_lambda_runtime,
     running_local_stack,
@@ -207,15 +208,6 @@ def test_layer_wheels_match_the_architecture(built_app: Build, built_x86_64: Bui
         assert (python / "aws_xray_sdk").is_dir()  # Tracer() needs it
 
 
-def _distributions(layer_python: Path) -> dict[str, list[str]]:
-    """{normalized name: [version, ...]} of the dist-info directories in a layer."""
-    found: dict[str, list[str]] = {}
-    for dist_info in layer_python.glob("*.dist-info"):
-        name, version = dist_info.name.removesuffix(".dist-info").rsplit("-", 1)
-        found.setdefault(name.lower().replace("_", "-"), []).append(version)
-    return found
-
-
 def test_layer_carries_one_whole_sdk_at_the_locked_versions(
     built_app: Build, built_x86_64: Build,
 ) -> None:
@@ -229,7 +221,7 @@ def test_layer_carries_one_whole_sdk_at_the_locked_versions(
     assert sdk["boto3"] == importlib.metadata.version("boto3")
     for build in (built_app, built_x86_64):
         python = build.build_dir / "SharedLayer/python"
-        installed = _distributions(python)
+        installed = layer_module("layer_requirements").installed_distributions(python)
         assert {name: installed.get(name) for name in sdk} == {
             name: [version] for name, version in sdk.items()}
         assert top_level_names(python) >= SDK_MODULES
